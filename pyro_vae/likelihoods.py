@@ -1,0 +1,139 @@
+"""Likelihoods p(x|z).
+
+A likelihood is an ``nn.Module`` that maps the decoder's output ``params`` (shape
+``(..., *data_shape)``, one real number per data element) to a Pyro distribution whose
+``event_shape`` is ``data_shape``. Then ``pyro.plate("data", B)`` covers exactly the
+batch dimension and ``log_prob`` gives one number per image.
+
+Interface (duck-typed; subclassing :class:`Likelihood` is convenient but optional):
+
+* ``forward(params) -> distribution`` with ``event_dim == len(data_shape)``;
+* ``mean(params) -> tensor``: E[x|z], used for reconstructions and pictures;
+* ``check_data(x)`` (optional): raise ``ValueError`` if ``x`` lies outside the support.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+LIKELIHOODS: dict[str, type] = {}
+
+
+def register_likelihood(name: str):
+    """Class decorator: make a likelihood buildable by name (CLI, config, checkpoint)."""
+
+    def deco(cls):
+        LIKELIHOODS[name] = cls
+        return cls
+
+    return deco
+
+
+def build_likelihood(name: str, data_shape, **kwargs) -> nn.Module:
+    if name not in LIKELIHOODS:
+        raise ValueError(
+            f"unknown likelihood {name!r}; known likelihoods: {', '.join(sorted(LIKELIHOODS))}"
+        )
+    return LIKELIHOODS[name](data_shape, **kwargs)
+
+
+def _describe(x: torch.Tensor) -> str:
+    return f"min {x.min().item():.4g}, max {x.max().item():.4g}"
+
+
+class Likelihood(nn.Module):
+    """Base class: stores ``data_shape`` and offers ``event_dim`` and default checks."""
+
+    def __init__(self, data_shape, **_):
+        super().__init__()
+        self.data_shape = tuple(int(s) for s in data_shape)
+
+    @property
+    def event_dim(self) -> int:
+        return len(self.data_shape)
+
+    def check_data(self, x: torch.Tensor) -> None:
+        if not torch.isfinite(x).all():
+            raise ValueError(f"data contain NaN or Inf values; {type(self).__name__} needs finite data")
+
+
+@register_likelihood("bernoulli")
+class BernoulliLikelihood(Likelihood):
+    """x_i ~ Bernoulli(sigmoid(params_i)): binary data only (use --binarize for grey images)."""
+
+    def forward(self, params):
+        return dist.Bernoulli(logits=params).to_event(self.event_dim)
+
+    def mean(self, params):
+        return torch.sigmoid(params)
+
+    def check_data(self, x):
+        super().check_data(x)
+        if not ((x == 0) | (x == 1)).all():
+            raise ValueError(
+                f"the Bernoulli likelihood needs binary data (0 or 1) but the data have other "
+                f"values ({_describe(x)}). Binarize grey images (--binarize static or dynamic), "
+                f"or use --likelihood continuous_bernoulli for values in [0, 1]."
+            )
+
+
+@register_likelihood("continuous_bernoulli")
+class ContinuousBernoulliLikelihood(Likelihood):
+    """x_i ~ ContinuousBernoulli(sigmoid(params_i)) on [0, 1] (Loaiza-Ganem & Cunningham 2019)."""
+
+    def forward(self, params):
+        # clamp keeps the normalising constant away from its numerically hard region.
+        return dist.ContinuousBernoulli(logits=params.clamp(-15.0, 15.0)).to_event(self.event_dim)
+
+    def mean(self, params):
+        return dist.ContinuousBernoulli(logits=params.clamp(-15.0, 15.0)).mean
+
+    def check_data(self, x):
+        super().check_data(x)
+        if x.min() < 0 or x.max() > 1:
+            raise ValueError(
+                f"the continuous Bernoulli likelihood needs values in [0, 1] but the data have "
+                f"{_describe(x)}. Scale 8-bit pixels by 1/255."
+            )
+
+
+class _LocationScale(Likelihood):
+    """x_i ~ Family(params_i, scale) with a fixed scale or one learned (shared) scale."""
+
+    family = None
+
+    def __init__(self, data_shape, scale: float = 0.1, learn_scale: bool = False, **_):
+        super().__init__(data_shape)
+        if not scale > 0:
+            raise ValueError(f"{type(self).__name__} scale must be positive, got {scale}")
+        self.learn_scale = learn_scale
+        log_scale = torch.tensor(math.log(scale))
+        if learn_scale:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+
+    def forward(self, params):
+        scale = self.log_scale.exp().expand(params.shape)
+        return self.family(params, scale).to_event(self.event_dim)
+
+    def mean(self, params):
+        return params
+
+
+@register_likelihood("gaussian")
+class GaussianLikelihood(_LocationScale):
+    """x_i ~ Normal(params_i, sigma); sigma fixed (``scale``) or learned (``learn_scale=True``)."""
+
+    family = dist.Normal
+
+
+@register_likelihood("laplace")
+class LaplaceLikelihood(_LocationScale):
+    """x_i ~ Laplace(params_i, b); b fixed (``scale``) or learned (``learn_scale=True``)."""
+
+    family = dist.Laplace
