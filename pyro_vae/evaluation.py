@@ -1,0 +1,230 @@
+"""One evaluator for every (model, guide) pair, computed from Pyro traces.
+
+For data x (a batch of B points), draw K particles z_k ~ q(z|x) by running the guide inside
+a vectorized ``pyro.plate`` of size K, replay the model on them and keep each site's
+``log_prob`` per data point. That gives the log importance weights
+
+    log w_k(x) = log p(x, z_k) - log q(z_k | x),      shape (K, B),
+
+from which
+
+* ELBO(x)        = mean_k log w_k            (a lower bound on log p(x));
+* IWAE_K(x)      = log (1/K) sum_k w_k       (Burda et al. 2016; tighter as K grows);
+* log p(x) ~= IWAE_K with large K (the papers use K = 5000); computed in chunks of
+  particles with a running log-sum-exp, so memory stays bounded for any K.
+
+Discrete guide sites marked ``infer={"enumerate": "parallel"}`` (a class label) are summed
+out exactly: every value is enumerated and its weight p(x, y, z) / q(z | x, y) is summed over
+y instead of being sampled. Site ``scale``s (beta, data-set scaling) are ignored: these are
+the unscaled log densities. Every site must sit inside the data plate (named ``"data"``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.poutine.subsample_messenger import _Subsample
+from torch.distributions import Independent, Normal, kl_divergence
+
+PARTICLES = "_particles"
+
+
+def _scored(site) -> bool:
+    """A sample site with a density (not the bookkeeping site that every plate records)."""
+    return site["type"] == "sample" and not isinstance(site["fn"], _Subsample)
+
+
+def _max_plate_nesting(model, guide, x, args, kwargs) -> int:
+    """Deepest plate nesting over the model and guide, found by tracing one data point."""
+    with poutine.block(), torch.no_grad():
+        g = poutine.trace(guide).get_trace(x[:1], *args, **kwargs)
+        m = poutine.trace(poutine.replay(model, trace=g)).get_trace(x[:1], *args, **kwargs)
+    depth = 0
+    for tr in (g, m):
+        for site in tr.nodes.values():
+            if _scored(site):
+                depth = max(depth, len(site["cond_indep_stack"]))
+    return depth
+
+
+def _site_log_prob(site, keep_dims) -> torch.Tensor:
+    """log_prob of one site, summed over every plate except the particle and data plates."""
+    lp = site["fn"].log_prob(site["value"])
+    if site["mask"] is not None and site["mask"] is not True:
+        lp = torch.where(torch.as_tensor(site["mask"], device=lp.device), lp, torch.zeros_like(lp))
+    for frame in site["cond_indep_stack"]:
+        if frame.vectorized and frame.dim not in keep_dims and lp.dim() >= -frame.dim:
+            lp = lp.sum(frame.dim, keepdim=True)
+    return lp
+
+
+def _data_dim(trace, data_plate) -> int:
+    for site in trace.nodes.values():
+        if _scored(site):
+            for frame in site["cond_indep_stack"]:
+                if frame.name == data_plate:
+                    return frame.dim
+    raise ValueError(f"no site of the model is inside a plate named {data_plate!r}; evaluation needs "
+                     f"one plate over the data points with that name")
+
+
+def _check_in_data_plate(trace, data_plate):
+    for name, site in trace.nodes.items():
+        if _scored(site) and not any(f.name == data_plate for f in site["cond_indep_stack"]):
+            raise ValueError(f"site {name!r} is outside the {data_plate!r} plate: per-data-point "
+                             f"evaluation needs every latent and observed site inside it")
+
+
+def log_weights(model, guide, x, *args, num_particles: int = 1, data_plate: str = "data",
+                max_plate_nesting: int | None = None, **kwargs) -> torch.Tensor:
+    """Log importance weights ``log p(x, z_k) - log q(z_k|x)``, shape ``(num_particles, B)``.
+
+    Enumerated discrete guide sites are summed out exactly (see module docstring).
+    """
+    if max_plate_nesting is None:
+        max_plate_nesting = _max_plate_nesting(model, guide, x, args, kwargs)
+    particle_dim = -(max_plate_nesting + 1)
+
+    def vectorize(fn):
+        def wrapped(*a, **k):
+            with pyro.plate(PARTICLES, num_particles, dim=particle_dim):
+                return fn(*a, **k)
+        return wrapped
+
+    enum_guide = poutine.enum(vectorize(guide), first_available_dim=particle_dim - 1)
+    with poutine.block():
+        g = poutine.trace(enum_guide).get_trace(x, *args, **kwargs)
+        m = poutine.trace(poutine.replay(vectorize(model), trace=g)).get_trace(x, *args, **kwargs)
+    _check_in_data_plate(m, data_plate)
+    data_dim = _data_dim(m, data_plate)
+    keep = (particle_dim, data_dim)
+
+    total = 0.0
+    for site in m.nodes.values():
+        if _scored(site):
+            total = total + _site_log_prob(site, keep)
+    for site in g.nodes.values():
+        if _scored(site) and site["infer"].get("_enumerate_dim") is None:
+            total = total - _site_log_prob(site, keep)
+    # total: (enum dims..., K, [1...], B, [1...]); sum out enumerated values exactly.
+    while total.dim() > -particle_dim:
+        total = total.logsumexp(0)
+    while total.dim() < -particle_dim:
+        total = total.unsqueeze(0)
+    # (K, 1.., B, 1..) -> (K, B): the data dim is the only one left besides the particles
+    return total.reshape(total.shape[0], -1).expand(num_particles, -1)
+
+
+def _auto_chunk(num_particles, batch, data_numel, budget=2**25):
+    """Particles per chunk so that one chunk's decoder output has at most ``budget`` numbers."""
+    return max(1, min(num_particles, budget // max(1, batch * data_numel)))
+
+
+def log_marginal_batch(model, guide, x, *args, num_particles=1000, chunk_size=None, **kwargs):
+    """log p(x) ~= log (1/K) sum_k w_k for one batch, shape (B,), in particle chunks."""
+    mpn = kwargs.pop("max_plate_nesting", None)
+    if mpn is None:
+        mpn = _max_plate_nesting(model, guide, x, args, kwargs)
+    chunk = chunk_size or _auto_chunk(num_particles, x.shape[0], x[0].numel())
+    acc = None
+    done = 0
+    while done < num_particles:
+        k = min(chunk, num_particles - done)
+        lw = log_weights(model, guide, x, *args, num_particles=k, max_plate_nesting=mpn, **kwargs)
+        lse = lw.logsumexp(0)
+        acc = lse if acc is None else torch.logaddexp(acc, lse)
+        done += k
+    return acc - math.log(num_particles)
+
+
+def _progress(total, desc, enabled):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)
+
+
+@torch.no_grad()
+def log_marginal(model, guide, x, *args, num_particles=5000, batch_size=100, chunk_size=None,
+                 progress=False, **kwargs) -> torch.Tensor:
+    """Importance-sampled log p(x) for every data point, shape (N,), with ``num_particles`` samples.
+
+    Batches of data points x chunks of particles keep memory bounded; ``progress`` shows a bar.
+    """
+    out = []
+    with _progress(x.shape[0], f"log p(x), k={num_particles}", progress) as bar:
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start:start + batch_size]
+            out.append(log_marginal_batch(model, guide, xb, *args, num_particles=num_particles,
+                                          chunk_size=chunk_size, **kwargs))
+            bar.update(xb.shape[0])
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def elbo(model, guide, x, *args, num_particles=1, batch_size=1000, **kwargs) -> torch.Tensor:
+    """Per-data-point ELBO estimate mean_k log w_k, shape (N,)."""
+    out = []
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start:start + batch_size]
+        out.append(log_weights(model, guide, xb, *args, num_particles=num_particles, **kwargs).mean(0))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def iwae_bound(model, guide, x, *args, k=50, batch_size=100, **kwargs) -> torch.Tensor:
+    """The K-sample importance-weighted bound log (1/K) sum_k w_k per data point, shape (N,).
+
+    (The same estimator as :func:`log_marginal`; the name says which K is meant as a bound.)
+    """
+    return log_marginal(model, guide, x, *args, num_particles=k, batch_size=batch_size, **kwargs)
+
+
+def _unwrap_independent_normal(d):
+    while isinstance(d, Independent):
+        d = d.base_dist
+    return d if isinstance(d, Normal) else None
+
+
+@torch.no_grad()
+def latent_statistics(model, guide, x, *args, batch_size=1000, threshold=0.01, data_plate="data",
+                      **kwargs) -> dict:
+    """Per latent site: active units (Burda et al. 2016) and KL per dimension.
+
+    Active units: dimension u is active when Cov_x(E_q[z_u | x]) > ``threshold``, with E_q[z|x]
+    read off the guide's distribution (its ``mean``). KL per dimension is analytic when both
+    q and p factorize into Normals per dimension (else reported as None).
+    """
+    means, kls = {}, {}
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start:start + batch_size]
+        with poutine.block():
+            g = poutine.trace(guide).get_trace(xb, *args, **kwargs)
+            m = poutine.trace(poutine.replay(model, trace=g)).get_trace(xb, *args, **kwargs)
+        for name, site in g.nodes.items():
+            if not _scored(site) or site["is_observed"] or site["fn"].event_dim != 1:
+                continue
+            try:
+                mean = site["fn"].mean
+            except NotImplementedError:
+                continue
+            means.setdefault(name, []).append(mean.reshape(-1, mean.shape[-1]))
+            q = _unwrap_independent_normal(site["fn"])
+            p = _unwrap_independent_normal(m.nodes[name]["fn"]) if name in m.nodes else None
+            if q is not None and p is not None:
+                kl = kl_divergence(q, p)
+                kls.setdefault(name, []).append(kl.reshape(-1, kl.shape[-1]))
+    out = {}
+    for name, ms in means.items():
+        mu = torch.cat(ms)
+        var = mu.var(0) if mu.shape[0] > 1 else torch.zeros(mu.shape[-1], device=mu.device)
+        kl = torch.cat(kls[name]).mean(0) if name in kls else None
+        out[name] = {
+            "active_units": int((var > threshold).sum().item()),
+            "dims": int(mu.shape[-1]),
+            "activity": var.cpu().tolist(),
+            "kl_per_dim": None if kl is None else kl.cpu().tolist(),
+        }
+    return out
