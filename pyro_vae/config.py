@@ -36,7 +36,7 @@ class ModelConfig:
 class TrainConfig:
     """How :func:`pyro_vae.training.fit` trains. Every field is a CLI flag of ``pyro-vae train``."""
 
-    epochs: int = 50
+    epochs: int = 100
     batch_size: int = 128
     lr: float = 1e-3
     beta: float = 1.0  # final weight of the KL term
@@ -46,7 +46,7 @@ class TrainConfig:
     clip_norm: float | None = None  # clip the gradient (of the per-image loss) to this norm
     seed: int = 0
     device: str = "auto"
-    patience: int | None = None  # early stopping: epochs without a better validation ELBO
+    patience: int | None = 10  # early stopping: epochs without a better validation ELBO (None: off)
     binarize: str = "dynamic"  # none | static | dynamic
     val_batch_size: int = 1000
 

@@ -228,3 +228,90 @@ def latent_statistics(model, guide, x, *args, batch_size=1000, threshold=0.01, d
             "kl_per_dim": None if kl is None else kl.cpu().tolist(),
         }
     return out
+
+
+@torch.no_grad()
+def elbo_terms(model, guide, x, *args, batch_size=1000, **kwargs):
+    """Per data point ``(log_lik, kl)`` from one z ~ q(z|x): log p(x|z) summed over observed
+    sites, and log q(z|x) - log p(z) summed over latent sites (a one-sample KL estimate).
+    ELBO = log_lik - kl. Needs a guide without enumerated sites."""
+    lls, kls = [], []
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start:start + batch_size]
+        with poutine.block():
+            g = poutine.trace(guide).get_trace(xb, *args, **kwargs)
+            m = poutine.trace(poutine.replay(model, trace=g)).get_trace(xb, *args, **kwargs)
+        data_dim = _data_dim(m, "data")
+        keep = (data_dim,)
+        ll, kl = 0.0, 0.0
+        for site in m.nodes.values():
+            if _scored(site):
+                lp = _site_log_prob(site, keep).reshape(-1)
+                if site["is_observed"]:
+                    ll = ll + lp
+                else:
+                    kl = kl - lp
+        for site in g.nodes.values():
+            if _scored(site):
+                kl = kl + _site_log_prob(site, keep).reshape(-1)
+        lls.append(torch.as_tensor(ll).expand(xb.shape[0]))
+        kls.append(torch.as_tensor(kl).expand(xb.shape[0]))
+    return torch.cat(lls), torch.cat(kls)
+
+
+def _mean_se(v: torch.Tensor):
+    v = v.double()
+    se = (v.std() / math.sqrt(v.numel())).item() if v.numel() > 1 else float("nan")
+    return v.mean().item(), se
+
+
+@torch.no_grad()
+def evaluate(module, x, k: int = 5000, iwae_k: int = 0, batch_size: int = 100,
+             progress: bool = False) -> dict:
+    """The metric table for ``module`` (anything with ``model``/``guide``) on data ``x``.
+
+    Returns ``{name: {"value", "unit", "se"?, "note"?}}``: test ELBO (nats per image and bits
+    per dimension), importance-sampled log p(x) with ``k`` samples (skipped when k = 0),
+    the IWAE bound with ``iwae_k`` samples (when > 0), reconstruction log-likelihood, KL,
+    active units and KL per latent dimension. Standard errors are over data points.
+    """
+    model, guide = module.model, module.guide
+    n, dims = x.shape[0], x[0].numel()
+    to_bpd = 1.0 / (dims * math.log(2))
+    out = {"num_images": {"value": n, "unit": "images"}}
+    ll, kl = elbo_terms(model, guide, x, batch_size=max(batch_size, 500))
+    e, e_se = _mean_se(ll - kl)
+    out["elbo"] = {"value": e, "se": e_se, "unit": "nats/image", "note": "1 sample of z per image"}
+    out["elbo_bpd"] = {"value": -e * to_bpd, "unit": "bits/dim", "note": "-ELBO / (D ln 2)"}
+    out["recon_log_lik"] = {"value": _mean_se(ll)[0], "unit": "nats/image", "note": "E_q log p(x|z)"}
+    out["kl"] = {"value": _mean_se(kl)[0], "unit": "nats/image", "note": "KL(q(z|x) || p(z)), 1-sample"}
+    if iwae_k:
+        v, se = _mean_se(iwae_bound(model, guide, x, k=iwae_k, batch_size=batch_size, progress=progress))
+        out[f"iwae_{iwae_k}"] = {"value": v, "se": se, "unit": "nats/image", "note": f"IWAE bound, k={iwae_k}"}
+    if k:
+        lp = log_marginal(model, guide, x, num_particles=k, batch_size=batch_size, progress=progress)
+        v, se = _mean_se(lp)
+        out["log_px"] = {"value": v, "se": se, "unit": "nats/image", "note": f"importance sampled, k={k}"}
+        out["log_px_bpd"] = {"value": -v * to_bpd, "unit": "bits/dim", "note": f"k={k}"}
+    for name, st in latent_statistics(model, guide, x, batch_size=max(batch_size, 500)).items():
+        out[f"active_units_{name}"] = {"value": st["active_units"], "unit": f"of {st['dims']}",
+                                       "note": "Cov_x E_q[z_u] > 0.01"}
+        if st["kl_per_dim"] is not None:
+            out[f"kl_per_dim_{name}"] = {"value": [round(v, 4) for v in st["kl_per_dim"]],
+                                         "unit": "nats/image"}
+    return out
+
+
+def format_table(metrics: dict) -> str:
+    """A plain-text table of :func:`evaluate`'s output (lists are left out)."""
+    rows = [("metric", "value", "unit", "note")]
+    for name, m in metrics.items():
+        v = m["value"]
+        if isinstance(v, list):
+            continue
+        val = f"{v:.3f}" if isinstance(v, float) else str(v)
+        if m.get("se") is not None and m["se"] == m["se"]:
+            val += f" ± {m['se']:.3f}"
+        rows.append((name, val, m.get("unit", ""), m.get("note", "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)

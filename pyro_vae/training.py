@@ -133,7 +133,7 @@ def _prepare(ds: Dataset, cfg: TrainConfig, likelihood, seed_offset: int, what: 
     return x
 
 
-def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig, run_dir=None,
+def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None = None, run_dir=None,
         model_config: ModelConfig | None = None, resume: bool = False, progress: bool = True,
         extra_config: dict | None = None, log=print) -> dict:
     """Train ``module`` (any object with ``model``/``guide``) on ``train``; validate on ``val``.
@@ -144,6 +144,7 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig, run_d
     """
     from tqdm.auto import tqdm
 
+    cfg = cfg if cfg is not None else TrainConfig()
     if cfg.binarize not in ("none", "static", "dynamic"):
         raise ValueError(f"binarize must be none, static or dynamic, got {cfg.binarize!r}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.beta <= 0:
@@ -196,7 +197,8 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig, run_d
             return
         save_checkpoint(path, module, model_config, optimizer_state=optimizer.state_dict(),
                         train_config=dataclasses.asdict(cfg), epoch=epoch, step=step,
-                        best_val_elbo=best, bad_epochs=bad_epochs, rng=_rng_state())
+                        best_val_elbo=best, bad_epochs=bad_epochs, rng=_rng_state(),
+                        extra=extra_config or {})
 
     t_start = time.perf_counter()
     stopped_early = False
@@ -209,11 +211,17 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig, run_d
                    leave=False, dynamic_ncols=True)
         for i, idx in enumerate(batches(n, cfg.batch_size, shuffle=True, device=device)):
             kl_w = kl_weight_at(step, steps_per_epoch, cfg)
-            loss = loss_fn(xe[idx], torch.tensor(kl_w, device=device), num_data=n) / n
+            try:
+                loss = loss_fn(xe[idx], torch.tensor(kl_w, device=device), num_data=n) / n
+            except ValueError as e:
+                # distribution argument validation: NaN/Inf parameters mean the run diverged
+                if "invalid values" not in str(e):
+                    raise
+                loss = torch.tensor(float("nan"))
             if not torch.isfinite(loss):
                 bar.close()
                 raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step}; stopped. "
+                    f"loss became NaN or infinite at epoch {epoch + 1}, step {step}; stopped. "
                     + (f"The last good checkpoint is {run_dir / 'checkpoint_last.pt'}. " if run_dir else "")
                     + "Try a lower --lr or --clip-norm.")
             optimizer.zero_grad(set_to_none=True)

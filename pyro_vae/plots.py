@@ -1,0 +1,482 @@
+"""Figures for a trained VAE, written as PNG files (matplotlib, Agg backend: no display needed).
+
+Each ``plot_*`` function takes what it needs and a ``path``, writes one PNG there and returns
+the path. :func:`make_figures` writes every figure that applies to a model into a run folder.
+
+The model only needs the interface of :class:`pyro_vae.models.VAE`: ``encode(x) -> (loc, scale)``,
+``decode(z)`` and ``reconstruct(x)`` returning E[x|z], ``sample(n)``, ``prior()``,
+``latent_dim`` and ``data_shape``. Images are ``(N, C, H, W)`` with C = 1 (grey) or 3 (RGB);
+they are always drawn on the fixed scale [0, 1] (0 = black, 1 = white), never auto-scaled,
+and values outside [0, 1] (a Gaussian likelihood's mean, say) are clipped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+DPI = 120
+FIGURE_NAMES = ("curves", "reconstructions", "samples", "manifold", "latent_space", "interpolation")
+
+
+# ---------------------------------------------------------------------- helpers
+def _numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def image_grid(images, nrow: int = 8, pad: int = 1, pad_value: float = 0.5) -> np.ndarray:
+    """Tile images into one array, ``nrow`` images per row, with ``pad``-pixel separators.
+
+    Args:
+        images: ``(N, C, H, W)`` (or one image ``(C, H, W)``), torch or numpy, values in [0, 1]
+            (values outside are clipped). C must be 1 (grey) or 3 (RGB).
+        nrow: images per row (the last row is filled with ``pad_value`` if it is short).
+        pad: separator width in pixels, between the images and around the border.
+        pad_value: grey level of the separators (0.5: visible on black and on white images).
+
+    Returns:
+        grey: a 2-D array ``(rows*(H+pad)+pad, ncol*(W+pad)+pad)``; RGB: the same with a
+        trailing axis of 3. ``ncol = min(nrow, N)``, ``rows = ceil(N / ncol)``. Image ``i``
+        starts at row ``pad + (i // ncol) * (H + pad)``, column ``pad + (i % ncol) * (W + pad)``.
+    """
+    arr = _numpy(images)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4:
+        raise ValueError(f"image_grid needs images of shape (N, C, H, W), got {arr.shape}")
+    n, c, h, w = arr.shape
+    if c not in (1, 3):
+        raise ValueError(f"image_grid shows grey (C=1) or RGB (C=3) images, got C={c}")
+    if n < 1:
+        raise ValueError("image_grid needs at least one image")
+    if nrow < 1:
+        raise ValueError(f"nrow must be >= 1, got {nrow}")
+    ncol = min(int(nrow), n)
+    rows = math.ceil(n / ncol)
+    arr = np.clip(np.nan_to_num(arr, nan=0.0), 0.0, 1.0)
+    grid = np.full((c, rows * (h + pad) + pad, ncol * (w + pad) + pad), pad_value, dtype=np.float32)
+    for i in range(n):
+        r0 = pad + (i // ncol) * (h + pad)
+        c0 = pad + (i % ncol) * (w + pad)
+        grid[:, r0:r0 + h, c0:c0 + w] = arr[i]
+    return grid[0] if c == 1 else grid.transpose(1, 2, 0)
+
+
+def _show(ax, grid: np.ndarray, extent=None) -> None:
+    """Draw an image grid on a fixed [0, 1] scale: grey with cmap gray, RGB as RGB."""
+    if grid.ndim == 2:
+        ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", extent=extent)
+    else:
+        ax.imshow(np.clip(grid, 0.0, 1.0), interpolation="nearest", extent=extent)
+
+
+def _grid_figsize(grid: np.ndarray, extra_h: float = 0.6, min_w: float = 3.0, max_w: float = 10.0):
+    """A figure size that shows the grid at >= 1 screen pixel per image pixel where possible."""
+    h, w = grid.shape[:2]
+    width = float(np.clip(w / DPI * 1.6, min_w, max_w))
+    return width, width * h / w + extra_h
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _no_ticks(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for s in ax.spines.values():
+        s.set_visible(False)
+
+
+def _device(module) -> torch.device:
+    try:
+        return next(module.parameters()).device
+    except (StopIteration, AttributeError):
+        pass
+    try:
+        return next(module.buffers()).device
+    except (StopIteration, AttributeError):
+        return torch.device("cpu")
+
+
+def _batch(x, module) -> torch.Tensor:
+    """Data as a float tensor on the module's device, with a batch axis."""
+    x = torch.as_tensor(x).float()
+    if x.dim() == len(module.data_shape):
+        x = x.unsqueeze(0)
+    return x.to(_device(module))
+
+
+class _EvalMode:
+    """``module.eval()`` and ``torch.no_grad()`` inside; restores the training flag after."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __enter__(self):
+        self.was_training = getattr(self.module, "training", False)
+        self.no_grad = torch.no_grad()
+        self.no_grad.__enter__()
+        self.module.eval()
+        return self.module
+
+    def __exit__(self, *exc):
+        self.module.train(self.was_training)
+        self.no_grad.__exit__(*exc)
+        return False
+
+
+def _encode_means(module, x, batch_size: int = 1000) -> torch.Tensor:
+    """E_q[z|x] for every row of ``x`` (in batches), on the CPU, shape (N, latent_dim)."""
+    out = []
+    for start in range(0, x.shape[0], batch_size):
+        loc, _ = module.encode(_batch(x[start:start + batch_size], module))
+        out.append(loc.reshape(loc.shape[0], -1).float().cpu())
+    return torch.cat(out)
+
+
+# ---------------------------------------------------------------------- training curves
+def plot_curves(metrics_rows, path) -> Path:
+    """Training loss and validation ELBO per epoch, both as -ELBO (nats per image), one axis.
+
+    ``metrics_rows``: the rows of ``metrics.jsonl`` (dicts with ``epoch``, ``train_loss`` =
+    -ELBO, ``val_elbo`` = ELBO, optionally ``kl_weight``). When the KL weight changes (warm-up,
+    beta annealing) it is drawn on a second axis, since the training loss is then not the
+    -ELBO of the final objective.
+    """
+    rows = [r for r in (metrics_rows or []) if isinstance(r, dict)]
+    if not rows:
+        raise ValueError("plot_curves needs at least one metrics row")
+    epochs = np.array([r.get("epoch", i + 1) for i, r in enumerate(rows)], dtype=float)
+
+    def column(key, sign=1.0):
+        return np.array([sign * r[key] if r.get(key) is not None else np.nan for r in rows], dtype=float)
+
+    train = column("train_loss")
+    val = column("val_elbo", -1.0)
+    marker = "o" if len(rows) <= 30 else None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if np.isfinite(train).any():
+        ax.plot(epochs, train, marker=marker, ms=4, color="tab:blue",
+                label="training loss (-ELBO, mean over the epoch)")
+    if np.isfinite(val).any():
+        ax.plot(epochs, val, marker=marker, ms=4, color="tab:orange",
+                label="validation -ELBO (end of epoch)")
+        best = int(np.nanargmin(val))
+        ax.plot([epochs[best]], [val[best]], "*", ms=13, color="tab:red", zorder=5,
+                label=f"best validation: {val[best]:.2f} (epoch {epochs[best]:g})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("negative ELBO (nats per image)  \u2193 better")
+    ax.set_title("Training and validation loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+
+    kl = column("kl_weight")
+    if np.isfinite(kl).any() and np.nanmax(kl) - np.nanmin(kl) > 1e-9:
+        ax2 = ax.twinx()
+        ax2.plot(epochs, kl, ls="--", color="grey", label="KL weight (end of epoch)")
+        ax2.set_ylabel("KL weight (beta)", color="grey")
+        ax2.tick_params(axis="y", colors="grey")
+        ax2.set_ylim(bottom=0)
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, loc="upper right", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------- images
+def plot_reconstructions(module, x, path, n: int = 8) -> Path:
+    """The first ``n`` images of ``x`` (top) above their reconstructions (bottom).
+
+    Reconstruction = ``module.reconstruct(x)``: E[x|z] at z = the mean of q(z|x). Image i of
+    the bottom panel is the reconstruction of image i of the top panel.
+    """
+    with _EvalMode(module):
+        xb = _batch(x, module)[:n]
+        rec = module.reconstruct(xb)
+    n = xb.shape[0]
+    ncol = min(n, 8 if n <= 16 else math.ceil(math.sqrt(2 * n)))
+    top, bottom = image_grid(xb, ncol), image_grid(rec.reshape(xb.shape), ncol)
+    w, h = _grid_figsize(top, extra_h=0.0, min_w=4.0)
+    fig, axes = plt.subplots(2, 1, figsize=(w, 2 * h + 0.9))
+    for ax, grid, title in zip(axes, (top, bottom),
+                               ("Data: test images", "Reconstructions: E[x | z = mean of q(z|x)]")):
+        _show(ax, grid)
+        _no_ticks(ax)
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_samples(module, path, n: int = 64) -> Path:
+    """``n`` images from the model: z ~ p(z), shown as E[x|z] (``module.sample(n)``)."""
+    with _EvalMode(module):
+        x = module.sample(n)
+    grid = image_grid(x.reshape(n, *module.data_shape), math.ceil(math.sqrt(n)))
+    fig, ax = plt.subplots(figsize=_grid_figsize(grid, min_w=4.0, max_w=7.0))
+    _show(ax, grid)
+    _no_ticks(ax)
+    ax.set_title(f"{n} samples from the model: z ~ p(z), shown as E[x|z]", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _normal_parts(d):
+    """(loc, scale) if ``d`` is a (possibly Independent-wrapped) Normal, else None."""
+    while hasattr(d, "base_dist") and type(d).__name__ == "Independent":
+        d = d.base_dist
+    if isinstance(d, torch.distributions.Normal):
+        return d.loc, d.scale
+    return None
+
+
+def manifold_grid(module, n: int = 20, lo: float = 0.05, hi: float = 0.95,
+                  num_samples: int = 20000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latent values for the manifold figure: per dimension, the prior's quantiles at ``n``
+    evenly spaced levels in [lo, hi]. Returns ``(q1, q2)``, each of shape (n,), on the CPU.
+
+    A (diagonal) Normal prior uses the Normal inverse CDF; any other prior uses empirical
+    quantiles of ``num_samples`` draws from ``module.prior()``, per dimension.
+    """
+    levels = torch.linspace(lo, hi, n)
+    prior = module.prior()
+    parts = _normal_parts(prior)
+    if parts is not None:
+        loc, scale = (p.detach().float().cpu().expand(2) for p in parts)
+        std = torch.distributions.Normal(0.0, 1.0).icdf(levels)
+        q = loc[:, None] + scale[:, None] * std[None, :]
+    else:
+        z = prior.sample((num_samples,)).float().cpu().reshape(num_samples, -1)
+        q = torch.quantile(z, levels, dim=0).T  # (2, n)
+    return q[0], q[1]
+
+
+def plot_manifold(module, path, n: int = 20) -> Path:
+    """The learned 2-D manifold: E[x|z] on an ``n`` x ``n`` grid of the prior's quantiles
+    (as in Kingma & Welling 2014, fig. 4). z1 varies left to right, z2 bottom to top.
+
+    Raises ValueError unless ``module.latent_dim == 2``.
+    """
+    if int(module.latent_dim) != 2:
+        raise ValueError(f"the manifold plot needs a 2-D latent space, but this model has "
+                         f"latent_dim={module.latent_dim}; use plot_latent_space or plot_samples")
+    with _EvalMode(module):
+        q1, q2 = manifold_grid(module, n)
+        # row r of the figure (top to bottom) has z2 = q2[n-1-r]; column c has z1 = q1[c]
+        z = torch.stack(torch.meshgrid(q1, q2.flip(0), indexing="xy"), dim=-1).reshape(-1, 2)
+        dev = _device(module)
+        x = module.decode(z.to(dev)).reshape(n * n, *module.data_shape)
+    grid = image_grid(x, n, pad=0)
+    fig, ax = plt.subplots(figsize=(8, 8.4))
+    # extent in cell units: cell c spans [c, c+1] horizontally, row r spans [r, r+1] from the bottom
+    _show(ax, grid, extent=(0, n, 0, n))
+    ticks = sorted({0, n // 2, n - 1} if n > 2 else set(range(n)))
+    ax.set_xticks([t + 0.5 for t in ticks], [f"{q1[t]:.2f}" for t in ticks])
+    ax.set_yticks([t + 0.5 for t in ticks], [f"{q2[t]:.2f}" for t in ticks])
+    normal = _normal_parts(module.prior()) is not None
+    how = "Normal inverse CDF" if normal else "empirical quantiles of prior samples"
+    ax.set_xlabel("z1 (prior quantiles 5% \u2192 95%)")
+    ax.set_ylabel("z2 (prior quantiles 5% \u2192 95%)")
+    ax.set_title(f"Learned manifold: E[x|z] on a {n}x{n} grid of prior quantiles ({how})", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _pca_2d(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Project rows of ``z`` onto their first two principal components (via SVD).
+
+    Returns ``(projected (N, 2), explained variance ratio (2,))``.
+    """
+    zc = z - z.mean(0, keepdim=True)
+    _, s, vh = torch.linalg.svd(zc, full_matrices=False)
+    k = min(2, vh.shape[0])
+    proj = zc @ vh[:k].T
+    var = s ** 2
+    ratio = var[:k] / var.sum().clamp_min(1e-12)
+    if k < 2:  # fewer data points than two: pad with zeros
+        proj = torch.cat([proj, torch.zeros(proj.shape[0], 2 - k)], 1)
+        ratio = torch.cat([ratio, torch.zeros(2 - k)])
+    # fix the sign so the figure does not flip between runs: largest |loading| positive
+    signs = torch.sign(vh[:k].gather(1, vh[:k].abs().argmax(1, keepdim=True))).reshape(-1)
+    signs = torch.cat([signs, torch.ones(2 - k)]) if k < 2 else signs
+    return proj * signs, ratio
+
+
+def plot_latent_space(module, x, y, path, max_points: int = 5000) -> Path:
+    """Latent means E_q[z|x] of ``x``, coloured by label ``y`` (or one colour when None).
+
+    latent_dim 2: the means themselves; > 2: their first two principal components (axes say
+    so, with the share of variance); 1: z against the label (one strip per class, jittered)
+    or against the data index. At most ``max_points`` points are drawn (the first ones).
+    """
+    x = x[:max_points]
+    with _EvalMode(module):
+        z = _encode_means(module, x)
+    labels = None if y is None else _numpy(y[:max_points]).reshape(-1)
+    d = z.shape[1]
+    rng = np.random.default_rng(0)
+    if d == 1:
+        px = z[:, 0].numpy()
+        if labels is not None:
+            py = labels + rng.uniform(-0.3, 0.3, size=labels.shape)
+            ylabel = "label (jittered)"
+        else:
+            py = np.arange(len(px))
+            ylabel = "data point index"
+        xlabel, title_extra = "z (posterior mean)", "1-D latent"
+    elif d == 2:
+        px, py = z[:, 0].numpy(), z[:, 1].numpy()
+        xlabel, ylabel, title_extra = "z1 (posterior mean)", "z2 (posterior mean)", "2-D latent"
+    else:
+        proj, ratio = _pca_2d(z)
+        px, py = proj[:, 0].numpy(), proj[:, 1].numpy()
+        xlabel = f"PC 1 of posterior means ({100 * ratio[0]:.0f}% of variance)"
+        ylabel = f"PC 2 of posterior means ({100 * ratio[1]:.0f}% of variance)"
+        title_extra = f"{d}-D latent, PCA to 2-D"
+
+    fig, ax = plt.subplots(figsize=(7.5, 6))
+    size = 6 if len(px) > 1000 else 14
+    if labels is None:
+        ax.scatter(px, py, s=size, alpha=0.6, color="tab:blue", linewidths=0)
+    else:
+        classes = np.unique(labels)
+        discrete = np.allclose(classes, np.round(classes)) and len(classes) <= 20
+        if discrete:
+            cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+            for i, c in enumerate(classes):
+                m = labels == c
+                ax.scatter(px[m], py[m], s=size, alpha=0.7, color=cmap(i), linewidths=0,
+                           label=f"{int(c)}")
+            leg = ax.legend(title="label", loc="center left", bbox_to_anchor=(1.01, 0.5),
+                            markerscale=2.5 if size < 10 else 1.5, frameon=False)
+            for h in leg.legend_handles:
+                h.set_alpha(1.0)
+        else:
+            sc = ax.scatter(px, py, c=labels, s=size, alpha=0.7, cmap="viridis", linewidths=0)
+            fig.colorbar(sc, ax=ax, label="label")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"Latent space: posterior means of {len(px)} test images ({title_extra})", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_interpolation(module, x_a, x_b, path, steps: int = 10) -> Path:
+    """Decode ``steps`` points on the line between the latent means of ``x_a`` and ``x_b``.
+
+    The row shows: x_a (data) | E[x|z_t] for t = 0 ... 1 | x_b (data), where
+    z_t = (1 - t) mean q(z|x_a) + t mean q(z|x_b).
+    """
+    if steps < 2:
+        raise ValueError(f"interpolation needs steps >= 2, got {steps}")
+    with _EvalMode(module):
+        xa, xb = _batch(x_a, module)[:1], _batch(x_b, module)[:1]
+        za, _ = module.encode(xa)
+        zb, _ = module.encode(xb)
+        t = torch.linspace(0.0, 1.0, steps, device=za.device)[:, None]
+        dec = module.decode((1 - t) * za + t * zb).reshape(steps, *module.data_shape)
+    row = torch.cat([xa.cpu(), dec.cpu(), xb.cpu()])
+    m = row.shape[0]
+    grid = image_grid(row, m, pad=2, pad_value=1.0)
+    h, w = grid.shape[:2]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * m), max(6.0, 0.8 * m) * h / w + 1.0))
+    _show(ax, grid, extent=(0, m, 1, 0))
+    labels = ["data A"] + [f"t={v:.2f}".rstrip("0").rstrip(".") if 0 < v < 1 else f"t={v:g}"
+                           for v in t.reshape(-1).tolist()] + ["data B"]
+    ax.set_xticks([i + 0.5 for i in range(m)], labels, fontsize=8, rotation=0 if m <= 12 else 45)
+    ax.tick_params(length=0)
+    ax.set_yticks([])
+    for s in ax.spines.values():
+        s.set_visible(False)
+    for i in (0, m - 1):  # frame the two real images
+        ax.add_patch(plt.Rectangle((i + 0.01, 0.01), 0.98, 0.98, fill=False, ec="tab:red", lw=1.5))
+    ax.set_title("Interpolation in latent space between the posterior means of A and B\n"
+                 "(red frames: the two real images; between them: E[x|z] decoded)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------- all of them
+def _read_metrics(path: Path) -> list:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a partly written last line
+    return rows
+
+
+def _pick_pair(y, n: int) -> tuple[int, int]:
+    """Two indices for the interpolation: the first point and the first with another label."""
+    if n < 2:
+        return 0, 0
+    if y is not None:
+        labels = _numpy(y).reshape(-1)
+        other = np.nonzero(labels[:n] != labels[0])[0]
+        if len(other):
+            return 0, int(other[0])
+    return 0, 1
+
+
+def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: int | None = 0,
+                 n_reconstructions: int = 8, n_samples: int = 64) -> dict:
+    """Write every figure that applies to ``module`` into ``run_dir``; return ``{name: path}``.
+
+    Names (and files ``<name>.png``): ``curves`` (only with metrics: ``metrics_rows``, or
+    ``run_dir/metrics.jsonl`` when that is None), ``reconstructions``, ``samples``,
+    ``manifold`` (only when latent_dim == 2), ``latent_space``, ``interpolation`` (needs two
+    test images). The data are moved to the module's device; the module is put in eval mode
+    (its training flag is restored afterwards). ``seed`` fixes the random draws (samples) without
+    changing the global random state; None uses the global state.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if metrics_rows is None:
+        metrics_rows = _read_metrics(run_dir / "metrics.jsonl")
+    x_test = torch.as_tensor(x_test)
+    out = {}
+    dev = _device(module)
+    fork_devices = [dev] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices, enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        if metrics_rows:
+            out["curves"] = plot_curves(metrics_rows, run_dir / "curves.png")
+        out["reconstructions"] = plot_reconstructions(module, x_test, run_dir / "reconstructions.png",
+                                                      n=n_reconstructions)
+        out["samples"] = plot_samples(module, run_dir / "samples.png", n=n_samples)
+        if int(module.latent_dim) == 2:
+            out["manifold"] = plot_manifold(module, run_dir / "manifold.png")
+        out["latent_space"] = plot_latent_space(module, x_test, y_test, run_dir / "latent_space.png")
+        if x_test.shape[0] >= 2:
+            a, b = _pick_pair(y_test, x_test.shape[0])
+            out["interpolation"] = plot_interpolation(module, x_test[a], x_test[b],
+                                                      run_dir / "interpolation.png")
+    return out
+
+
+__all__ = ["image_grid", "plot_curves", "plot_reconstructions", "plot_samples", "plot_manifold",
+           "manifold_grid", "plot_latent_space", "plot_interpolation", "make_figures", "FIGURE_NAMES"]
