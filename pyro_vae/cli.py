@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--patience", type=_nonneg_int, default=10, help="early stopping after this many epochs without a better validation ELBO (0: off)")
     g.add_argument("--binarize", default="dynamic", choices=["none", "static", "dynamic"],
                    help="binary data from grey images: dynamic resamples every epoch, static once (seeded); none keeps grey values (use a non-Bernoulli likelihood)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--val-batch-size", type=_positive_int, default=1000, help="batch size of the validation ELBO")
+    g.add_argument("--seed", type=int, default=0, help="seed of the data split, initialisation and training")
     g.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...")
     g = t.add_argument_group("output")
     g.add_argument("--out", default=None, help="run folder (default runs/DATASET-TIMESTAMP)")
@@ -180,7 +181,8 @@ def cmd_train(a) -> int:
     tcfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, beta=a.beta,
                        warmup_epochs=a.warmup_epochs, elbo=a.elbo, num_particles=a.num_particles,
                        clip_norm=a.clip_norm, seed=a.seed, device=a.device,
-                       patience=a.patience or None, binarize=a.binarize)
+                       patience=a.patience or None, binarize=a.binarize,
+                       val_batch_size=a.val_batch_size)
     data_cfg = {"dataset": a.dataset, "data_dir": a.data_dir, "val_fraction": a.val_fraction,
                 "split_seed": a.seed, "train_size": len(splits.train), "val_size": len(splits.val),
                 "test": splits.test_source or None}

@@ -1,0 +1,114 @@
+"""Data loading: the offline MNIST subset, IDX files, user arrays and folders, clear errors."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from pyro_vae.data import (DataError, batches, binarize, load_data, load_mnist_test_files,
+                           load_torchvision, read_idx)
+
+
+def test_mnist5k_is_real_mnist(mnist5k):
+    assert mnist5k.x.shape == (5000, 1, 28, 28)
+    assert mnist5k.x.min() == 0 and mnist5k.x.max() == 1
+    assert torch.bincount(mnist5k.y).tolist() == [500] * 10
+    # real digits: about 19% of MNIST pixels are non-zero, and the border is empty
+    assert 0.15 < (mnist5k.x > 0).float().mean() < 0.25
+    assert mnist5k.x[:, :, 0, :].max() == 0
+
+
+def test_mnist5k_split_is_seeded_and_disjoint():
+    a = load_data("mnist5k", val_fraction=0.1, seed=3)
+    b = load_data("mnist5k", val_fraction=0.1, seed=3)
+    assert len(a.train) == 4500 and len(a.val) == 500 and a.test is None
+    assert torch.equal(a.val.x, b.val.x)
+    flat_t = {tuple(r) for r in a.train.x.flatten(1)[:, ::7].tolist()}
+    assert sum(tuple(r) in flat_t for r in a.val.x.flatten(1)[:, ::7].tolist()) <= 2  # (duplicates in MNIST are rare)
+
+
+def _write_idx(path, arr):
+    arr = np.asarray(arr, dtype=np.uint8)
+    header = bytes([0, 0, 8, arr.ndim]) + b"".join(struct.pack(">I", s) for s in arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.tobytes())
+
+
+def test_idx_reader_and_mnist_test_folder(tmp_path):
+    imgs = np.random.default_rng(0).integers(0, 256, size=(5, 28, 28))
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", imgs)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", [3, 1, 4, 1, 5])
+    assert np.array_equal(read_idx(tmp_path / "t10k-images-idx3-ubyte.gz"), imgs)
+    ds = load_mnist_test_files(tmp_path)
+    assert ds.x.shape == (5, 1, 28, 28) and ds.y.tolist() == [3, 1, 4, 1, 5]
+    assert torch.allclose(ds.x[2, 0], torch.tensor(imgs[2] / 255.0, dtype=torch.float32))
+    splits = load_data("mnist5k", tmp_path)
+    assert splits.test is not None and len(splits.test) == 5
+
+
+def test_bad_idx_and_missing_test_folder(tmp_path):
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\x01\x02\x03\x04garbage")
+    with pytest.raises(DataError, match="magic"):
+        read_idx(tmp_path / "t10k-images-idx3-ubyte")
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte"):
+        load_data("mnist5k", tmp_path / "nowhere")
+
+
+def test_torchvision_offline_error_names_the_folder(tmp_path):
+    with pytest.raises(DataError, match=str(tmp_path / "FashionMNIST" / "raw")):
+        load_torchvision("fashion-mnist", tmp_path, train=True, download=False)
+
+
+def test_user_arrays(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, size=(40, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "a.npy", x)
+    s = load_data(str(tmp_path / "a.npy"), val_fraction=0.25)
+    assert s.train.x.shape == (30, 1, 8, 8) and s.train.x.max() <= 1
+    np.savez(tmp_path / "b.npz", x=np.random.rand(20, 5).astype(np.float32), y=np.arange(20))
+    s = load_data(str(tmp_path / "b.npz"), val_fraction=0.5)
+    assert s.train.x.shape == (10, 5) and s.train.y is not None
+    torch.save({"x": torch.rand(12, 3, 4, 4)}, tmp_path / "c.pt")
+    assert load_data(str(tmp_path / "c.pt"), val_fraction=0.5).val.x.shape == (6, 3, 4, 4)
+    bad = np.random.rand(10, 4)
+    bad[2, 2] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    with pytest.raises(DataError, match="NaN"):
+        load_data(str(tmp_path / "nan.npy"))
+    (tmp_path / "x.csv").write_text("1,2\n")
+    with pytest.raises(DataError, match="unsupported file type"):
+        load_data(str(tmp_path / "x.csv"))
+    with pytest.raises(DataError, match="unknown data set"):
+        load_data(str(tmp_path / "missing.npy"))
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("cats", "dogs"):
+        (tmp_path / label).mkdir()
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (6, 5), dtype=np.uint8)).save(tmp_path / label / f"{i}.png")
+    s = load_data(str(tmp_path), val_fraction=0.25)
+    assert s.train.x.shape == (6, 1, 6, 5)
+    assert sorted(torch.cat([s.train.y, s.val.y]).tolist()) == [0] * 4 + [1] * 4
+    Image.fromarray(rng.integers(0, 256, (7, 5), dtype=np.uint8)).save(tmp_path / "dogs" / "odd.png")
+    with pytest.raises(DataError, match="differ in size"):
+        load_data(str(tmp_path))
+
+
+def test_binarize_static_is_seeded_and_checks_range():
+    x = torch.rand(100, 10)
+    assert torch.equal(binarize(x, seed=1), binarize(x, seed=1))
+    assert not torch.equal(binarize(x, seed=1), binarize(x, seed=2))
+    big = torch.full((2000, 3), 0.3)
+    assert abs(binarize(big, seed=0).mean().item() - 0.3) < 0.03
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
+        binarize(x * 255)
+
+
+def test_batches_cover_every_index_once():
+    seen = torch.cat(list(batches(103, 10, shuffle=True)))
+    assert sorted(seen.tolist()) == list(range(103))
