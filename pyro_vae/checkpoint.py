@@ -31,13 +31,16 @@ def atomic_save(obj, path) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(path, module, model_config: ModelConfig, **state) -> None:
-    """Save ``module``'s weights with its config; ``state`` adds optimizer state, epoch, RNG, ..."""
+def save_checkpoint(path, module, model_config: ModelConfig | None, **state) -> None:
+    """Save ``module``'s weights with its config; ``state`` adds optimizer state, epoch, RNG, ...
+
+    ``model_config=None`` (a hand-built module) saves the weights only; load them into the same
+    module with :func:`load_model_state`."""
     atomic_save(
         {
             "format": FORMAT,
             "version": VERSION,
-            "model_config": dataclasses.asdict(model_config),
+            "model_config": None if model_config is None else dataclasses.asdict(model_config),
             "model_state": module.state_dict(),
             **state,
         },
@@ -89,6 +92,10 @@ def load_checkpoint(path, device="cpu"):
     from .models import build_model
 
     ckpt = read_checkpoint(path)
+    if ckpt.get("model_config") is None:
+        raise CheckpointError(
+            f"{path} holds a hand-built model without a ModelConfig; build the module yourself and "
+            f"load the weights with pyro_vae.checkpoint.load_model_state(module, ckpt['model_state'])")
     try:
         config = from_dict(ModelConfig, ckpt["model_config"])
     except (KeyError, TypeError, ValueError) as e:

@@ -139,8 +139,9 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None
     """Train ``module`` (any object with ``model``/``guide``) on ``train``; validate on ``val``.
 
     Returns a summary dict (best and final validation ELBO, epochs, time). With ``run_dir``,
-    writes config, metrics, checkpoints and summary there (needs ``model_config`` to make
-    checkpoints rebuildable).
+    writes config, metrics, checkpoints and summary there. With ``model_config`` a checkpoint
+    alone rebuilds the model (:func:`pyro_vae.load_checkpoint`); without it (a hand-built
+    module) ``resume`` still works, given the same module.
     """
     from tqdm.auto import tqdm
 
@@ -193,7 +194,7 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None
             "train": dataclasses.asdict(cfg), **(extra_config or {})})
 
     def checkpoint(path, epoch):
-        if run_dir is None or model_config is None:
+        if run_dir is None:
             return
         save_checkpoint(path, module, model_config, optimizer_state=optimizer.state_dict(),
                         train_config=dataclasses.asdict(cfg), epoch=epoch, step=step,

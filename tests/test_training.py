@@ -205,3 +205,24 @@ def test_user_defined_prior_and_likelihood_train_without_library_changes(grey):
     summary = fit(vae, train, val, _cfg(epochs=3, binarize="none"), progress=False, log=lambda *_: None)
     assert summary["best_val_elbo"] > before + 200, (before, summary)
     assert vae.likelihood.log_scale.grad is not None
+
+
+def test_hand_built_model_checkpoints_and_resumes(grey, tmp_path):
+    train, val = grey
+    shape, d = (1, 28, 28), 4
+
+    def make():
+        torch.manual_seed(0)
+        return VAE(MLPEncoder(shape, d, (32,)), MLPDecoder(shape, d, (32,)), StudentTPrior(d),
+                   PixelGaussian(shape), shape, d)
+
+    quiet = dict(progress=False, log=lambda *_: None)
+    fit(make(), train, val, _cfg(epochs=1, binarize="none"), tmp_path, **quiet)
+    with pytest.raises(CheckpointError, match="hand-built"):
+        load_checkpoint(tmp_path / "checkpoint_last.pt")
+    resumed = make()
+    fit(resumed, train, val, _cfg(epochs=2, binarize="none"), tmp_path, resume=True, **quiet)
+    straight = make()
+    fit(straight, train, val, _cfg(epochs=2, binarize="none"), tmp_path / "s", **quiet)
+    for p, q in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
