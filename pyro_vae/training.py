@@ -62,10 +62,12 @@ class ELBOLoss(nn.Module):
         super().__init__()
         self.module = module
         self.elbo = elbo if elbo is not None else Trace_ELBO()
+        # Bind once: JitTrace_ELBO keys its compiled graph on id(model), and every
+        # ``module.model`` access makes a new bound-method object (a retrace per step).
+        self._model, self._guide = module.model, module.guide
 
     def forward(self, x, kl_weight, num_data=None):
-        return self.elbo.differentiable_loss(self.module.model, self.module.guide, x, kl_weight,
-                                             num_data=num_data)
+        return self.elbo.differentiable_loss(self._model, self._guide, x, kl_weight, num_data=num_data)
 
 
 def select_device(name: str = "auto") -> torch.device:

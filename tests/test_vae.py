@@ -136,3 +136,18 @@ def test_helpers_shapes():
     assert vae.sample(5).shape == (5, 1, 28, 28)
     s = vae.sample(5, mean=False)
     assert ((s == 0) | (s == 1)).all()
+
+
+def test_jit_elbo_compiles_once_across_steps_and_batch_sizes():
+    """JitTrace_ELBO keys its compiled graph on id(model); ELBOLoss must keep that id stable,
+    or every step retraces (measured 3x slower). The KL weight is a tensor argument, so
+    warm-up changes it without recompiling."""
+    vae = build_model(ModelConfig(**SMALL))
+    elbo = JitTrace_ELBO(ignore_jit_warnings=True)
+    loss_fn = ELBOLoss(vae, elbo)
+    x = torch.bernoulli(torch.rand(50, 1, 28, 28))
+    losses = [loss_fn(x[:b], torch.tensor(w), num_data=500).item() / 500
+              for b, w in ((32, 0.1), (32, 0.5), (18, 1.0), (32, 1.0))]
+    assert len(elbo._loss_and_surrogate_loss.compiled) == 1
+    # the batch scale follows the batch size (a baked-in 500/32 would give ~18/32 of the loss)
+    assert losses[2] == pytest.approx(losses[3], rel=0.05)
