@@ -4,6 +4,7 @@
     pyro-vae evaluate runs/mnist/checkpoint_best.pt --k 5000
     pyro-vae sample runs/mnist/checkpoint_best.pt -n 64
     pyro-vae plot runs/mnist
+    torchrun --nproc_per_node=2 -m pyro_vae.cli train --out runs/ddp   # DistributedDataParallel
 """
 
 from __future__ import annotations
@@ -171,6 +172,9 @@ def cmd_train(a) -> int:
 
     if a.resume and a.out is None:
         raise ValueError("--resume needs --out: the run folder to continue")
+    rank = _init_distributed()
+    if rank is not None and a.out is None:
+        raise ValueError("distributed training (torchrun) needs --out, the same run folder on every rank")
     out = Path(a.out or f"runs/{Path(a.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     splits = load_data(a.dataset, a.data_dir, val_fraction=a.val_fraction, seed=a.seed)
     lik_kwargs = {"scale": a.likelihood_scale, "learn_scale": a.learn_scale} if a.likelihood in ("gaussian", "laplace") else {}
@@ -190,6 +194,10 @@ def cmd_train(a) -> int:
 
     set_seed(a.seed)  # network initialisation
     module = build_model(mcfg)
+    if rank:  # ranks other than 0 train quietly and leave evaluation and files to rank 0
+        fit(module, splits.train, splits.val, tcfg, out, mcfg, resume=a.resume, progress=False,
+            extra_config={"data": data_cfg})
+        return 0
     print(f"data: {a.dataset}: {len(splits.train)} train, {len(splits.val)} validation"
           + (f", {len(splits.test)} test" if splits.test is not None else ", no test split")
           + f"; run folder {out}")
@@ -199,6 +207,23 @@ def cmd_train(a) -> int:
           f"{summary['epochs_run']} epochs ({summary['train_time_s']:.0f} s)")
     _finish_run(out, a.device, eval_k=a.eval_k, progress=not a.no_progress, plots=not a.no_plots)
     return 0
+
+
+def _init_distributed():
+    """Join the process group when started by torchrun (WORLD_SIZE > 1); return the rank or None."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend=backend)
+    return dist.get_rank()
 
 
 def _finish_run(run_dir: Path, device="auto", eval_k=1000, progress=True, plots=True):

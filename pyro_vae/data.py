@@ -298,8 +298,9 @@ def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0
     return Splits(train, val, None, str(path), "")
 
 
-def batches(n: int, batch_size: int, shuffle: bool, device=None):
-    """Yield index tensors cutting range(n) into batches (random order when ``shuffle``)."""
-    idx = torch.randperm(n, device=device) if shuffle else torch.arange(n, device=device)
+def batches(n: int, batch_size: int, shuffle: bool, device=None, generator=None):
+    """Yield index tensors cutting range(n) into batches (random order when ``shuffle``,
+    drawn from ``generator`` if given: it must live on ``device``)."""
+    idx = torch.randperm(n, device=device, generator=generator) if shuffle else torch.arange(n, device=device)
     for start in range(0, n, batch_size):
         yield idx[start:start + batch_size]

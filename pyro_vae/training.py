@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -71,9 +72,12 @@ class ELBOLoss(nn.Module):
 
 
 def select_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA when present, else CPU; otherwise the named device, checked."""
+    """'auto' picks CUDA when present (under torchrun, the GPU of this process's LOCAL_RANK),
+    else CPU; otherwise the named device, checked."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
@@ -135,6 +139,21 @@ def _prepare(ds: Dataset, cfg: TrainConfig, likelihood, seed_offset: int, what: 
     return x
 
 
+def _distributed():
+    """(rank, world size) under torch.distributed (e.g. torchrun), else (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _all_mean(value: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        value = value.clone()
+        torch.distributed.all_reduce(value)
+        value /= world
+    return value
+
+
 def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None = None, run_dir=None,
         model_config: ModelConfig | None = None, resume: bool = False, progress: bool = True,
         extra_config: dict | None = None, log=print) -> dict:
@@ -144,6 +163,12 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None
     writes config, metrics, checkpoints and summary there. With ``model_config`` a checkpoint
     alone rebuilds the model (:func:`pyro_vae.load_checkpoint`); without it (a hand-built
     module) ``resume`` still works, given the same module.
+
+    Under ``torch.distributed`` (e.g. ``torchrun --nproc_per_node=2 ...``) the loss module is
+    wrapped in ``DistributedDataParallel``: every rank draws the same shuffled batches (a
+    data generator seeded alike on all ranks) and works on its own slice of each batch;
+    gradients are averaged, so each step matches single-process training on the whole batch
+    in expectation. Rank 0 alone writes files and logs.
     """
     from tqdm.auto import tqdm
 
@@ -152,8 +177,13 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None
         raise ValueError(f"binarize must be none, static or dynamic, got {cfg.binarize!r}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.beta <= 0:
         raise ValueError("epochs and batch_size must be >= 1, lr and beta > 0")
+    rank, world = _distributed()
+    main_proc = rank == 0
+    if not main_proc:
+        progress, log = False, (lambda *_: None)
     device = select_device(cfg.device)
     run_dir = Path(run_dir) if run_dir is not None else None
+    writes = run_dir is not None and main_proc
     likelihood = getattr(module, "likelihood", None)
     if hasattr(module, "check_shape"):
         module.check_shape(train.x[:1])
@@ -166,6 +196,11 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None
     x_val = _prepare(val, val_cfg, likelihood, 1, "validation").to(device)
     n = x_train.shape[0]
     steps_per_epoch = math.ceil(n / cfg.batch_size)
+    # shuffling and dynamic binarization draw from their own generator, seeded alike on every
+    # rank; the global RNG (Monte Carlo samples of z) gets a different stream per rank
+    data_gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    if world > 1:
+        torch.manual_seed(cfg.seed + 1000 * rank)
 
     elbo = make_elbo(cfg.elbo, cfg.num_particles)
     loss_fn = ELBOLoss(module, elbo)
@@ -173,7 +208,6 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None
 
     start_epoch, step, best, history, bad_epochs = 0, 0, -math.inf, [], 0
     if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
         last = run_dir / "checkpoint_last.pt"
         if resume:
             if not last.exists():
@@ -185,43 +219,56 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None
             start_epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_val_elbo"]
             bad_epochs = ckpt.get("bad_epochs", 0)
             history = _read_metrics(run_dir / "metrics.jsonl")[:start_epoch]
-            _write_metrics(run_dir / "metrics.jsonl", history)
             _set_rng_state(ckpt["rng"])
+            data_gen.set_state(ckpt["rng"]["data"].to(data_gen.get_state().device))
+            if writes:
+                _write_metrics(run_dir / "metrics.jsonl", history)
             log(f"resuming {run_dir} after epoch {start_epoch} (best validation ELBO {best:.2f})")
         elif last.exists():
             raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it "
                                   f"or choose another --out folder")
-        save_json(run_dir / "config.json", {
-            "model": dataclasses.asdict(model_config) if model_config else None,
-            "train": dataclasses.asdict(cfg), **(extra_config or {})})
+        if writes:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_json(run_dir / "config.json", {
+                "model": dataclasses.asdict(model_config) if model_config else None,
+                "train": dataclasses.asdict(cfg), "world_size": world, **(extra_config or {})})
+
+    step_fn = loss_fn
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_fn = DistributedDataParallel(loss_fn, device_ids=[device.index] if device.type == "cuda" else None)
 
     def checkpoint(path, epoch):
-        if run_dir is None:
-            return
-        save_checkpoint(path, module, model_config, optimizer_state=optimizer.state_dict(),
-                        train_config=dataclasses.asdict(cfg), epoch=epoch, step=step,
-                        best_val_elbo=best, bad_epochs=bad_epochs, rng=_rng_state(),
-                        extra=extra_config or {})
+        if writes:
+            save_checkpoint(path, module, model_config, optimizer_state=optimizer.state_dict(),
+                            train_config=dataclasses.asdict(cfg), epoch=epoch, step=step,
+                            best_val_elbo=best, bad_epochs=bad_epochs,
+                            rng={**_rng_state(), "data": data_gen.get_state()}, extra=extra_config or {})
 
     t_start = time.perf_counter()
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs):
         module.train()
         t0 = time.perf_counter()
-        xe = torch.bernoulli(x_train) if cfg.binarize == "dynamic" else x_train
+        xe = torch.bernoulli(x_train, generator=data_gen) if cfg.binarize == "dynamic" else x_train
         total = torch.zeros((), device=device)
         bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img", disable=not progress,
                    leave=False, dynamic_ncols=True)
-        for i, idx in enumerate(batches(n, cfg.batch_size, shuffle=True, device=device)):
+        for i, idx in enumerate(batches(n, cfg.batch_size, shuffle=True, device=device, generator=data_gen)):
+            if idx.numel() < world:
+                break  # a last batch too small to give every rank a data point
             kl_w = kl_weight_at(step, steps_per_epoch, cfg)
+            local = idx[rank::world]
             try:
-                loss = loss_fn(xe[idx], torch.tensor(kl_w, device=device), num_data=n) / n
+                loss = step_fn(xe[local], torch.tensor(kl_w, device=device), num_data=n) / n
             except ValueError as e:
                 # distribution argument validation: NaN/Inf parameters mean the run diverged
                 if "invalid values" not in str(e):
                     raise
-                loss = torch.tensor(float("nan"))
-            if not torch.isfinite(loss):
+                loss = torch.tensor(float("nan"), device=device)
+            finite = _all_mean(torch.isfinite(loss).float(), world) if world > 1 else torch.isfinite(loss)
+            if not finite == 1:
                 bar.close()
                 raise TrainingDiverged(
                     f"loss became NaN or infinite at epoch {epoch + 1}, step {step}; stopped. "
@@ -240,16 +287,16 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None
         bar.close()
         train_time = time.perf_counter() - t0
         module.eval()
-        val = validation_elbo(module, x_val, cfg.val_batch_size)
+        val = _all_mean(torch.tensor(validation_elbo(module, x_val, cfg.val_batch_size), device=device), world).item()
         if not math.isfinite(val):
             raise TrainingDiverged(f"validation ELBO is {val} after epoch {epoch + 1}; stopped")
         improved = val > best
         best, bad_epochs = (val, 0) if improved else (best, bad_epochs + 1)
-        row = {"epoch": epoch + 1, "step": step, "train_loss": total.item() / n, "val_elbo": val,
-               "kl_weight": kl_weight_at(step - 1, steps_per_epoch, cfg),
+        row = {"epoch": epoch + 1, "step": step, "train_loss": _all_mean(total, world).item() / n,
+               "val_elbo": val, "kl_weight": kl_weight_at(step - 1, steps_per_epoch, cfg),
                "images_per_s": n / train_time, "time_s": train_time}
         history.append(row)
-        if run_dir is not None:
+        if writes:
             _append_metrics(run_dir / "metrics.jsonl", row)
             if improved:
                 checkpoint(run_dir / "checkpoint_best.pt", epoch + 1)
@@ -264,8 +311,8 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None
     summary = {"best_val_elbo": best, "final_val_elbo": history[-1]["val_elbo"] if history else None,
                "epochs_run": len(history), "steps": step, "stopped_early": stopped_early,
                "train_time_s": time.perf_counter() - t_start, "device": str(device),
-               "unit": "nats per image"}
-    if run_dir is not None:
+               "world_size": world, "unit": "nats per image"}
+    if writes:
         save_json(run_dir / "summary.json", summary)
     return summary
 
