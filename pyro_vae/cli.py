@@ -254,9 +254,9 @@ def _finish_run(run_dir: Path, device="auto", eval_k=1000, progress=True, plots=
 def _plots(run_dir: Path, module, x, y, metrics):
     from .plots import make_figures
     from .report import write_report
-    from .training import _read_metrics
+    from .config import read_metrics
 
-    rows = _read_metrics(run_dir / "metrics.jsonl")
+    rows = read_metrics(run_dir / "metrics.jsonl")
     figures = make_figures(module, run_dir, x[:2000], None if y is None else y[:2000], rows)
     report = write_report(run_dir, metrics, figures)
     print(f"figures and report: {report}")

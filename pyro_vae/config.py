@@ -70,3 +70,17 @@ def from_dict(cls, data: dict):
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
     return cls(**data)
+
+
+def read_metrics(path) -> list:
+    """The rows of a ``metrics.jsonl`` file (missing file: []; a partly written last line is skipped)."""
+    path = Path(path)
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return rows

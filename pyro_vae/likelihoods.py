@@ -20,25 +20,15 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-LIKELIHOODS: dict[str, type] = {}
+from .registry import Registry
 
-
-def register_likelihood(name: str):
-    """Class decorator: make a likelihood buildable by name (CLI, config, checkpoint)."""
-
-    def deco(cls):
-        LIKELIHOODS[name] = cls
-        return cls
-
-    return deco
+LIKELIHOODS = Registry("likelihood")
+register_likelihood = LIKELIHOODS.register  # @register_likelihood("name")
 
 
 def build_likelihood(name: str, data_shape, **kwargs) -> nn.Module:
-    if name not in LIKELIHOODS:
-        raise ValueError(
-            f"unknown likelihood {name!r}; known likelihoods: {', '.join(sorted(LIKELIHOODS))}"
-        )
-    return LIKELIHOODS[name](data_shape, **kwargs)
+    """Build a registered likelihood by name for data of shape ``data_shape``."""
+    return LIKELIHOODS.build(name, data_shape, **kwargs)
 
 
 def _describe(x: torch.Tensor) -> str:

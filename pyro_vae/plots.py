@@ -25,6 +25,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from .config import read_metrics  # noqa: E402
+
 DPI = 120
 FIGURE_NAMES = ("curves", "reconstructions", "samples", "manifold", "latent_space", "interpolation")
 
@@ -416,19 +418,6 @@ def plot_interpolation(module, x_a, x_b, path, steps: int = 10) -> Path:
 
 
 # ---------------------------------------------------------------------- all of them
-def _read_metrics(path: Path) -> list:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a partly written last line
-    return rows
-
-
 def _pick_pair(y, n: int) -> tuple[int, int]:
     """Two indices for the interpolation: the first point and the first with another label."""
     if n < 2:
@@ -455,7 +444,7 @@ def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if metrics_rows is None:
-        metrics_rows = _read_metrics(run_dir / "metrics.jsonl")
+        metrics_rows = read_metrics(run_dir / "metrics.jsonl")
     x_test = torch.as_tensor(x_test)
     out = {}
     dev = _device(module)

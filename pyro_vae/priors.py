@@ -18,31 +18,19 @@ Any module that follows this rule is a prior; nothing has to be registered. Regi
 
 from __future__ import annotations
 
-import math
-
 import pyro.distributions as dist
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-PRIORS: dict[str, type] = {}
+from .registry import Registry
 
-
-def register_prior(name: str):
-    """Class decorator: make a prior buildable by name (CLI, config, checkpoint)."""
-
-    def deco(cls):
-        PRIORS[name] = cls
-        return cls
-
-    return deco
+PRIORS = Registry("prior")
+register_prior = PRIORS.register  # @register_prior("name") makes a prior buildable by name
 
 
 def build_prior(name: str, latent_dim: int, **kwargs) -> nn.Module:
     """Build a registered prior by name; ``kwargs`` go to its constructor."""
-    if name not in PRIORS:
-        raise ValueError(f"unknown prior {name!r}; known priors: {', '.join(sorted(PRIORS))}")
-    return PRIORS[name](latent_dim, **kwargs)
+    return PRIORS.build(name, latent_dim, **kwargs)
 
 
 @register_prior("standard_normal")

@@ -15,6 +15,8 @@ import math
 import os
 from pathlib import Path
 
+from .config import read_metrics
+
 FIGURE_TITLES = {
     "curves": "Training and validation loss",
     "reconstructions": "Test images and their reconstructions",
@@ -53,18 +55,6 @@ def _read_json(path: Path):
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-
-
-def _read_metrics(path: Path) -> list:
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-    return rows
 
 
 def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
@@ -198,7 +188,7 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
         headers, rows = _metric_rows(metrics)
         blocks += [("h2", "Evaluation metrics"), ("table", headers, rows)]
 
-    history = _read_metrics(run_dir / "metrics.jsonl")
+    history = read_metrics(run_dir / "metrics.jsonl")
     if history:
         shown = history[-last_rows:] if last_rows else history
         columns = []

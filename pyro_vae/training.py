@@ -31,7 +31,7 @@ from torch import nn
 
 from . import evaluation
 from .checkpoint import CheckpointError, load_model_state, read_checkpoint, save_checkpoint
-from .config import ModelConfig, TrainConfig, save_json
+from .config import ModelConfig, TrainConfig, read_metrics, save_json
 from .data import DataError, Dataset, batches, binarize, check_finite
 
 ELBOS = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO, "jit": JitTrace_ELBO}
@@ -218,7 +218,7 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None
             optimizer.load_state_dict(ckpt["optimizer_state"])
             start_epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_val_elbo"]
             bad_epochs = ckpt.get("bad_epochs", 0)
-            history = _read_metrics(run_dir / "metrics.jsonl")[:start_epoch]
+            history = read_metrics(run_dir / "metrics.jsonl")[:start_epoch]
             _set_rng_state(ckpt["rng"])
             data_gen.set_state(ckpt["rng"]["data"].to(data_gen.get_state().device))
             if writes:
@@ -320,12 +320,6 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None
 def _append_metrics(path: Path, row: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
-
-
-def _read_metrics(path: Path) -> list:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _write_metrics(path: Path, rows) -> None:

@@ -6,19 +6,11 @@ from ..config import ModelConfig
 from ..likelihoods import build_likelihood
 from ..networks import build_networks
 from ..priors import build_prior
+from ..registry import Registry
 from .vae import VAE
 
-MODELS = {}
-
-
-def register_model(name: str):
-    """Decorator for a builder ``fn(config: ModelConfig) -> nn.Module``."""
-
-    def deco(fn):
-        MODELS[name] = fn
-        return fn
-
-    return deco
+MODELS = Registry("model")
+register_model = MODELS.register  # @register_model("name") on a builder fn(config) -> module
 
 
 @register_model("vae")
@@ -31,9 +23,7 @@ def build_vae(config: ModelConfig) -> VAE:
 
 def build_model(config: ModelConfig):
     """Build the model a :class:`ModelConfig` describes (used by the CLI and checkpoints)."""
-    if config.model not in MODELS:
-        raise ValueError(f"unknown model {config.model!r}; known models: {', '.join(sorted(MODELS))}")
-    return MODELS[config.model](config)
+    return MODELS.build(config.model, config)
 
 
 __all__ = ["VAE", "build_model", "build_vae", "register_model", "MODELS"]
