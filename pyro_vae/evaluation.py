@@ -148,13 +148,13 @@ def _progress(total, desc, enabled):
 
 @torch.no_grad()
 def log_marginal(model, guide, x, *args, num_particles=5000, batch_size=100, chunk_size=None,
-                 progress=False, **kwargs) -> torch.Tensor:
+                 progress=False, desc=None, **kwargs) -> torch.Tensor:
     """Importance-sampled log p(x) for every data point, shape (N,), with ``num_particles`` samples.
 
     Batches of data points x chunks of particles keep memory bounded; ``progress`` shows a bar.
     """
     out = []
-    with _progress(x.shape[0], f"log p(x), k={num_particles}", progress) as bar:
+    with _progress(x.shape[0], desc or f"log p(x), k={num_particles}", progress) as bar:
         for start in range(0, x.shape[0], batch_size):
             xb = x[start:start + batch_size]
             out.append(log_marginal_batch(model, guide, xb, *args, num_particles=num_particles,
@@ -179,7 +179,8 @@ def iwae_bound(model, guide, x, *args, k=50, batch_size=100, **kwargs) -> torch.
 
     (The same estimator as :func:`log_marginal`; the name says which K is meant as a bound.)
     """
-    return log_marginal(model, guide, x, *args, num_particles=k, batch_size=batch_size, **kwargs)
+    return log_marginal(model, guide, x, *args, num_particles=k, batch_size=batch_size,
+                        desc=f"IWAE bound, k={k}", **kwargs)
 
 
 def _unwrap_independent_normal(d):
