@@ -52,7 +52,8 @@ class _Help(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         h = action.help or ""
-        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in h \
+        d = action.default
+        if d is not None and d is not False and d != argparse.SUPPRESS and "%(default)" not in h \
                 and action.option_strings:
             h += " (default: %(default)s)"
         return h
