@@ -151,3 +151,21 @@ def test_jit_elbo_compiles_once_across_steps_and_batch_sizes():
     assert len(elbo._loss_and_surrogate_loss.compiled) == 1
     # the batch scale follows the batch size (a baked-in 500/32 would give ~18/32 of the loss)
     assert losses[2] == pytest.approx(losses[3], rel=0.05)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "continuous_bernoulli"])
+def test_conv_vae_trains_on_real_digits(likelihood, mnist5k, mnist_bin):
+    train = mnist_bin[0] if likelihood == "bernoulli" else mnist5k.x[:1000]
+    val = mnist_bin[1] if likelihood == "bernoulli" else mnist5k.x[1000:1500]
+    vae = build_model(ModelConfig(data_shape=(1, 28, 28), latent_dim=8, hidden=(64,), network="conv",
+                                  likelihood=likelihood))
+    loss_fn = ELBOLoss(vae, Trace_ELBO())
+    opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
+    before = _val_loss(vae, val)
+    for step in range(40):
+        loss = loss_fn(train[torch.randint(0, 1000, (100,))], torch.tensor(1.0), num_data=1000) / 1000
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = _val_loss(vae, val)
+    assert after < before - 100, (before, after)
