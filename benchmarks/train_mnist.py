@@ -349,7 +349,6 @@ def main(argv=None):
     say(f"torch {torch.__version__}, pyro {pyro.__version__}, {a.threads} thread(s), device {device}, "
         f"CPU {cpu_name()}")
 
-    results = {}
 
     # ---------------------------------------------------------------- training
     def run_pyro():

@@ -15,3 +15,12 @@ from .priors import DiagonalGaussian, MixtureOfGaussians, StandardNormal, regist
 from .training import ELBOLoss, TrainingDiverged, fit, make_elbo
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "ModelConfig", "TrainConfig", "CheckpointError", "load_checkpoint", "save_checkpoint",
+    "DataError", "Dataset", "load_data", "BernoulliLikelihood", "ContinuousBernoulliLikelihood",
+    "GaussianLikelihood", "LaplaceLikelihood", "Likelihood", "register_likelihood", "VAE",
+    "build_model", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "DiagonalGaussian",
+    "MixtureOfGaussians", "StandardNormal", "register_prior", "ELBOLoss", "TrainingDiverged", "fit",
+    "make_elbo",
+]

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -277,7 +276,6 @@ def _plots(run_dir: Path, module, x, y, metrics):
 
 
 def cmd_evaluate(a) -> int:
-    import torch
 
     from .checkpoint import load_checkpoint
     from .training import select_device, set_seed

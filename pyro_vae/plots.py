@@ -12,7 +12,6 @@ and values outside [0, 1] (a Gaussian likelihood's mean, say) are clipped.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 

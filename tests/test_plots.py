@@ -1,7 +1,6 @@
 """Figures and the run report: files are written, are real PNGs, and show what they claim."""
 
 import matplotlib.image as mpimg
-import numpy as np
 import pytest
 import torch
 
