@@ -182,7 +182,8 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
         blocks += [("h2", "Summary"),
                    ("p", f"From `summary.json`. ELBO values are in {unit} (higher is better).")]
         blocks.append(("table", ["key", "value"],
-                       [[k, _fmt(v, ".2f" if "elbo" in k else None)] for k, v in summary.items()]))
+                       [[k, _fmt(v, ".2f" if "elbo" in k else None)] for k, v in summary.items()
+                        if not isinstance(v, dict)]))  # nested (the test metrics): own table below
 
     if metrics:
         headers, rows = _metric_rows(metrics)
