@@ -41,10 +41,12 @@ def test_each_elbo_trains_with_a_torch_optimizer(elbo_cls, mnist_bin):
     assert after < before - 200, (before, after)  # ~543 nats at init; a clear fall
 
 
-def test_svi_with_pyro_optim_trains_the_module_parameters(mnist_bin):
+@pytest.mark.parametrize("elbo_cls", [Trace_ELBO, TraceMeanField_ELBO, JitTrace_ELBO])
+def test_svi_with_pyro_optim_trains_the_module_parameters(elbo_cls, mnist_bin):
     train, val = mnist_bin
     vae = build_model(ModelConfig(**SMALL))
-    svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 3e-3}), Trace_ELBO())
+    kwargs = {"ignore_jit_warnings": True} if elbo_cls is JitTrace_ELBO else {}
+    svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 3e-3}), elbo_cls(**kwargs))
     w0 = vae.decoder.net[0].weight.detach().clone()
     before = _val_loss(vae, val)
     for step in range(60):
