@@ -148,14 +148,16 @@ def _checkpoint_path(path) -> Path:
     return path / "checkpoint_best.pt" if path.is_dir() else path
 
 
-def _eval_data(data_cfg: dict, split: str, binarize_mode: str, dataset=None, data_dir=None):
-    """The evaluation split, binarized once with a fixed seed when the model was trained binary."""
+def _eval_data(data_cfg: dict, split: str, binarize_mode: str, dataset=None, data_dir=None, splits=None):
+    """The evaluation split, binarized once with a fixed seed when the model was trained binary.
+    ``splits``: the data already loaded (else loaded as the checkpoint's data config says)."""
     from .data import binarize, load_data
 
     name = dataset or data_cfg.get("dataset", "mnist5k")
     ddir = data_dir if data_dir is not None else data_cfg.get("data_dir")
-    splits = load_data(name, ddir, val_fraction=data_cfg.get("val_fraction", 0.1),
-                       seed=data_cfg.get("split_seed", 0))
+    if splits is None:
+        splits = load_data(name, ddir, val_fraction=data_cfg.get("val_fraction", 0.1),
+                           seed=data_cfg.get("split_seed", 0))
     ds, used = (splits.test, "test") if split == "test" and splits.test is not None else (splits.val, "val")
     if split == "test" and used == "val":
         print(f"note: {name} has no test split here (for mnist5k pass --data-dir with the official "
@@ -218,7 +220,8 @@ def cmd_train(a) -> int:
                   progress=not a.no_progress, extra_config={"data": data_cfg})
     print(f"best validation ELBO {summary['best_val_elbo']:.2f} nats/image after "
           f"{summary['epochs_run']} epochs ({summary['train_time_s']:.0f} s)")
-    _finish_run(out, a.device, eval_k=a.eval_k, progress=not a.no_progress, plots=not a.no_plots)
+    _finish_run(out, a.device, eval_k=a.eval_k, progress=not a.no_progress, plots=not a.no_plots,
+                splits=splits)
     return 0
 
 
@@ -239,7 +242,7 @@ def _init_distributed():
     return dist.get_rank()
 
 
-def _finish_run(run_dir: Path, device="auto", eval_k=1000, progress=True, plots=True):
+def _finish_run(run_dir: Path, device="auto", eval_k=1000, progress=True, plots=True, splits=None):
     """Evaluate the best checkpoint on the test split, write figures and the report."""
     from .checkpoint import load_checkpoint
     from .training import select_device, set_seed
@@ -249,7 +252,7 @@ def _finish_run(run_dir: Path, device="auto", eval_k=1000, progress=True, plots=
     module.eval()
     data_cfg = ckpt.get("extra", {}).get("data", {})
     binarize_mode = ckpt.get("train_config", {}).get("binarize", "dynamic")
-    x, y, label = _eval_data(data_cfg, "test", binarize_mode)
+    x, y, label = _eval_data(data_cfg, "test", binarize_mode, splits=splits)
     metrics = None
     if eval_k:
         set_seed(0)
