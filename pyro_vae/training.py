@@ -221,6 +221,8 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None
             history = read_metrics(run_dir / "metrics.jsonl")[:start_epoch]
             _set_rng_state(ckpt["rng"])
             data_gen.set_state(ckpt["rng"]["data"].to(data_gen.get_state().device))
+            if world > 1:  # rank 0's saved stream: give each rank its own again
+                torch.manual_seed(cfg.seed + 1000 * rank + 7919 * start_epoch)
             if writes:
                 _write_metrics(run_dir / "metrics.jsonl", history)
             log(f"resuming {run_dir} after epoch {start_epoch} (best validation ELBO {best:.2f})")
