@@ -19,12 +19,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.ticker import MaxNLocator
 
-from .config import read_metrics  # noqa: E402
+from .config import read_metrics
 
 DPI = 120
 FIGURE_NAMES = ("curves", "reconstructions", "samples", "manifold", "latent_space", "interpolation")
@@ -198,7 +198,9 @@ def plot_curves(metrics_rows, path) -> Path:
         ax2.set_ylim(bottom=0)
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
-    ax.legend(handles, labels, loc="upper right", fontsize=9)
+    # below the axes: inside, it would cover the curves or the KL-weight line
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=9,
+              frameon=False)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -216,7 +218,7 @@ def plot_reconstructions(module, x, path, n: int = 8) -> Path:
     n = xb.shape[0]
     ncol = min(n, 8 if n <= 16 else math.ceil(math.sqrt(2 * n)))
     top, bottom = image_grid(xb, ncol), image_grid(rec.reshape(xb.shape), ncol)
-    w, h = _grid_figsize(top, extra_h=0.0, min_w=4.0)
+    w, h = _grid_figsize(top, extra_h=0.0, min_w=6.5)
     fig, axes = plt.subplots(2, 1, figsize=(w, 2 * h + 0.9))
     for ax, grid, title in zip(axes, (top, bottom),
                                ("Data: test images", "Reconstructions: E[x | z = mean of q(z|x)]")):
@@ -242,11 +244,28 @@ def plot_samples(module, path, n: int = 64) -> Path:
 
 def _normal_parts(d):
     """(loc, scale) if ``d`` is a (possibly Independent-wrapped) Normal, else None."""
-    while hasattr(d, "base_dist") and type(d).__name__ == "Independent":
+    while isinstance(d, torch.distributions.Independent):
         d = d.base_dist
     if isinstance(d, torch.distributions.Normal):
         return d.loc, d.scale
     return None
+
+
+def _prior_quantiles(module, levels: torch.Tensor, num_samples: int = 20000) -> torch.Tensor:
+    """Per-dimension quantiles of ``module.prior()`` at ``levels``: shape (latent_dim, L), CPU.
+
+    A (diagonal) Normal prior uses the Normal inverse CDF; any other prior uses empirical
+    quantiles of ``num_samples`` draws from it.
+    """
+    prior = module.prior()
+    parts = _normal_parts(prior)
+    d = int(module.latent_dim)
+    if parts is not None:
+        loc, scale = (p.detach().float().cpu().expand(d) for p in parts)
+        std = torch.distributions.Normal(0.0, 1.0).icdf(levels.float())
+        return loc[:, None] + scale[:, None] * std[None, :]
+    z = prior.sample((num_samples,)).float().cpu().reshape(num_samples, -1)
+    return torch.quantile(z, levels.float(), dim=0).T
 
 
 def manifold_grid(module, n: int = 20, lo: float = 0.05, hi: float = 0.95,
@@ -257,46 +276,47 @@ def manifold_grid(module, n: int = 20, lo: float = 0.05, hi: float = 0.95,
     A (diagonal) Normal prior uses the Normal inverse CDF; any other prior uses empirical
     quantiles of ``num_samples`` draws from ``module.prior()``, per dimension.
     """
-    levels = torch.linspace(lo, hi, n)
-    prior = module.prior()
-    parts = _normal_parts(prior)
-    if parts is not None:
-        loc, scale = (p.detach().float().cpu().expand(2) for p in parts)
-        std = torch.distributions.Normal(0.0, 1.0).icdf(levels)
-        q = loc[:, None] + scale[:, None] * std[None, :]
-    else:
-        z = prior.sample((num_samples,)).float().cpu().reshape(num_samples, -1)
-        q = torch.quantile(z, levels, dim=0).T  # (2, n)
+    q = _prior_quantiles(module, torch.linspace(lo, hi, n), num_samples)
     return q[0], q[1]
 
 
-def plot_manifold(module, path, n: int = 20) -> Path:
-    """The learned 2-D manifold: E[x|z] on an ``n`` x ``n`` grid of the prior's quantiles
-    (as in Kingma & Welling 2014, fig. 4). z1 varies left to right, z2 bottom to top.
+def plot_manifold(module, path, n: int = 20, lo: float = 0.05, hi: float = 0.95) -> Path:
+    """The learned 2-D manifold: E[x|z] on an ``n`` x ``n`` grid of the prior's quantiles at
+    levels evenly spaced in [lo, hi] (as in Kingma & Welling 2014, fig. 4). z1 varies left to
+    right, z2 bottom to top; the ticks give z at the 5/25/50/75/95% quantiles.
 
     Raises ValueError unless ``module.latent_dim == 2``.
     """
     if int(module.latent_dim) != 2:
         raise ValueError(f"the manifold plot needs a 2-D latent space, but this model has "
                          f"latent_dim={module.latent_dim}; use plot_latent_space or plot_samples")
+    if n < 2 or not 0 < lo < hi < 1:
+        raise ValueError(f"need n >= 2 and 0 < lo < hi < 1, got n={n}, lo={lo}, hi={hi}")
+    tick_levels = torch.tensor(sorted({v for v in (lo, 0.25, 0.5, 0.75, hi) if lo <= v <= hi}),
+                               dtype=torch.float64)
     with _EvalMode(module):
-        q1, q2 = manifold_grid(module, n)
+        # grid and tick quantiles in one call: empirical quantiles then share one prior sample
+        q = _prior_quantiles(module, torch.cat([torch.linspace(lo, hi, n, dtype=torch.float64),
+                                                tick_levels]))
+        q1, q2 = q[0, :n], q[1, :n]
         # row r of the figure (top to bottom) has z2 = q2[n-1-r]; column c has z1 = q1[c]
         z = torch.stack(torch.meshgrid(q1, q2.flip(0), indexing="xy"), dim=-1).reshape(-1, 2)
-        dev = _device(module)
-        x = module.decode(z.to(dev)).reshape(n * n, *module.data_shape)
+        x = module.decode(z.to(_device(module))).reshape(n * n, *module.data_shape)
     grid = image_grid(x, n, pad=0)
     fig, ax = plt.subplots(figsize=(8, 8.4))
-    # extent in cell units: cell c spans [c, c+1] horizontally, row r spans [r, r+1] from the bottom
+    # extent in cell units: column c spans [c, c+1] from the left, and the cell whose z2 is
+    # q2[t] spans [t, t+1] from the bottom; level v sits at (v - lo) / (hi - lo) * (n - 1) + 0.5
     _show(ax, grid, extent=(0, n, 0, n))
-    ticks = sorted({0, n // 2, n - 1} if n > 2 else set(range(n)))
-    ax.set_xticks([t + 0.5 for t in ticks], [f"{q1[t]:.2f}" for t in ticks])
-    ax.set_yticks([t + 0.5 for t in ticks], [f"{q2[t]:.2f}" for t in ticks])
+    pos = ((tick_levels - lo) / (hi - lo) * (n - 1) + 0.5).tolist()
+    names = [f"{100 * v:g}%" for v in tick_levels.tolist()]
+    ax.set_xticks(pos, [f"{v:.2f}\n({m})" for v, m in zip(q[0, n:].tolist(), names)])
+    ax.set_yticks(pos, [f"{v:.2f} ({m})" for v, m in zip(q[1, n:].tolist(), names)])
     normal = _normal_parts(module.prior()) is not None
     how = "Normal inverse CDF" if normal else "empirical quantiles of prior samples"
-    ax.set_xlabel("z1 (prior quantiles 5% \u2192 95%)")
-    ax.set_ylabel("z2 (prior quantiles 5% \u2192 95%)")
-    ax.set_title(f"Learned manifold: E[x|z] on a {n}x{n} grid of prior quantiles ({how})", fontsize=10)
+    ax.set_xlabel(f"z1 (prior quantiles {100 * lo:g}% \u2192 {100 * hi:g}%)")
+    ax.set_ylabel(f"z2 (prior quantiles {100 * lo:g}% \u2192 {100 * hi:g}%)")
+    ax.set_title(f"Learned manifold: E[x|z] on a {n}x{n} grid of prior quantiles\n({how})",
+                 fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -396,20 +416,25 @@ def plot_interpolation(module, x_a, x_b, path, steps: int = 10) -> Path:
         t = torch.linspace(0.0, 1.0, steps, device=za.device)[:, None]
         dec = module.decode((1 - t) * za + t * zb).reshape(steps, *module.data_shape)
     row = torch.cat([xa.cpu(), dec.cpu(), xb.cpu()])
-    m = row.shape[0]
-    grid = image_grid(row, m, pad=2, pad_value=1.0)
+    m, (_, ih, iw) = row.shape[0], row.shape[1:]
+    pad = 4
+    grid = image_grid(row, m, pad=pad, pad_value=1.0)
     h, w = grid.shape[:2]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * m), max(6.0, 0.8 * m) * h / w + 1.0))
-    _show(ax, grid, extent=(0, m, 1, 0))
+    width = max(6.0, 0.8 * m)
+    fig, ax = plt.subplots(figsize=(width, width * h / w + 1.0))
+    _show(ax, grid)  # pixel coordinates: pixel (r, c) is centred on (c, r)
+    left = [pad + i * (iw + pad) for i in range(m)]
     labels = ["data A"] + [f"t={v:.2f}".rstrip("0").rstrip(".") if 0 < v < 1 else f"t={v:g}"
                            for v in t.reshape(-1).tolist()] + ["data B"]
-    ax.set_xticks([i + 0.5 for i in range(m)], labels, fontsize=8, rotation=0 if m <= 12 else 45)
+    ax.set_xticks([c + iw / 2 - 0.5 for c in left], labels, fontsize=8,
+                  rotation=0 if m <= 12 else 45)
     ax.tick_params(length=0)
     ax.set_yticks([])
-    for s in ax.spines.values():
-        s.set_visible(False)
-    for i in (0, m - 1):  # frame the two real images
-        ax.add_patch(plt.Rectangle((i + 0.01, 0.01), 0.98, 0.98, fill=False, ec="tab:red", lw=1.5))
+    for sp in ax.spines.values():
+        sp.set_visible(False)
+    for i in (0, m - 1):  # frame the two real images, just outside their pixels
+        ax.add_patch(plt.Rectangle((left[i] - 2, pad - 2), iw + 3, ih + 3, fill=False,
+                                   ec="tab:red", lw=1.5))
     ax.set_title("Interpolation in latent space between the posterior means of A and B\n"
                  "(red frames: the two real images; between them: E[x|z] decoded)", fontsize=10)
     fig.tight_layout()
@@ -466,5 +491,15 @@ def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: 
     return out
 
 
-__all__ = ["image_grid", "plot_curves", "plot_reconstructions", "plot_samples", "plot_manifold",
-           "manifold_grid", "plot_latent_space", "plot_interpolation", "make_figures", "FIGURE_NAMES"]
+__all__ = [
+    "FIGURE_NAMES",
+    "image_grid",
+    "make_figures",
+    "manifold_grid",
+    "plot_curves",
+    "plot_interpolation",
+    "plot_latent_space",
+    "plot_manifold",
+    "plot_reconstructions",
+    "plot_samples",
+]

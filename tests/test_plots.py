@@ -1,77 +1,212 @@
-"""Figures and the run report: files are written, are real PNGs, and show what they claim."""
+"""Figures (pyro_vae.plots) and the run report (pyro_vae.report) on tiny, untrained models."""
 
-import matplotlib.image as mpimg
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
-from pyro_vae import ModelConfig, build_model
-from pyro_vae.plots import image_grid, make_figures, manifold_grid, plot_manifold
+import matplotlib.image as mpimg
+
+from pyro_vae import plots
+from pyro_vae.config import ModelConfig
+from pyro_vae.models import build_model
+from pyro_vae.priors import StandardNormal
 from pyro_vae.report import write_report
 
+torch.set_num_threads(1)
 
-def _vae(latent_dim):
+
+def tiny_vae(latent_dim=2, **kwargs):
     torch.manual_seed(0)
-    return build_model(ModelConfig(data_shape=(1, 28, 28), latent_dim=latent_dim, hidden=(32,)))
+    return build_model(ModelConfig(data_shape=(1, 28, 28), latent_dim=latent_dim, hidden=(32,), **kwargs))
 
 
-def _png(path):
+@pytest.fixture
+def data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.bernoulli(torch.full((16, 1, 28, 28), 0.3), generator=g)
+    y = torch.arange(16) % 4
+    return x, y
+
+
+def metrics_rows(n=3, warmup=True):
+    return [{"epoch": e, "step": 10 * e, "train_loss": 200.0 - 10 * e, "val_elbo": -195.0 + 9 * e,
+             "kl_weight": min(1.0, e / 2) if warmup else 1.0, "images_per_s": 1000.0, "time_s": 0.5}
+            for e in range(1, n + 1)]
+
+
+def check_png(path, min_size=50):
+    path = Path(path)
+    assert path.is_file() and path.suffix == ".png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     img = mpimg.imread(path)
-    assert img.ndim == 3 and img.shape[0] > 50 and img.shape[1] > 50
-    assert img.std() > 0.01  # not a blank canvas
+    assert img.ndim == 3 and img.shape[2] in (3, 4)
+    assert img.shape[0] >= min_size and img.shape[1] >= min_size
+    assert img[..., :3].std() > 0  # not a blank canvas
     return img
 
 
-def test_image_grid_layout_and_placement():
+# ---------------------------------------------------------------------- image_grid
+def test_image_grid_layout_and_pixel_positions():
     imgs = torch.zeros(6, 1, 3, 3)
-    imgs[4, 0, 1, 2] = 1.0  # image 4 sits at row 1, column 1 of a 3-column grid
-    grid = image_grid(imgs, nrow=3, pad=1, pad_value=0.5)
-    assert grid.shape == (2 * 4 + 1, 3 * 4 + 1)
-    assert grid[1 + 4 + 1, 1 + 4 + 2] == 1.0
-    assert grid[0, 0] == 0.5 and grid[1, 1] == 0.0
-    assert grid.max() == 1.0 and (grid == 1.0).sum() == 1
-    rgb = image_grid(torch.rand(2, 3, 4, 4), nrow=2)
-    assert rgb.shape == (6, 11, 3)
-    assert image_grid(torch.full((1, 1, 2, 2), 7.0)).max() == 1.0  # clipped to [0, 1]
+    for i in range(6):
+        imgs[i] = i / 10
+    imgs[4, 0, 1, 2] = 1.0  # image 4 = row 1, column 1
+    grid = plots.image_grid(imgs, nrow=3)
+    # 2 rows x 3 columns of 3x3 images, 1-pixel separators between and around
+    assert grid.shape == (2 * 3 + 3, 3 * 3 + 4)
+    assert grid[1 + 1 * 4 + 1, 1 + 1 * 4 + 2] == pytest.approx(1.0)
+    assert grid[1, 1] == pytest.approx(0.0)  # image 0
+    assert grid[5, 9] == pytest.approx(0.5)  # image 5 = row 1, column 2, top-left pixel
+    assert grid[0, 0] == pytest.approx(0.5) and grid[4, 3] == pytest.approx(0.5)  # separators
+
+
+def test_image_grid_numpy_rgb_short_last_row_and_clipping():
+    imgs = np.random.default_rng(0).uniform(-0.5, 1.5, size=(5, 3, 4, 2)).astype(np.float32)
+    grid = plots.image_grid(imgs, nrow=4, pad=2, pad_value=0.0)
+    assert grid.shape == (2 * (4 + 2) + 2, 4 * (2 + 2) + 2, 3)
+    assert grid.min() >= 0.0 and grid.max() <= 1.0  # values outside [0, 1] are clipped
+    np.testing.assert_allclose(grid[2:6, 2:4], np.clip(imgs[0], 0, 1).transpose(1, 2, 0))
+    assert (grid[8:12, 8:] == 0.0).all()  # the empty cells of the short last row
+    assert plots.image_grid(imgs[:2], nrow=8).shape == (4 + 2, 2 * 2 + 3, 3)  # ncol = min(nrow, N)
+
+
+def test_image_grid_rejects_bad_channels():
     with pytest.raises(ValueError, match="C=2"):
-        image_grid(torch.zeros(1, 2, 3, 3))
+        plots.image_grid(torch.zeros(2, 2, 3, 3))
 
 
-def test_make_figures_and_report_for_a_2d_latent(tmp_path):
-    vae = _vae(2)
-    x = torch.bernoulli(torch.full((16, 1, 28, 28), 0.2))
-    y = torch.arange(16) % 4
-    rows = [{"epoch": e, "train_loss": 200.0 - e, "val_elbo": -190.0 + e, "kl_weight": 1.0} for e in (1, 2, 3)]
-    figs = make_figures(vae, tmp_path, x, y, rows)
-    assert set(figs) == {"curves", "reconstructions", "samples", "manifold", "latent_space", "interpolation"}
-    for path in figs.values():
-        _png(path)
-    report = write_report(tmp_path, {"elbo": {"value": -123.4, "unit": "nats/image"}}, figs)
-    text = report.read_text()
-    assert "-123.4" in text and "nats/image" in text
+# ---------------------------------------------------------------------- figures
+def test_make_figures_2d_and_report(tmp_path, data):
+    x, y = data
+    module = tiny_vae(2)
+    module.train()
+    figs = plots.make_figures(module, tmp_path, x, y, metrics_rows=metrics_rows())
+    assert set(figs) == {"curves", "reconstructions", "samples", "manifold", "latent_space",
+                         "interpolation"}
+    for name, path in figs.items():
+        assert Path(path).parent == tmp_path and Path(path).name == f"{name}.png"
+        check_png(path)
+    assert module.training  # the training flag is restored
+    manifold = check_png(figs["manifold"], min_size=400)
+    assert abs(manifold.shape[0] - manifold.shape[1]) < 0.2 * manifold.shape[1]  # square-ish
+
+    (tmp_path / "config.json").write_text(json.dumps({"model": {"latent_dim": 2}, "train": {"lr": 1e-3}}))
+    (tmp_path / "summary.json").write_text(json.dumps({"best_val_elbo": -123.456, "epochs_run": 3}))
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics_rows(12)))
+    metrics = {"test ELBO": {"value": -101.2346, "unit": "nats/img"}, "active units": 2,
+               "IWAE|5000": -99.5}
+    md = write_report(tmp_path, metrics, figs)
+    assert md == tmp_path / "report.md"
+    text = md.read_text()
     for name in figs:
-        assert f"({name}.png)" in text
+        assert f"]({name}.png)" in text  # relative links
+    assert "| test ELBO | -101.235 | nats/img |" in text
+    assert "| active units | 2 |  |" in text
+    assert "IWAE\\|5000" in text  # pipes escaped inside table cells
+    assert "model.latent_dim" in text and "-123.46" in text
+    assert "last 10 of 12 epochs" in text and "| 12 | 120 |" in text and "| 2 | 20 |" not in text
+    assert (tmp_path / "index.html").read_text().count("<img ") == len(figs)
 
 
-def test_larger_latent_uses_pca_and_has_no_manifold(tmp_path):
-    vae = _vae(4)
-    x = torch.bernoulli(torch.full((20, 1, 28, 28), 0.2))
-    figs = make_figures(vae, tmp_path, x, None, [])
+def test_report_plain_metrics_without_run_files(tmp_path):
+    md = write_report(tmp_path / "new", {"log p(x)": -88.1, "k": 5000})
+    text = md.read_text()
+    assert "| metric | value |" in text and "unit" not in text.split("| metric")[1].split("\n")[0]
+    assert "| log p(x) | -88.1 |" in text and "## Figures" not in text
+
+
+def test_report_finds_pngs_when_figures_not_given(tmp_path):
+    plots.plot_samples(tiny_vae(2), tmp_path / "samples.png", n=4)
+    text = write_report(tmp_path).read_text()
+    assert "![Samples from the model](samples.png)" in text
+
+
+def test_latent_dim_4_skips_manifold_and_uses_pca(tmp_path, data):
+    x, y = data
+    module = tiny_vae(4)
+    figs = plots.make_figures(module, tmp_path, x, y)  # no metrics.jsonl: no curves either
     assert "manifold" not in figs and "curves" not in figs
-    _png(figs["latent_space"])
-    with pytest.raises(ValueError, match="2"):
-        plot_manifold(vae, tmp_path / "m.png")
+    assert not (tmp_path / "manifold.png").exists()
+    with pytest.raises(ValueError, match="latent_dim=4"):
+        plots.plot_manifold(module, tmp_path / "m.png")
+    check_png(figs["latent_space"])
+    proj, ratio = plots._pca_2d(module.encode(x)[0])
+    assert proj.shape == (16, 2) and 0 <= ratio[1] <= ratio[0] <= 1
+    # the projection keeps the distances of the 2-D principal subspace: uncorrelated columns
+    c = torch.cov(proj.T)
+    assert abs(c[0, 1]) < 1e-4 * c.diag().max()
 
 
-def test_manifold_grid_uses_the_prior_quantiles():
-    q1, q2 = manifold_grid(_vae(2), n=5)
-    expected = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, 5))
-    assert torch.allclose(q1, expected, atol=1e-5) and torch.allclose(q2, expected, atol=1e-5)
-    assert q1[0].item() == pytest.approx(-1.645, abs=1e-3)
-    torch.manual_seed(0)
-    mix = build_model(ModelConfig(data_shape=(1, 28, 28), latent_dim=2, hidden=(32,), prior="mixture",
-                                  prior_kwargs={"components": 3}))
-    m1, _ = manifold_grid(mix, n=5)
-    z = mix.prior().sample((20000,))[:, 0]
-    # empirical quantiles of the mixture: 5% of draws below the first, 95% below the last
-    assert (z < m1[0]).float().mean().item() == pytest.approx(0.05, abs=0.01)
-    assert (z < m1[-1]).float().mean().item() == pytest.approx(0.95, abs=0.01)
+def test_latent_space_1d_without_labels_and_curves_from_metrics_file(tmp_path, data):
+    x, _ = data
+    module = tiny_vae(1)
+    check_png(plots.plot_latent_space(module, x, None, tmp_path / "latent.png"))
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics_rows(2, False)))
+    figs = plots.make_figures(module, tmp_path, x[:1])  # one test image: no interpolation
+    assert "curves" in figs and "interpolation" not in figs and "manifold" not in figs
+
+
+def test_curves_single_epoch_and_empty(tmp_path):
+    check_png(plots.plot_curves(metrics_rows(1), tmp_path / "c.png"))
+    with pytest.raises(ValueError):
+        plots.plot_curves([], tmp_path / "c2.png")
+
+
+def test_manifold_non_normal_prior_uses_sample_quantiles(tmp_path):
+    module = tiny_vae(2, prior="mixture", prior_kwargs={"components": 3})
+    q1, q2 = plots.manifold_grid(module, n=5)
+    assert q1.shape == (5,) and (q1.diff() > 0).all() and (q2.diff() > 0).all()
+    check_png(plots.plot_manifold(module, tmp_path / "m.png", n=5))
+
+
+def test_manifold_normal_quantiles():
+    q1, q2 = plots.manifold_grid(tiny_vae(2), n=3, lo=0.1, hi=0.9)
+    torch.testing.assert_close(q1, torch.tensor([-1.2816, 0.0, 1.2816]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(q1, q2)
+
+
+def test_figures_use_fixed_grey_scale(tmp_path):
+    """A constant 0.2 image must come out dark grey, not stretched to white by auto-scaling."""
+
+    class Const(torch.nn.Module):
+        latent_dim, data_shape = 2, (1, 28, 28)
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def sample(self, n):
+            return torch.full((n, 1, 28, 28), 0.2)
+
+    img = mpimg.imread(plots.plot_samples(Const(), tmp_path / "s.png", n=1))
+    # the image is the largest dark region; its grey level is 0.2 (within PNG rounding)
+    values, counts = np.unique(np.round(img[..., 0], 2), return_counts=True)
+    assert values[counts.argmax()] == pytest.approx(0.2, abs=0.01)
+
+
+def test_manifold_orientation(tmp_path, monkeypatch):
+    """z1 grows to the right and z2 upwards: a decoder that is white only for z1 > 0, z2 > 0
+    must light the top-right quadrant of the drawn grid."""
+
+    class Quadrant(torch.nn.Module):
+        latent_dim, data_shape = 2, (1, 2, 2)
+
+        def __init__(self):
+            super().__init__()
+            self.prior = StandardNormal(2)
+
+        def decode(self, z):
+            on = ((z[..., 0] > 0) & (z[..., 1] > 0)).float()
+            return on[..., None, None, None].expand(*z.shape[:-1], 1, 2, 2)
+
+    shown = {}
+    monkeypatch.setattr(plots, "_show", lambda ax, grid, extent=None: shown.update(grid=grid))
+    plots.plot_manifold(Quadrant(), tmp_path / "m.png", n=4)
+    g = shown["grid"]  # row 0 is drawn at the top
+    assert g.shape == (8, 8)
+    assert (g[:4, 4:] == 1).all() and g[4:, :].sum() == 0 and g[:, :4].sum() == 0
