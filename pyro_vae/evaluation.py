@@ -166,6 +166,8 @@ def log_marginal(model, guide, x, *args, num_particles=5000, batch_size=100, chu
 @torch.no_grad()
 def elbo(model, guide, x, *args, num_particles=1, batch_size=1000, **kwargs) -> torch.Tensor:
     """Per-data-point ELBO estimate mean_k log w_k, shape (N,)."""
+    mpn = kwargs.pop("max_plate_nesting", None)
+    kwargs["max_plate_nesting"] = mpn if mpn is not None else _max_plate_nesting(model, guide, x, args, kwargs)
     out = []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size]
@@ -183,7 +185,8 @@ def iwae_bound(model, guide, x, *args, k=50, batch_size=100, **kwargs) -> torch.
                         desc=f"IWAE bound, k={k}", **kwargs)
 
 
-def _unwrap_independent_normal(d):
+def as_normal(d):
+    """The Normal inside ``d`` (unwrapping Independent), or None if ``d`` is not one."""
     while isinstance(d, Independent):
         d = d.base_dist
     return d if isinstance(d, Normal) else None
@@ -212,8 +215,8 @@ def latent_statistics(model, guide, x, *args, batch_size=1000, threshold=0.01, d
             except NotImplementedError:
                 continue
             means.setdefault(name, []).append(mean.reshape(-1, mean.shape[-1]))
-            q = _unwrap_independent_normal(site["fn"])
-            p = _unwrap_independent_normal(m.nodes[name]["fn"]) if name in m.nodes else None
+            q = as_normal(site["fn"])
+            p = as_normal(m.nodes[name]["fn"]) if name in m.nodes else None
             if q is not None and p is not None:
                 kl = kl_divergence(q, p)
                 kls.setdefault(name, []).append(kl.reshape(-1, kl.shape[-1]))

@@ -25,6 +25,7 @@ import torch
 from matplotlib.ticker import MaxNLocator
 
 from .config import read_metrics
+from .evaluation import as_normal
 
 DPI = 120
 FIGURE_NAMES = ("curves", "reconstructions", "samples", "manifold", "latent_space", "interpolation")
@@ -244,11 +245,8 @@ def plot_samples(module, path, n: int = 64) -> Path:
 
 def _normal_parts(d):
     """(loc, scale) if ``d`` is a (possibly Independent-wrapped) Normal, else None."""
-    while isinstance(d, torch.distributions.Independent):
-        d = d.base_dist
-    if isinstance(d, torch.distributions.Normal):
-        return d.loc, d.scale
-    return None
+    normal = as_normal(d)
+    return None if normal is None else (normal.loc, normal.scale)
 
 
 def _prior_quantiles(module, levels: torch.Tensor, num_samples: int = 20000) -> torch.Tensor:
