@@ -122,6 +122,9 @@ def plain_elbo_per_image(net, x, analytic_kl=False):
 def train_plain(net, x_train, x_val, epochs, seed, analytic_kl, device, log=print):
     """Adam, batch 128, dynamic binarization per epoch, data indexed on the device."""
     set_seed(seed)  # same RNG state at the start of training as pyro_vae.training.fit
+    # like fit(): shuffling and dynamic binarization draw from their own generator, so both
+    # models see the same binarized images in the same order
+    data_gen = torch.Generator(device=device).manual_seed(seed)
     net.to(device)
     x_train, x_val = x_train.to(device), x_val.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=LR)
@@ -133,8 +136,8 @@ def train_plain(net, x_train, x_val, epochs, seed, analytic_kl, device, log=prin
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         # ---- timed: the training steps of one epoch
-        xe = torch.bernoulli(x_train)
-        perm = torch.randperm(n, device=device)
+        xe = torch.bernoulli(x_train, generator=data_gen)
+        perm = torch.randperm(n, device=device, generator=data_gen)
         total = torch.zeros((), device=device)
         for start in range(0, n, BATCH_SIZE):
             idx = perm[start:start + BATCH_SIZE]
@@ -340,7 +343,7 @@ def main(argv=None):
     data_shape = train.data_shape
     d = math.prod(data_shape)
     # the plain model works on flat vectors; the same numbers in the same memory order, so
-    # torch.bernoulli draws the same binarization for both models from the same RNG state
+    # the same data generator state draws the same binarization for both models
     x_train_flat = train.x.reshape(n_train, d)
     x_val_flat = binarize(val.x, seed=a.seed + 1).reshape(len(val), d)  # as fit() binarizes val
     x_test_flat = x_test.reshape(n_test, d).to(device)
