@@ -1,26 +1,30 @@
 """pyro-vae: variational autoencoders written as Pyro programs.
 
-A model is an ``nn.Module`` with ``model(x, ...)`` and ``guide(x, ...)``; everything else
-(training, evaluation, plots) works on any such pair.
+Every model family is an ``nn.Module`` with Pyro programs ``model`` and ``guide`` behind one
+declared contract (:mod:`pyro_vae.models.base`); training, evaluation, figures, report and CLI
+work on any family that meets it.
 """
 
 from .config import ModelConfig, TrainConfig
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .data import DataError, Dataset, load_data
+from .data import Batch, DataError, Dataset, load_data, select_labels
 from .likelihoods import (BernoulliLikelihood, ContinuousBernoulliLikelihood, GaussianLikelihood,
                           LaplaceLikelihood, Likelihood, register_likelihood)
-from .models import VAE, build_model
+from .models import CVAE, SSVAE, VAE, ContractError, Family, build_model, data_plate, register_model
 from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from .objectives import Loss, make_objective, register_objective
 from .priors import DiagonalGaussian, MixtureOfGaussians, StandardNormal, register_prior
-from .training import ELBOLoss, TrainingDiverged, fit, make_elbo
+from .run import RunDir, finish_run
+from .training import TrainingDiverged, fit
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ModelConfig", "TrainConfig", "CheckpointError", "load_checkpoint", "save_checkpoint",
-    "DataError", "Dataset", "load_data", "BernoulliLikelihood", "ContinuousBernoulliLikelihood",
-    "GaussianLikelihood", "LaplaceLikelihood", "Likelihood", "register_likelihood", "VAE",
-    "build_model", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "DiagonalGaussian",
-    "MixtureOfGaussians", "StandardNormal", "register_prior", "ELBOLoss", "TrainingDiverged", "fit",
-    "make_elbo",
+    "Batch", "DataError", "Dataset", "load_data", "select_labels", "BernoulliLikelihood",
+    "ContinuousBernoulliLikelihood", "GaussianLikelihood", "LaplaceLikelihood", "Likelihood",
+    "register_likelihood", "VAE", "SSVAE", "CVAE", "Family", "ContractError", "build_model", "data_plate",
+    "register_model", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "Loss", "make_objective",
+    "register_objective", "DiagonalGaussian", "MixtureOfGaussians", "StandardNormal", "register_prior",
+    "RunDir", "finish_run", "TrainingDiverged", "fit",
 ]

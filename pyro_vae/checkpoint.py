@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
 import torch
 
-from .config import ModelConfig, from_dict
+from .config import ModelConfig
 
 FORMAT = "pyro-vae-checkpoint"
 VERSION = 1
@@ -40,7 +39,7 @@ def save_checkpoint(path, module, model_config: ModelConfig | None, **state) -> 
         {
             "format": FORMAT,
             "version": VERSION,
-            "model_config": None if model_config is None else dataclasses.asdict(model_config),
+            "model_config": None if model_config is None else model_config.to_dict(),
             "model_state": module.state_dict(),
             **state,
         },
@@ -89,7 +88,7 @@ def load_checkpoint(path, device="cpu"):
 
     Returns ``(module, ckpt)`` where ``ckpt`` is the whole checkpoint dict.
     """
-    from .models import build_model
+    from .models import MODELS, build_model
 
     ckpt = read_checkpoint(path)
     if ckpt.get("model_config") is None:
@@ -97,9 +96,16 @@ def load_checkpoint(path, device="cpu"):
             f"{path} holds a hand-built model without a ModelConfig; build the module yourself and "
             f"load the weights with pyro_vae.checkpoint.load_model_state(module, ckpt['model_state'])")
     try:
-        config = from_dict(ModelConfig, ckpt["model_config"])
+        config = ModelConfig.from_dict(ckpt["model_config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: bad model config in checkpoint: {e}") from e
-    module = build_model(config)
+    if config.model not in MODELS:
+        hint = (f"; it was registered by {', '.join(config.plugins)}: pass --plugin "
+                f"{' --plugin '.join(config.plugins)} (or import it before loading)") if config.plugins else ""
+        raise CheckpointError(f"{path} holds a model of family {config.model!r}, which is not registered{hint}")
+    try:
+        module = build_model(config)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild its model: {e}") from e
     load_model_state(module, ckpt["model_state"], source=str(path))
     return module.to(device), ckpt

@@ -1,30 +1,84 @@
-"""``pyro-vae``: train, evaluate, sample and plot VAEs from the command line.
+"""``pyro-vae``: train, evaluate, sample and plot any registered model family from the command line.
 
-    pyro-vae train --epochs 50 --out runs/mnist          # offline: 5k real MNIST images
-    pyro-vae evaluate runs/mnist/checkpoint_best.pt --k 5000
-    pyro-vae sample runs/mnist/checkpoint_best.pt -n 64
+    pyro-vae train --epochs 50 --out runs/mnist                        # offline: 5k real MNIST images
+    pyro-vae train --model ssvae --labels 100 --out runs/m2            # Kingma et al.'s M2
+    pyro-vae train --model cvae --condition quadrant --out runs/cvae   # conditional VAE
+    pyro-vae evaluate runs/mnist --k 5000
+    pyro-vae sample runs/m2 -n 64 --condition 7
     pyro-vae plot runs/mnist
+    pyro-vae train --plugin my_family --model mine --out runs/mine     # a user's registered family
     torchrun --nproc_per_node=2 -m pyro_vae.cli train --out runs/ddp   # DistributedDataParallel
+
+Every choice (``--model``, ``--prior``, ``--likelihood``, ``--objective``, ``--network``) and every
+option comes from the registries and the families' typed ``Config`` dataclasses: a prior's or
+likelihood's constructor options become ``--prior-OPTION`` / ``--likelihood-OPTION``.
+
+Exit codes: 0 success; 1 training diverged; 2 a user mistake (bad option, data or checkpoint),
+with one message naming it; 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
+import importlib
+import importlib.util
+import inspect
 import sys
 import time
 from pathlib import Path
 
 from .checkpoint import CheckpointError
-from .config import ModelConfig, TrainConfig, save_json
+from .config import ModelConfig, TrainConfig
 from .data import DataError
 from .likelihoods import LIKELIHOODS
+from .models import MODELS, ContractError, model_options
+from .models.base import config_fields
+from .networks import NETWORKS
+from .objectives import OBJECTIVES
 from .priors import PRIORS
-from .training import ELBOS, TrainingDiverged
+from .run import RunDir
+from .training import TrainingDiverged
 
-EVAL_BINARIZATION_SEED = 0  # one fixed binarization of test/validation data for every evaluation
+COMPONENTS = {"prior": PRIORS, "likelihood": LIKELIHOODS}
+SKIP_ARGS = {"self", "latent_dim", "data_shape"}  # filled in by the family, not options
+ALIASES = {"prior-components": ["--mixture-components"], "likelihood-learn-scale": ["--learn-scale"]}
+CHOICES = {"prior": PRIORS, "likelihood": LIKELIHOODS, "network": NETWORKS}
 
 
+class CLIError(ValueError):
+    """A mistake in the command line."""
+
+
+# ---------------------------------------------------------------------- plugins
+def load_plugins(argv) -> list:
+    """Import every ``--plugin MODULE`` of ``argv`` (before the parser is built, so that the
+    plugin's registered families and components become choices). Returns the module names."""
+    names = []
+    for i, a in enumerate(argv):
+        if a == "--plugin" and i + 1 < len(argv):
+            names.append(argv[i + 1])
+        elif a.startswith("--plugin="):
+            names.append(a.split("=", 1)[1])
+    for name in names:
+        path = Path(name)
+        try:
+            if path.suffix == ".py":  # a file: import it by path
+                spec = importlib.util.spec_from_file_location(path.stem, path)
+                if spec is None or not path.is_file():
+                    raise ImportError(f"no such file {path}")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[path.stem] = module
+                spec.loader.exec_module(module)
+            else:
+                importlib.import_module(name)
+        except Exception as e:  # the user's module: any error in it is the user's to see
+            raise CLIError(f"--plugin {name}: cannot import it ({type(e).__name__}: {e}). Pass an importable "
+                           f"module name (on PYTHONPATH) or a path to a .py file") from None
+    return names
+
+
+# ---------------------------------------------------------------------- option types
 def _positive_int(s):
     v = int(s)
     if v < 1:
@@ -52,10 +106,109 @@ class _Help(argparse.HelpFormatter):
     def _get_help_string(self, action):
         h = action.help or ""
         d = action.default
-        if d is not None and d is not False and d != argparse.SUPPRESS and "%(default)" not in h \
+        if d is not None and d is not False and d != [] and d != argparse.SUPPRESS and "%(default)" not in h \
                 and action.option_strings:
             h += " (default: %(default)s)"
         return h
+
+
+def _flag_kwargs(default, help_text: str) -> dict:
+    """argparse keywords for an option whose default is ``default`` (its type decides)."""
+    if isinstance(default, bool):
+        return {"action": argparse.BooleanOptionalAction, "default": None, "help": help_text}
+    if isinstance(default, (tuple, list)):
+        elem = type(default[0]) if default else str
+        return {"type": elem, "nargs": "+", "default": None, "help": help_text}
+    if isinstance(default, (int, float, str)):
+        return {"type": type(default), "default": None, "help": help_text}
+    return {"default": None, "help": help_text}
+
+
+def _field_default(f):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _family_options():
+    """``{field name: (default of the first family, help, {family: default})}`` over all families."""
+    options = {}
+    for fam, cls in MODELS.items():
+        for f in config_fields(cls.Config):
+            if f.name in ("prior_kwargs", "likelihood_kwargs"):
+                continue
+            default = _field_default(f)
+            entry = options.setdefault(f.name, [default, f.metadata.get("help", "") or f"option of {fam}", {}])
+            entry[2][fam] = default
+    return options
+
+
+def _component_options(kind: str):
+    """``{option: (default, {component: default})}`` from the constructors of the registered
+    priors or likelihoods (their keyword options)."""
+    options = {}
+    for name, cls in COMPONENTS[kind].items():
+        try:
+            params = inspect.signature(cls).parameters
+        except (TypeError, ValueError):
+            continue
+        for p in params.values():
+            if p.name in SKIP_ARGS or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.default is p.empty:
+                continue
+            options.setdefault(p.name, [p.default, {}])[1][name] = p.default
+    return options
+
+
+def _defaults_text(per_family: dict) -> str:
+    vals = {repr(v) for v in per_family.values()}
+    if len(vals) == 1:
+        return f"{', '.join(per_family)}; default {next(iter(per_family.values()))!r}"
+    return "; ".join(f"{fam} default {v!r}" for fam, v in per_family.items())
+
+
+def _model_args(t):
+    g = t.add_argument_group("model", "the family and its options (each applies to the families named)")
+    g.add_argument("--model", default="vae", choices=sorted(MODELS), help="model family")
+    for name, (default, help_text, per_family) in _family_options().items():
+        kw = _flag_kwargs(default, f"{help_text} [{_defaults_text(per_family)}]".strip())
+        if name in CHOICES:
+            kw["choices"] = sorted(CHOICES[name])
+        if "action" not in kw:
+            kw["metavar"] = "N" if "nargs" in kw else name.upper()
+        g.add_argument("--" + name.replace("_", "-"), dest=f"opt_{name}", **kw)
+    for kind in COMPONENTS:
+        g = t.add_argument_group(f"{kind} options", f"constructor options of the registered {kind}s")
+        for name, (default, per) in _component_options(kind).items():
+            flag = f"{kind}-{name.replace('_', '-')}"
+            kw = _flag_kwargs(default, f"option of the {kind}(s) {_defaults_text(per)}")
+            g.add_argument("--" + flag, *ALIASES.get(flag, []), dest=f"{kind}_{name}", **kw)
+
+
+def _train_args(t):
+    g = t.add_argument_group("training")
+    g.add_argument("--epochs", type=_positive_int, default=100, help="number of passes over the training data (total, also when resuming)")
+    g.add_argument("--batch-size", type=_positive_int, default=128, help="images per SVI step")
+    g.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
+    g.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (beta-VAE): scales every latent site")
+    g.add_argument("--warmup-epochs", type=float, default=0.0, help="KL weight rises linearly to beta over this many epochs")
+    g.add_argument("--objective", "--elbo", default="auto", choices=["auto"] + sorted(OBJECTIVES),
+                   help="training objective: auto (the family's default: trace for vae and cvae, enum for ssvae), "
+                        "trace (Trace_ELBO), meanfield (TraceMeanField_ELBO), graph (TraceGraph_ELBO), enum "
+                        "(TraceEnum_ELBO), jit* (compiled), renyi (RenyiELBO alpha 0.5), or one a plugin registered")
+    g.add_argument("--num-particles", type=_positive_int, default=1, help="samples of the latents per data point in the ELBO estimate")
+    g.add_argument("--clip-norm", type=_positive_float, default=None, help="clip the gradient norm (of the per-image loss); default: no clipping")
+    g.add_argument("--patience", type=_nonneg_int, default=10, help="early stopping after this many epochs without a better validation measure (0: off)")
+    g.add_argument("--binarize", default="dynamic", choices=["none", "static", "dynamic"],
+                   help="binary data from grey images: dynamic resamples every epoch, static once (seeded); none keeps grey values (use a non-Bernoulli likelihood)")
+    g.add_argument("--labels", type=_positive_int, default=None,
+                   help="semi-supervised: keep this many training labels, the same number per class, drawn with --seed (default: all labels)")
+    g.add_argument("--labelled-batch-size", type=_nonneg_int, default=None,
+                   help="labelled points added to every training batch with --labels (default: min(labels, batch size / 2))")
+    g.add_argument("--val-batch-size", type=_positive_int, default=1000, help="batch size of the validation ELBO")
+    g.add_argument("--seed", type=int, default=0, help="seed of the data split, label subset, initialisation and training")
+    g.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...")
 
 
 def _data_args(p, required_default=True):
@@ -70,44 +223,30 @@ def _data_args(p, required_default=True):
                         "test set")
 
 
+def _plugin_arg(p):
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE (a module name or a .py file) first: the families, priors, likelihoods "
+                        "and objectives it registers become choices (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pyro-vae", description="Variational autoencoders as Pyro programs: train, evaluate, sample, plot.")
+        prog="pyro-vae", description="Variational autoencoders as Pyro programs: train, evaluate, sample, plot.",
+        epilog="Exit codes: 0 success, 1 training diverged, 2 a mistake in the options, data or files, "
+               "130 interrupted.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train a VAE; writes a run folder",
-                       description="Train a VAE by SVI and write config, metrics, checkpoints, "
+    t = sub.add_parser("train", help="train a model; writes a run folder",
+                       description="Train a model family by SVI and write config, metrics, checkpoints, "
                                    "figures and a report to --out. Under torchrun "
                                    "(torchrun --nproc_per_node=N -m pyro_vae.cli train --out DIR ...) "
                                    "it trains with DistributedDataParallel.",
                        formatter_class=_Help)
     _data_args(t)
     t.add_argument("--val-fraction", type=float, default=0.1, help="share of the training data held out for validation")
-    g = t.add_argument_group("model")
-    g.add_argument("--model", default="vae", choices=["vae"], help="model family")
-    g.add_argument("--network", default="mlp", choices=["mlp", "conv"], help="encoder/decoder networks")
-    g.add_argument("--latent-dim", type=_positive_int, default=50, help="size of z")
-    g.add_argument("--hidden", type=_positive_int, nargs="+", default=[400], help="hidden layer sizes (encoder; the decoder mirrors them)")
-    g.add_argument("--prior", default="standard_normal", choices=sorted(PRIORS), help="p(z)")
-    g.add_argument("--mixture-components", type=_positive_int, default=10, help="components of the mixture prior")
-    g.add_argument("--likelihood", default="bernoulli", choices=sorted(LIKELIHOODS), help="p(x|z)")
-    g.add_argument("--likelihood-scale", type=_positive_float, default=0.1, help="scale of the gaussian/laplace likelihood (initial value if learned)")
-    g.add_argument("--learn-scale", action="store_true", help="learn the gaussian/laplace scale")
-    g = t.add_argument_group("training")
-    g.add_argument("--epochs", type=_positive_int, default=100, help="number of passes over the training data (total, also when resuming)")
-    g.add_argument("--batch-size", type=_positive_int, default=128, help="images per SVI step")
-    g.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
-    g.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (beta-VAE)")
-    g.add_argument("--warmup-epochs", type=float, default=0.0, help="KL weight rises linearly to beta over this many epochs")
-    g.add_argument("--elbo", default="trace", choices=sorted(ELBOS), help="trace: Trace_ELBO; meanfield: TraceMeanField_ELBO (analytic KL); jit: JitTrace_ELBO")
-    g.add_argument("--num-particles", type=_positive_int, default=1, help="samples of z per data point in the ELBO estimate")
-    g.add_argument("--clip-norm", type=_positive_float, default=None, help="clip the gradient norm (of the per-image loss); default: no clipping")
-    g.add_argument("--patience", type=_nonneg_int, default=10, help="early stopping after this many epochs without a better validation ELBO (0: off)")
-    g.add_argument("--binarize", default="dynamic", choices=["none", "static", "dynamic"],
-                   help="binary data from grey images: dynamic resamples every epoch, static once (seeded); none keeps grey values (use a non-Bernoulli likelihood)")
-    g.add_argument("--val-batch-size", type=_positive_int, default=1000, help="batch size of the validation ELBO")
-    g.add_argument("--seed", type=int, default=0, help="seed of the data split, initialisation and training")
-    g.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...")
+    _plugin_arg(t)
+    _model_args(t)
+    _train_args(t)
     g = t.add_argument_group("output")
     g.add_argument("--out", default=None, help="run folder (default runs/DATASET-TIMESTAMP)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -115,10 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-plots", action="store_true", help="do not write figures and report at the end")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    e = sub.add_parser("evaluate", help="test ELBO, log p(x), IWAE bound, active units of a checkpoint",
+    e = sub.add_parser("evaluate", help="test ELBO, log p(x), IWAE bound, active units (and the family's own measures)",
                        formatter_class=_Help)
     e.add_argument("checkpoint", help="a checkpoint .pt file (or a run folder: its checkpoint_best.pt)")
     _data_args(e, required_default=False)
+    _plugin_arg(e)
     e.add_argument("--split", default="test", choices=["test", "val"], help="which split to evaluate (test falls back to val if the data set has none)")
     e.add_argument("--k", type=_nonneg_int, default=5000, help="importance samples for log p(x) (0: ELBO only)")
     e.add_argument("--iwae-k", type=_nonneg_int, default=50, help="samples for the IWAE bound (0: skip)")
@@ -128,85 +268,111 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, ...")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    s = sub.add_parser("sample", help="write a grid of samples from the prior",
-                       formatter_class=_Help)
+    s = sub.add_parser("sample", help="write a grid of samples from the model", formatter_class=_Help)
     s.add_argument("checkpoint", help="a checkpoint .pt file (or a run folder: its checkpoint_best.pt)")
+    _plugin_arg(s)
     s.add_argument("-n", type=_positive_int, default=64, help="number of samples")
+    s.add_argument("--condition", type=int, default=None,
+                   help="conditional families: the class to draw (ssvae, class-conditional cvae)")
     s.add_argument("--out", default=None, help="PNG file (default: samples.png beside the checkpoint)")
     s.add_argument("--seed", type=int, default=0, help="seed of the prior draws")
 
-    p = sub.add_parser("plot", help="write all figures and the report of a run folder",
-                       formatter_class=_Help)
+    p = sub.add_parser("plot", help="write all figures and the report of a run folder", formatter_class=_Help)
     p.add_argument("run_dir", help="a run folder written by pyro-vae train")
+    _plugin_arg(p)
     p.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, ...")
     return parser
 
 
+# ---------------------------------------------------------------------- from flags to configs
+def model_config_from_args(a, data_shape, num_classes, plugins=()) -> ModelConfig:
+    """The chosen family's options from the flags; a flag of another family is an error."""
+    cls = MODELS.get_or_raise(a.model)
+    fields = {f.name for f in config_fields(cls.Config)}
+    given = {k[4:]: v for k, v in vars(a).items() if k.startswith("opt_") and v is not None}
+    foreign = sorted(set(given) - fields)
+    if foreign:
+        raise CLIError(f"--{', --'.join(n.replace('_', '-') for n in foreign)}: not an option of --model {a.model} "
+                       f"(its options: {', '.join('--' + n.replace('_', '-') for n in sorted(fields)) or 'none'})")
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    for kind in COMPONENTS:
+        if f"{kind}_kwargs" not in fields:
+            continue
+        chosen = options.get(kind, _field_default(next(f for f in config_fields(cls.Config) if f.name == kind)))
+        kwargs = {}
+        for name, (_, per) in _component_options(kind).items():
+            value = getattr(a, f"{kind}_{name}", None)
+            if value is None:
+                continue
+            if chosen not in per:
+                raise CLIError(f"--{kind}-{name.replace('_', '-')} is an option of the {kind}(s) "
+                               f"{', '.join(sorted(per))}, not of --{kind} {chosen}")
+            kwargs[name] = value
+        options[f"{kind}_kwargs"] = kwargs
+    opts = dataclasses.asdict(model_options(a.model, options))
+    return ModelConfig(model=a.model, data_shape=data_shape, num_classes=num_classes, options=opts,
+                       plugins=plugins)
+
+
+def train_config_from_args(a) -> TrainConfig:
+    return TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, beta=a.beta,
+                       warmup_epochs=a.warmup_epochs, objective=a.objective, num_particles=a.num_particles,
+                       clip_norm=a.clip_norm, seed=a.seed, device=a.device, patience=a.patience or None,
+                       binarize=a.binarize, val_batch_size=a.val_batch_size, labels=a.labels,
+                       labelled_batch_size=a.labelled_batch_size).check()
+
+
 # ---------------------------------------------------------------------- helpers
-def _checkpoint_path(path) -> Path:
-    path = Path(path)
-    return path / "checkpoint_best.pt" if path.is_dir() else path
-
-
-def _eval_data(data_cfg: dict, split: str, binarize_mode: str, dataset=None, data_dir=None, splits=None):
-    """The evaluation split, binarized once with a fixed seed when the model was trained binary.
-    ``splits``: the data already loaded (else loaded as the checkpoint's data config says)."""
-    from .data import binarize, load_data
+def _load_splits(data_cfg: dict, dataset=None, data_dir=None):
+    from .data import load_data
 
     name = dataset or data_cfg.get("dataset", "mnist5k")
     ddir = data_dir if data_dir is not None else data_cfg.get("data_dir")
-    if splits is None:
-        splits = load_data(name, ddir, val_fraction=data_cfg.get("val_fraction", 0.1),
+    return name, load_data(name, ddir, val_fraction=data_cfg.get("val_fraction", 0.1),
                            seed=data_cfg.get("split_seed", 0))
+
+
+def _eval_split(splits, name: str, split: str, binarize_mode: str):
+    """The evaluation split (test, else validation, said on stderr) under the one binarization
+    rule (:func:`pyro_vae.data.for_evaluation`), and its label for files and titles."""
+    from .data import for_evaluation
+
     ds, used = (splits.test, "test") if split == "test" and splits.test is not None else (splits.val, "val")
     if split == "test" and used == "val":
         print(f"note: {name} has no test split here (for mnist5k pass --data-dir with the official "
               f"MNIST test files); evaluating on the validation split", file=sys.stderr)
-    x = binarize(ds.x, seed=EVAL_BINARIZATION_SEED) if binarize_mode != "none" else ds.x
-    return x, ds.y, f"{name}/{used}"
+    return for_evaluation(ds, binarize_mode), f"{name}/{used}"
 
 
-def _evaluate_and_save(module, x, label, out_base: Path, k, iwae_k, batch_size, progress):
-    from .evaluation import evaluate, format_table
+def _load(path, device="cpu"):
+    from .checkpoint import load_checkpoint
+    from .training import select_device
 
-    t0 = time.perf_counter()
-    metrics = evaluate(module, x, k=k, iwae_k=iwae_k, batch_size=batch_size, progress=progress)
-    metrics["data"] = {"value": label, "unit": ""}
-    metrics["eval_time_s"] = {"value": round(time.perf_counter() - t0, 1), "unit": "s"}
-    table = format_table(metrics)
-    save_json(out_base.with_suffix(".json"), metrics)
-    out_base.with_suffix(".txt").write_text(table + "\n")
-    return metrics, table
+    family, ckpt = load_checkpoint(RunDir.checkpoint_path(path), select_device(device))
+    family.eval()
+    return family, ckpt
 
 
 # ---------------------------------------------------------------------- commands
 def cmd_train(a) -> int:
-    from .data import load_data
+    from .data import num_classes_of
     from .models import build_model
-    from .training import fit
+    from .training import fit, set_seed
 
     if a.resume and a.out is None:
-        raise ValueError("--resume needs --out: the run folder to continue")
+        raise CLIError("--resume needs --out: the run folder to continue")
     rank = _init_distributed()
     if rank is not None and a.out is None:
-        raise ValueError("distributed training (torchrun) needs --out, the same run folder on every rank")
+        raise CLIError("distributed training (torchrun) needs --out, the same run folder on every rank")
     out = Path(a.out or f"runs/{Path(a.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    from .data import load_data
+
     splits = load_data(a.dataset, a.data_dir, val_fraction=a.val_fraction, seed=a.seed)
-    lik_kwargs = {"scale": a.likelihood_scale, "learn_scale": a.learn_scale} if a.likelihood in ("gaussian", "laplace") else {}
-    prior_kwargs = {"components": a.mixture_components} if a.prior == "mixture" else {}
-    mcfg = ModelConfig(data_shape=splits.train.data_shape, model=a.model, latent_dim=a.latent_dim,
-                       hidden=tuple(a.hidden), network=a.network, prior=a.prior, prior_kwargs=prior_kwargs,
-                       likelihood=a.likelihood, likelihood_kwargs=lik_kwargs)
-    tcfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, beta=a.beta,
-                       warmup_epochs=a.warmup_epochs, elbo=a.elbo, num_particles=a.num_particles,
-                       clip_norm=a.clip_norm, seed=a.seed, device=a.device,
-                       patience=a.patience or None, binarize=a.binarize,
-                       val_batch_size=a.val_batch_size)
+    mcfg = model_config_from_args(a, splits.train.data_shape, num_classes_of(splits.train), a.plugin)
+    tcfg = train_config_from_args(a)
     data_cfg = {"dataset": a.dataset, "data_dir": a.data_dir, "val_fraction": a.val_fraction,
                 "split_seed": a.seed, "train_size": len(splits.train), "val_size": len(splits.val),
                 "test": splits.test_source or None}
-    from .training import set_seed
-
     set_seed(a.seed)  # network initialisation
     module = build_model(mcfg)
     if rank:  # ranks other than 0 train quietly and leave evaluation and files to rank 0
@@ -215,13 +381,17 @@ def cmd_train(a) -> int:
         return 0
     print(f"data: {a.dataset}: {len(splits.train)} train, {len(splits.val)} validation"
           + (f", {len(splits.test)} test" if splits.test is not None else ", no test split")
-          + f"; run folder {out}")
+          + f"; model {a.model}; run folder {out}")
+    test, label = (splits.test, f"{a.dataset}/test") if splits.test is not None else (splits.val, f"{a.dataset}/val")
+    if splits.test is None:
+        print(f"note: {a.dataset} has no test split here (for mnist5k pass --data-dir with the official "
+              f"MNIST test files); the final evaluation uses the validation split", file=sys.stderr)
     summary = fit(module, splits.train, splits.val, tcfg, out, mcfg, resume=a.resume,
-                  progress=not a.no_progress, extra_config={"data": data_cfg})
-    print(f"best validation ELBO {summary['best_val_elbo']:.2f} nats/image after "
-          f"{summary['epochs_run']} epochs ({summary['train_time_s']:.0f} s)")
-    _finish_run(out, a.device, eval_k=a.eval_k, progress=not a.no_progress, plots=not a.no_plots,
-                splits=splits)
+                  progress=not a.no_progress, extra_config={"data": data_cfg}, test=test, test_label=label,
+                  eval_k=a.eval_k, plots=not a.no_plots)
+    print(f"best validation {summary['select_by']} "
+          f"{summary.get('best_' + summary['select_by'], summary['best_val_elbo']):.4g} at epoch "
+          f"{summary['best_epoch']} of {summary['epochs_run']} ({summary['train_time_s']:.0f} s); run folder {out}")
     return 0
 
 
@@ -242,94 +412,52 @@ def _init_distributed():
     return dist.get_rank()
 
 
-def _finish_run(run_dir: Path, device="auto", eval_k=1000, progress=True, plots=True, splits=None):
-    """Evaluate the best checkpoint on the test split, write figures and the report."""
-    from .checkpoint import load_checkpoint
-    from .training import select_device, set_seed
-
-    dev = select_device(device)
-    module, ckpt = load_checkpoint(run_dir / "checkpoint_best.pt", dev)
-    module.eval()
-    data_cfg = ckpt.get("extra", {}).get("data", {})
-    binarize_mode = ckpt.get("train_config", {}).get("binarize", "dynamic")
-    x, y, label = _eval_data(data_cfg, "test", binarize_mode, splits=splits)
-    metrics = None
-    if eval_k:
-        set_seed(0)
-        metrics, table = _evaluate_and_save(module, x.to(dev), label, run_dir / "metrics_test",
-                                            eval_k, 0, 100, progress)
-        print(f"\n{label} (best checkpoint):\n{table}")
-        summary_path = run_dir / "summary.json"
-        summary = json.loads(summary_path.read_text())
-        summary["test"] = {k: v["value"] for k, v in metrics.items() if not isinstance(v["value"], list)}
-        save_json(summary_path, summary)
-    if plots:
-        _plots(run_dir, module, x, y, metrics)
-
-
-def _plots(run_dir: Path, module, x, y, metrics):
-    from .plots import make_figures
-    from .report import write_report
-    from .config import read_metrics
-
-    rows = read_metrics(run_dir / "metrics.jsonl")
-    figures = make_figures(module, run_dir, x[:2000], None if y is None else y[:2000], rows)
-    report = write_report(run_dir, metrics, figures)
-    print(f"figures and report: {report}")
-
-
 def cmd_evaluate(a) -> int:
+    from .run import evaluate_and_save
+    from .training import set_seed
 
-    from .checkpoint import load_checkpoint
-    from .training import select_device, set_seed
-
-    path = _checkpoint_path(a.checkpoint)
-    dev = select_device(a.device)
-    module, ckpt = load_checkpoint(path, dev)
-    module.eval()
+    path = RunDir.checkpoint_path(a.checkpoint)
+    family, ckpt = _load(path, a.device)
     data_cfg = ckpt.get("extra", {}).get("data", {})
-    binarize_mode = ckpt.get("train_config", {}).get("binarize", "dynamic")
-    x, _, label = _eval_data(data_cfg, a.split, binarize_mode, a.dataset, a.data_dir)
+    name, splits = _load_splits(data_cfg, a.dataset, a.data_dir)
+    data, label = _eval_split(splits, name, a.split, ckpt.get("train_config", {}).get("binarize", "dynamic"))
     if a.limit:
-        x = x[: a.limit]
+        data = data.subset(slice(0, a.limit))
     set_seed(a.seed)
-    base = path.parent / f"eval_{label.replace('/', '_')}_k{a.k}"
-    _, table = _evaluate_and_save(module, x.to(dev), label, base, a.k, a.iwae_k, a.batch_size,
-                                  not a.no_progress)
-    print(f"{path} on {label} ({x.shape[0]} images):\n{table}\nsaved {base}.json and {base}.txt")
+    base = RunDir.of_checkpoint(path).evaluation(label, a.k)
+    dev = next(iter(family.state_dict().values())).device
+    _, table = evaluate_and_save(family, data.to(dev), label, base, a.k, a.iwae_k, a.batch_size, not a.no_progress)
+    print(f"{path} on {label} ({len(data)} images):\n{table}\nsaved {base}.json and {base}.txt")
     return 0
 
 
 def cmd_sample(a) -> int:
-    from .checkpoint import load_checkpoint
     from .plots import plot_samples
     from .training import set_seed
 
-    path = _checkpoint_path(a.checkpoint)
-    module, _ = load_checkpoint(path, "cpu")
-    module.eval()
+    path = RunDir.checkpoint_path(a.checkpoint)
+    family, _ = _load(path, "cpu")
+    if a.condition is not None and not getattr(family, "conditional", False):
+        raise CLIError(f"--condition: this model ({type(family).__name__}) is not conditional; "
+                       f"leave --condition out")
     set_seed(a.seed)
     out = Path(a.out) if a.out else path.parent / "samples.png"
-    plot_samples(module, out, n=a.n)
+    plot_samples(family, out, n=a.n, condition=a.condition)
     print(f"wrote {out}")
     return 0
 
 
 def cmd_plot(a) -> int:
-    run_dir = Path(a.run_dir)
-    if not (run_dir / "checkpoint_best.pt").exists():
-        raise CheckpointError(f"{run_dir} is not a run folder (no checkpoint_best.pt)")
-    from .checkpoint import load_checkpoint
-    from .training import select_device
+    from .run import write_figures_and_report
 
-    dev = select_device(a.device)
-    module, ckpt = load_checkpoint(run_dir / "checkpoint_best.pt", dev)
-    module.eval()
-    x, y, _ = _eval_data(ckpt.get("extra", {}).get("data", {}), "test",
-                         ckpt.get("train_config", {}).get("binarize", "dynamic"))
-    mpath = run_dir / "metrics_test.json"
-    metrics = json.loads(mpath.read_text()) if mpath.exists() else None
-    _plots(run_dir, module, x, y, metrics)
+    run = RunDir(a.run_dir)
+    if not run.best.exists():
+        raise CheckpointError(f"{run} is not a run folder (no {RunDir.BEST})")
+    family, ckpt = _load(run.best, a.device)
+    name, splits = _load_splits(ckpt.get("extra", {}).get("data", {}))
+    data, label = _eval_split(splits, name, "test", ckpt.get("train_config", {}).get("binarize", "dynamic"))
+    dev = next(iter(family.state_dict().values())).device
+    write_figures_and_report(run, family, data.to(dev), run.read_json(run.test_metrics), label=label)
     return 0
 
 
@@ -337,14 +465,17 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, 
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if a in COMMANDS), "pyro-vae")
     try:
+        load_plugins(argv)
+        args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except (DataError, CheckpointError, FileExistsError, ValueError) as e:
-        print(f"pyro-vae {args.command}: error: {e}", file=sys.stderr)
+    except (DataError, CheckpointError, FileExistsError, ContractError, ValueError) as e:
+        print(f"pyro-vae {command}: error: {e}", file=sys.stderr)
         return 2
     except TrainingDiverged as e:
-        print(f"pyro-vae {args.command}: training stopped: {e}", file=sys.stderr)
+        print(f"pyro-vae {command}: training stopped: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; the last finished epoch's checkpoint is kept (continue with --resume)", file=sys.stderr)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,35 @@ class DataError(ValueError):
 
 
 @dataclass
-class Dataset:
+class Batch:
+    """Data points and every per-example tensor that goes with them.
+
+    * ``x``: ``(N, *data_shape)`` floats;
+    * ``y``: ``(N,)`` integer labels, or None;
+    * ``labelled``: ``(N,)`` bool, which labels a model may see (None: all of ``y`` when ``y``
+      is given); the semi-supervised split keeps every label here for evaluation and marks the
+      few a model may train on;
+    * ``c``: ``(N, ...)`` a condition (a class label, part of an image, ...), or None.
+
+    Training and the evaluator shuffle, batch, chunk and slice all of them together
+    (:meth:`subset`); a family turns a batch into the arguments of its Pyro programs
+    (:meth:`pyro_vae.models.Family.args`).
+    """
+
     x: torch.Tensor
     y: torch.Tensor | None = None
+    labelled: torch.Tensor | None = None
+    c: torch.Tensor | None = None
+
+    FIELDS = ("x", "y", "labelled", "c")
+
+    def __post_init__(self):
+        n = self.x.shape[0]
+        for name in self.FIELDS[1:]:
+            t = getattr(self, name)
+            if t is not None and t.shape[0] != n:
+                raise DataError(f"{n} data points but {t.shape[0]} entries in {name!r}: every "
+                                f"per-example tensor needs one entry per data point")
 
     def __len__(self):
         return self.x.shape[0]
@@ -43,11 +70,32 @@ class Dataset:
     def data_shape(self):
         return tuple(self.x.shape[1:])
 
+    @property
+    def num_labelled(self) -> int:
+        if self.y is None:
+            return 0
+        return len(self) if self.labelled is None else int(self.labelled.sum())
+
+    def replace(self, **fields) -> "Batch":
+        return dataclasses.replace(self, **fields)
+
+    def _map(self, fn) -> "Batch":
+        return Batch(*(None if getattr(self, f) is None else fn(getattr(self, f)) for f in self.FIELDS))
+
     def to(self, device):
-        return Dataset(self.x.to(device), None if self.y is None else self.y.to(device))
+        return self._map(lambda t: t.to(device))
 
     def subset(self, idx):
-        return Dataset(self.x[idx], None if self.y is None else self.y[idx])
+        """The data points at ``idx`` (an index tensor or a slice), every field sliced alike."""
+        return self._map(lambda t: t[idx])
+
+    def unlabelled(self) -> "Batch":
+        """The same data with no label visible to a model (evaluation of log p(x) sums y out)."""
+        return self.replace(labelled=None if self.y is None else torch.zeros(len(self), dtype=torch.bool,
+                                                                            device=self.x.device))
+
+
+Dataset = Batch  # the name training code and users know; one class for data sets and batches
 
 
 @dataclass
@@ -304,3 +352,76 @@ def batches(n: int, batch_size: int, shuffle: bool, device=None, generator=None)
     idx = torch.randperm(n, device=device, generator=generator) if shuffle else torch.arange(n, device=device)
     for start in range(0, n, batch_size):
         yield idx[start:start + batch_size]
+
+
+def mixed_batches(n: int, batch_size: int, labelled_idx: torch.Tensor, labelled_per_batch: int,
+                  generator=None):
+    """Batches for semi-supervised training: every data point once per epoch (in random order),
+    and to each batch ``labelled_per_batch`` more points drawn from ``labelled_idx`` (cycling
+    through shuffled passes of it), so that a few labels are seen in every step."""
+    device = labelled_idx.device
+    steps = math.ceil(n / batch_size)
+    need = steps * labelled_per_batch
+    passes = math.ceil(need / max(1, labelled_idx.numel()))
+    extra = torch.cat([labelled_idx[torch.randperm(labelled_idx.numel(), device=device, generator=generator)]
+                       for _ in range(passes)])[:need]
+    for i, idx in enumerate(batches(n, batch_size, True, device, generator)):
+        yield torch.cat([idx, extra[i * labelled_per_batch:(i + 1) * labelled_per_batch]])
+
+
+# ---------------------------------------------------------------------- labels and evaluation data
+EVAL_BINARIZATION_SEED = 0  # validation and test data: binarized once, with this seed, everywhere
+
+
+def for_evaluation(ds: Batch, binarize_mode: str) -> Batch:
+    """The one rule for validation and test data: when training binarizes (``static`` or
+    ``dynamic``), they are binarized once with seed :data:`EVAL_BINARIZATION_SEED`, so every
+    evaluation of a run (each epoch's validation, ``evaluate``, the figures) sees the same
+    binary images; with ``none`` they are used as given."""
+    if binarize_mode == "none":
+        return ds
+    return ds.replace(x=binarize(ds.x, seed=EVAL_BINARIZATION_SEED))
+
+
+def check_labels(y: torch.Tensor, num_classes: int, what: str = "labels") -> None:
+    """Labels must be integers in [0, num_classes)."""
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise DataError(f"{what} must be integer class indices, got dtype {y.dtype}")
+    if y.dim() != 1:
+        raise DataError(f"{what} must have shape (N,), got {tuple(y.shape)}")
+    if y.numel() and (y.min() < 0 or y.max() >= num_classes):
+        raise DataError(f"{what} must lie in [0, {num_classes - 1}] for {num_classes} classes; got values "
+                        f"from {y.min().item()} to {y.max().item()}")
+
+
+def num_classes_of(ds: Batch) -> int | None:
+    """Number of classes of a labelled data set (largest label + 1), None without labels."""
+    return None if ds.y is None or ds.y.numel() == 0 else int(ds.y.max().item()) + 1
+
+
+def select_labels(ds: Batch, num_labels: int, seed: int = 0, num_classes: int | None = None) -> Batch:
+    """Keep ``num_labels`` labels visible, ``num_labels / num_classes`` per class, drawn with
+    ``seed``; every other label stays in ``y`` (for evaluation) but is hidden from the model
+    (``labelled`` False)."""
+    if ds.y is None:
+        raise DataError("--labels needs a data set with labels (mnist5k, a torchvision set, an .npz "
+                        "file with 'y', or a folder of class sub-folders)")
+    num_classes = num_classes or num_classes_of(ds)
+    check_labels(ds.y, num_classes)
+    if num_labels < num_classes or num_labels % num_classes:
+        raise DataError(f"--labels {num_labels}: the labelled subset is drawn per class, so it must be a "
+                        f"positive multiple of the {num_classes} classes (e.g. {10 * num_classes})")
+    per_class = num_labels // num_classes
+    g = torch.Generator().manual_seed(seed)
+    y = ds.y.cpu()
+    chosen = []
+    for c in range(num_classes):
+        members = (y == c).nonzero().reshape(-1)
+        if members.numel() < per_class:
+            raise DataError(f"--labels {num_labels} asks for {per_class} labels of class {c}, but the "
+                            f"training split has only {members.numel()} examples of it; ask for at most "
+                            f"{num_classes * int(torch.bincount(y, minlength=num_classes).min())}")
+        chosen.append(members[torch.randperm(members.numel(), generator=g)[:per_class]])
+    mask = torch.zeros(len(ds), dtype=torch.bool)
+    mask[torch.cat(chosen)] = True
+    return ds.replace(labelled=mask.to(ds.x.device))

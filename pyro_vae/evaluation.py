@@ -1,5 +1,10 @@
 """One evaluator for every (model, guide) pair, computed from Pyro traces.
 
+The programs are called as ``model(*args)`` / ``guide(*args)``, with ``args`` a family's
+arguments for a batch (``family.args(batch)``; for a plain VAE just ``(x,)``): every tensor in
+``args`` whose first dimension is the number of data points (x, labels, masks, conditions) is
+sliced together with x into evaluation batches; other arguments pass unchanged.
+
 For data x (a batch of B points), draw K particles z_k ~ q(z|x) by running the guide inside
 a vectorized ``pyro.plate`` of size K, replay the model on them and keep each site's
 ``log_prob`` per data point. That gives the log importance weights
@@ -37,11 +42,32 @@ def _scored(site) -> bool:
     return site["type"] == "sample" and not isinstance(site["fn"], _Subsample)
 
 
-def _max_plate_nesting(model, guide, x, args, kwargs) -> int:
+def _num_data(args) -> int:
+    if not args or not torch.is_tensor(args[0]):
+        raise ValueError("the first argument of the model must be the data tensor x (N, ...)")
+    return args[0].shape[0]
+
+
+def slice_args(args, index, n: int | None = None) -> tuple:
+    """Slice every tensor argument with first dimension ``n`` (default: that of ``args[0]``)."""
+    n = _num_data(args) if n is None else n
+    return tuple(a[index] if torch.is_tensor(a) and a.dim() > 0 and a.shape[0] == n else a for a in args)
+
+
+def _chunks(args, batch_size: int):
+    """Yield ``(size, args of the chunk)`` for consecutive chunks of the data points."""
+    n = _num_data(args)
+    for start in range(0, n, batch_size):
+        part = slice_args(args, slice(start, start + batch_size), n)
+        yield part[0].shape[0], part
+
+
+def _max_plate_nesting(model, guide, args, kwargs) -> int:
     """Deepest plate nesting over the model and guide, found by tracing one data point."""
+    one = slice_args(args, slice(0, 1))
     with poutine.block(), torch.no_grad():
-        g = poutine.trace(guide).get_trace(x[:1], *args, **kwargs)
-        m = poutine.trace(poutine.replay(model, trace=g)).get_trace(x[:1], *args, **kwargs)
+        g = poutine.trace(guide).get_trace(*one, **kwargs)
+        m = poutine.trace(poutine.replay(model, trace=g)).get_trace(*one, **kwargs)
     depth = 0
     for tr in (g, m):
         for site in tr.nodes.values():
@@ -78,14 +104,14 @@ def _check_in_data_plate(trace, data_plate):
                              f"evaluation needs every latent and observed site inside it")
 
 
-def log_weights(model, guide, x, *args, num_particles: int = 1, data_plate: str = "data",
+def log_weights(model, guide, *args, num_particles: int = 1, data_plate: str = "data",
                 max_plate_nesting: int | None = None, **kwargs) -> torch.Tensor:
     """Log importance weights ``log p(x, z_k) - log q(z_k|x)``, shape ``(num_particles, B)``.
 
     Enumerated discrete guide sites are summed out exactly (see module docstring).
     """
     if max_plate_nesting is None:
-        max_plate_nesting = _max_plate_nesting(model, guide, x, args, kwargs)
+        max_plate_nesting = _max_plate_nesting(model, guide, args, kwargs)
     particle_dim = -(max_plate_nesting + 1)
 
     def vectorize(fn):
@@ -96,8 +122,8 @@ def log_weights(model, guide, x, *args, num_particles: int = 1, data_plate: str 
 
     enum_guide = poutine.enum(vectorize(guide), first_available_dim=particle_dim - 1)
     with poutine.block():
-        g = poutine.trace(enum_guide).get_trace(x, *args, **kwargs)
-        m = poutine.trace(poutine.replay(vectorize(model), trace=g)).get_trace(x, *args, **kwargs)
+        g = poutine.trace(enum_guide).get_trace(*args, **kwargs)
+        m = poutine.trace(poutine.replay(vectorize(model), trace=g)).get_trace(*args, **kwargs)
     _check_in_data_plate(m, data_plate)
     data_dim = _data_dim(m, data_plate)
     keep = (particle_dim, data_dim)
@@ -123,17 +149,18 @@ def _auto_chunk(num_particles, batch, data_numel, budget=2**25):
     return max(1, min(num_particles, budget // max(1, batch * data_numel)))
 
 
-def log_marginal_batch(model, guide, x, *args, num_particles=1000, chunk_size=None, **kwargs):
+def log_marginal_batch(model, guide, *args, num_particles=1000, chunk_size=None, **kwargs):
     """log p(x) ~= log (1/K) sum_k w_k for one batch, shape (B,), in particle chunks."""
     mpn = kwargs.pop("max_plate_nesting", None)
     if mpn is None:
-        mpn = _max_plate_nesting(model, guide, x, args, kwargs)
+        mpn = _max_plate_nesting(model, guide, args, kwargs)
+    x = args[0]
     chunk = chunk_size or _auto_chunk(num_particles, x.shape[0], x[0].numel())
     acc = None
     done = 0
     while done < num_particles:
         k = min(chunk, num_particles - done)
-        lw = log_weights(model, guide, x, *args, num_particles=k, max_plate_nesting=mpn, **kwargs)
+        lw = log_weights(model, guide, *args, num_particles=k, max_plate_nesting=mpn, **kwargs)
         lse = lw.logsumexp(0)
         acc = lse if acc is None else torch.logaddexp(acc, lse)
         done += k
@@ -147,41 +174,40 @@ def _progress(total, desc, enabled):
 
 
 @torch.no_grad()
-def log_marginal(model, guide, x, *args, num_particles=5000, batch_size=100, chunk_size=None,
+def log_marginal(model, guide, *args, num_particles=5000, batch_size=100, chunk_size=None,
                  progress=False, desc=None, **kwargs) -> torch.Tensor:
     """Importance-sampled log p(x) for every data point, shape (N,), with ``num_particles`` samples.
 
     Batches of data points x chunks of particles keep memory bounded; ``progress`` shows a bar.
     """
     out = []
-    with _progress(x.shape[0], desc or f"log p(x), k={num_particles}", progress) as bar:
-        for start in range(0, x.shape[0], batch_size):
-            xb = x[start:start + batch_size]
-            out.append(log_marginal_batch(model, guide, xb, *args, num_particles=num_particles,
+    if kwargs.get("max_plate_nesting") is None:
+        kwargs["max_plate_nesting"] = _max_plate_nesting(model, guide, args, kwargs)
+    with _progress(_num_data(args), desc or f"log p(x), k={num_particles}", progress) as bar:
+        for size, part in _chunks(args, batch_size):
+            out.append(log_marginal_batch(model, guide, *part, num_particles=num_particles,
                                           chunk_size=chunk_size, **kwargs))
-            bar.update(xb.shape[0])
+            bar.update(size)
     return torch.cat(out)
 
 
 @torch.no_grad()
-def elbo(model, guide, x, *args, num_particles=1, batch_size=1000, **kwargs) -> torch.Tensor:
-    """Per-data-point ELBO estimate mean_k log w_k, shape (N,)."""
+def elbo(model, guide, *args, num_particles=1, batch_size=1000, **kwargs) -> torch.Tensor:
+    """Per-data-point ELBO estimate mean_k log w_k, shape (N,). (Enumerated discrete latents are
+    summed out exactly inside each weight, so this is the ELBO of the remaining latents.)"""
     mpn = kwargs.pop("max_plate_nesting", None)
-    kwargs["max_plate_nesting"] = mpn if mpn is not None else _max_plate_nesting(model, guide, x, args, kwargs)
-    out = []
-    for start in range(0, x.shape[0], batch_size):
-        xb = x[start:start + batch_size]
-        out.append(log_weights(model, guide, xb, *args, num_particles=num_particles, **kwargs).mean(0))
-    return torch.cat(out)
+    kwargs["max_plate_nesting"] = mpn if mpn is not None else _max_plate_nesting(model, guide, args, kwargs)
+    return torch.cat([log_weights(model, guide, *part, num_particles=num_particles, **kwargs).mean(0)
+                      for _, part in _chunks(args, batch_size)])
 
 
 @torch.no_grad()
-def iwae_bound(model, guide, x, *args, k=50, batch_size=100, **kwargs) -> torch.Tensor:
+def iwae_bound(model, guide, *args, k=50, batch_size=100, **kwargs) -> torch.Tensor:
     """The K-sample importance-weighted bound log (1/K) sum_k w_k per data point, shape (N,).
 
     (The same estimator as :func:`log_marginal`; the name says which K is meant as a bound.)
     """
-    return log_marginal(model, guide, x, *args, num_particles=k, batch_size=batch_size,
+    return log_marginal(model, guide, *args, num_particles=k, batch_size=batch_size,
                         desc=f"IWAE bound, k={k}", **kwargs)
 
 
@@ -193,7 +219,7 @@ def as_normal(d):
 
 
 @torch.no_grad()
-def latent_statistics(model, guide, x, *args, batch_size=1000, threshold=0.01, data_plate="data",
+def latent_statistics(model, guide, *args, batch_size=1000, threshold=0.01, data_plate="data",
                       **kwargs) -> dict:
     """Per latent site: active units (Burda et al. 2016) and KL per dimension.
 
@@ -202,11 +228,10 @@ def latent_statistics(model, guide, x, *args, batch_size=1000, threshold=0.01, d
     q and p factorize into Normals per dimension (else reported as None).
     """
     means, kls = {}, {}
-    for start in range(0, x.shape[0], batch_size):
-        xb = x[start:start + batch_size]
+    for _, part in _chunks(args, batch_size):
         with poutine.block():
-            g = poutine.trace(guide).get_trace(xb, *args, **kwargs)
-            m = poutine.trace(poutine.replay(model, trace=g)).get_trace(xb, *args, **kwargs)
+            g = poutine.trace(guide).get_trace(*part, **kwargs)
+            m = poutine.trace(poutine.replay(model, trace=g)).get_trace(*part, **kwargs)
         for name, site in g.nodes.items():
             if not _scored(site) or site["is_observed"] or site["fn"].event_dim != 1:
                 continue
@@ -235,16 +260,16 @@ def latent_statistics(model, guide, x, *args, batch_size=1000, threshold=0.01, d
 
 
 @torch.no_grad()
-def elbo_terms(model, guide, x, *args, batch_size=1000, **kwargs):
-    """Per data point ``(log_lik, kl)`` from one z ~ q(z|x): log p(x|z) summed over observed
-    sites, and log q(z|x) - log p(z) summed over latent sites (a one-sample KL estimate).
-    ELBO = log_lik - kl. Needs a guide without enumerated sites."""
+def elbo_terms(model, guide, *args, batch_size=1000, **kwargs):
+    """Per data point ``(log_lik, kl)`` from one draw of the latents from the guide: log p(x|z)
+    summed over observed sites, and log q(z|x) - log p(z) summed over *all* latent sites (a
+    one-sample KL estimate; discrete latents are sampled here, not enumerated).
+    ELBO = log_lik - kl."""
     lls, kls = [], []
-    for start in range(0, x.shape[0], batch_size):
-        xb = x[start:start + batch_size]
+    for b, part in _chunks(args, batch_size):
         with poutine.block():
-            g = poutine.trace(guide).get_trace(xb, *args, **kwargs)
-            m = poutine.trace(poutine.replay(model, trace=g)).get_trace(xb, *args, **kwargs)
+            g = poutine.trace(guide).get_trace(*part, **kwargs)
+            m = poutine.trace(poutine.replay(model, trace=g)).get_trace(*part, **kwargs)
         data_dim = _data_dim(m, "data")
         keep = (data_dim,)
         ll, kl = 0.0, 0.0
@@ -258,8 +283,8 @@ def elbo_terms(model, guide, x, *args, batch_size=1000, **kwargs):
         for site in g.nodes.values():
             if _scored(site):
                 kl = kl + _site_log_prob(site, keep).reshape(-1)
-        lls.append(torch.as_tensor(ll).expand(xb.shape[0]))
-        kls.append(torch.as_tensor(kl).expand(xb.shape[0]))
+        lls.append(torch.as_tensor(ll).expand(b))
+        kls.append(torch.as_tensor(kl).expand(b))
     return torch.cat(lls), torch.cat(kls)
 
 
@@ -269,40 +294,60 @@ def _mean_se(v: torch.Tensor):
     return v.mean().item(), se
 
 
+def _as_batch(data):
+    from .data import Batch
+
+    return data if isinstance(data, Batch) else Batch(torch.as_tensor(data))
+
+
 @torch.no_grad()
-def evaluate(module, x, k: int = 5000, iwae_k: int = 0, batch_size: int = 100,
+def evaluate(family, data, k: int = 5000, iwae_k: int = 0, batch_size: int = 100,
              progress: bool = False) -> dict:
-    """The metric table for ``module`` (anything with ``model``/``guide``) on data ``x``.
+    """The metric table for ``family`` on ``data`` (a :class:`~pyro_vae.data.Batch`, or a tensor x).
 
     Returns ``{name: {"value", "unit", "se"?, "note"?}}``: test ELBO (nats per image and bits
     per dimension), importance-sampled log p(x) with ``k`` samples (skipped when k = 0),
     the IWAE bound with ``iwae_k`` samples (when > 0), reconstruction log-likelihood, KL,
-    active units and KL per latent dimension. Standard errors are over data points.
+    active units and KL per latent dimension, and the family's own measures
+    (``family.metrics``, e.g. a classifier's accuracy). Standard errors are over data points.
+
+    Labels are hidden from the programs (``data.unlabelled()``): a family with a latent class
+    sums it out, so log p(x) is the marginal likelihood of the images alone; the family's own
+    measures see the labels.
     """
-    model, guide = module.model, module.guide
-    n, dims = x.shape[0], x[0].numel()
+    data = _as_batch(data)
+    args = family.args(data.unlabelled())
+    model, guide = family.model, family.guide
+    n, dims = len(data), data.x[0].numel()
     to_bpd = 1.0 / (dims * math.log(2))
+    mpn = getattr(family, "max_plate_nesting", None)
     out = {"num_images": {"value": n, "unit": "images"}}
-    ll, kl = elbo_terms(model, guide, x, batch_size=max(batch_size, 500))
+    ll, kl = elbo_terms(model, guide, *args, batch_size=max(batch_size, 500))
+    latents = "+".join(getattr(family, "latent_sites", ("z",)))
     e, e_se = _mean_se(ll - kl)
-    out["elbo"] = {"value": e, "se": e_se, "unit": "nats/image", "note": "1 sample of z per image"}
+    out["elbo"] = {"value": e, "se": e_se, "unit": "nats/image", "note": "1 sample of the latents per image"}
     out["elbo_bpd"] = {"value": -e * to_bpd, "unit": "bits/dim", "note": "-ELBO / (D ln 2)"}
-    out["recon_log_lik"] = {"value": _mean_se(ll)[0], "unit": "nats/image", "note": "E_q log p(x|z)"}
-    out["kl"] = {"value": _mean_se(kl)[0], "unit": "nats/image", "note": "KL(q(z|x) || p(z)), 1-sample"}
+    out["recon_log_lik"] = {"value": _mean_se(ll)[0], "unit": "nats/image", "note": "E_q log p(x|latents)"}
+    out["kl"] = {"value": _mean_se(kl)[0], "unit": "nats/image",
+                 "note": f"KL(q({latents}|x) || p({latents})), 1-sample estimate"}
     if iwae_k:
-        v, se = _mean_se(iwae_bound(model, guide, x, k=iwae_k, batch_size=batch_size, progress=progress))
+        v, se = _mean_se(iwae_bound(model, guide, *args, k=iwae_k, batch_size=batch_size, progress=progress,
+                                    max_plate_nesting=mpn))
         out[f"iwae_{iwae_k}"] = {"value": v, "se": se, "unit": "nats/image", "note": f"IWAE bound, k={iwae_k}"}
     if k:
-        lp = log_marginal(model, guide, x, num_particles=k, batch_size=batch_size, progress=progress)
+        lp = log_marginal(model, guide, *args, num_particles=k, batch_size=batch_size, progress=progress,
+                          max_plate_nesting=mpn)
         v, se = _mean_se(lp)
         out["log_px"] = {"value": v, "se": se, "unit": "nats/image", "note": f"importance sampled, k={k}"}
         out["log_px_bpd"] = {"value": -v * to_bpd, "unit": "bits/dim", "note": f"k={k}"}
-    for name, st in latent_statistics(model, guide, x, batch_size=max(batch_size, 500)).items():
+    for name, st in latent_statistics(model, guide, *args, batch_size=max(batch_size, 500)).items():
         out[f"active_units_{name}"] = {"value": st["active_units"], "unit": f"of {st['dims']}",
                                        "note": "Cov_x E_q[z_u] > 0.01"}
         if st["kl_per_dim"] is not None:
             out[f"kl_per_dim_{name}"] = {"value": [round(v, 4) for v in st["kl_per_dim"]],
                                          "unit": "nats/image"}
+    for name, value in (family.metrics(data) if hasattr(family, "metrics") else {}).items():
+        out[name] = value if isinstance(value, dict) else {"value": value, "unit": ""}
     return out
 
 

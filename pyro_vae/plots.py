@@ -26,9 +26,10 @@ from matplotlib.ticker import MaxNLocator
 
 from .config import read_metrics
 from .evaluation import as_normal
+from .models.base import GENERIC_FIGURES
 
 DPI = 120
-FIGURE_NAMES = ("curves", "reconstructions", "samples", "manifold", "latent_space", "interpolation")
+FIGURE_NAMES = ("curves",) + GENERIC_FIGURES
 
 
 # ---------------------------------------------------------------------- helpers
@@ -207,7 +208,7 @@ def plot_curves(metrics_rows, path) -> Path:
 
 
 # ---------------------------------------------------------------------- images
-def plot_reconstructions(module, x, path, n: int = 8) -> Path:
+def plot_reconstructions(module, x, path, n: int = 8, split: str = "test") -> Path:
     """The first ``n`` images of ``x`` (top) above their reconstructions (bottom).
 
     Reconstruction = ``module.reconstruct(x)``: E[x|z] at z = the mean of q(z|x). Image i of
@@ -222,7 +223,7 @@ def plot_reconstructions(module, x, path, n: int = 8) -> Path:
     w, h = _grid_figsize(top, extra_h=0.0, min_w=6.5)
     fig, axes = plt.subplots(2, 1, figsize=(w, 2 * h + 0.9))
     for ax, grid, title in zip(axes, (top, bottom),
-                               ("Data: test images", "Reconstructions: E[x | z = mean of q(z|x)]")):
+                               (f"Data: {split} images", "Reconstructions: E[x | z = mean of q(z|x)]")):
         _show(ax, grid)
         _no_ticks(ax)
         ax.set_title(title, fontsize=10)
@@ -230,15 +231,17 @@ def plot_reconstructions(module, x, path, n: int = 8) -> Path:
     return _save(fig, path)
 
 
-def plot_samples(module, path, n: int = 64) -> Path:
-    """``n`` images from the model: z ~ p(z), shown as E[x|z] (``module.sample(n)``)."""
+def plot_samples(module, path, n: int = 64, condition=None) -> Path:
+    """``n`` images from the model: z ~ p(z), shown as E[x|z] (``module.sample(n)``); a
+    conditional family draws them given ``condition`` (e.g. a class)."""
     with _EvalMode(module):
-        x = module.sample(n)
+        x = module.sample(n) if condition is None else module.sample(n, condition=condition)
     grid = image_grid(x.reshape(n, *module.data_shape), math.ceil(math.sqrt(n)))
     fig, ax = plt.subplots(figsize=_grid_figsize(grid, min_w=4.0, max_w=7.0))
     _show(ax, grid)
     _no_ticks(ax)
-    ax.set_title(f"{n} samples from the model: z ~ p(z), shown as E[x|z]", fontsize=10)
+    given = "" if condition is None else f", given condition {condition}"
+    ax.set_title(f"{n} samples from the model: z ~ p(z){given}, shown as E[x|z]", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -339,17 +342,24 @@ def _pca_2d(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return proj * signs, ratio
 
 
-def plot_latent_space(module, x, y, path, max_points: int = 5000) -> Path:
+def plot_latent_space(module, x, y, path, max_points: int = 5000, split: str = "test") -> Path:
     """Latent means E_q[z|x] of ``x``, coloured by label ``y`` (or one colour when None).
 
     latent_dim 2: the means themselves; > 2: their first two principal components (axes say
     so, with the share of variance); 1: z against the label (one strip per class, jittered)
     or against the data index. At most ``max_points`` points are drawn (the first ones).
     """
-    x = x[:max_points]
     with _EvalMode(module):
-        z = _encode_means(module, x)
-    labels = None if y is None else _numpy(y[:max_points]).reshape(-1)
+        z = _encode_means(module, x[:max_points])
+    return plot_codes(z, None if y is None else y[:max_points], path,
+                      f"posterior means of {z.shape[0]} {split} images")
+
+
+def plot_codes(z, y, path, what: str) -> Path:
+    """Latent codes ``z`` (N, d), coloured by label ``y`` (or one colour when None); ``what``
+    says in the title what the codes are."""
+    z = z.detach().float().cpu().reshape(z.shape[0], -1)
+    labels = None if y is None else _numpy(y).reshape(-1)
     d = z.shape[1]
     rng = np.random.default_rng(0)
     if d == 1:
@@ -393,7 +403,7 @@ def plot_latent_space(module, x, y, path, max_points: int = 5000) -> Path:
             fig.colorbar(sc, ax=ax, label="label")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(f"Latent space: posterior means of {len(px)} test images ({title_extra})", fontsize=10)
+    ax.set_title(f"Latent space: {what} ({title_extra})", fontsize=10)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
@@ -453,44 +463,116 @@ def _pick_pair(y, n: int) -> tuple[int, int]:
 
 
 def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: int | None = 0,
-                 n_reconstructions: int = 8, n_samples: int = 64) -> dict:
-    """Write every figure that applies to ``module`` into ``run_dir``; return ``{name: path}``.
+                 n_reconstructions: int = 8, n_samples: int = 64, split: str = "test") -> dict:
+    """Write every figure the family lists (``module.figures``) into ``run_dir``; return
+    ``{name: path}``.
 
-    Names (and files ``<name>.png``): ``curves`` (only with metrics: ``metrics_rows``, or
-    ``run_dir/metrics.jsonl`` when that is None), ``reconstructions``, ``samples``,
-    ``manifold`` (only when latent_dim == 2), ``latent_space``, ``interpolation`` (needs two
-    test images). The data are moved to the module's device; the module is put in eval mode
-    (its training flag is restored afterwards). ``seed`` fixes the random draws (samples) without
-    changing the global random state; None uses the global state.
+    ``x_test``: a :class:`~pyro_vae.data.Batch` (or a tensor of images, with labels ``y_test``).
+    Generic figures (files ``<name>.png``): ``curves`` (only with metrics: ``metrics_rows``, or
+    ``run_dir/metrics.jsonl`` when that is None), ``reconstructions``, ``samples``, ``manifold``
+    (only when latent_dim == 2), ``latent_space``, ``interpolation`` (needs two images); any
+    other listed name is drawn by ``module.figure(name, data, path)``. Titles name ``split``.
+    The module is put in eval mode (its training flag is restored afterwards). ``seed`` fixes
+    the random draws (samples) without changing the global random state; None uses the global state.
     """
+    from .data import Batch
+
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if metrics_rows is None:
         metrics_rows = read_metrics(run_dir / "metrics.jsonl")
-    x_test = torch.as_tensor(x_test)
+    data = x_test if isinstance(x_test, Batch) else Batch(torch.as_tensor(x_test), y_test)
+    x_test, y_test = data.x, data.y
+    names = getattr(module, "figures", GENERIC_FIGURES)
     out = {}
     dev = _device(module)
     fork_devices = [dev] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices, enabled=seed is not None):
+    with torch.random.fork_rng(devices=fork_devices, enabled=seed is not None), _EvalMode(module):
         if seed is not None:
             torch.manual_seed(seed)
         if metrics_rows:
             out["curves"] = plot_curves(metrics_rows, run_dir / "curves.png")
-        out["reconstructions"] = plot_reconstructions(module, x_test, run_dir / "reconstructions.png",
-                                                      n=n_reconstructions)
-        out["samples"] = plot_samples(module, run_dir / "samples.png", n=n_samples)
-        if int(module.latent_dim) == 2:
-            out["manifold"] = plot_manifold(module, run_dir / "manifold.png")
-        out["latent_space"] = plot_latent_space(module, x_test, y_test, run_dir / "latent_space.png")
-        if x_test.shape[0] >= 2:
-            a, b = _pick_pair(y_test, x_test.shape[0])
-            out["interpolation"] = plot_interpolation(module, x_test[a], x_test[b],
-                                                      run_dir / "interpolation.png")
+        for name in names:
+            path = run_dir / f"{name}.png"
+            if name == "reconstructions":
+                out[name] = plot_reconstructions(module, x_test, path, n=n_reconstructions, split=split)
+            elif name == "samples":
+                out[name] = plot_samples(module, path, n=n_samples)
+            elif name == "manifold":
+                if int(getattr(module, "latent_dim", 0)) == 2:
+                    out[name] = plot_manifold(module, path)
+            elif name == "latent_space":
+                out[name] = plot_latent_space(module, x_test, y_test, path, split=split)
+            elif name == "interpolation":
+                if x_test.shape[0] >= 2:
+                    a, b = _pick_pair(y_test, x_test.shape[0])
+                    out[name] = plot_interpolation(module, x_test[a], x_test[b], path)
+            else:
+                out[name] = module.figure(name, data.to(dev), path)
     return out
 
 
+# ---------------------------------------------------------------------- family figures
+def plot_image_rows(images, path, title: str) -> Path:
+    """A grid of images given as (rows, columns, *image_shape), with a title."""
+    images = torch.as_tensor(images).detach().float().cpu()
+    r, c = images.shape[:2]
+    grid = image_grid(images.reshape(r * c, *images.shape[2:]), c)
+    fig, ax = plt.subplots(figsize=_grid_figsize(grid, min_w=5.0, max_w=9.0))
+    _show(ax, grid)
+    _no_ticks(ax)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_confusion(predicted, labels, num_classes: int, path) -> Path:
+    """Confusion matrix of a classifier: rows the true class, columns the predicted one; cells
+    show counts, coloured by the share of the row."""
+    pred = _numpy(predicted).reshape(-1).astype(int)
+    true = _numpy(labels).reshape(-1).astype(int)
+    cm = np.zeros((num_classes, num_classes), dtype=int)
+    np.add.at(cm, (true, pred), 1)
+    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.5 * num_classes, 0.8 + 0.5 * num_classes))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    if num_classes <= 20:
+        for i in range(num_classes):
+            for j in range(num_classes):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(num_classes))
+    ax.set_yticks(range(num_classes))
+    ax.set_xlabel("predicted class (argmax q(y|x))")
+    ax.set_ylabel("true class")
+    acc = np.trace(cm) / max(cm.sum(), 1)
+    ax.set_title(f"Confusion matrix on {cm.sum()} test images (accuracy {acc:.3f})", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_analogies(module, x, path, n: int = 8) -> Path:
+    """For each of ``n`` test images (left column): its style z = mean of q(z|x, y=argmax q(y|x)),
+    decoded as every class y (one column per class), as in Kingma et al. (2014), fig. 1."""
+    xb = _batch(x, module)[:n]
+    k = module.num_classes
+    z, _ = module.encode(xb)
+    ys = torch.arange(k, device=z.device)
+    dec = module.decode(z[:, None, :].expand(-1, k, -1), ys[None, :].expand(z.shape[0], -1))
+    rows = torch.cat([xb[:, None].cpu(), dec.reshape(z.shape[0], k, *module.data_shape).cpu()], 1)
+    grid = image_grid(rows.reshape(-1, *module.data_shape), k + 1)
+    fig, ax = plt.subplots(figsize=_grid_figsize(grid, min_w=5.0, max_w=9.0))
+    _show(ax, grid)
+    _no_ticks(ax)
+    ax.set_title("Analogies: left, a test image; right, its style z drawn as each class 0.."
+                 f"{k - 1}", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 __all__ = [
-    "FIGURE_NAMES",
+    "plot_analogies",
+    "plot_confusion",
     "image_grid",
     "make_figures",
     "manifold_grid",

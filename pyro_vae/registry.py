@@ -22,7 +22,12 @@ class Registry(dict):
 
         return deco
 
-    def build(self, name: str, *args, **kwargs):
+    def get_or_raise(self, name: str):
+        """The entry ``name``, or a ValueError that lists the known names and how to add one."""
         if name not in self:
-            raise ValueError(f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(sorted(self))}")
-        return self[name](*args, **kwargs)
+            raise ValueError(f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(sorted(self))}. "
+                             f"A {self.kind} of your own: register it in a module and pass --plugin MODULE")
+        return self[name]
+
+    def build(self, name: str, *args, **kwargs):
+        return self.get_or_raise(name)(*args, **kwargs)

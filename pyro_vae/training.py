@@ -1,17 +1,22 @@
-"""The fit loop: any module with ``model(x, kl_weight, num_data=...)`` and ``guide(...)``,
-any Pyro ELBO, a plain ``torch.optim`` optimizer.
+"""Training: any family (:mod:`pyro_vae.models.base`), any objective, a plain ``torch.optim``
+optimizer, in steps a reader can see at once.
 
-One step::
+:func:`fit` is the whole loop::
 
-    loss = elbo.differentiable_loss(module.model, module.guide, x, kl_weight, num_data=N)
-    (loss / N).backward()      # -ELBO per image: gradient norms independent of N
-    clip_grad_norm_(...); optimizer.step()
+    data = prepare_data(family, train, val, cfg, device)      # checks, binarization, label subset
+    loss_fn = Loss(family, make_objective(cfg.objective, family, cfg.num_particles))
+    for epoch in ...:
+        for batch in epoch_batches(data, cfg, generator):     # every per-example tensor together
+            train_step(...)                                    # (loss / N).backward(); optimizer.step()
+        validate(family, data.val, cfg)                        # validation ELBO + family measures
+        save_checkpoints(...)                                  # atomic; best by family.select_by
 
-The run folder gets ``config.json``, ``metrics.jsonl`` (one JSON line per epoch),
-``checkpoint_last.pt`` (every epoch), ``checkpoint_best.pt`` (best validation ELBO) and
-``summary.json``. Checkpoints are written atomically; ``resume=True`` continues from
-``checkpoint_last.pt`` with the optimizer and RNG state it saved, so a resumed run reaches
-the same parameters as an uninterrupted one.
+The run folder (:class:`pyro_vae.run.RunDir`) gets ``config.json``, ``metrics.jsonl`` (one JSON
+line per epoch), ``checkpoint_last.pt`` (every epoch), ``checkpoint_best.pt`` (best validation
+measure) and ``summary.json``; with ``test`` given, :func:`pyro_vae.run.finish_run` then adds the
+test metrics, the figures and the report. ``resume=True`` continues from ``checkpoint_last.pt``
+with the optimizer and RNG state it saved, so a resumed run reaches the same parameters as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -22,53 +27,25 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyro
 import torch
-from pyro.infer import JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
 from torch import nn
 
 from . import evaluation
 from .checkpoint import CheckpointError, load_model_state, read_checkpoint, save_checkpoint
-from .config import ModelConfig, TrainConfig, read_metrics, save_json
-from .data import DataError, Dataset, batches, binarize, check_finite
-
-ELBOS = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO, "jit": JitTrace_ELBO}
+from .config import ModelConfig, TrainConfig, save_json
+from .data import (Batch, DataError, batches, binarize, check_finite, for_evaluation, mixed_batches,
+                   select_labels)
+from .models.base import check_family
+from .objectives import Loss, make_objective
+from .run import RunDir
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-def make_elbo(name: str, num_particles: int = 1):
-    """A Pyro ELBO by short name: 'trace' (Trace_ELBO), 'meanfield' (TraceMeanField_ELBO,
-    analytic KL where known), 'jit' (JitTrace_ELBO)."""
-    if name not in ELBOS:
-        raise ValueError(f"unknown ELBO {name!r}; choose one of {', '.join(ELBOS)}")
-    kwargs = {"num_particles": num_particles, "vectorize_particles": num_particles > 1}
-    if name == "jit":
-        kwargs["ignore_jit_warnings"] = True
-    return ELBOS[name](**kwargs)
-
-
-class ELBOLoss(nn.Module):
-    """-ELBO of ``module.model`` / ``module.guide`` as a differentiable ``nn.Module`` loss.
-
-    Wrap it in ``DistributedDataParallel`` for multi-GPU training: its parameters are the
-    module's.
-    """
-
-    def __init__(self, module: nn.Module, elbo=None):
-        super().__init__()
-        self.module = module
-        self.elbo = elbo if elbo is not None else Trace_ELBO()
-        # Bind once: JitTrace_ELBO keys its compiled graph on id(model), and every
-        # ``module.model`` access makes a new bound-method object (a retrace per step).
-        self._model, self._guide = module.model, module.guide
-
-    def forward(self, x, kl_weight, num_data=None):
-        return self.elbo.differentiable_loss(self._model, self._guide, x, kl_weight, num_data=num_data)
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -117,28 +94,6 @@ def kl_weight_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     return cfg.beta * min(1.0, (step + 1) / warm)
 
 
-@torch.no_grad()
-def validation_elbo(module, x, batch_size=1000) -> float:
-    """Mean ELBO per data point (nats), one sample of z per point."""
-    return evaluation.elbo(module.model, module.guide, x, batch_size=batch_size).mean().item()
-
-
-def _prepare(ds: Dataset, cfg: TrainConfig, likelihood, seed_offset: int, what: str):
-    """Check the data at the boundary, binarize statically (seeded) where asked, and check the
-    result against the likelihood's support, so bad data fail here with a clear message."""
-    check_finite(ds.x, f"{what} data")
-    x = binarize(ds.x, seed=cfg.seed + seed_offset) if cfg.binarize == "static" else ds.x
-    # dynamic binarization: check one binarized draw (binarize() checks the [0, 1] range)
-    sample = binarize(x, seed=0) if cfg.binarize == "dynamic" else x
-    check = getattr(likelihood, "check_data", None)
-    if check is not None:
-        try:
-            check(sample)
-        except ValueError as e:
-            raise DataError(f"{what} data: {e}") from None
-    return x
-
-
 def _distributed():
     """(rank, world size) under torch.distributed (e.g. torchrun), else (0, 1)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -154,15 +109,155 @@ def _all_mean(value: torch.Tensor, world: int) -> torch.Tensor:
     return value
 
 
-def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None = None, run_dir=None,
-        model_config: ModelConfig | None = None, resume: bool = False, progress: bool = True,
-        extra_config: dict | None = None, log=print) -> dict:
-    """Train ``module`` (any object with ``model``/``guide``) on ``train``; validate on ``val``.
+# ---------------------------------------------------------------------- data
+@dataclass
+class TrainData:
+    """The data of a run, checked and on the device."""
 
-    Returns a summary dict (best and final validation ELBO, epochs, time). With ``run_dir``,
-    writes config, metrics, checkpoints and summary there. With ``model_config`` a checkpoint
-    alone rebuilds the model (:func:`pyro_vae.load_checkpoint`); without it (a hand-built
-    module) ``resume`` still works, given the same module.
+    train: Batch  # statically binarized if asked; the labelled mask set by --labels
+    val: Batch  # binarized by the evaluation rule (data.for_evaluation)
+    labelled_idx: torch.Tensor | None = None  # semi-supervised: the labelled training points
+    labelled_batch_size: int = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.train)
+
+
+def _check_x(family, ds: Batch, cfg: TrainConfig, seed_offset: int, what: str) -> torch.Tensor:
+    """Check the data at the boundary, binarize statically (seeded) where asked, and check the
+    result against the likelihood's support, so bad data fail here with a clear message."""
+    if len(ds) == 0:
+        raise DataError(f"{what} data are empty")
+    check_finite(ds.x, f"{what} data")
+    x = binarize(ds.x, seed=cfg.seed + seed_offset) if cfg.binarize == "static" else ds.x
+    # dynamic binarization: check one binarized draw (binarize() checks the [0, 1] range)
+    sample = binarize(x, seed=0) if cfg.binarize == "dynamic" else x
+    check = getattr(getattr(family, "likelihood", None), "check_data", None)
+    if check is not None:
+        try:
+            check(sample)
+        except ValueError as e:
+            raise DataError(f"{what} data: {e}") from None
+    return x
+
+
+def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> TrainData:
+    """Checked training and validation data on ``device``; the labelled subset drawn (seeded)
+    when ``cfg.labels`` is set."""
+    for ds, what in ((train, "training"), (val, "validation")):
+        try:
+            family.check_batch(ds)
+        except ValueError as e:
+            raise ValueError(f"{what} data: {e}") from None
+    train = train.replace(x=_check_x(family, train, cfg, 0, "training"))
+    check_finite(val.x, "validation data")
+    val = for_evaluation(val, cfg.binarize)
+    val = val.replace(x=_check_x(family, val, dataclasses.replace(cfg, binarize="none"), 1, "validation"))
+    labelled_idx, per_batch = None, 0
+    if cfg.labels is not None:
+        train = select_labels(train, cfg.labels, seed=cfg.seed, num_classes=getattr(family, "num_classes", None))
+        labelled_idx = train.labelled.nonzero().reshape(-1).to(device)
+        per_batch = cfg.labelled_batch_size
+        if per_batch is None:
+            per_batch = min(len(labelled_idx), max(1, cfg.batch_size // 2))
+    return TrainData(train.to(device), val.to(device), labelled_idx, per_batch)
+
+
+def epoch_batches(data: TrainData, cfg: TrainConfig, generator):
+    """One epoch of training batches (index tensors into ``data.train``): every point once in
+    random order, plus ``labelled_batch_size`` labelled points per batch when semi-supervised."""
+    if data.labelled_idx is not None and data.labelled_batch_size > 0:
+        return mixed_batches(data.n, cfg.batch_size, data.labelled_idx, data.labelled_batch_size, generator)
+    return batches(data.n, cfg.batch_size, shuffle=True, device=data.train.x.device, generator=generator)
+
+
+# ---------------------------------------------------------------------- one step, one validation
+def train_step(step_fn, optimizer, params, batch: Batch, kl_weight: float, num_data: int, cfg: TrainConfig,
+               world: int = 1, check_args: bool = False) -> torch.Tensor:
+    """One optimizer step on the per-data-point loss; raises :class:`TrainingDiverged` on a
+    non-finite loss (every rank together under DDP). Returns the loss (a detached 0-d tensor).
+
+    ``check_args``: run Pyro's distribution-argument validation (training does on its first
+    step, where a failure is a bug in the programs; later a numerical fault shows as a NaN loss,
+    detected by its value)."""
+    with pyro.validation_enabled(check_args):
+        loss = step_fn(batch, torch.tensor(kl_weight, device=batch.x.device), num_data=num_data) / num_data
+    finite = _all_mean(torch.isfinite(loss).float(), world) if world > 1 else torch.isfinite(loss)
+    if not finite == 1:
+        raise TrainingDiverged("the loss became NaN or infinite")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.clip_norm:
+        torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
+    optimizer.step()
+    return loss.detach()
+
+
+@torch.no_grad()
+def validation_elbo(family, data, batch_size=1000) -> float:
+    """Mean ELBO per data point (nats), one sample of the latents per point, labels hidden."""
+    data = data if isinstance(data, Batch) else Batch(data)
+    return evaluation.elbo(family.model, family.guide, *family.args(data.unlabelled()),
+                           batch_size=batch_size, max_plate_nesting=getattr(family, "max_plate_nesting", None)
+                           ).mean().item()
+
+
+@torch.no_grad()
+def validate(family, val: Batch, cfg: TrainConfig) -> dict:
+    """``{"elbo": ..., **family.metrics(val)}`` on the validation data."""
+    out = {"elbo": validation_elbo(family, val, cfg.val_batch_size)}
+    out.update(family.metrics(val) if hasattr(family, "metrics") else {})
+    return out
+
+
+# ---------------------------------------------------------------------- state and checkpoints
+@dataclass
+class TrainState:
+    epoch: int = 0
+    step: int = 0
+    best: float = -math.inf  # best validation value of family.select_by
+    bad_epochs: int = 0
+    history: list = field(default_factory=list)
+
+
+def save_checkpoints(run: RunDir, family, model_config, optimizer, cfg, state: TrainState, data_gen,
+                     improved: bool, extra=None) -> None:
+    """``checkpoint_best.pt`` (when improved) and ``checkpoint_last.pt``, each written atomically."""
+    payload = dict(optimizer_state=optimizer.state_dict(), train_config=dataclasses.asdict(cfg),
+                   epoch=state.epoch, step=state.step, best_val=state.best, bad_epochs=state.bad_epochs,
+                   rng={**_rng_state(), "data": data_gen.get_state()}, extra=extra or {})
+    for path in ([run.best] if improved else []) + [run.last]:
+        save_checkpoint(path, family, model_config, **payload)
+
+
+def resume_state(run: RunDir, family, optimizer, data_gen, device) -> TrainState:
+    """Load ``checkpoint_last.pt`` into the family, optimizer and RNGs; return the state."""
+    if not run.last.exists():
+        raise CheckpointError(f"--resume: no {RunDir.LAST} in {run} to resume from")
+    ckpt = read_checkpoint(run.last)
+    load_model_state(family, ckpt["model_state"], source=str(run.last))
+    family.to(device)
+    optimizer.load_state_dict(ckpt["optimizer_state"])
+    _set_rng_state(ckpt["rng"])
+    data_gen.set_state(ckpt["rng"]["data"].to(data_gen.get_state().device))
+    epoch = ckpt["epoch"]
+    return TrainState(epoch, ckpt["step"], ckpt.get("best_val", ckpt.get("best_val_elbo", -math.inf)),
+                      ckpt.get("bad_epochs", 0), run.read_metrics()[:epoch])
+
+
+# ---------------------------------------------------------------------- the loop
+def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = None, run_dir=None,
+        model_config: ModelConfig | None = None, resume: bool = False, progress: bool = True,
+        extra_config: dict | None = None, log=print, objective=None, test: Batch | None = None,
+        eval_k: int = 1000, test_label: str = "test", plots: bool = True) -> dict:
+    """Train ``family`` on ``train``; validate on ``val`` every epoch.
+
+    Returns a summary dict (best validation measures, epochs, time). With ``run_dir``, writes
+    config, metrics, checkpoints and summary there, and with ``test`` (a Batch) ends like the
+    CLI: test evaluation with ``eval_k`` importance samples, figures and report
+    (:func:`pyro_vae.run.finish_run`; needs ``model_config`` to rebuild the best checkpoint).
+    ``objective``: an object with ``differentiable_loss`` to use instead of ``cfg.objective``.
 
     Under ``torch.distributed`` (e.g. ``torchrun --nproc_per_node=2 ...``) the loss module is
     wrapped in ``DistributedDataParallel``: every rank draws the same shuffled batches (a
@@ -172,68 +267,48 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None
     """
     from tqdm.auto import tqdm
 
-    cfg = cfg if cfg is not None else TrainConfig()
-    if cfg.binarize not in ("none", "static", "dynamic"):
-        raise ValueError(f"binarize must be none, static or dynamic, got {cfg.binarize!r}")
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.beta <= 0:
-        raise ValueError("epochs and batch_size must be >= 1, lr and beta > 0")
+    cfg = (cfg if cfg is not None else TrainConfig()).check()
+    check_family(family)
     rank, world = _distributed()
-    main_proc = rank == 0
-    if not main_proc:
+    if rank != 0:
         progress, log = False, (lambda *_: None)
     device = select_device(cfg.device)
-    run_dir = Path(run_dir) if run_dir is not None else None
-    writes = run_dir is not None and main_proc
-    likelihood = getattr(module, "likelihood", None)
-    if hasattr(module, "check_shape"):
-        module.check_shape(train.x[:1])
+    run = RunDir(run_dir) if run_dir is not None else None
+    writes = run is not None and rank == 0
 
     set_seed(cfg.seed)
-    module.to(device)
-    x_train = _prepare(train, cfg, likelihood, 0, "training").to(device)
-    # validation and test data are binarized once with a fixed seed whatever the training mode
-    val_cfg = dataclasses.replace(cfg, binarize="static" if cfg.binarize != "none" else "none")
-    x_val = _prepare(val, val_cfg, likelihood, 1, "validation").to(device)
-    n = x_train.shape[0]
+    family.to(device)
+    data = prepare_data(family, train, val, cfg, device)
+    n = data.n
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     # shuffling and dynamic binarization draw from their own generator, seeded alike on every
     # rank; the global RNG (Monte Carlo samples of z) gets a different stream per rank
     data_gen = torch.Generator(device=device).manual_seed(cfg.seed)
     if world > 1:
         torch.manual_seed(cfg.seed + 1000 * rank)
+    loss_fn = Loss(family, make_objective(objective if objective is not None else cfg.objective, family,
+                                          cfg.num_particles))
+    optimizer = torch.optim.Adam(family.parameters(), lr=cfg.lr)
+    params = [p for p in family.parameters() if p.requires_grad]
+    select = getattr(family, "select_by", "elbo")
 
-    elbo = make_elbo(cfg.elbo, cfg.num_particles)
-    loss_fn = ELBOLoss(module, elbo)
-    optimizer = torch.optim.Adam(module.parameters(), lr=cfg.lr)
-
-    start_epoch, step, best, history, bad_epochs = 0, 0, -math.inf, [], 0
-    if run_dir is not None:
-        last = run_dir / "checkpoint_last.pt"
+    state = TrainState()
+    if run is not None:
         if resume:
-            if not last.exists():
-                raise CheckpointError(f"--resume: no checkpoint_last.pt in {run_dir} to resume from")
-            ckpt = read_checkpoint(last)
-            load_model_state(module, ckpt["model_state"], source=str(last))
-            module.to(device)
-            optimizer.load_state_dict(ckpt["optimizer_state"])
-            start_epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_val_elbo"]
-            bad_epochs = ckpt.get("bad_epochs", 0)
-            history = read_metrics(run_dir / "metrics.jsonl")[:start_epoch]
-            _set_rng_state(ckpt["rng"])
-            data_gen.set_state(ckpt["rng"]["data"].to(data_gen.get_state().device))
+            state = resume_state(run, family, optimizer, data_gen, device)
             if world > 1:  # rank 0's saved stream: give each rank its own again
-                torch.manual_seed(cfg.seed + 1000 * rank + 7919 * start_epoch)
+                torch.manual_seed(cfg.seed + 1000 * rank + 7919 * state.epoch)
             if writes:
-                _write_metrics(run_dir / "metrics.jsonl", history)
-            log(f"resuming {run_dir} after epoch {start_epoch} (best validation ELBO {best:.2f})")
-        elif last.exists():
-            raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it "
+                _write_metrics(run.metrics, state.history)
+            log(f"resuming {run} after epoch {state.epoch} (best validation {select} {state.best:.4g})")
+        elif run.exists():
+            raise FileExistsError(f"{run} already holds a run; pass --resume to continue it "
                                   f"or choose another --out folder")
         if writes:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_json(run_dir / "config.json", {
-                "model": dataclasses.asdict(model_config) if model_config else None,
-                "train": dataclasses.asdict(cfg), "world_size": world, **(extra_config or {})})
+            run.mkdir()
+            save_json(run.config, {"model": model_config.to_dict() if model_config else None,
+                                   "train": dataclasses.asdict(cfg), "world_size": world,
+                                   "objective": type(loss_fn.objective).__name__, **(extra_config or {})})
 
     step_fn = loss_fn
     if world > 1:
@@ -241,82 +316,85 @@ def fit(module: nn.Module, train: Dataset, val: Dataset, cfg: TrainConfig | None
 
         step_fn = DistributedDataParallel(loss_fn, device_ids=[device.index] if device.type == "cuda" else None)
 
-    def checkpoint(path, epoch):
-        if writes:
-            save_checkpoint(path, module, model_config, optimizer_state=optimizer.state_dict(),
-                            train_config=dataclasses.asdict(cfg), epoch=epoch, step=step,
-                            best_val_elbo=best, bad_epochs=bad_epochs,
-                            rng={**_rng_state(), "data": data_gen.get_state()}, extra=extra_config or {})
-
     t_start = time.perf_counter()
     stopped_early = False
-    for epoch in range(start_epoch, cfg.epochs):
-        module.train()
+    for epoch in range(state.epoch, cfg.epochs):
+        family.train()
         t0 = time.perf_counter()
-        xe = torch.bernoulli(x_train, generator=data_gen) if cfg.binarize == "dynamic" else x_train
-        total = torch.zeros((), device=device)
+        train_data = data.train
+        if cfg.binarize == "dynamic":
+            train_data = train_data.replace(x=torch.bernoulli(train_data.x, generator=data_gen))
+        total, seen = torch.zeros((), device=device), 0
         bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img", disable=not progress,
                    leave=False, dynamic_ncols=True)
-        for i, idx in enumerate(batches(n, cfg.batch_size, shuffle=True, device=device, generator=data_gen)):
+        for i, idx in enumerate(epoch_batches(data, cfg, data_gen)):
             if idx.numel() < world:
                 break  # a last batch too small to give every rank a data point
-            kl_w = kl_weight_at(step, steps_per_epoch, cfg)
-            local = idx[rank::world]
+            kl_w = kl_weight_at(state.step, steps_per_epoch, cfg)
             try:
-                loss = step_fn(xe[local], torch.tensor(kl_w, device=device), num_data=n) / n
-            except ValueError as e:
-                # distribution argument validation: NaN/Inf parameters mean the run diverged
-                if "invalid values" not in str(e):
-                    raise
-                loss = torch.tensor(float("nan"), device=device)
-            finite = _all_mean(torch.isfinite(loss).float(), world) if world > 1 else torch.isfinite(loss)
-            if not finite == 1:
+                loss = train_step(step_fn, optimizer, params, train_data.subset(idx[rank::world]), kl_w, n,
+                                  cfg, world, check_args=state.step == 0)
+            except TrainingDiverged:
                 bar.close()
+                where = (f"The last good checkpoint is {run.last} (epoch {state.epoch}). "
+                         if writes and run.last.exists() else "No checkpoint was written yet. ")
                 raise TrainingDiverged(
-                    f"loss became NaN or infinite at epoch {epoch + 1}, step {step}; stopped. "
-                    + (f"The last good checkpoint is {run_dir / 'checkpoint_last.pt'}. " if run_dir else "")
-                    + "Try a lower --lr or --clip-norm.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_norm:
-                torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.clip_norm)
-            optimizer.step()
-            total += loss.detach() * idx.numel()
-            step += 1
-            if progress and (i % 10 == 0 or idx.numel() < cfg.batch_size):
+                    f"loss became NaN or infinite at epoch {epoch + 1}, step {state.step}; stopped. {where}"
+                    f"Try a lower --lr or --clip-norm.") from None
+            total += loss * idx.numel()
+            seen += idx.numel()
+            state.step += 1
+            if progress and i % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.2f}", kl_w=f"{kl_w:.3g}")
-            bar.update(idx.numel())
+            bar.update(min(idx.numel(), n - bar.n))
         bar.close()
         train_time = time.perf_counter() - t0
-        module.eval()
-        val = _all_mean(torch.tensor(validation_elbo(module, x_val, cfg.val_batch_size), device=device), world).item()
-        if not math.isfinite(val):
-            raise TrainingDiverged(f"validation ELBO is {val} after epoch {epoch + 1}; stopped")
-        improved = val > best
-        best, bad_epochs = (val, 0) if improved else (best, bad_epochs + 1)
-        row = {"epoch": epoch + 1, "step": step, "train_loss": _all_mean(total, world).item() / n,
-               "val_elbo": val, "kl_weight": kl_weight_at(step - 1, steps_per_epoch, cfg),
-               "images_per_s": n / train_time, "time_s": train_time}
-        history.append(row)
+        family.eval()
+        measures = {k: _all_mean(torch.tensor(float(v), device=device), world).item()
+                    for k, v in validate(family, data.val, cfg).items()}
+        if not math.isfinite(measures["elbo"]):
+            raise TrainingDiverged(f"validation ELBO is {measures['elbo']} after epoch {epoch + 1}; stopped")
+        value = measures[select]
+        improved = value > state.best
+        state.best, state.bad_epochs = (value, 0) if improved else (state.best, state.bad_epochs + 1)
+        state.epoch = epoch + 1
+        row = {"epoch": epoch + 1, "step": state.step, "train_loss": _all_mean(total, world).item() / seen,
+               **{f"val_{k}": v for k, v in measures.items()},
+               "kl_weight": kl_weight_at(state.step - 1, steps_per_epoch, cfg),
+               "images_per_s": seen / train_time, "time_s": train_time}
+        state.history.append(row)
         if writes:
-            _append_metrics(run_dir / "metrics.jsonl", row)
-            if improved:
-                checkpoint(run_dir / "checkpoint_best.pt", epoch + 1)
-            checkpoint(run_dir / "checkpoint_last.pt", epoch + 1)
-        log(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.2f}  val ELBO {val:.2f} nats/img"
-            f"  ({row['images_per_s']:.0f} img/s){'  *' if improved else ''}")
-        if cfg.patience is not None and bad_epochs >= cfg.patience:
-            log(f"early stopping: no better validation ELBO for {cfg.patience} epochs")
+            _append_metrics(run.metrics, row)
+            save_checkpoints(run, family, model_config, optimizer, cfg, state, data_gen, improved, extra_config)
+        extra = "".join(f"  val {k} {v:.4f}" for k, v in measures.items() if k != "elbo")
+        log(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.2f}  val ELBO {measures['elbo']:.2f} nats/img"
+            f"{extra}  ({row['images_per_s']:.0f} img/s){'  *' if improved else ''}")
+        if cfg.patience is not None and state.bad_epochs >= cfg.patience:
+            log(f"early stopping: no better validation {select} for {cfg.patience} epochs")
             stopped_early = True
             break
 
-    summary = {"best_val_elbo": best, "final_val_elbo": history[-1]["val_elbo"] if history else None,
-               "epochs_run": len(history), "steps": step, "stopped_early": stopped_early,
-               "train_time_s": time.perf_counter() - t_start, "device": str(device),
-               "world_size": world, "unit": "nats per image"}
+    summary = _summary(state, select, stopped_early, time.perf_counter() - t_start, device, world)
     if writes:
-        save_json(run_dir / "summary.json", summary)
+        save_json(run.summary, summary)
+        if test is not None:
+            from .run import finish_run
+
+            finish_run(run, for_evaluation(test, cfg.binarize), label=test_label, eval_k=eval_k,
+                       device=cfg.device, plots=plots, progress=progress, log=log)
+            summary = run.read_json(run.summary)
     return summary
+
+
+def _summary(state: TrainState, select: str, stopped_early: bool, seconds: float, device, world) -> dict:
+    h = state.history
+    best_row = max(h, key=lambda r: r[f"val_{select}"]) if h else {}
+    return {"best_val_elbo": max((r["val_elbo"] for r in h), default=None),
+            "final_val_elbo": h[-1]["val_elbo"] if h else None,
+            "select_by": f"val_{select}", "best_epoch": best_row.get("epoch"),
+            **({f"best_val_{select}": best_row.get(f"val_{select}")} if select != "elbo" else {}),
+            "epochs_run": len(h), "steps": state.step, "stopped_early": stopped_early,
+            "train_time_s": seconds, "device": str(device), "world_size": world, "unit": "nats per image"}
 
 
 def _append_metrics(path: Path, row: dict) -> None:

@@ -69,8 +69,8 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
     assert main(["plot", str(tmp_path)]) == 2
     assert main(["train", "--binarize", "none", "--epochs", "1", "--out", str(tmp_path / "g"), "--no-progress"]) == 2
     assert "binary" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["train", "--latent-dim", "0"])
+    assert main(["train", "--latent-dim", "0", "--out", str(tmp_path / "z")]) == 2
+    assert "latent_dim must be >= 1" in capsys.readouterr().err
 
 
 def test_help_covers_every_training_option():

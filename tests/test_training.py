@@ -54,7 +54,7 @@ def test_checkpoint_reloads_to_identical_outputs(grey, tmp_path):
     loaded, ckpt = load_checkpoint(tmp_path / "run" / "checkpoint_last.pt")
     assert ckpt["epoch"] == 1
     x = val.x[:10].round()
-    z = torch.randn(4, MC.latent_dim)
+    z = torch.randn(4, MC.options["latent_dim"])
     vae.eval()
     assert torch.equal(vae.encode(x)[0], loaded.encode(x)[0])
     assert torch.equal(vae.encode(x)[1], loaded.encode(x)[1])

@@ -10,7 +10,7 @@ import torch
 from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
 from torch.distributions import kl_divergence
 
-from pyro_vae import ELBOLoss, ModelConfig, build_model
+from pyro_vae import Batch, Loss, ModelConfig, build_model
 
 SMALL = dict(data_shape=(1, 28, 28), latent_dim=8, hidden=(64,))
 
@@ -27,13 +27,13 @@ def test_each_elbo_trains_with_a_torch_optimizer(elbo_cls, mnist_bin):
     train, val = mnist_bin
     vae = build_model(ModelConfig(**SMALL))
     kwargs = {"ignore_jit_warnings": True} if elbo_cls is JitTrace_ELBO else {}
-    loss_fn = ELBOLoss(vae, elbo_cls(**kwargs))
+    loss_fn = Loss(vae, elbo_cls(**kwargs))
     opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
     before = _val_loss(vae, val)
     n = train.shape[0]
     for step in range(60):
         idx = torch.randint(0, n, (100,))
-        loss = loss_fn(train[idx], torch.tensor(1.0), num_data=n) / n
+        loss = loss_fn(Batch(train[idx]), torch.tensor(1.0), num_data=n) / n
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -141,14 +141,14 @@ def test_helpers_shapes():
 
 
 def test_jit_elbo_compiles_once_across_steps_and_batch_sizes():
-    """JitTrace_ELBO keys its compiled graph on id(model); ELBOLoss must keep that id stable,
+    """JitTrace_ELBO keys its compiled graph on id(model); Loss must keep that id stable,
     or every step retraces (measured 3x slower). The KL weight is a tensor argument, so
     warm-up changes it without recompiling."""
     vae = build_model(ModelConfig(**SMALL))
     elbo = JitTrace_ELBO(ignore_jit_warnings=True)
-    loss_fn = ELBOLoss(vae, elbo)
+    loss_fn = Loss(vae, elbo)
     x = torch.bernoulli(torch.rand(50, 1, 28, 28))
-    losses = [loss_fn(x[:b], torch.tensor(w), num_data=500).item() / 500
+    losses = [loss_fn(Batch(x[:b]), torch.tensor(w), num_data=500).item() / 500
               for b, w in ((32, 0.1), (32, 0.5), (18, 1.0), (32, 1.0))]
     assert len(elbo._loss_and_surrogate_loss.compiled) == 1
     # the batch scale follows the batch size (a baked-in 500/32 would give ~18/32 of the loss)
@@ -161,11 +161,11 @@ def test_conv_vae_trains_on_real_digits(likelihood, mnist5k, mnist_bin):
     val = mnist_bin[1] if likelihood == "bernoulli" else mnist5k.x[1000:1500]
     vae = build_model(ModelConfig(data_shape=(1, 28, 28), latent_dim=8, hidden=(64,), network="conv",
                                   likelihood=likelihood))
-    loss_fn = ELBOLoss(vae, Trace_ELBO())
+    loss_fn = Loss(vae, Trace_ELBO())
     opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
     before = _val_loss(vae, val)
     for step in range(40):
-        loss = loss_fn(train[torch.randint(0, 1000, (100,))], torch.tensor(1.0), num_data=1000) / 1000
+        loss = loss_fn(Batch(train[torch.randint(0, 1000, (100,))]), torch.tensor(1.0), num_data=1000) / 1000
         opt.zero_grad()
         loss.backward()
         opt.step()

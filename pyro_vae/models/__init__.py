@@ -1,29 +1,79 @@
-"""Model families. Every model is an ``nn.Module`` with ``model(x, ...)`` and ``guide(x, ...)``."""
+"""Model families. Every family meets the contract of :mod:`pyro_vae.models.base`.
+
+Built-in: ``vae`` (:class:`VAE`), ``ssvae`` (Kingma et al.'s M2, :class:`SSVAE`), ``cvae``
+(Sohn et al.'s conditional VAE, :class:`CVAE`). A user's family registers the same way::
+
+    @register_model("mine")
+    class Mine(Family):
+        Config = MineConfig                      # a dataclass of options
+        @classmethod
+        def from_config(cls, config, data_shape, num_classes=None): ...
+        def model(self, x=None, kl_weight=1.0, num_data=None): ...
+        def guide(self, x, kl_weight=1.0, num_data=None): ...
+"""
 
 from __future__ import annotations
 
-from ..config import ModelConfig
-from ..likelihoods import build_likelihood
-from ..networks import build_networks
-from ..priors import build_prior
+import dataclasses
+
+from ..config import ModelConfig, from_dict
 from ..registry import Registry
-from .vae import VAE
+from .base import ContractError, Family, check_family, data_plate
+from .vae import VAE, VAEConfig
 
 MODELS = Registry("model")
-register_model = MODELS.register  # @register_model("name") on a builder fn(config) -> module
+register_model = MODELS.register  # @register_model("name") on a Family subclass
 
 
-@register_model("vae")
-def build_vae(config: ModelConfig) -> VAE:
-    encoder, decoder = build_networks(config.network, config.data_shape, config.latent_dim, config.hidden)
-    prior = build_prior(config.prior, config.latent_dim, **config.prior_kwargs)
-    likelihood = build_likelihood(config.likelihood, config.data_shape, **config.likelihood_kwargs)
-    return VAE(encoder, decoder, prior, likelihood, config.data_shape, config.latent_dim)
+def model_options(name: str, options: dict | None = None):
+    """The typed ``Config`` of family ``name`` from a dict of options (unknown ones refused).
+
+    Numeric options are sizes and weights: integers (and tuples of them) must be >= 1 and
+    floats >= 0, unless the field's metadata sets another ``"min"``."""
+    cls = MODELS.get_or_raise(name)
+    config = from_dict(cls.Config, dict(options or {}))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        for v in values:
+            if isinstance(v, str) and "choices" in f.metadata and v not in f.metadata["choices"]:
+                raise ValueError(f"option {f.name} must be one of {', '.join(f.metadata['choices'])}, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if "choices" in f.metadata and v not in f.metadata["choices"]:
+                raise ValueError(f"option {f.name} must be one of {', '.join(map(str, f.metadata['choices']))}, "
+                                 f"got {v!r}")
+            low = f.metadata.get("min", 1 if isinstance(v, int) else 0)
+            if v < low:
+                raise ValueError(f"option {f.name} must be >= {low}, got {value}")
+    return config
 
 
-def build_model(config: ModelConfig):
-    """Build the model a :class:`ModelConfig` describes (used by the CLI and checkpoints)."""
-    return MODELS.build(config.model, config)
+def build_model(config: ModelConfig) -> Family:
+    """Build the family a :class:`ModelConfig` describes (used by the CLI and checkpoints)."""
+    cls = MODELS.get_or_raise(config.model)
+    try:
+        options = model_options(config.model, config.options)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"model {config.model!r}: {e}") from None
+    family = cls.from_config(options, config.data_shape, config.num_classes)
+    check_family(family)
+    return family
 
 
-__all__ = ["VAE", "build_model", "build_vae", "register_model", "MODELS"]
+def config_of(family_name: str, data_shape, num_classes=None, **options) -> ModelConfig:
+    """A :class:`ModelConfig` with the family's default options filled in (as saved)."""
+    opts = dataclasses.asdict(model_options(family_name, options))
+    return ModelConfig(model=family_name, data_shape=data_shape, num_classes=num_classes, options=opts)
+
+
+register_model("vae")(VAE)
+from .ssvae import SSVAE, SSVAEConfig  # noqa: E402
+from .cvae import CVAE, CVAEConfig  # noqa: E402
+
+register_model("ssvae")(SSVAE)
+register_model("cvae")(CVAE)
+
+__all__ = ["VAE", "VAEConfig", "SSVAE", "SSVAEConfig", "CVAE", "CVAEConfig", "Family", "ContractError",
+           "check_family", "data_plate", "build_model", "register_model", "MODELS", "model_options",
+           "config_of"]

@@ -13,18 +13,33 @@ scaled up to the data set by ``num_data / B``.
 
 from __future__ import annotations
 
-import uuid
+from dataclasses import dataclass
 
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from torch import nn
 
-from ..priors import check_prior
+from ..likelihoods import build_likelihood
+from ..networks import build_networks
+from ..priors import build_prior, check_prior
+from .base import Family, batch_size_of, data_plate, option
 
 
-class VAE(nn.Module):
+@dataclass
+class VAEConfig:
+    """Options of the VAE family (each one a ``pyro-vae train`` flag)."""
+
+    latent_dim: int = option(50, "size of z")
+    hidden: tuple = option((400,), "hidden layer sizes (encoder; the decoder mirrors them)")
+    network: str = option("mlp", "encoder/decoder networks: mlp or conv")
+    prior: str = option("standard_normal", "p(z): a registered prior")
+    likelihood: str = option("bernoulli", "p(x|z): a registered likelihood")
+    prior_kwargs: dict = option({}, "options of the prior (--prior-OPTION)")
+    likelihood_kwargs: dict = option({}, "options of the likelihood (--likelihood-OPTION)")
+
+
+class VAE(Family):
     """A VAE from four replaceable parts.
 
     Args:
@@ -40,40 +55,40 @@ class VAE(nn.Module):
     ``pyro.infer.SVI`` with a ``pyro.optim`` optimizer trains them too.
     """
 
+    Config = VAEConfig
+
     def __init__(self, encoder, decoder, prior, likelihood, data_shape, latent_dim):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
         self.prior, self.likelihood = prior, likelihood
         self.data_shape = tuple(int(s) for s in data_shape)
         self.latent_dim = int(latent_dim)
-        self.pyro_name = f"vae_{uuid.uuid4().hex[:12]}"
         check_prior(prior, self.latent_dim)
 
-    # ------------------------------------------------------------------ Pyro programs
-    def check_shape(self, x: torch.Tensor) -> None:
-        if tuple(x.shape[1:]) != self.data_shape:
-            raise ValueError(
-                f"this model expects data of shape (batch, {', '.join(map(str, self.data_shape))}) "
-                f"but got {tuple(x.shape)}"
-            )
+    @classmethod
+    def from_config(cls, config: VAEConfig, data_shape, num_classes=None) -> "VAE":
+        encoder, decoder = build_networks(config.network, data_shape, config.latent_dim, config.hidden)
+        prior = build_prior(config.prior, config.latent_dim, **config.prior_kwargs)
+        likelihood = build_likelihood(config.likelihood, data_shape, **config.likelihood_kwargs)
+        return cls(encoder, decoder, prior, likelihood, data_shape, config.latent_dim)
 
-    def model(self, x, kl_weight=1.0, num_data=None):
+    # ------------------------------------------------------------------ Pyro programs
+    def model(self, x=None, kl_weight=1.0, num_data=None):
         """p(z) p(x|z). ``kl_weight`` scales the z site (beta, warm-up); ``num_data`` scales the
-        batch to the data set (``None``: the loss is per batch)."""
+        batch to the data set (``None``: the loss is per batch). ``x=None`` draws one x from
+        the prior predictive (``pyro.infer.Predictive`` draws many)."""
         pyro.module(self.pyro_name, self)
         self.check_shape(x)
-        batch = x.shape[0]
-        with pyro.plate("data", batch), poutine.scale(scale=_data_scale(num_data, batch)):
+        with data_plate(batch_size_of(x), num_data):
             with poutine.scale(scale=kl_weight):
                 z = pyro.sample("z", self.prior())
-            pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
+            return pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
 
     def guide(self, x, kl_weight=1.0, num_data=None):
         """q(z|x) = N(z; mu(x), diag sigma(x)^2), reparameterized."""
         pyro.module(self.pyro_name, self)
         self.check_shape(x)
-        batch = x.shape[0]
-        with pyro.plate("data", batch), poutine.scale(scale=_data_scale(num_data, batch)):
+        with data_plate(x.shape[0], num_data):
             loc, scale = self.encoder(x)
             with poutine.scale(scale=kl_weight):
                 pyro.sample("z", dist.Normal(loc, scale).to_event(1))
@@ -104,6 +119,3 @@ class VAE(nn.Module):
         params = self.decoder(z)
         return self.likelihood.mean(params) if mean else self.likelihood(params).sample()
 
-
-def _data_scale(num_data, batch):
-    return 1.0 if num_data is None else float(num_data) / batch

@@ -1,0 +1,7 @@
+"""``python -m pyro_vae`` works like ``pyro-vae``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

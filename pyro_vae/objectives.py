@@ -1,0 +1,116 @@
+"""Training objectives: any object with Pyro's ``differentiable_loss(model, guide, *args, **kwargs)``.
+
+By name (config and CLI ``--objective``), each built for the family it trains::
+
+    trace          Trace_ELBO                 (Monte Carlo ELBO; the default of a VAE)
+    meanfield      TraceMeanField_ELBO        (analytic KL where it is known)
+    graph          TraceGraph_ELBO            (score-function terms with Rao-Blackwellization)
+    enum           TraceEnum_ELBO             (discrete latents marked "enumerate" summed out exactly)
+    jit, jit_meanfield, jit_graph, jit_enum   (the JIT-compiled versions)
+    renyi          RenyiELBO(alpha=0.5)       (the Renyi bound; alpha=0 is an importance-weighted
+                                               bound of the *whole batch*, not the per-data-point IWAE)
+
+``max_plate_nesting`` is taken from the family, particles are vectorized. A user's own
+objective is either an object passed to ``fit(..., objective=obj)`` /
+``TrainConfig(objective=...)`` or a factory registered by name::
+
+    @register_objective("my_bound")
+    def my_bound(family, num_particles):
+        return MyBound(num_particles)          # has differentiable_loss(model, guide, *args, **kw)
+
+:class:`Loss` turns a family and an objective into the ``nn.Module`` that training steps (and
+``DistributedDataParallel`` wraps): ELBO term plus the family's :meth:`extra_loss`.
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro import infer
+from torch import nn
+
+from .registry import Registry
+
+OBJECTIVES = Registry("objective")
+register_objective = OBJECTIVES.register  # @register_objective("name") on fn(family, num_particles)
+
+
+def _pyro_elbo(cls, **fixed):
+    def factory(family, num_particles: int = 1):
+        kwargs = dict(num_particles=num_particles, vectorize_particles=num_particles > 1,
+                      max_plate_nesting=getattr(family, "max_plate_nesting", 1), **fixed)
+        if cls.__name__.startswith("Jit"):
+            kwargs["ignore_jit_warnings"] = True
+        return cls(**kwargs)
+
+    factory.__doc__ = f"pyro.infer.{cls.__name__}"
+    return factory
+
+
+for _name, _cls, _fixed in [
+    ("trace", infer.Trace_ELBO, {}),
+    ("meanfield", infer.TraceMeanField_ELBO, {}),
+    ("graph", infer.TraceGraph_ELBO, {}),
+    ("enum", infer.TraceEnum_ELBO, {}),
+    ("jit", infer.JitTrace_ELBO, {}),
+    ("jit_meanfield", infer.JitTraceMeanField_ELBO, {}),
+    ("jit_graph", infer.JitTraceGraph_ELBO, {}),
+    ("jit_enum", infer.JitTraceEnum_ELBO, {}),
+    ("renyi", infer.RenyiELBO, {"alpha": 0.5}),
+]:
+    register_objective(_name)(_pyro_elbo(_cls, **_fixed))
+
+# names of the previous releases' --elbo option
+ALIASES = {"trace_elbo": "trace"}
+
+
+def make_objective(spec, family, num_particles: int = 1):
+    """An objective object from a registered name, ``"auto"`` (the family's
+    ``default_objective``), or an object that already has ``differentiable_loss`` (returned as is)."""
+    if hasattr(spec, "differentiable_loss"):
+        return spec
+    if not isinstance(spec, str):
+        raise ValueError(f"an objective is a registered name ({', '.join(sorted(OBJECTIVES))}) or an "
+                         f"object with differentiable_loss(model, guide, *args, **kwargs); got {spec!r}")
+    name = ALIASES.get(spec, spec)
+    if name == "auto":
+        name = getattr(family, "default_objective", "trace")
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {spec!r}; known objectives: auto, {', '.join(sorted(OBJECTIVES))}")
+    return OBJECTIVES[name](family, num_particles)
+
+
+def objective_name(objective) -> str:
+    """A short name for logs and configs."""
+    for name, factory in OBJECTIVES.items():
+        if type(objective).__name__ == (factory.__doc__ or "").rsplit(".", 1)[-1]:
+            return name
+    return type(objective).__name__
+
+
+class Loss(nn.Module):
+    """-ELBO (plus the family's extra loss) of a batch, as a differentiable ``nn.Module``.
+
+    ``forward(batch, kl_weight, num_data)`` returns the loss on the data-set scale (the batch
+    scaled by ``num_data / B``); divide by ``num_data`` for nats per data point. Wrap it in
+    ``DistributedDataParallel`` for multi-GPU training: its parameters are the family's.
+    """
+
+    def __init__(self, family: nn.Module, objective=None):
+        super().__init__()
+        self.family = family
+        self.objective = make_objective("auto" if objective is None else objective, family)
+        # Bind once: the JIT objectives key their compiled graph on id(model), and every
+        # ``family.model`` access makes a new bound-method object (a retrace per step).
+        self._model, self._guide = family.model, family.guide
+
+    def forward(self, batch, kl_weight, num_data=None):
+        if not torch.is_tensor(kl_weight):
+            kl_weight = torch.tensor(float(kl_weight), device=batch.x.device)
+        args = self.family.args(batch)
+        loss = self.objective.differentiable_loss(self._model, self._guide, *args, kl_weight,
+                                                  num_data=num_data)
+        extra = self.family.extra_loss(batch, num_data=num_data)
+        return loss if extra is None else loss + extra
+
+
+__all__ = ["OBJECTIVES", "register_objective", "make_objective", "objective_name", "Loss"]

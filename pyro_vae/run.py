@@ -1,0 +1,183 @@
+"""A run folder: the one object that knows the name of every file a run writes.
+
+Training, the CLI, figures and the report ask a :class:`RunDir` for paths; none of them spells a
+file name. :func:`finish_run` is the end of a run (test evaluation, figures, report), the same
+whether training was started from the CLI or from Python.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+class RunDir:
+    """Paths of one run folder. Nothing is created until something is written."""
+
+    CONFIG = "config.json"
+    METRICS = "metrics.jsonl"
+    LAST = "checkpoint_last.pt"
+    BEST = "checkpoint_best.pt"
+    SUMMARY = "summary.json"
+    TEST_METRICS = "metrics_test"  # .json and .txt
+    REPORT = "report.md"
+    HTML = "index.html"
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __fspath__(self):
+        return str(self.path)
+
+    def __str__(self):
+        return str(self.path)
+
+    def __repr__(self):
+        return f"RunDir({str(self.path)!r})"
+
+    def __truediv__(self, name):
+        return self.path / name
+
+    def mkdir(self) -> "RunDir":
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def exists(self) -> bool:
+        return self.last.exists()
+
+    @property
+    def config(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def last(self) -> Path:
+        return self.path / self.LAST
+
+    @property
+    def best(self) -> Path:
+        return self.path / self.BEST
+
+    @property
+    def summary(self) -> Path:
+        return self.path / self.SUMMARY
+
+    @property
+    def test_metrics(self) -> Path:
+        return self.path / (self.TEST_METRICS + ".json")
+
+    @property
+    def test_table(self) -> Path:
+        return self.path / (self.TEST_METRICS + ".txt")
+
+    @property
+    def report(self) -> Path:
+        return self.path / self.REPORT
+
+    @property
+    def html(self) -> Path:
+        return self.path / self.HTML
+
+    def figure(self, name: str) -> Path:
+        return self.path / f"{name}.png"
+
+    def figures(self) -> dict:
+        """The figures present: ``{name: path}``."""
+        return {p.stem: p for p in sorted(self.path.glob("*.png"))}
+
+    def evaluation(self, label: str, k: int) -> Path:
+        """Base name (no suffix) of an ``evaluate`` result for data ``label`` with k samples."""
+        return self.path / f"eval_{label.replace('/', '_')}_k{k}"
+
+    def read_json(self, path):
+        try:
+            return json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def read_metrics(self) -> list:
+        from .config import read_metrics
+
+        return read_metrics(self.metrics)
+
+    @staticmethod
+    def of_checkpoint(path) -> "RunDir":
+        """The run folder a checkpoint file sits in (a folder is taken as the run folder)."""
+        path = Path(path)
+        return RunDir(path if path.is_dir() else path.parent)
+
+    @staticmethod
+    def checkpoint_path(path) -> Path:
+        """A checkpoint file, or a run folder's best checkpoint."""
+        path = Path(path)
+        return path / RunDir.BEST if path.is_dir() else path
+
+
+def evaluate_and_save(family, data, label: str, out_base: Path, k: int, iwae_k: int = 0,
+                      batch_size: int = 100, progress: bool = True):
+    """:func:`pyro_vae.evaluation.evaluate` plus the data label and the time taken, written to
+    ``out_base.json`` and ``out_base.txt``. Returns ``(metrics, table)``."""
+    from .config import save_json
+    from .evaluation import evaluate, format_table
+
+    t0 = time.perf_counter()
+    metrics = evaluate(family, data, k=k, iwae_k=iwae_k, batch_size=batch_size, progress=progress)
+    metrics["data"] = {"value": label, "unit": ""}
+    metrics["eval_time_s"] = {"value": round(time.perf_counter() - t0, 1), "unit": "s"}
+    table = format_table(metrics)
+    save_json(out_base.with_suffix(".json"), metrics)
+    out_base.with_suffix(".txt").write_text(table + "\n")
+    return metrics, table
+
+
+def finish_run(run, test, label: str = "test", eval_k: int = 1000, device="auto", plots: bool = True,
+               progress: bool = True, log=print) -> dict | None:
+    """The end of a run: load the best checkpoint, evaluate it on ``test`` (a Batch, already
+    prepared by :func:`pyro_vae.data.for_evaluation`), add the test metrics to the summary, write
+    the figures and the report. Returns the test metrics (None when ``eval_k`` is 0 and there
+    is nothing to evaluate)."""
+    from .checkpoint import load_checkpoint
+    from .config import save_json
+    from .training import select_device, set_seed
+
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    dev = select_device(device)
+    family, _ = load_checkpoint(run.best, dev)
+    family.eval()
+    test = test.to(dev)
+    metrics = None
+    if eval_k:
+        set_seed(0)
+        metrics, table = evaluate_and_save(family, test, label, run.path / RunDir.TEST_METRICS, eval_k,
+                                           progress=progress)
+        log(f"\n{label} (best checkpoint):\n{table}")
+        summary = run.read_json(run.summary) or {}
+        summary["test"] = {k: v["value"] for k, v in metrics.items() if not isinstance(v["value"], list)}
+        save_json(run.summary, summary)
+    if plots:
+        write_figures_and_report(run, family, test, metrics, label=label, log=log)
+    return metrics
+
+
+def write_figures_and_report(run: RunDir, family, test, metrics=None, label="test", log=print, limit=2000):
+    """Every figure the family lists, for the first ``limit`` test points, and the report."""
+    from .plots import make_figures
+    from .report import write_report
+
+    figures = make_figures(family, run.path, test.subset(slice(0, limit)), metrics_rows=run.read_metrics(),
+                           split=label)
+    report = write_report(run.path, metrics, figures)
+    log(f"figures and report: {report}")
+    return figures
+
+
+def warn(msg: str) -> None:
+    print(f"note: {msg}", file=sys.stderr)
+
+
+__all__ = ["RunDir", "finish_run", "evaluate_and_save", "write_figures_and_report"]
