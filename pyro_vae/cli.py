@@ -64,11 +64,12 @@ def load_plugins(argv) -> list:
         path = Path(name)
         try:
             if path.suffix == ".py":  # a file: import it by path
-                spec = importlib.util.spec_from_file_location(path.stem, path)
-                if spec is None or not path.is_file():
+                if not path.is_file():
                     raise ImportError(f"no such file {path}")
+                mod_name = f"pyro_vae_plugin_{path.stem}"
+                spec = importlib.util.spec_from_file_location(mod_name, path)
                 module = importlib.util.module_from_spec(spec)
-                sys.modules[path.stem] = module
+                sys.modules[mod_name] = module
                 spec.loader.exec_module(module)
             else:
                 importlib.import_module(name)

@@ -158,7 +158,7 @@ def _relative(path, run_dir: Path) -> str:
 
 # ---------------------------------------------------------------------- entry point
 def write_report(run_dir, metrics: dict | None = None, figures: dict | None = None,
-                 last_rows: int = 10, html_too: bool = True) -> Path:
+                 last_rows: int = 10, html_too: bool = True, titles: dict | None = None) -> Path:
     """Write ``run_dir/report.md`` (and ``run_dir/index.html`` when ``html_too``); return the
     Markdown path.
 
@@ -169,6 +169,7 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
         figures: ``{name: path}`` as returned by :func:`pyro_vae.plots.make_figures`; linked
             relative to ``run_dir``. None: every ``*.png`` in ``run_dir``.
         last_rows: how many final rows of ``metrics.jsonl`` to tabulate.
+        titles: ``{figure name: title}`` for a family's own figures (``family.figure_titles``).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -214,7 +215,7 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
         for name, path in figures.items():
             if path is None:
                 continue
-            fig_title = FIGURE_TITLES.get(name, str(name).replace("_", " ").capitalize())
+            fig_title = {**FIGURE_TITLES, **(titles or {})}.get(name, str(name).replace("_", " ").capitalize())
             blocks += [("p", f"**{fig_title}**"), ("img", fig_title, _relative(path, run_dir))]
 
     config = _read_json(run_dir / "config.json")

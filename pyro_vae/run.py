@@ -8,7 +8,6 @@ whether training was started from the CLI or from Python.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -171,13 +170,9 @@ def write_figures_and_report(run: RunDir, family, test, metrics=None, label="tes
 
     figures = make_figures(family, run.path, test.subset(slice(0, limit)), metrics_rows=run.read_metrics(),
                            split=label)
-    report = write_report(run.path, metrics, figures)
+    report = write_report(run.path, metrics, figures, titles=getattr(family, "figure_titles", None))
     log(f"figures and report: {report}")
     return figures
-
-
-def warn(msg: str) -> None:
-    print(f"note: {msg}", file=sys.stderr)
 
 
 __all__ = ["RunDir", "finish_run", "evaluate_and_save", "write_figures_and_report"]

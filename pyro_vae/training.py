@@ -39,6 +39,7 @@ from .checkpoint import CheckpointError, load_model_state, read_checkpoint, save
 from .config import ModelConfig, TrainConfig, save_json
 from .data import (Batch, DataError, batches, binarize, check_finite, for_evaluation, mixed_batches,
                    select_labels)
+from .models import complete_config
 from .models.base import check_family
 from .objectives import Loss, make_objective
 from .run import RunDir
@@ -269,6 +270,8 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
 
     cfg = (cfg if cfg is not None else TrainConfig()).check()
     check_family(family)
+    if model_config is not None:
+        model_config = complete_config(model_config)
     rank, world = _distributed()
     if rank != 0:
         progress, log = False, (lambda *_: None)

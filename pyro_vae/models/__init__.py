@@ -61,10 +61,12 @@ def build_model(config: ModelConfig) -> Family:
     return family
 
 
-def config_of(family_name: str, data_shape, num_classes=None, **options) -> ModelConfig:
-    """A :class:`ModelConfig` with the family's default options filled in (as saved)."""
-    opts = dataclasses.asdict(model_options(family_name, options))
-    return ModelConfig(model=family_name, data_shape=data_shape, num_classes=num_classes, options=opts)
+def complete_config(config: ModelConfig) -> ModelConfig:
+    """The same config with every option of the family spelled out (defaults filled in), as
+    checkpoints and ``config.json`` store it: a later change of a default does not change a run."""
+    opts = dataclasses.asdict(model_options(config.model, config.options))
+    return ModelConfig(model=config.model, data_shape=config.data_shape, num_classes=config.num_classes,
+                       options=opts, plugins=config.plugins)
 
 
 register_model("vae")(VAE)
@@ -76,4 +78,4 @@ register_model("cvae")(CVAE)
 
 __all__ = ["VAE", "VAEConfig", "SSVAE", "SSVAEConfig", "CVAE", "CVAEConfig", "Family", "ContractError",
            "check_family", "data_plate", "build_model", "register_model", "MODELS", "model_options",
-           "config_of"]
+           "complete_config"]
