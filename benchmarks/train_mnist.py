@@ -52,9 +52,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from pyro_vae.cli import EVAL_BINARIZATION_SEED  # noqa: E402
 from pyro_vae.config import ModelConfig, TrainConfig  # noqa: E402
-from pyro_vae.data import DataError, binarize, load_data  # noqa: E402
+from pyro_vae.data import EVAL_BINARIZATION_SEED, Batch, DataError, binarize, load_data  # noqa: E402
 from pyro_vae.evaluation import elbo as pyro_elbo  # noqa: E402
 from pyro_vae.evaluation import log_marginal as pyro_log_marginal  # noqa: E402
 from pyro_vae.models import build_model  # noqa: E402
@@ -168,16 +167,16 @@ def train_plain(net, x_train, x_val, epochs, seed, analytic_kl, device, log=prin
 def warm_up(steps, x_flat, data_shape, elbo_name, analytic_kl, device):
     """Untimed training steps of both code paths (the same step as fit() and as train_plain())
     on throwaway models, so neither timed run pays the process's one-off start-up costs."""
-    from pyro_vae.training import ELBOLoss, make_elbo
+    from pyro_vae.objectives import Loss, make_objective
 
     x = torch.bernoulli(x_flat[: BATCH_SIZE]).to(device)
     n = x_flat.shape[0]
     module = build_model(ModelConfig(data_shape=data_shape)).to(device)
-    loss_fn = ELBOLoss(module, make_elbo(elbo_name))
+    loss_fn = Loss(module, make_objective(elbo_name, module))
     opt = torch.optim.Adam(module.parameters(), lr=LR)
     xs = x.reshape(-1, *data_shape)
     for _ in range(steps):
-        loss = loss_fn(xs, torch.tensor(1.0, device=device), num_data=n) / n
+        loss = loss_fn(Batch(xs), torch.tensor(1.0, device=device), num_data=n) / n
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -345,7 +344,7 @@ def main(argv=None):
     # the plain model works on flat vectors; the same numbers in the same memory order, so
     # the same data generator state draws the same binarization for both models
     x_train_flat = train.x.reshape(n_train, d)
-    x_val_flat = binarize(val.x, seed=a.seed + 1).reshape(len(val), d)  # as fit() binarizes val
+    x_val_flat = binarize(val.x, seed=EVAL_BINARIZATION_SEED).reshape(len(val), d)  # as fit() binarizes val
     x_test_flat = x_test.reshape(n_test, d).to(device)
     say(f"data: mnist5k {n_train} train / {len(val)} validation; test: official MNIST test set "
         f"({x_test_full.shape[0]} images in {data_dir}), evaluating on {n_test}")
@@ -360,7 +359,7 @@ def main(argv=None):
         set_seed(a.seed)  # network initialisation, as the CLI does
         module = build_model(mcfg)
         tcfg = TrainConfig(epochs=a.epochs, batch_size=BATCH_SIZE, lr=LR, binarize="dynamic",
-                           patience=None, elbo=a.elbo, seed=a.seed, device=str(device))
+                           patience=None, objective=a.elbo, seed=a.seed, device=str(device))
         with tempfile.TemporaryDirectory(prefix="train_mnist_") as tmp:
             # with run_dir but no model_config, fit() writes metrics.jsonl (per-epoch timing:
             # training steps only) but no checkpoints

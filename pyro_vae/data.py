@@ -248,7 +248,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 def load_array_file(path: Path) -> Dataset:
-    """``.npy`` (data), ``.npz`` (keys ``x`` and optional ``y``) or ``.pt`` (tensor, or dict with x, y)."""
+    """``.npy`` (data), ``.npz`` (keys ``x``, optional labels ``y`` and condition ``c``) or ``.pt``
+    (a tensor, or a dict with x and optionally y, c)."""
+    c = None
     try:
         if path.suffix == ".npy":
             x, y = np.load(path, allow_pickle=False), None
@@ -258,12 +260,13 @@ def load_array_file(path: Path) -> Dataset:
                 xk = "x" if "x" in keys else keys[0]
                 x = f[xk]
                 y = f["y"] if "y" in keys else None
+                c = f["c"] if "c" in keys else None
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(obj, dict):
                 if "x" not in obj:
-                    raise DataError(f"{path}: a dict of tensors needs the key 'x' (and optionally 'y')")
-                x, y = obj["x"], obj.get("y")
+                    raise DataError(f"{path}: a dict of tensors needs the key 'x' (and optionally 'y', 'c')")
+                x, y, c = obj["x"], obj.get("y"), obj.get("c")
             else:
                 x, y = obj, None
     except DataError:
@@ -278,10 +281,20 @@ def load_array_file(path: Path) -> Dataset:
     elif x.dim() == 3:
         x = x.unsqueeze(1)  # (N, H, W) -> (N, 1, H, W)
     if y is not None:
-        y = torch.as_tensor(np.asarray(y)).long()
+        y = torch.as_tensor(np.asarray(y))
+        if y.dim() != 1 or (y.is_floating_point() and not torch.equal(y, y.round())):
+            raise DataError(f"{path}: labels 'y' must be whole numbers of shape (N,), got dtype {y.dtype}, "
+                            f"shape {tuple(y.shape)}")
+        y = y.long()
         if len(y) != len(x):
             raise DataError(f"{path}: {len(x)} data points but {len(y)} labels")
-    return Dataset(x, y)
+        if y.numel() and y.min() < 0:
+            raise DataError(f"{path}: labels must be class indices 0, 1, ...; found {y.min().item()}")
+    if c is not None:
+        c = to_float_images(c, f"{path} (condition 'c')")
+        if len(c) != len(x):
+            raise DataError(f"{path}: {len(x)} data points but {len(c)} conditions 'c'")
+    return Dataset(x, y, c=c)
 
 
 def load_image_folder(path: Path) -> Dataset:

@@ -81,3 +81,27 @@ def test_help_covers_every_training_option():
         assert "--" + field.name.replace("_", "-") in flags, field.name
     for cmd in ("train", "evaluate", "sample", "plot"):
         assert cmd in parser.format_help()
+
+
+def test_semi_supervised_training_from_the_cli(tmp_path, capsys):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(240) % 4
+    x = (torch.rand(240, 1, 12, 12, generator=g) < 0.1 + 0.2 * (y[:, None, None, None] == torch.arange(12) % 4)).float()
+    torch.save({"x": x, "y": y}, tmp_path / "d.pt")
+    run = tmp_path / "m2"
+    assert main(["train", "--model", "ssvae", "--dataset", str(tmp_path / "d.pt"), "--labels", "8", "--binarize", "none",
+                 "--epochs", "2", "--batch-size", "50", "--latent-dim", "2", "--hidden", "16", "--aux-weight", "1",
+                 "--eval-k", "5", "--no-progress", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "val accuracy" in out and "accuracy" in json.loads((run / "metrics_test.json").read_text())
+    for name in ("confusion.png", "analogies.png", "report.md"):
+        assert (run / name).exists(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["labels"] == 8 and config["model"]["num_classes"] == 4
+    assert config["model"]["options"]["aux_weight"] == 1.0
+    assert main(["train", "--model", "ssvae", "--dataset", str(tmp_path / "d.pt"), "--labels", "6",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "multiple of the 4 classes" in capsys.readouterr().err
+    assert main(["sample", str(run), "-n", "4", "--condition", "2", "--out", str(tmp_path / "s.png")]) == 0

@@ -98,3 +98,21 @@ def test_cli_conditional_sampling_and_completion(tmp_path, capsys):
     assert main(["train", *common, "--out", str(vae_run)]) == 0
     assert main(["sample", str(vae_run), "--condition", "1"]) == 2
     assert "not conditional" in capsys.readouterr().err
+
+
+def test_a_given_condition_of_the_wrong_shape_is_named():
+    from pyro_vae.likelihoods import GaussianLikelihood
+    from pyro_vae.models import CVAE
+    from pyro_vae.models.cvae import PriorNet
+    from pyro_vae.networks import MLPDecoder, MLPEncoder
+
+    fam = CVAE(MLPEncoder((6 + 2,), 2, (8,)), MLPDecoder((6,), 2 + 2, (8,)), PriorNet(2, 2, (8,)),
+               GaussianLikelihood((6,)), (6,), 2, condition="given", cond_shape=(2,))
+    x, c = torch.randn(40, 6), torch.randn(40, 2)
+    cfg = TrainConfig(epochs=2, batch_size=20, binarize="none", patience=None, device="cpu")
+    summary = fit(fam, Batch(x[:30], c=c[:30]), Batch(x[30:], c=c[30:]), cfg, progress=False, log=lambda *_: None)
+    assert summary["epochs_run"] == 2
+    with pytest.raises(ValueError, match="condition of 2 numbers per data point, got c of shape"):
+        fit(fam, Batch(x[:30], c=torch.randn(30, 3)), Batch(x[30:], c=c[30:]), cfg, progress=False)
+    with pytest.raises(ValueError, match="needs data with a condition tensor c"):
+        fit(fam, Batch(x[:30]), Batch(x[30:], c=c[30:]), cfg, progress=False)

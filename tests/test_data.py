@@ -112,3 +112,45 @@ def test_binarize_static_is_seeded_and_checks_range():
 def test_batches_cover_every_index_once():
     seen = torch.cat(list(batches(103, 10, shuffle=True)))
     assert sorted(seen.tolist()) == list(range(103))
+
+
+def test_npz_keeps_labels_and_conditions_and_names_bad_ones(tmp_path):
+    import numpy as np
+
+    from pyro_vae.data import DataError, load_data
+
+    x = (np.random.default_rng(0).random((30, 4, 4)) * 255).astype(np.uint8)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(30) % 3, c=np.ones((30, 2)))
+    s = load_data(str(tmp_path / "d.npz"), val_fraction=0.2)
+    assert s.train.y is not None and s.train.c.shape == (24, 2) and len(s.val.y) == 6
+    np.savez(tmp_path / "f.npz", x=x, y=np.full(30, 0.5))
+    with pytest.raises(DataError, match="whole numbers"):
+        load_data(str(tmp_path / "f.npz"))
+    np.savez(tmp_path / "n.npz", x=x, y=np.arange(30) - 1)
+    with pytest.raises(DataError, match="class indices"):
+        load_data(str(tmp_path / "n.npz"))
+    np.savez(tmp_path / "c.npz", x=x, c=np.ones((29, 2)))
+    with pytest.raises(DataError, match="29 conditions"):
+        load_data(str(tmp_path / "c.npz"))
+
+
+def test_label_subset_is_per_class_and_seeded(mnist5k):
+    from pyro_vae.data import select_labels
+
+    a = select_labels(mnist5k, 100, seed=3)
+    b = select_labels(mnist5k, 100, seed=3)
+    c = select_labels(mnist5k, 100, seed=4)
+    assert a.num_labelled == 100 and torch.equal(a.labelled, b.labelled) and not torch.equal(a.labelled, c.labelled)
+    assert torch.bincount(a.y[a.labelled], minlength=10).tolist() == [10] * 10
+    assert torch.equal(a.subset(slice(0, 7)).labelled, a.labelled[:7])  # sliced with x
+
+
+def test_mixed_batches_add_labelled_points_to_every_batch():
+    from pyro_vae.data import mixed_batches
+
+    labelled = torch.tensor([3, 7, 11])
+    out = list(mixed_batches(20, 8, labelled, 2, torch.Generator().manual_seed(0)))
+    assert [len(b) for b in out] == [10, 10, 6]
+    assert sorted(torch.cat([b[:-2] for b in out]).tolist()) == list(range(20))  # every point once
+    extra = torch.cat([b[-2:] for b in out])
+    assert set(extra.tolist()) <= {3, 7, 11} and len(set(extra[:3].tolist())) == 3  # cycles the labelled set
