@@ -144,9 +144,22 @@ def log_weights(model, guide, *args, num_particles: int = 1, data_plate: str = "
     return total.reshape(total.shape[0], -1).expand(num_particles, -1)
 
 
-def _auto_chunk(num_particles, batch, data_numel, budget=2**25):
-    """Particles per chunk so that one chunk's decoder output has at most ``budget`` numbers."""
-    return max(1, min(num_particles, budget // max(1, batch * data_numel)))
+def _auto_chunk(num_particles, batch, data_numel, budget=2**25, enum_size=1):
+    """Particles per chunk so that one chunk's decoder output (times the number of enumerated
+    values of the discrete latents) has at most ``budget`` numbers."""
+    return max(1, min(num_particles, budget // max(1, batch * data_numel * enum_size)))
+
+
+def _enum_size(guide, args, kwargs, max_plate_nesting) -> int:
+    """How many values the guide's enumerated sites take together (1 if none), from one point."""
+    one = slice_args(args, slice(0, 1))
+    with poutine.block(), torch.no_grad():
+        tr = poutine.trace(poutine.enum(guide, first_available_dim=-max_plate_nesting - 2)).get_trace(*one, **kwargs)
+    size = 1
+    for site in tr.nodes.values():
+        if _scored(site) and site["infer"].get("_enumerate_dim") is not None:
+            size *= site["value"].numel()
+    return size
 
 
 def log_marginal_batch(model, guide, *args, num_particles=1000, chunk_size=None, **kwargs):
@@ -155,7 +168,8 @@ def log_marginal_batch(model, guide, *args, num_particles=1000, chunk_size=None,
     if mpn is None:
         mpn = _max_plate_nesting(model, guide, args, kwargs)
     x = args[0]
-    chunk = chunk_size or _auto_chunk(num_particles, x.shape[0], x[0].numel())
+    chunk = chunk_size or _auto_chunk(num_particles, x.shape[0], x[0].numel(),
+                                      enum_size=_enum_size(guide, args, kwargs, mpn))
     acc = None
     done = 0
     while done < num_particles:

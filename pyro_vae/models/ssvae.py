@@ -113,8 +113,7 @@ class SSVAE(Family):
             enc_shape = (data_shape[0] + k,) + data_shape[1:]
         else:
             enc_shape = (math.prod(data_shape) + k,)
-        encoder, _ = build_networks(config.network if config.network != "conv" else "conv", enc_shape, d,
-                                    config.hidden)
+        encoder, _ = build_networks(config.network, enc_shape, d, config.hidden)
         _, decoder = build_networks(config.network, data_shape, d + k, config.hidden)
         return cls(Classifier(config.network, data_shape, k, config.hidden), encoder, decoder,
                    build_prior(config.prior, d, **config.prior_kwargs),
