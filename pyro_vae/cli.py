@@ -26,6 +26,7 @@ import importlib.util
 import inspect
 import sys
 import time
+import typing
 from pathlib import Path
 
 from .checkpoint import CheckpointError
@@ -60,6 +61,7 @@ def load_plugins(argv) -> list:
             names.append(argv[i + 1])
         elif a.startswith("--plugin="):
             names.append(a.split("=", 1)[1])
+    loaded = []
     for name in names:
         path = Path(name)
         try:
@@ -76,7 +78,8 @@ def load_plugins(argv) -> list:
         except Exception as e:  # the user's module: any error in it is the user's to see
             raise CLIError(f"--plugin {name}: cannot import it ({type(e).__name__}: {e}). Pass an importable "
                            f"module name (on PYTHONPATH) or a path to a .py file") from None
-    return names
+        loaded.append(str(path.resolve()) if path.suffix == ".py" else name)
+    return loaded
 
 
 # ---------------------------------------------------------------------- option types
@@ -133,16 +136,30 @@ def _field_default(f):
     return None
 
 
+def _field_type(cls, f):
+    """The type a flag parses to: the default's type, else the annotation's (``int | None`` -> int)."""
+    default = _field_default(f)
+    if default is not None:
+        return default
+    try:
+        hint = typing.get_type_hints(cls)[f.name]
+    except Exception:  # an annotation that does not resolve: keep strings
+        return None
+    args = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
+    return args[0]() if args[0] in (int, float, str, bool) else None
+
+
 def _family_options():
-    """``{field name: (default of the first family, help, {family: default})}`` over all families."""
+    """``{field name: (a value of its type, help, {family: default})}`` over all families (the
+    first family to declare a name sets its type)."""
     options = {}
     for fam, cls in MODELS.items():
         for f in config_fields(cls.Config):
             if f.name in ("prior_kwargs", "likelihood_kwargs"):
                 continue
-            default = _field_default(f)
-            entry = options.setdefault(f.name, [default, f.metadata.get("help", "") or f"option of {fam}", {}])
-            entry[2][fam] = default
+            entry = options.setdefault(f.name, [_field_type(cls.Config, f), f.metadata.get("help", "") or
+                                                f"option of {fam}", {}])
+            entry[2][fam] = _field_default(f)
     return options
 
 
@@ -173,9 +190,8 @@ def _model_args(t):
     g = t.add_argument_group("model", "the family and its options (each applies to the families named)")
     g.add_argument("--model", default="vae", choices=sorted(MODELS), help="model family")
     for name, (default, help_text, per_family) in _family_options().items():
-        kw = _flag_kwargs(default, f"{help_text} [{_defaults_text(per_family)}]".strip())
-        if name in CHOICES:
-            kw["choices"] = sorted(CHOICES[name])
+        registered = f" (registered: {', '.join(sorted(CHOICES[name]))})" if name in CHOICES else ""
+        kw = _flag_kwargs(default, f"{help_text}{registered} [{_defaults_text(per_family)}]".strip())
         if "action" not in kw:
             kw["metavar"] = "N" if "nargs" in kw else name.upper()
         g.add_argument("--" + name.replace("_", "-"), dest=f"opt_{name}", **kw)
@@ -469,8 +485,10 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), "pyro-vae")
     try:
-        load_plugins(argv)
+        plugins = load_plugins(argv)
         args = build_parser().parse_args(argv)
+        if hasattr(args, "plugin"):
+            args.plugin = plugins  # file plugins as absolute paths: the checkpoint's hint works anywhere
         return COMMANDS[args.command](args)
     except (DataError, CheckpointError, FileExistsError, ContractError, ValueError) as e:
         print(f"pyro-vae {command}: error: {e}", file=sys.stderr)

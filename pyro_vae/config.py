@@ -85,6 +85,9 @@ class TrainConfig:
     def check(self) -> "TrainConfig":
         """Raise a ValueError naming every setting that is out of range."""
         bad = []
+        if not isinstance(self.objective, str):
+            bad.append(f"objective must be a registered name (a run's config is saved as JSON); pass an "
+                       f"objective object to fit(..., objective=obj) instead, got {type(self.objective).__name__}")
         if self.binarize not in ("none", "static", "dynamic"):
             bad.append(f"binarize must be none, static or dynamic, got {self.binarize!r}")
         for name in ("epochs", "batch_size", "num_particles", "val_batch_size"):

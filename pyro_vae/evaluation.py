@@ -162,7 +162,7 @@ def _enum_size(guide, args, kwargs, max_plate_nesting) -> int:
     return size
 
 
-def log_marginal_batch(model, guide, *args, num_particles=1000, chunk_size=None, **kwargs):
+def log_marginal_batch(model, guide, *args, num_particles=1000, chunk_size=None, data_plate="data", **kwargs):
     """log p(x) ~= log (1/K) sum_k w_k for one batch, shape (B,), in particle chunks."""
     mpn = kwargs.pop("max_plate_nesting", None)
     if mpn is None:
@@ -174,7 +174,8 @@ def log_marginal_batch(model, guide, *args, num_particles=1000, chunk_size=None,
     done = 0
     while done < num_particles:
         k = min(chunk, num_particles - done)
-        lw = log_weights(model, guide, *args, num_particles=k, max_plate_nesting=mpn, **kwargs)
+        lw = log_weights(model, guide, *args, num_particles=k, max_plate_nesting=mpn, data_plate=data_plate,
+                         **kwargs)
         lse = lw.logsumexp(0)
         acc = lse if acc is None else torch.logaddexp(acc, lse)
         done += k
@@ -189,7 +190,7 @@ def _progress(total, desc, enabled):
 
 @torch.no_grad()
 def log_marginal(model, guide, *args, num_particles=5000, batch_size=100, chunk_size=None,
-                 progress=False, desc=None, **kwargs) -> torch.Tensor:
+                 progress=False, desc=None, data_plate="data", **kwargs) -> torch.Tensor:
     """Importance-sampled log p(x) for every data point, shape (N,), with ``num_particles`` samples.
 
     Batches of data points x chunks of particles keep memory bounded; ``progress`` shows a bar.
@@ -200,18 +201,19 @@ def log_marginal(model, guide, *args, num_particles=5000, batch_size=100, chunk_
     with _progress(_num_data(args), desc or f"log p(x), k={num_particles}", progress) as bar:
         for size, part in _chunks(args, batch_size):
             out.append(log_marginal_batch(model, guide, *part, num_particles=num_particles,
-                                          chunk_size=chunk_size, **kwargs))
+                                          chunk_size=chunk_size, data_plate=data_plate, **kwargs))
             bar.update(size)
     return torch.cat(out)
 
 
 @torch.no_grad()
-def elbo(model, guide, *args, num_particles=1, batch_size=1000, **kwargs) -> torch.Tensor:
+def elbo(model, guide, *args, num_particles=1, batch_size=1000, data_plate="data", **kwargs) -> torch.Tensor:
     """Per-data-point ELBO estimate mean_k log w_k, shape (N,). (Enumerated discrete latents are
     summed out exactly inside each weight, so this is the ELBO of the remaining latents.)"""
     mpn = kwargs.pop("max_plate_nesting", None)
     kwargs["max_plate_nesting"] = mpn if mpn is not None else _max_plate_nesting(model, guide, args, kwargs)
-    return torch.cat([log_weights(model, guide, *part, num_particles=num_particles, **kwargs).mean(0)
+    return torch.cat([log_weights(model, guide, *part, num_particles=num_particles, data_plate=data_plate,
+                                  **kwargs).mean(0)
                       for _, part in _chunks(args, batch_size)])
 
 
@@ -274,7 +276,7 @@ def latent_statistics(model, guide, *args, batch_size=1000, threshold=0.01, data
 
 
 @torch.no_grad()
-def elbo_terms(model, guide, *args, batch_size=1000, **kwargs):
+def elbo_terms(model, guide, *args, batch_size=1000, data_plate="data", **kwargs):
     """Per data point ``(log_lik, kl)`` from one draw of the latents from the guide: log p(x|z)
     summed over observed sites, and log q(z|x) - log p(z) summed over *all* latent sites (a
     one-sample KL estimate; discrete latents are sampled here, not enumerated).
@@ -284,7 +286,7 @@ def elbo_terms(model, guide, *args, batch_size=1000, **kwargs):
         with poutine.block():
             g = poutine.trace(guide).get_trace(*part, **kwargs)
             m = poutine.trace(poutine.replay(model, trace=g)).get_trace(*part, **kwargs)
-        data_dim = _data_dim(m, "data")
+        data_dim = _data_dim(m, data_plate)
         keep = (data_dim,)
         ll, kl = 0.0, 0.0
         for site in m.nodes.values():
@@ -335,22 +337,24 @@ def evaluate(family, data, k: int = 5000, iwae_k: int = 0, batch_size: int = 100
     n, dims = len(data), data.x[0].numel()
     to_bpd = 1.0 / (dims * math.log(2))
     mpn = getattr(family, "max_plate_nesting", None)
+    plate = getattr(family, "plate_name", "data")
     out = {"num_images": {"value": n, "unit": "images"}}
-    ll, kl = elbo_terms(model, guide, *args, batch_size=max(batch_size, 500))
+    ll, kl = elbo_terms(model, guide, *args, batch_size=max(batch_size, 500), data_plate=plate)
     latents = "+".join(getattr(family, "latent_sites", ("z",)))
     e, e_se = _mean_se(ll - kl)
     out["elbo"] = {"value": e, "se": e_se, "unit": "nats/image", "note": "1 sample of the latents per image"}
     out["elbo_bpd"] = {"value": -e * to_bpd, "unit": "bits/dim", "note": "-ELBO / (D ln 2)"}
-    out["recon_log_lik"] = {"value": _mean_se(ll)[0], "unit": "nats/image", "note": "E_q log p(x|latents)"}
+    observed = "+".join(getattr(family, "observed_sites", ("x",)))
+    out["recon_log_lik"] = {"value": _mean_se(ll)[0], "unit": "nats/image", "note": f"E_q log p({observed}|latents)"}
     out["kl"] = {"value": _mean_se(kl)[0], "unit": "nats/image",
                  "note": f"KL(q({latents}|x) || p({latents})), 1-sample estimate"}
     if iwae_k:
         v, se = _mean_se(iwae_bound(model, guide, *args, k=iwae_k, batch_size=batch_size, progress=progress,
-                                    max_plate_nesting=mpn))
+                                    max_plate_nesting=mpn, data_plate=plate))
         out[f"iwae_{iwae_k}"] = {"value": v, "se": se, "unit": "nats/image", "note": f"IWAE bound, k={iwae_k}"}
     if k:
         lp = log_marginal(model, guide, *args, num_particles=k, batch_size=batch_size, progress=progress,
-                          max_plate_nesting=mpn)
+                          max_plate_nesting=mpn, data_plate=plate)
         v, se = _mean_se(lp)
         out["log_px"] = {"value": v, "se": se, "unit": "nats/image", "note": f"importance sampled, k={k}"}
         out["log_px_bpd"] = {"value": -v * to_bpd, "unit": "bits/dim", "note": f"k={k}"}

@@ -10,9 +10,11 @@ By name (config and CLI ``--objective``), each built for the family it trains::
     renyi          RenyiELBO(alpha=0.5)       (the Renyi bound; alpha=0 is an importance-weighted
                                                bound of the *whole batch*, not the per-data-point IWAE)
 
-``max_plate_nesting`` is taken from the family, particles are vectorized. A user's own
-objective is either an object passed to ``fit(..., objective=obj)`` /
-``TrainConfig(objective=...)`` or a factory registered by name::
+``max_plate_nesting`` is taken from the family, particles are vectorized. Pyro objectives that
+offer only ``loss_and_grads`` (``TraceGraph_ELBO``, ``RenyiELBO``) are wrapped by
+:class:`FromLossAndGrads`, so every objective is used the same way. A user's own objective is
+either an object passed to ``fit(..., objective=obj)`` or a factory registered by name (then
+``TrainConfig(objective="my_bound")`` and ``--objective my_bound`` find it)::
 
     @register_objective("my_bound")
     def my_bound(family, num_particles):
@@ -63,20 +65,50 @@ for _name, _cls, _fixed in [
 ALIASES = {"trace_elbo": "trace"}
 
 
+class FromLossAndGrads:
+    """``differentiable_loss`` for an objective that offers only ``loss_and_grads`` (Pyro's
+    ``TraceGraph_ELBO``, ``RenyiELBO``): it runs ``loss_and_grads``, takes the gradients it left
+    on the family's parameters, and returns the loss value with those gradients attached
+    (``loss + sum_p <p, g_p> - sum_p <p, g_p>.detach()``), so ``backward()`` and the optimizer
+    treat it like any other loss. (Its inner backward pass does not combine with
+    ``DistributedDataParallel``; use an objective with ``differentiable_loss`` there.)"""
+
+    def __init__(self, objective, family):
+        self.objective, self.family = objective, family
+
+    def __getattr__(self, name):  # num_particles, max_plate_nesting, ... of the wrapped objective
+        return getattr(self.__dict__["objective"], name)
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        params = [p for p in self.family.parameters() if p.requires_grad]
+        saved = [p.grad for p in params]
+        for p in params:
+            p.grad = None
+        loss = torch.as_tensor(self.objective.loss_and_grads(model, guide, *args, **kwargs))
+        surrogate = sum((p * p.grad).sum() for p in params if p.grad is not None)
+        for p, g in zip(params, saved):
+            p.grad = g
+        surrogate = torch.as_tensor(surrogate, dtype=loss.dtype, device=loss.device)
+        return loss.to(surrogate.device) + surrogate - surrogate.detach()
+
+
 def make_objective(spec, family, num_particles: int = 1):
     """An objective object from a registered name, ``"auto"`` (the family's
-    ``default_objective``), or an object that already has ``differentiable_loss`` (returned as is)."""
-    if hasattr(spec, "differentiable_loss"):
-        return spec
-    if not isinstance(spec, str):
-        raise ValueError(f"an objective is a registered name ({', '.join(sorted(OBJECTIVES))}) or an "
-                         f"object with differentiable_loss(model, guide, *args, **kwargs); got {spec!r}")
-    name = ALIASES.get(spec, spec)
-    if name == "auto":
-        name = getattr(family, "default_objective", "trace")
-    if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {spec!r}; known objectives: auto, {', '.join(sorted(OBJECTIVES))}")
-    return OBJECTIVES[name](family, num_particles)
+    ``default_objective``), or an object with ``differentiable_loss`` (returned as is) or only
+    ``loss_and_grads`` (wrapped in :class:`FromLossAndGrads`)."""
+    if not hasattr(spec, "differentiable_loss") and not hasattr(spec, "loss_and_grads"):
+        if not isinstance(spec, str):
+            raise ValueError(f"an objective is a registered name ({', '.join(sorted(OBJECTIVES))}) or an "
+                             f"object with differentiable_loss(model, guide, *args, **kwargs); got {spec!r}")
+        name = ALIASES.get(spec, spec)
+        if name == "auto":
+            name = getattr(family, "default_objective", "trace")
+        if name not in OBJECTIVES:
+            raise ValueError(f"unknown objective {spec!r}; known objectives: auto, {', '.join(sorted(OBJECTIVES))}")
+        spec = OBJECTIVES[name](family, num_particles)
+    if not hasattr(spec, "differentiable_loss"):
+        spec = FromLossAndGrads(spec, family)
+    return spec
 
 
 def objective_name(objective) -> str:

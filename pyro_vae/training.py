@@ -200,8 +200,8 @@ def validation_elbo(family, data, batch_size=1000) -> float:
     """Mean ELBO per data point (nats), one sample of the latents per point, labels hidden."""
     data = data if isinstance(data, Batch) else Batch(data)
     return evaluation.elbo(family.model, family.guide, *family.args(data.unlabelled()),
-                           batch_size=batch_size, max_plate_nesting=getattr(family, "max_plate_nesting", None)
-                           ).mean().item()
+                           batch_size=batch_size, max_plate_nesting=getattr(family, "max_plate_nesting", None),
+                           data_plate=getattr(family, "plate_name", "data")).mean().item()
 
 
 @torch.no_grad()
@@ -209,6 +209,12 @@ def validate(family, val: Batch, cfg: TrainConfig) -> dict:
     """``{"elbo": ..., **family.metrics(val)}`` on the validation data."""
     out = {"elbo": validation_elbo(family, val, cfg.val_batch_size)}
     out.update(family.metrics(val) if hasattr(family, "metrics") else {})
+    select = getattr(family, "select_by", "elbo")
+    if select not in out:
+        from .models.base import ContractError
+
+        raise ContractError(f"{type(family).__name__}.select_by is {select!r}, but its metrics() gave only "
+                            f"{', '.join(sorted(out))} on the validation data")
     return out
 
 
@@ -270,6 +276,9 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
 
     cfg = (cfg if cfg is not None else TrainConfig()).check()
     check_family(family)
+    if test is not None and (run_dir is None or model_config is None):
+        raise ValueError("fit(test=...) evaluates the best checkpoint at the end: it needs run_dir and "
+                         "model_config (to rebuild the model from the checkpoint)")
     if model_config is not None:
         model_config = complete_config(model_config)
     rank, world = _distributed()

@@ -158,8 +158,8 @@ def test_the_cli_runs_a_plugin_family(tmp_path, capsys):
     assert "not an option of --model toy_student" in capsys.readouterr().err
     assert main(["train", "--plugin", "no_such_module_xyz", "--out", str(tmp_path / "y")]) == 2
     assert "--plugin no_such_module_xyz: cannot import" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["train", "--prior", "no_such_prior"])
+    assert main(["train", "--prior", "no_such_prior", "--out", str(tmp_path / "p")]) == 2
+    assert "unknown prior 'no_such_prior'; known priors: diagonal_gaussian" in capsys.readouterr().err
     assert main(["train", "--prior-components", "3", "--out", str(tmp_path / "z")]) == 2
     assert "option of the prior(s) mixture" in capsys.readouterr().err
 

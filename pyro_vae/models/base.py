@@ -14,9 +14,9 @@ with ``args = family.args(batch)``. The rules:
   ``objective.differentiable_loss(model, guide, *args, kl_weight, num_data=N)`` (``kl_weight``
   positional as a 0-d tensor, so JIT objectives compile once); the evaluator calls
   ``model(*args)`` on chunks of the batch. Neither looks inside the batch.
-* **The data plate.** Every sample site sits inside ``pyro.plate(family.data_plate, B)`` over
-  the batch (dim ``-1`` unless the family nests more plates: ``max_plate_nesting`` says how
-  deep). :func:`data_plate` opens it with the data-set scaling ``num_data / B``.
+* **The data plate.** Every sample site sits inside ``pyro.plate(family.plate_name, B)`` over
+  the batch (``"data"``; dim ``-1`` unless the family nests more plates: ``max_plate_nesting``
+  says how deep). :func:`data_plate` opens it with the data-set scaling ``num_data / B``.
 * **Scaling.** ``num_data`` (the training-set size) scales the batch up to the data set;
   ``kl_weight`` (beta, KL warm-up) scales the latent sites in *both* programs. ``None`` / 1.0
   give the plain per-batch ELBO, which is what the evaluator uses.
@@ -87,10 +87,10 @@ class Family(nn.Module):
     """
 
     Config = NoOptions
-    data_plate = "data"
+    plate_name = "data"  # the plate over the data points (evaluation keeps one number per point)
     max_plate_nesting = 1
-    latent_sites: tuple = ("z",)
-    observed_sites: tuple = ("x",)
+    latent_sites: tuple = ("z",)  # named in evaluation notes (KL of which latents)
+    observed_sites: tuple = ("x",)  # named in evaluation notes (likelihood of what)
     default_objective = "trace"
     select_by = "elbo"  # validation measure that picks the best checkpoint (higher is better)
     figures: tuple = GENERIC_FIGURES

@@ -111,7 +111,7 @@ class CVAE(Family):
             check_prior(prior, self.latent_dim)
         self.figures = {"class": ("samples", "conditional_samples", "latent_codes"),
                         "quadrant": ("completion", "latent_codes"), "given": ("latent_codes",)}[condition]
-        self.figure_titles = {"conditional_samples": "Samples of every class: z ~ p(z|c)",
+        self.figure_titles = {"conditional_samples": "Samples of every class: E[x|z,c], z ~ p(z|c)",
                               "completion": "Quadrant completion on test images",
                               "latent_codes": "Latent space: means of q(z|x,c)"}
 
@@ -243,7 +243,7 @@ class CVAE(Family):
             k = self.num_classes
             x = self.sample(k * 8, condition=torch.arange(k, device=data.x.device).repeat_interleave(8))
             return plots.plot_image_rows(x.reshape(k, 8, *self.data_shape), path,
-                                         f"Each row one class c = 0..{k - 1}: x ~ p(x|z,c), z ~ p(z|c)")
+                                         f"Each row one class c = 0..{k - 1}: E[x|z,c] with z ~ p(z|c)")
         if name == "latent_codes":
             loc, _ = self.encoder(cat_broadcast(data.x.reshape(len(data), -1), self.make_condition(data)))
             return plots.plot_codes(loc, data.y, path, "q(z|x,c) means of test images")
