@@ -517,7 +517,7 @@ def plot_image_rows(images, path, title: str) -> Path:
     """A grid of images given as (rows, columns, *image_shape), with a title."""
     images = torch.as_tensor(images).detach().float().cpu()
     r, c = images.shape[:2]
-    grid = image_grid(images.reshape(r * c, *images.shape[2:]), c)
+    grid = image_grid(images.reshape(r * c, *images.shape[2:]), c, pad=2, pad_value=1.0)
     fig, ax = plt.subplots(figsize=_grid_figsize(grid, min_w=5.0, max_w=9.0))
     _show(ax, grid)
     _no_ticks(ax)
