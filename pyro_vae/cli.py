@@ -406,8 +406,9 @@ def cmd_train(a) -> int:
     summary = fit(module, splits.train, splits.val, tcfg, out, mcfg, resume=a.resume,
                   progress=not a.no_progress, extra_config={"data": data_cfg}, test=test, test_label=label,
                   eval_k=a.eval_k, plots=not a.no_plots)
-    print(f"best validation {summary['select_by']} "
-          f"{summary.get('best_' + summary['select_by'], summary['best_val_elbo']):.4g} at epoch "
+    select = summary["select_by"]
+    best = summary.get("best_" + select, summary["best_val_elbo"])
+    print(f"best {select.replace('_', ' ')} {best:.2f}{' nats/image' if select == 'val_elbo' else ''} at epoch "
           f"{summary['best_epoch']} of {summary['epochs_run']} ({summary['train_time_s']:.0f} s); run folder {out}")
     return 0
 

@@ -364,8 +364,9 @@ def evaluate(family, data, k: int = 5000, iwae_k: int = 0, batch_size: int = 100
         if st["kl_per_dim"] is not None:
             out[f"kl_per_dim_{name}"] = {"value": [round(v, 4) for v in st["kl_per_dim"]],
                                          "unit": "nats/image"}
+    notes = getattr(family, "metric_notes", {})
     for name, value in (family.metrics(data) if hasattr(family, "metrics") else {}).items():
-        out[name] = value if isinstance(value, dict) else {"value": value, "unit": ""}
+        out[name] = value if isinstance(value, dict) else {"value": value, "unit": "", "note": notes.get(name, "")}
     return out
 
 

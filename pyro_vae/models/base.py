@@ -95,6 +95,7 @@ class Family(nn.Module):
     select_by = "elbo"  # validation measure that picks the best checkpoint (higher is better)
     figures: tuple = GENERIC_FIGURES
     figure_titles: dict = {}
+    metric_notes: dict = {}  # {measure: what it is}, shown beside the family's measures in evaluation
     needs_labels = False  # True: training data must carry labels (y)
     conditional = False  # True: samples need a condition (``sample(n, condition=...)``)
 

@@ -36,21 +36,17 @@ from ..likelihoods import build_likelihood
 from ..networks import build_networks
 from ..priors import build_prior, check_prior
 from .base import GENERIC_FIGURES, Family, batch_size_of, data_plate, option
+from .vae import VAEConfig
 
 POINT_MASS = -1e4  # logit of the classes a labelled point does not have (exp() is exactly 0)
 
 
 @dataclass
-class SSVAEConfig:
-    """Options of the M2 family (each one a ``pyro-vae train`` flag)."""
+class SSVAEConfig(VAEConfig):
+    """Options of the M2 family (each one a ``pyro-vae train`` flag): the VAE's, with the
+    classifier's loss weight and Kingma et al.'s 500 hidden units."""
 
-    latent_dim: int = option(50, "size of z")
     hidden: tuple = option((500,), "hidden layer sizes of the classifier, encoder and decoder")
-    network: str = option("mlp", "networks: mlp or conv")
-    prior: str = option("standard_normal", "p(z): a registered prior")
-    likelihood: str = option("bernoulli", "p(x|y,z): a registered likelihood")
-    prior_kwargs: dict = option({}, "")
-    likelihood_kwargs: dict = option({}, "")
     aux_weight: float = option(0.1, "weight of the classifier loss on the labels, alpha / N (Kingma et al.: 0.1)", min=0)
 
 
@@ -87,6 +83,7 @@ class SSVAE(Family):
     conditional = True
     figures = tuple(f for f in GENERIC_FIGURES if f not in ("manifold", "interpolation")) + (
         "confusion", "analogies")
+    metric_notes = {"accuracy": "argmax q(y|x) against the true labels"}
     figure_titles = {"confusion": "Confusion matrix of q(y|x)",
                      "analogies": "Analogies: the style z of a test image, drawn as every class"}
 
