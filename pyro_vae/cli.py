@@ -246,7 +246,7 @@ def _plugin_arg(p):
                         "and objectives it registers become choices (repeatable)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyro-vae", description="Variational autoencoders as Pyro programs: train, evaluate, sample, plot.",
         epilog="Exit codes: 0 success, 1 training diverged, 2 a mistake in the options, data or files, "
@@ -265,11 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(t)
     _train_args(t)
     g = t.add_argument_group("output")
+    g.add_argument("--config", default=None, metavar="RUN/config.json",
+                   help="train the run this config.json describes again (same data, model, options and seed: "
+                        "the same result on CPU); options given beside it override it and are recorded")
     g.add_argument("--out", default=None, help="run folder (default runs/DATASET-TIMESTAMP)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g.add_argument("--eval-k", type=_nonneg_int, default=1000, help="importance samples for the final log p(x) on the test set (0: skip)")
     g.add_argument("--no-plots", action="store_true", help="do not write figures and report at the end")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if train_defaults:
+        t.set_defaults(**train_defaults)
 
     e = sub.add_parser("evaluate", help="test ELBO, log p(x), IWAE bound, active units (and the family's own measures)",
                        formatter_class=_Help)
@@ -298,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a run folder written by pyro-vae train")
     _plugin_arg(p)
     p.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, ...")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -370,6 +376,45 @@ def _load(path, device="cpu"):
     return family, ckpt
 
 
+# ---------------------------------------------------------------------- --config
+def config_defaults(path) -> dict:
+    """Flag values (argparse dests) that train the run ``path`` (a run's config.json) again."""
+    import json
+
+    try:
+        cfg = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise CLIError(f"--config {path}: cannot read it as JSON ({e})") from None
+    model, train = cfg.get("model") if isinstance(cfg, dict) else None, cfg.get("train") if isinstance(cfg, dict) else None
+    if not isinstance(model, dict) or not isinstance(train, dict):
+        raise CLIError(f"--config {path}: not a pyro-vae run config (it needs 'model' and 'train'; "
+                       f"pass RUN/config.json of a run trained from the command line)")
+    out = {("objective" if k == "elbo" else k): v for k, v in train.items()}
+    if out.get("patience") is None:
+        out["patience"] = 0
+    out["model"] = model.get("model", "vae")
+    for k, v in (model.get("options") or {}).items():
+        if k in ("prior_kwargs", "likelihood_kwargs"):
+            out.update({f"{k.split('_')[0]}_{n}": x for n, x in (v or {}).items()})
+        else:
+            out[f"opt_{k}"] = v
+    data = cfg.get("data") or {}
+    out.update({k: data[k] for k in ("dataset", "data_dir", "val_fraction") if k in data})
+    return out
+
+
+def _given_dests(parser, argv) -> dict:
+    """The train options typed on the command line, as {dest: value} after parsing."""
+    train = parser._subparsers._group_actions[0].choices["train"]
+    dests = {}
+    for tok in argv:
+        flag = tok.split("=", 1)[0]
+        action = train._option_string_actions.get(flag)
+        if action is not None and action.dest not in ("config", "out", "plugin", "no_progress", "help"):
+            dests[action.dest] = flag
+    return dests
+
+
 # ---------------------------------------------------------------------- commands
 def cmd_train(a) -> int:
     from .data import num_classes_of
@@ -390,11 +435,14 @@ def cmd_train(a) -> int:
     data_cfg = {"dataset": a.dataset, "data_dir": a.data_dir, "val_fraction": a.val_fraction,
                 "split_seed": a.seed, "train_size": len(splits.train), "val_size": len(splits.val),
                 "test": splits.test_source or None}
+    extra = {"data": data_cfg, "command": getattr(a, "command_line", None)}
+    if a.config:
+        extra["reproduced_from"] = {"config": str(Path(a.config).resolve()), "overrides": a.overrides}
     set_seed(a.seed)  # network initialisation
     module = build_model(mcfg)
     if rank:  # ranks other than 0 train quietly and leave evaluation and files to rank 0
         fit(module, splits.train, splits.val, tcfg, out, mcfg, resume=a.resume, progress=False,
-            extra_config={"data": data_cfg})
+            extra_config=extra)
         return 0
     print(f"data: {a.dataset}: {len(splits.train)} train, {len(splits.val)} validation"
           + (f", {len(splits.test)} test" if splits.test is not None else ", no test split")
@@ -404,7 +452,7 @@ def cmd_train(a) -> int:
         print(f"note: {a.dataset} has no test split here (for mnist5k pass --data-dir with the official "
               f"MNIST test files); the final evaluation uses the validation split", file=sys.stderr)
     summary = fit(module, splits.train, splits.val, tcfg, out, mcfg, resume=a.resume,
-                  progress=not a.no_progress, extra_config={"data": data_cfg}, test=test, test_label=label,
+                  progress=not a.no_progress, extra_config=extra, test=test, test_label=label,
                   eval_k=a.eval_k, plots=not a.no_plots)
     select = summary["select_by"]
     best = summary.get("best_" + select, summary["best_val_elbo"])
@@ -475,7 +523,8 @@ def cmd_plot(a) -> int:
     name, splits = _load_splits(ckpt.get("extra", {}).get("data", {}))
     data, label = _eval_split(splits, name, "test", ckpt.get("train_config", {}).get("binarize", "dynamic"))
     dev = next(iter(family.state_dict().values())).device
-    write_figures_and_report(run, family, data.to(dev), run.read_json(run.test_metrics), label=label)
+    write_figures_and_report(run, family, data.to(dev), run.read_json(run.test_metrics), label=label,
+                             progress=not a.no_progress)
     return 0
 
 
@@ -487,7 +536,19 @@ def main(argv=None) -> int:
     command = next((a for a in argv if a in COMMANDS), "pyro-vae")
     try:
         plugins = load_plugins(argv)
-        args = build_parser().parse_args(argv)
+        defaults = None
+        if command == "train":
+            pre = argparse.ArgumentParser(add_help=False)
+            pre.add_argument("--config", default=None)
+            path = pre.parse_known_args(argv)[0].config
+            defaults = config_defaults(path) if path else None
+        parser = build_parser(defaults)
+        args = parser.parse_args(argv)
+        if command == "train":
+            import shlex
+
+            args.command_line = "pyro-vae " + " ".join(shlex.quote(t) for t in argv)
+            args.overrides = {d: getattr(args, d) for d in _given_dests(parser, argv)} if defaults else {}
         if hasattr(args, "plugin"):
             args.plugin = plugins  # file plugins as absolute paths: the checkpoint's hint works anywhere
         return COMMANDS[args.command](args)

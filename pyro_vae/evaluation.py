@@ -361,6 +361,8 @@ def evaluate(family, data, k: int = 5000, iwae_k: int = 0, batch_size: int = 100
     for name, st in latent_statistics(model, guide, *args, batch_size=max(batch_size, 500)).items():
         out[f"active_units_{name}"] = {"value": st["active_units"], "unit": f"of {st['dims']}",
                                        "note": "Cov_x E_q[z_u] > 0.01"}
+        out[f"activity_{name}"] = {"value": [round(v, 6) for v in st["activity"]], "unit": "",
+                                   "note": "Cov_x E_q[z_u] per dimension"}
         if st["kl_per_dim"] is not None:
             out[f"kl_per_dim_{name}"] = {"value": [round(v, 4) for v in st["kl_per_dim"]],
                                          "unit": "nats/image"}

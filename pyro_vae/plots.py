@@ -463,7 +463,8 @@ def _pick_pair(y, n: int) -> tuple[int, int]:
 
 
 def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: int | None = 0,
-                 n_reconstructions: int = 8, n_samples: int = 64, split: str = "test") -> dict:
+                 n_reconstructions: int = 8, n_samples: int = 64, split: str = "test",
+                 progress: bool = False) -> dict:
     """Write every figure the family lists (``module.figures``) into ``run_dir``; return
     ``{name: path}``.
 
@@ -492,7 +493,9 @@ def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: 
             torch.manual_seed(seed)
         if metrics_rows:
             out["curves"] = plot_curves(metrics_rows, run_dir / "curves.png")
-        for name in names:
+        from tqdm.auto import tqdm
+
+        for name in tqdm(names, desc="figures", unit="fig", disable=not progress, leave=False):
             path = run_dir / f"{name}.png"
             if name == "reconstructions":
                 out[name] = plot_reconstructions(module, x_test, path, n=n_reconstructions, split=split)
@@ -510,6 +513,41 @@ def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: 
             else:
                 out[name] = module.figure(name, data.to(dev), path)
     return out
+
+
+# ---------------------------------------------------------------------- per-dimension KL
+def plot_kl_per_dim(kl, activity, path, site: str = "z", threshold: float = 0.01) -> Path:
+    """Two panels, dimensions sorted by KL: the KL(q || p) of each latent dimension (bars,
+    coloured active / inactive) and its activity Cov_x E_q[z_u] (log scale) with the
+    active-unit threshold drawn (Burda et al. 2016)."""
+    kl = np.asarray(kl, dtype=float) if kl is not None else None
+    act = np.asarray(activity, dtype=float)
+    order = np.argsort(-(kl if kl is not None else act))
+    active = act[order] > threshold
+    colors = np.where(active, "tab:blue", "tab:gray")
+    d = len(act)
+    panels = 2 if kl is not None else 1
+    fig, axes = plt.subplots(panels, 1, figsize=(max(6.0, min(14.0, 0.18 * d + 3)), 2.6 * panels + 0.6),
+                             sharex=True, squeeze=False)
+    pos = np.arange(d)
+    if kl is not None:
+        ax = axes[0, 0]
+        ax.bar(pos, kl[order], color=colors)
+        ax.set_ylabel("KL (nats/image)")
+        ax.set_title(f"{site}: KL per latent dimension, sorted; {int(active.sum())} of {d} active "
+                     f"(blue: activity > {threshold:g})", fontsize=10)
+    ax = axes[-1, 0]
+    ax.bar(pos, np.maximum(act[order], 1e-8), color=colors)
+    ax.set_yscale("log")
+    ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"active-unit threshold {threshold:g}")
+    ax.set_ylabel("activity Cov_x E_q[z_u]")
+    ax.set_xlabel("latent dimension (sorted" + (" by KL)" if kl is not None else " by activity)"))
+    ax.set_xticks(pos if d <= 32 else pos[:: max(1, d // 16)])
+    ax.set_xticklabels([str(i) for i in order] if d <= 32 else [str(i) for i in order[:: max(1, d // 16)]],
+                       fontsize=7)
+    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
 
 
 # ---------------------------------------------------------------------- family figures
@@ -571,6 +609,7 @@ def plot_analogies(module, x, path, n: int = 8) -> Path:
 
 
 __all__ = [
+    "plot_kl_per_dim",
     "plot_analogies",
     "plot_confusion",
     "image_grid",

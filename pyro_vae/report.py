@@ -1,9 +1,15 @@
-"""A run report: one Markdown file (``report.md``, plus a plain ``index.html``) in the run folder.
+"""A run report: one Markdown file (``report.md``) and one self-contained HTML page
+(``index.html``) in the run folder.
 
-The report collects what a run folder holds — ``config.json``, ``summary.json``, the last rows
-of ``metrics.jsonl`` — together with a dict of evaluation metrics and the figures written by
-:func:`pyro_vae.plots.make_figures`, embedded by relative links so the folder can be moved or
-shared as a whole. No dependencies beyond the standard library.
+The report reads what the run folder holds (``config.json``, ``summary.json``,
+``metrics.jsonl``, the figures) and the test metrics, and lays them out in sections that follow
+the model family: summary, test metrics, the family's own measures and figures (M2's
+confusion matrix and analogies, the CVAE's completions), the latent space (KL per dimension of
+every latent site), samples and reconstructions, training, and how the run was made (command
+line, versions, configuration, links to its checkpoints and metrics). Every quantity has a
+human name and a unit and is rounded to what it means; every figure has one caption and alt
+text. Figures are linked relatively, so the folder can be moved or shared; the HTML uses no
+external scripts, fonts or styles. Standard library only.
 """
 
 from __future__ import annotations
@@ -13,41 +19,129 @@ import html
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 from .config import read_metrics
 
+# name -> caption (FIGURE_ALT: the alt text)
 FIGURE_TITLES = {
-    "curves": "Training and validation loss",
-    "reconstructions": "Test images and their reconstructions",
+    "curves": "Training and validation loss per epoch",
+    "reconstructions": "Test images (top) and their reconstructions (bottom)",
     "samples": "Samples from the model",
-    "manifold": "Learned 2-D manifold",
-    "latent_space": "Latent space of the test data",
-    "interpolation": "Latent interpolation",
+    "manifold": "Learned 2-D manifold: E[x|z] over a grid of prior quantiles",
+    "latent_space": "Latent space: posterior means of test images, coloured by label",
+    "interpolation": "Interpolation in latent space between two test images",
 }
-# formats for the columns of metrics.jsonl
-METRIC_FORMATS = {"train_loss": ".2f", "val_elbo": ".2f", "kl_weight": ".3g", "images_per_s": ".0f",
-                  "time_s": ".1f"}
+FIGURE_ALT = {
+    "curves": "Line chart of the training loss and validation negative ELBO in nats per image against epoch",
+    "reconstructions": "Two rows of digit images: test images above, the model's reconstructions below",
+    "samples": "A grid of images generated from the prior",
+    "manifold": "A square grid of generated images varying smoothly along two latent coordinates",
+    "latent_space": "Scatter plot of latent codes coloured by class",
+    "interpolation": "A row of images morphing from one test image into another",
+    "confusion": "A matrix of counts of true against predicted classes",
+    "analogies": "Rows of digits: a test image, then its style drawn as each class",
+    "completion": "Digits with given quadrants and several completions of the missing ones",
+    "conditional_samples": "A grid of generated digits, one row per class",
+}
+SECTIONS = [  # (title, figure names) in page order; a family's own figures get their own section
+    ("Latent space", ("latent_space", "manifold", "interpolation")),
+    ("Samples and reconstructions", ("samples", "reconstructions")),
+    ("Training", ("curves",)),
+]
+
+# quantity -> (human name, unit, format); format "duration", "bool", "int" or a format spec
+QUANTITIES = {
+    # summary.json
+    "best_val_elbo": ("Best validation ELBO", "nats/image", ".2f"),
+    "final_val_elbo": ("Final validation ELBO", "nats/image", ".2f"),
+    "best_val_accuracy": ("Best validation accuracy", "", ".3f"),
+    "select_by": ("Best checkpoint chosen by", "", None),
+    "best_epoch": ("Epoch of the best checkpoint", "", "int"),
+    "epochs_run": ("Epochs run", "", "int"),
+    "steps": ("Optimizer steps", "", "int"),
+    "stopped_early": ("Stopped early", "", "bool"),
+    "train_time_s": ("Training time", "", "duration"),
+    "device": ("Device", "", None),
+    "world_size": ("Processes", "", "int"),
+    # evaluation
+    "num_images": ("Images evaluated", "", "int"),
+    "elbo": ("ELBO", "nats/image", ".2f"),
+    "elbo_bpd": ("-ELBO", "bits/dim", ".4f"),
+    "recon_log_lik": ("Reconstruction log-likelihood", "nats/image", ".2f"),
+    "kl": ("KL divergence", "nats/image", ".2f"),
+    "log_px": ("log p(x)", "nats/image", ".2f"),
+    "log_px_bpd": ("-log p(x)", "bits/dim", ".4f"),
+    "accuracy": ("Accuracy", "", ".3f"),
+    "eval_time_s": ("Evaluation time", "", "duration"),
+    # metrics.jsonl
+    "epoch": ("Epoch", "", "int"),
+    "step": ("Step", "", "int"),
+    "train_loss": ("Training loss (-ELBO)", "nats/image", ".2f"),
+    "val_elbo": ("Validation ELBO", "nats/image", ".2f"),
+    "val_accuracy": ("Validation accuracy", "", ".3f"),
+    "kl_weight": ("KL weight", "", ".3g"),
+    "images_per_s": ("Images/s", "", ",.0f"),
+    "time_s": ("Epoch time", "", "duration"),
+}
+PATTERNS = [  # names with a suffix: (regex, human name with {0}, unit, format)
+    (r"iwae_(\d+)", "IWAE bound, k = {0}", "nats/image", ".2f"),
+    (r"active_units_(.+)", "Active units of {0}", "", "int"),
+    (r"best_val_(.+)", "Best validation {0}", "", ".4g"),
+    (r"val_(.+)", "Validation {0}", "", ".4g"),
+]
+SKIP = {"unit", "test", "data"}
 
 
 # ---------------------------------------------------------------------- values
-def _fmt(v, spec: str | None = None) -> str:
+def human(name: str) -> tuple[str, str, str | None]:
+    """(human name, unit, format) of a quantity's key; unknown keys become words."""
+    if name in QUANTITIES:
+        return QUANTITIES[name]
+    for pattern, label, unit, spec in PATTERNS:
+        m = re.fullmatch(pattern, name)
+        if m:
+            return label.format(*(g.replace("_", " ") for g in m.groups())), unit, spec
+    if "_" not in name:  # already words (a user's label): kept as given
+        return name, "", None
+    words = name.replace("_", " ").strip()
+    return (words[:1].upper() + words[1:]) if words else name, "", None
+
+
+def duration(seconds: float) -> str:
+    """1.23 s, 4 min 12 s, 1 h 05 min."""
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(round(seconds % 60)):02d} s"
+    return f"{int(seconds // 3600)} h {int(round(seconds % 3600 / 60)):02d} min"
+
+
+def fmt(v, spec: str | None = None) -> str:
+    """A value rounded to what it means (4 significant digits when nothing says otherwise)."""
     if v is None:
         return "n/a"
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, int):
-        return str(v)
+    if isinstance(v, bool) or spec == "bool":
+        return "yes" if v else "no"
+    if spec == "duration" and isinstance(v, (int, float)):
+        return duration(float(v))
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}" if spec in (None, "int") else format(v, spec)
     if isinstance(v, float):
         if math.isnan(v):
             return "NaN"
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
-        return format(v, spec or ".6g")
-    if isinstance(v, (list, tuple, dict)):
-        text = json.dumps(v, default=str)
-        return text if len(text) <= 120 else text[:117] + "..."
-    return str(v)
+        if spec == "int":
+            return f"{round(v):,}"
+        return format(v, spec or ".4g")
+    if isinstance(v, (list, tuple)):
+        return ", ".join(fmt(x) for x in v) if len(v) <= 8 else f"{len(v)} values"
+    if isinstance(v, dict):
+        return json.dumps(v, default=str) if len(json.dumps(v, default=str)) <= 80 else f"{len(v)} entries"
+    text = str(v)
+    return text.replace("_", " ") if spec is None and re.fullmatch(r"val_\w+", text) else text
 
 
 def _read_json(path: Path):
@@ -58,7 +152,7 @@ def _read_json(path: Path):
 
 
 def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
-    """Nested dicts -> [("model.latent_dim", 2), ...]."""
+    """Nested dicts -> [("model.options.latent_dim", 2), ...]."""
     out = []
     for k, v in d.items():
         key = f"{prefix}{k}"
@@ -70,21 +164,28 @@ def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def _metric_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
-    """Accept ``{name: value}`` and ``{name: {"value": v, "unit": u, ...}}`` (mixed is fine)."""
-    has_unit = any(isinstance(v, dict) and "unit" in v for v in metrics.values())
+    """Rows of (measure, value, unit, note) from ``{name: value}`` or ``{name: {"value", "unit",
+    "se", "note"}}`` (mixed is fine); lists (per-dimension values) are drawn, not tabulated."""
     rows = []
     for name, v in metrics.items():
-        if isinstance(v, dict) and "value" in v:
-            value, unit = v["value"], v.get("unit", "")
-        else:
-            value, unit = v, ""
-        rows.append([str(name), _fmt(value)] + ([_fmt(unit) if unit else ""] if has_unit else []))
-    return (["metric", "value"] + (["unit"] if has_unit else [])), rows
+        entry = v if isinstance(v, dict) and "value" in v else {"value": v}
+        value = entry["value"]
+        if name in SKIP or isinstance(value, (list, tuple, dict)):
+            continue
+        label, unit, spec = human(name)
+        text = fmt(value, spec)
+        se = entry.get("se")
+        if isinstance(se, float) and math.isfinite(se) and isinstance(value, float):
+            text += f" ± {fmt(se, spec)}"
+        unit = "" if spec == "duration" else unit or ("" if entry.get("unit") in (None, "") else str(entry["unit"]))
+        rows.append([label, text, unit, str(entry.get("note", "") or "")])
+    return ["measure", "value", "unit", "note"], rows
 
 
 # ---------------------------------------------------------------------- document model
 # A report is a list of blocks, rendered to Markdown and to HTML:
-#   ("h1"|"h2"|"p", text)  ("table", headers, rows)  ("img", title, src)  ("code", text)
+#   ("h1"|"h2"|"h3"|"p", text)  ("table", headers, rows)  ("img", caption, src[, alt])
+#   ("code", text)  ("links", [(text, href), ...])
 
 
 def _md_cell(s: str) -> str:
@@ -95,10 +196,8 @@ def _to_markdown(blocks) -> str:
     out = []
     for b in blocks:
         kind = b[0]
-        if kind == "h1":
-            out.append(f"# {b[1]}\n")
-        elif kind == "h2":
-            out.append(f"## {b[1]}\n")
+        if kind in ("h1", "h2", "h3"):
+            out.append("#" * int(kind[1]) + f" {b[1]}\n")
         elif kind == "p":
             out.append(f"{b[1]}\n")
         elif kind == "table":
@@ -109,11 +208,21 @@ def _to_markdown(blocks) -> str:
                 out.append("| " + " | ".join(_md_cell(c) for c in r) + " |")
             out.append("")
         elif kind == "img":
-            title, src = b[1], b[2]
-            out.append(f"![{title}]({src.replace(' ', '%20')})\n")
+            caption, src = b[1], b[2]
+            alt = b[3] if len(b) > 3 else caption
+            out.append(f"![{alt}]({src.replace(' ', '%20')})\n\n*{caption}*\n")
         elif kind == "code":
             out.append("```\n" + b[1].rstrip() + "\n```\n")
+        elif kind == "links":
+            out.append("\n".join(f"- [{t}]({h.replace(' ', '%20')})" for t, h in b[1]) + "\n")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _inline_html(text: str) -> str:
+    """Escape, then the two Markdown marks the report uses: **bold** and `code`."""
+    t = html.escape(text)
+    t = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", t)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
 
 
 def _to_html(blocks, title: str) -> str:
@@ -121,24 +230,29 @@ def _to_html(blocks, title: str) -> str:
     body = []
     for b in blocks:
         kind = b[0]
-        if kind in ("h1", "h2"):
+        if kind in ("h1", "h2", "h3"):
             body.append(f"<{kind}>{e(b[1])}</{kind}>")
         elif kind == "p":
-            body.append(f"<p>{e(b[1])}</p>")
+            body.append(f"<p>{_inline_html(b[1])}</p>")
         elif kind == "table":
             head = "".join(f"<th>{e(str(h))}</th>" for h in b[1])
             rows = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b[2])
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif kind == "img":
-            body.append(f'<figure><img src="{e(b[2], quote=True)}" alt="{e(b[1], quote=True)}">'
+            alt = b[3] if len(b) > 3 else b[1]
+            body.append(f'<figure><img src="{e(b[2], quote=True)}" alt="{e(alt, quote=True)}">'
                         f"<figcaption>{e(b[1])}</figcaption></figure>")
         elif kind == "code":
             body.append(f"<pre>{e(b[1])}</pre>")
-    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+        elif kind == "links":
+            body.append("<ul>" + "".join(f'<li><a href="{e(h, quote=True)}">{e(t)}</a></li>' for t, h in b[1])
+                        + "</ul>")
+    style = ("body{font-family:sans-serif;max-width:62em;margin:2em auto;padding:0 1em;line-height:1.4}"
              "table{border-collapse:collapse;margin:0.5em 0 1.5em}"
              "td,th{border:1px solid #ccc;padding:0.2em 0.6em;text-align:left}"
-             "th{background:#f3f3f3}img{max-width:100%}figure{margin:1em 0 2em}")
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+             "th{background:#f3f3f3}img{max-width:100%}figure{margin:1em 0 2em}"
+             "figcaption{color:#444;font-style:italic}pre{background:#f6f6f6;padding:0.6em;overflow-x:auto}")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{e(title)}</title><style>{style}</style></head>\n<body>\n"
             + "\n".join(body) + "\n</body></html>\n")
 
@@ -158,7 +272,8 @@ def _relative(path, run_dir: Path) -> str:
 
 # ---------------------------------------------------------------------- entry point
 def write_report(run_dir, metrics: dict | None = None, figures: dict | None = None,
-                 last_rows: int = 10, html_too: bool = True, titles: dict | None = None) -> Path:
+                 last_rows: int = 10, html_too: bool = True, titles: dict | None = None,
+                 family_figures=(), family_name: str | None = None) -> Path:
     """Write ``run_dir/report.md`` (and ``run_dir/index.html`` when ``html_too``); return the
     Markdown path.
 
@@ -169,68 +284,131 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
         figures: ``{name: path}`` as returned by :func:`pyro_vae.plots.make_figures`; linked
             relative to ``run_dir``. None: every ``*.png`` in ``run_dir``.
         last_rows: how many final rows of ``metrics.jsonl`` to tabulate.
-        titles: ``{figure name: title}`` for a family's own figures (``family.figure_titles``).
+        titles: ``{figure name: caption}`` for a family's own figures (``family.figure_titles``).
+        family_figures: the names of the family's own figures: they get a section of their own,
+            titled ``family_name``, beside the family's measures.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    config = _read_json(run_dir / "config.json")
+    config = config if isinstance(config, dict) else {}
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    family_name = family_name or model.get("model")
     title = f"Run report: {run_dir.resolve().name}"
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    blocks = [("h1", title), ("p", f"Run folder `{run_dir}`, report written {now}.")]
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    intro = f"Run folder `{run_dir}`, report written {now}."
+    if family_name:
+        intro += f" Model family **{family_name}**" + (f", data set **{data['dataset']}**." if data.get("dataset")
+                                                       else ".")
+    blocks = [("h1", title), ("p", intro)]
 
     summary = _read_json(run_dir / "summary.json")
     if isinstance(summary, dict) and summary:
-        unit = summary.get("unit", "nats per image")
-        blocks += [("h2", "Summary"),
-                   ("p", f"From `summary.json`. ELBO values are in {unit} (higher is better).")]
-        blocks.append(("table", ["key", "value"],
-                       [[k, _fmt(v, ".2f" if "elbo" in k else None)] for k, v in summary.items()
-                        if not isinstance(v, dict)]))  # nested (the test metrics): own table below
+        rows = []
+        order = {k: i for i, k in enumerate(QUANTITIES)}
+        for k, v in sorted(summary.items(), key=lambda kv: order.get(kv[0], len(order))):
+            if k in SKIP or isinstance(v, dict):
+                continue
+            label, unit, spec = human(k)
+            rows.append([label, fmt(v, spec) + (f" {unit}" if unit and v is not None else "")])
+        blocks += [("h2", "Summary"), ("p", "ELBO and log-likelihoods are in nats per image; higher is better."),
+                   ("table", ["quantity", "value"], rows)]
 
     if metrics:
+        where = metrics.get("data", {})
+        where = where.get("value") if isinstance(where, dict) else where
         headers, rows = _metric_rows(metrics)
-        blocks += [("h2", "Evaluation metrics"), ("table", headers, rows)]
-
-    history = read_metrics(run_dir / "metrics.jsonl")
-    if history:
-        shown = history[-last_rows:] if last_rows else history
-        columns = []
-        for r in shown:
-            for k in r:
-                if k not in columns:
-                    columns.append(k)
-        note = (f"The last {len(shown)} of {len(history)} epochs" if len(shown) < len(history)
-                else f"All {len(history)} epochs") + (
-            " from `metrics.jsonl`. `train_loss` is -ELBO averaged over the epoch (with the KL "
-            "weight of that step), `val_elbo` the validation ELBO; both in nats per image.")
-        blocks += [("h2", "Training history"), ("p", note),
-                   ("table", columns, [[_fmt(r.get(c), METRIC_FORMATS.get(c)) for c in columns]
-                                       for r in shown])]
+        blocks += [("h2", "Test metrics"),
+                   ("p", f"The best checkpoint, evaluated on `{where}`." if where else "The best checkpoint."),
+                   ("table", headers, rows)]
 
     if figures is None:
-        order = {n: i for i, n in enumerate(FIGURE_TITLES)}
-        pngs = sorted(run_dir.glob("*.png"), key=lambda p: (order.get(p.stem, len(order)), p.name))
-        figures = {p.stem: p for p in pngs}
-    if figures:
-        blocks.append(("h2", "Figures"))
-        for name, path in figures.items():
-            if path is None:
-                continue
-            fig_title = {**FIGURE_TITLES, **(titles or {})}.get(name, str(name).replace("_", " ").capitalize())
-            blocks += [("p", f"**{fig_title}**"), ("img", fig_title, _relative(path, run_dir))]
+        figures = {p.stem: p for p in sorted(run_dir.glob("*.png"))}
+    figures = {k: v for k, v in figures.items() if v is not None}
+    captions = {**FIGURE_TITLES, **(titles or {})}
 
-    config = _read_json(run_dir / "config.json")
-    if isinstance(config, dict) and config:
-        blocks += [("h2", "Configuration"), ("p", "From `config.json`."),
-                   ("table", ["setting", "value"], [[k, _fmt(v)] for k, v in _flatten(config)])]
+    def figure_block(name):
+        if name.startswith("kl_per_dim_"):
+            site = name[len("kl_per_dim_"):]
+            captions[name] = (f"KL(q || p) of each dimension of {site}, sorted, and its activity with the "
+                              f"active-unit threshold")
+        caption = captions.get(name) or human(name)[0]
+        alt = FIGURE_ALT.get(name, "Bar charts of the KL divergence and the activity of every latent dimension"
+                             if name.startswith("kl_per_dim_") else caption)
+        return ("img", caption, _relative(figures[name], run_dir), alt)
+
+    placed = set()
+    own = [n for n in family_figures if n in figures]
+    if own:
+        blocks.append(("h2", f"{family_name or 'Model'}: its own measures and figures"))
+        blocks += [figure_block(n) for n in own]
+        placed.update(own)
+    for section, names in SECTIONS:
+        present = [n for n in names if n in figures and n not in placed]
+        kl = sorted(n for n in figures if n.startswith("kl_per_dim")) if section == "Latent space" else []
+        if not present and not kl:
+            continue
+        blocks.append(("h2", section))
+        for n in kl:  # one block per latent site
+            blocks += [("h3", f"Latent site {n[len('kl_per_dim_'):] or 'z'}"), figure_block(n)]
+        blocks += [figure_block(n) for n in present]
+        placed.update(present + kl)
+        if section == "Training":
+            blocks += _history_blocks(run_dir, last_rows)
+    rest = [n for n in figures if n not in placed]
+    if rest:
+        blocks.append(("h2", "Other figures"))
+        blocks += [figure_block(n) for n in rest]
+    if "curves" not in figures:
+        hist = _history_blocks(run_dir, last_rows)
+        if hist:
+            blocks += [("h2", "Training")] + hist
+
+    blocks += _provenance_blocks(run_dir, config)
 
     md_path = run_dir / "report.md"
     md_path.write_text(_to_markdown(blocks))
     if html_too:
-        # HTML has no Markdown emphasis: strip the ** and backticks used above
-        plain = [(b[0], b[1].replace("**", "").replace("`", ""), *b[2:]) if b[0] == "p" else b
-                 for b in blocks]
-        (run_dir / "index.html").write_text(_to_html(plain, title))
+        (run_dir / "index.html").write_text(_to_html(blocks, title))
     return md_path
 
 
-__all__ = ["write_report"]
+def _history_blocks(run_dir: Path, last_rows: int) -> list:
+    history = read_metrics(run_dir / "metrics.jsonl")
+    if not history:
+        return []
+    shown = history[-last_rows:] if last_rows else history
+    columns = []
+    for r in shown:
+        columns += [k for k in r if k not in columns]
+    heads = [human(c)[0] + (f" ({human(c)[1]})" if human(c)[1] else "") for c in columns]
+    note = (f"The last {len(shown)} of {len(history)} epochs" if len(shown) < len(history)
+            else f"All {len(history)} epochs") + (
+        ". The training loss is -ELBO averaged over the epoch (with that step's KL weight, plus any "
+        "loss term of the family outside the ELBO); the validation ELBO uses KL weight 1.")
+    return [("p", note), ("table", heads, [[fmt(r.get(c), human(c)[2]) for c in columns] for r in shown])]
+
+
+def _provenance_blocks(run_dir: Path, config: dict) -> list:
+    blocks = [("h2", "How this run was made")]
+    if config.get("command"):
+        blocks += [("p", "Command line:"), ("code", config["command"])]
+    versions = config.get("versions")
+    if isinstance(versions, dict) and versions:
+        blocks.append(("table", ["package", "version"], [[k, str(v)] for k, v in versions.items()]))
+    files = [("configuration (config.json)", "config.json"), ("per-epoch metrics (metrics.jsonl)", "metrics.jsonl"),
+             ("test metrics (metrics_test.json)", "metrics_test.json"), ("summary (summary.json)", "summary.json"),
+             ("best checkpoint (checkpoint_best.pt)", "checkpoint_best.pt"),
+             ("last checkpoint (checkpoint_last.pt)", "checkpoint_last.pt")]
+    present = [(t, f) for t, f in files if (run_dir / f).exists()]
+    if present:
+        blocks += [("p", "Files of this run:"), ("links", present)]
+    shown = {k: v for k, v in config.items() if k not in ("command", "versions")}
+    if shown:
+        blocks += [("h3", "Configuration"),
+                   ("table", ["setting", "value"], [[k, fmt(v)] for k, v in _flatten(shown)])]
+    return blocks if len(blocks) > 1 else []
+
+
+__all__ = ["write_report", "human", "fmt", "duration"]

@@ -159,18 +159,29 @@ def finish_run(run, test, label: str = "test", eval_k: int = 1000, device="auto"
         summary["test"] = {k: v["value"] for k, v in metrics.items() if not isinstance(v["value"], list)}
         save_json(run.summary, summary)
     if plots:
-        write_figures_and_report(run, family, test, metrics, label=label, log=log)
+        write_figures_and_report(run, family, test, metrics, label=label, log=log, progress=progress)
     return metrics
 
 
-def write_figures_and_report(run: RunDir, family, test, metrics=None, label="test", log=print, limit=2000):
-    """Every figure the family lists, for the first ``limit`` test points, and the report."""
-    from .plots import make_figures
+def write_figures_and_report(run: RunDir, family, test, metrics=None, label="test", log=print, limit=2000,
+                             progress: bool = False):
+    """Every figure the family lists, for the first ``limit`` test points, the KL per latent
+    dimension of every latent site (from the test metrics), and the report."""
+    from .models.base import GENERIC_FIGURES
+    from .plots import make_figures, plot_kl_per_dim
     from .report import write_report
 
     figures = make_figures(family, run.path, test.subset(slice(0, limit)), metrics_rows=run.read_metrics(),
-                           split=label)
-    report = write_report(run.path, metrics, figures, titles=getattr(family, "figure_titles", None))
+                           split=label, progress=progress)
+    for key, entry in (metrics or {}).items():
+        if key.startswith("activity_"):
+            site = key[len("activity_"):]
+            kl = (metrics.get(f"kl_per_dim_{site}") or {}).get("value")
+            figures[f"kl_per_dim_{site}"] = plot_kl_per_dim(kl, entry["value"], run.figure(f"kl_per_dim_{site}"),
+                                                            site)
+    own = [n for n in getattr(family, "figures", ()) if n not in GENERIC_FIGURES]
+    report = write_report(run.path, metrics, figures, titles=getattr(family, "figure_titles", None),
+                          family_figures=own)
     log(f"figures and report: {report}")
     return figures
 

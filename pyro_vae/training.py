@@ -320,7 +320,8 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
             run.mkdir()
             save_json(run.config, {"model": model_config.to_dict() if model_config else None,
                                    "train": dataclasses.asdict(cfg), "world_size": world,
-                                   "objective": type(loss_fn.objective).__name__, **(extra_config or {})})
+                                   "objective": type(loss_fn.objective).__name__, "versions": versions(),
+                                   **(extra_config or {})})
 
     step_fn = loss_fn
     if world > 1:
@@ -396,6 +397,16 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
                        device=cfg.device, plots=plots, progress=progress, log=log)
             summary = run.read_json(run.summary)
     return summary
+
+
+def versions() -> dict:
+    """The versions that produced a run (recorded in its config.json)."""
+    import platform
+
+    from . import __version__
+
+    return {"pyro-vae": __version__, "pyro-ppl": pyro.__version__, "torch": torch.__version__,
+            "python": platform.python_version()}
 
 
 def _summary(state: TrainState, select: str, stopped_early: bool, seconds: float, device, world) -> dict:

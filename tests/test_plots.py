@@ -96,34 +96,39 @@ def test_make_figures_2d_and_report(tmp_path, data):
     assert abs(manifold.shape[0] - manifold.shape[1]) < 0.2 * manifold.shape[1]  # square-ish
 
     (tmp_path / "config.json").write_text(json.dumps({"model": {"latent_dim": 2}, "train": {"lr": 1e-3}}))
-    (tmp_path / "summary.json").write_text(json.dumps({"best_val_elbo": -123.456, "epochs_run": 3}))
+    (tmp_path / "summary.json").write_text(json.dumps({"best_val_elbo": -123.456, "epochs_run": 3,
+                                                       "train_time_s": 252.31419}))
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics_rows(12)))
-    metrics = {"test ELBO": {"value": -101.2346, "unit": "nats/img"}, "active units": 2,
+    metrics = {"elbo": {"value": -101.23456, "se": 0.31234, "unit": "nats/image"}, "active_units_z": 2,
                "IWAE|5000": -99.5}
     md = write_report(tmp_path, metrics, figs)
     assert md == tmp_path / "report.md"
     text = md.read_text()
     for name in figs:
         assert f"]({name}.png)" in text  # relative links
-    assert "| test ELBO | -101.235 | nats/img |" in text
-    assert "| active units | 2 |  |" in text
+    assert "| ELBO | -101.23 ± 0.31 | nats/image |" in text  # human name, rounded to what it means
+    assert "| Active units of z | 2 |" in text
     assert "IWAE\\|5000" in text  # pipes escaped inside table cells
-    assert "model.latent_dim" in text and "-123.46" in text
+    assert "| Best validation ELBO | -123.46 nats/image |" in text and "| Training time | 4 min 12 s |" in text
+    assert "model.latent_dim" in text  # the configuration keeps its setting names
     assert "last 10 of 12 epochs" in text and "| 12 | 120 |" in text and "| 2 | 20 |" not in text
-    assert (tmp_path / "index.html").read_text().count("<img ") == len(figs)
+    page = (tmp_path / "index.html").read_text()
+    assert page.count("<img ") == len(figs) and page.count("<figcaption>") == len(figs)
+    assert text.count("*Learned 2-D manifold") == 1  # one caption per figure
 
 
 def test_report_plain_metrics_without_run_files(tmp_path):
     md = write_report(tmp_path / "new", {"log p(x)": -88.1, "k": 5000})
     text = md.read_text()
-    assert "| metric | value |" in text and "unit" not in text.split("| metric")[1].split("\n")[0]
-    assert "| log p(x) | -88.1 |" in text and "## Figures" not in text
+    assert "| measure | value | unit | note |" in text
+    assert "| log p(x) | -88.1 |" in text and "| k | 5,000 |" in text and "## Latent space" not in text
 
 
 def test_report_finds_pngs_when_figures_not_given(tmp_path):
     plots.plot_samples(tiny_vae(2), tmp_path / "samples.png", n=4)
     text = write_report(tmp_path).read_text()
-    assert "![Samples from the model](samples.png)" in text
+    assert "![A grid of images generated from the prior](samples.png)" in text
+    assert "*Samples from the model*" in text
 
 
 def test_latent_dim_4_skips_manifold_and_uses_pca(tmp_path, data):
