@@ -29,6 +29,7 @@ import time
 import typing
 from pathlib import Path
 
+from . import compare
 from .checkpoint import CheckpointError
 from .config import ModelConfig, TrainConfig
 from .data import DataError
@@ -304,6 +305,7 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     _plugin_arg(p)
     p.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    compare.add_parser(sub, _Help)
     return parser
 
 
@@ -528,7 +530,8 @@ def cmd_plot(a) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "plot": cmd_plot}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "plot": cmd_plot,
+            "compare": compare.cmd_compare}
 
 
 def main(argv=None) -> int:
