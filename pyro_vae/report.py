@@ -167,7 +167,13 @@ def _metric_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
     """Rows of (measure, value, unit, note) from ``{name: value}`` or ``{name: {"value", "unit",
     "se", "note"}}`` (mixed is fine); lists (per-dimension values) are drawn, not tabulated."""
     rows = []
-    for name, v in metrics.items():
+    order = ["num_images", "elbo", "elbo_bpd", "recon_log_lik", "kl", "iwae", "log_px", "log_px_bpd", "active_units",
+             "accuracy"]
+
+    def rank(name):
+        return next((i for i, k in enumerate(order) if name == k or name.startswith(k + "_")), len(order))
+
+    for name, v in sorted(metrics.items(), key=lambda kv: rank(kv[0])):
         entry = v if isinstance(v, dict) and "value" in v else {"value": v}
         value = entry["value"]
         if name in SKIP or isinstance(value, (list, tuple, dict)):
