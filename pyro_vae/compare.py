@@ -194,16 +194,11 @@ def metrics_table(runs) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    """Nested dicts -> ``{"model.options.latent_dim": 2, ...}`` (an empty dict is a value)."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
+def _flatten(d: dict) -> dict:
+    """Nested dicts -> ``{"model.options.latent_dim": 2, ...}`` (the report's flattening)."""
+    from .report import _flatten as flatten
+
+    return dict(flatten(d))
 
 
 _MISSING = object()
