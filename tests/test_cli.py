@@ -6,7 +6,6 @@ import json
 import struct
 
 import numpy as np
-import pytest
 
 from pyro_vae.cli import build_parser, main
 from pyro_vae.config import TrainConfig
