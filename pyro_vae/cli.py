@@ -509,7 +509,7 @@ def cmd_sample(a) -> int:
         raise CLIError(f"--condition: this model ({type(family).__name__}) is not conditional; "
                        f"leave --condition out")
     set_seed(a.seed)
-    out = Path(a.out) if a.out else path.parent / "samples.png"
+    out = Path(a.out) if a.out else RunDir.of_checkpoint(path).figure("samples")
     plot_samples(family, out, n=a.n, condition=a.condition)
     print(f"wrote {out}")
     return 0

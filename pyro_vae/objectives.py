@@ -61,10 +61,6 @@ for _name, _cls, _fixed in [
 ]:
     register_objective(_name)(_pyro_elbo(_cls, **_fixed))
 
-# names of the previous releases' --elbo option
-ALIASES = {"trace_elbo": "trace"}
-
-
 class FromLossAndGrads:
     """``differentiable_loss`` for an objective that offers only ``loss_and_grads`` (Pyro's
     ``TraceGraph_ELBO``, ``RenyiELBO``): it runs ``loss_and_grads``, takes the gradients it left
@@ -100,7 +96,7 @@ def make_objective(spec, family, num_particles: int = 1):
         if not isinstance(spec, str):
             raise ValueError(f"an objective is a registered name ({', '.join(sorted(OBJECTIVES))}) or an "
                              f"object with differentiable_loss(model, guide, *args, **kwargs); got {spec!r}")
-        name = ALIASES.get(spec, spec)
+        name = spec
         if name == "auto":
             name = getattr(family, "default_objective", "trace")
         if name not in OBJECTIVES:
@@ -109,14 +105,6 @@ def make_objective(spec, family, num_particles: int = 1):
     if not hasattr(spec, "differentiable_loss"):
         spec = FromLossAndGrads(spec, family)
     return spec
-
-
-def objective_name(objective) -> str:
-    """A short name for logs and configs."""
-    for name, factory in OBJECTIVES.items():
-        if type(objective).__name__ == (factory.__doc__ or "").rsplit(".", 1)[-1]:
-            return name
-    return type(objective).__name__
 
 
 class Loss(nn.Module):
@@ -145,4 +133,4 @@ class Loss(nn.Module):
         return loss if extra is None else loss + extra
 
 
-__all__ = ["OBJECTIVES", "register_objective", "make_objective", "objective_name", "Loss"]
+__all__ = ["OBJECTIVES", "register_objective", "make_objective", "FromLossAndGrads", "Loss"]

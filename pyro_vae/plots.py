@@ -27,6 +27,7 @@ from matplotlib.ticker import MaxNLocator
 from .config import read_metrics
 from .evaluation import as_normal
 from .models.base import GENERIC_FIGURES
+from .run import RunDir
 
 DPI = 120
 FIGURE_NAMES = ("curves",) + GENERIC_FIGURES
@@ -481,7 +482,7 @@ def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if metrics_rows is None:
-        metrics_rows = read_metrics(run_dir / "metrics.jsonl")
+        metrics_rows = read_metrics(RunDir(run_dir).metrics)
     data = x_test if isinstance(x_test, Batch) else Batch(torch.as_tensor(x_test), y_test)
     x_test, y_test = data.x, data.y
     names = getattr(module, "figures", GENERIC_FIGURES)
@@ -492,11 +493,11 @@ def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: 
         if seed is not None:
             torch.manual_seed(seed)
         if metrics_rows:
-            out["curves"] = plot_curves(metrics_rows, run_dir / "curves.png")
+            out["curves"] = plot_curves(metrics_rows, RunDir(run_dir).figure("curves"))
         from tqdm.auto import tqdm
 
         for name in tqdm(names, desc="figures", unit="fig", disable=not progress, leave=False):
-            path = run_dir / f"{name}.png"
+            path = RunDir(run_dir).figure(name)
             if name == "reconstructions":
                 out[name] = plot_reconstructions(module, x_test, path, n=n_reconstructions, split=split)
             elif name == "samples":

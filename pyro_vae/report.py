@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 
 from .config import read_metrics
+from .run import RunDir
 
 # name -> caption (FIGURE_ALT: the alt text)
 FIGURE_TITLES = {
@@ -296,7 +297,8 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = _read_json(run_dir / "config.json")
+    run = RunDir(run_dir)
+    config = _read_json(run.config)
     config = config if isinstance(config, dict) else {}
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
     family_name = family_name or model.get("model")
@@ -309,7 +311,7 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
                                                        else ".")
     blocks = [("h1", title), ("p", intro)]
 
-    summary = _read_json(run_dir / "summary.json")
+    summary = _read_json(run.summary)
     if isinstance(summary, dict) and summary:
         rows = []
         order = {k: i for i, k in enumerate(QUANTITIES)}
@@ -373,15 +375,15 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
 
     blocks += _provenance_blocks(run_dir, config)
 
-    md_path = run_dir / "report.md"
+    md_path = run.report
     md_path.write_text(_to_markdown(blocks))
     if html_too:
-        (run_dir / "index.html").write_text(_to_html(blocks, title))
+        run.html.write_text(_to_html(blocks, title))
     return md_path
 
 
 def _history_blocks(run_dir: Path, last_rows: int) -> list:
-    history = read_metrics(run_dir / "metrics.jsonl")
+    history = read_metrics(RunDir(run_dir).metrics)
     if not history:
         return []
     shown = history[-last_rows:] if last_rows else history
@@ -403,11 +405,10 @@ def _provenance_blocks(run_dir: Path, config: dict) -> list:
     versions = config.get("versions")
     if isinstance(versions, dict) and versions:
         blocks.append(("table", ["package", "version"], [[k, str(v)] for k, v in versions.items()]))
-    files = [("configuration (config.json)", "config.json"), ("per-epoch metrics (metrics.jsonl)", "metrics.jsonl"),
-             ("test metrics (metrics_test.json)", "metrics_test.json"), ("summary (summary.json)", "summary.json"),
-             ("best checkpoint (checkpoint_best.pt)", "checkpoint_best.pt"),
-             ("last checkpoint (checkpoint_last.pt)", "checkpoint_last.pt")]
-    present = [(t, f) for t, f in files if (run_dir / f).exists()]
+    run = RunDir(run_dir)
+    files = [("configuration", run.config), ("per-epoch metrics", run.metrics), ("test metrics", run.test_metrics),
+             ("summary", run.summary), ("best checkpoint", run.best), ("last checkpoint", run.last)]
+    present = [(f"{t} ({f.name})", f.name) for t, f in files if f.exists()]
     if present:
         blocks += [("p", "Files of this run:"), ("links", present)]
     shown = {k: v for k, v in config.items() if k not in ("command", "versions")}

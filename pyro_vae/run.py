@@ -36,9 +36,6 @@ class RunDir:
     def __repr__(self):
         return f"RunDir({str(self.path)!r})"
 
-    def __truediv__(self, name):
-        return self.path / name
-
     def mkdir(self) -> "RunDir":
         self.path.mkdir(parents=True, exist_ok=True)
         return self
@@ -84,10 +81,6 @@ class RunDir:
 
     def figure(self, name: str) -> Path:
         return self.path / f"{name}.png"
-
-    def figures(self) -> dict:
-        """The figures present: ``{name: path}``."""
-        return {p.stem: p for p in sorted(self.path.glob("*.png"))}
 
     def evaluation(self, label: str, k: int) -> Path:
         """Base name (no suffix) of an ``evaluate`` result for data ``label`` with k samples."""
