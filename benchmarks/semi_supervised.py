@@ -20,7 +20,7 @@ Reported: test accuracy of q(y|x), mean, standard deviation and every seed's val
 log p(x) with the label summed out (k importance samples, on the first ``--eval-images`` test
 images); training time. Threads and device are printed.
 
-    python benchmarks/semi_supervised.py                      # default budget (about 15 min, 2 threads)
+    python benchmarks/semi_supervised.py --stacked            # the README table (about 22 min alone, 2 threads)
     python benchmarks/semi_supervised.py --epochs 200 --eval-images 10000   # the full budget
     python benchmarks/semi_supervised.py --labels 100 --seeds 0 --epochs 2 --k 10 --out /tmp/smoke.md
 """
