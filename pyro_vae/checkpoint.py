@@ -108,4 +108,4 @@ def load_checkpoint(path, device="cpu"):
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: cannot rebuild its model: {e}") from e
     load_model_state(module, ckpt["model_state"], source=str(path))
-    return module.to(device), ckpt
+    return module.to(device).eval(), ckpt  # eval mode: no denoising corruption, no dropout

@@ -30,6 +30,7 @@ import typing
 from pathlib import Path
 
 from . import compare
+from . import m1
 from .checkpoint import CheckpointError
 from .config import ModelConfig, TrainConfig
 from .data import DataError
@@ -297,7 +298,13 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     s.add_argument("-n", type=_positive_int, default=64, help="number of samples")
     s.add_argument("--condition", type=int, default=None,
                    help="conditional families: the class to draw (ssvae, class-conditional cvae)")
-    s.add_argument("--out", default=None, help="PNG file (default: samples.png beside the checkpoint)")
+    s.add_argument("--sampler", default="prior", choices=["prior", "mixture"],
+                   help="where z comes from: the prior p(z), or a Gaussian mixture fitted to the codes of the "
+                        "training images (Ghosh et al. 2020; makes an autoencoder generate)")
+    s.add_argument("--components", type=_positive_int, default=10, help="components of the --sampler mixture")
+    _data_args(s, required_default=False)
+    s.add_argument("--out", default=None, help="PNG file (default: samples.png, or samples_mixture.png, beside "
+                                               "the checkpoint)")
     s.add_argument("--seed", type=int, default=0, help="seed of the prior draws")
 
     p = sub.add_parser("plot", help="write all figures and the report of a run folder", formatter_class=_Help)
@@ -306,6 +313,7 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     compare.add_parser(sub, _Help)
+    m1.add_parser(sub, _Help)
     return parser
 
 
@@ -504,13 +512,27 @@ def cmd_sample(a) -> int:
     from .training import set_seed
 
     path = RunDir.checkpoint_path(a.checkpoint)
-    family, _ = _load(path, "cpu")
+    family, ckpt = _load(path, "cpu")
     if a.condition is not None and not getattr(family, "conditional", False):
         raise CLIError(f"--condition: this model ({type(family).__name__}) is not conditional; "
                        f"leave --condition out")
+    mixture = None
+    if a.sampler == "mixture":
+        from .data import for_evaluation
+        from .samplers import fit_code_mixture
+
+        if a.condition is not None:
+            raise CLIError("--condition and --sampler mixture do not go together: the mixture is fitted to "
+                           "the codes of an unconditional model")
+        name, splits = _load_splits(ckpt.get("extra", {}).get("data", {}), a.dataset, a.data_dir)
+        train = for_evaluation(splits.train, ckpt.get("train_config", {}).get("binarize", "dynamic"))
+        mixture = fit_code_mixture(family, train, components=a.components, seed=a.seed)
+        print(f"fitted a {a.components}-component Gaussian mixture to the codes of {len(train)} {name} "
+              f"training images (mean log-likelihood {mixture.log_likelihood:.2f} per code)")
     set_seed(a.seed)
-    out = Path(a.out) if a.out else RunDir.of_checkpoint(path).figure("samples")
-    plot_samples(family, out, n=a.n, condition=a.condition)
+    default = "samples" if a.sampler == "prior" else f"samples_{a.sampler}"
+    out = Path(a.out) if a.out else RunDir.of_checkpoint(path).figure(default)
+    plot_samples(family, out, n=a.n, condition=a.condition, sampler=a.sampler, mixture=mixture)
     print(f"wrote {out}")
     return 0
 
@@ -531,7 +553,7 @@ def cmd_plot(a) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "plot": cmd_plot,
-            "compare": compare.cmd_compare}
+            "compare": compare.cmd_compare, "classify": m1.cmd_classify}
 
 
 def main(argv=None) -> int:

@@ -275,13 +275,34 @@ def latent_statistics(model, guide, *args, batch_size=1000, threshold=0.01, data
     return out
 
 
+def _analytic_kl(q_site, p_site, keep):
+    """KL(q || p) of one latent site given the values of its parents in the trace, per data
+    point, when torch knows it in closed form (Normal/Normal, Categorical/Categorical, ...);
+    None otherwise."""
+    try:
+        kl = kl_divergence(q_site["fn"], p_site["fn"])
+    except NotImplementedError:
+        return None
+    for frame in p_site["cond_indep_stack"]:
+        if frame.vectorized and frame.dim not in keep and kl.dim() >= -frame.dim:
+            kl = kl.sum(frame.dim, keepdim=True)
+    return kl
+
+
+def _unmasked(site) -> bool:
+    return site["mask"] is None or site["mask"] is True
+
+
 @torch.no_grad()
-def elbo_terms(model, guide, *args, batch_size=1000, data_plate="data", **kwargs):
+def elbo_terms(model, guide, *args, batch_size=1000, data_plate="data", analytic=True, info=None, **kwargs):
     """Per data point ``(log_lik, kl)`` from one draw of the latents from the guide: log p(x|z)
-    summed over observed sites, and log q(z|x) - log p(z) summed over *all* latent sites (a
-    one-sample KL estimate; discrete latents are sampled here, not enumerated).
-    ELBO = log_lik - kl."""
+    summed over observed sites, and KL(q(z|x) || p(z)) summed over *all* latent sites, each site's
+    KL in closed form where torch knows it (``analytic``; given the drawn values of the site's
+    parents) and else the one-sample estimate log q(z|x) - log p(z) (discrete latents are sampled
+    here, not enumerated). ELBO = log_lik - kl. ``info`` (a dict) receives ``{"analytic": [sites],
+    "sampled": [sites]}``."""
     lls, kls = [], []
+    how = {"analytic": set(), "sampled": set()}
     for b, part in _chunks(args, batch_size):
         with poutine.block():
             g = poutine.trace(guide).get_trace(*part, **kwargs)
@@ -289,18 +310,32 @@ def elbo_terms(model, guide, *args, batch_size=1000, data_plate="data", **kwargs
         data_dim = _data_dim(m, data_plate)
         keep = (data_dim,)
         ll, kl = 0.0, 0.0
-        for site in m.nodes.values():
-            if _scored(site):
-                lp = _site_log_prob(site, keep).reshape(-1)
-                if site["is_observed"]:
-                    ll = ll + lp
-                else:
-                    kl = kl - lp
-        for site in g.nodes.values():
-            if _scored(site):
+        for name, site in m.nodes.items():
+            if not _scored(site):
+                continue
+            if site["is_observed"]:
+                ll = ll + _site_log_prob(site, keep).reshape(-1)
+                continue
+            q_site = g.nodes.get(name)
+            closed = None
+            if analytic and q_site is not None and _scored(q_site) and _unmasked(site) and _unmasked(q_site):
+                closed = _analytic_kl(q_site, site, keep)
+            if closed is not None:
+                kl = kl + closed.reshape(-1)
+                how["analytic"].add(name)
+            else:
+                kl = kl - _site_log_prob(site, keep).reshape(-1)
+                if q_site is not None and _scored(q_site):
+                    kl = kl + _site_log_prob(q_site, keep).reshape(-1)
+                how["sampled"].add(name)
+        for name, site in g.nodes.items():  # guide sites the model does not have (auxiliary latents)
+            if _scored(site) and name not in m.nodes:
                 kl = kl + _site_log_prob(site, keep).reshape(-1)
+                how["sampled"].add(name)
         lls.append(torch.as_tensor(ll).expand(b))
         kls.append(torch.as_tensor(kl).expand(b))
+    if info is not None:
+        info.update({k: sorted(v) for k, v in how.items()})
     return torch.cat(lls), torch.cat(kls)
 
 
@@ -316,21 +351,56 @@ def _as_batch(data):
     return data if isinstance(data, Batch) else Batch(torch.as_tensor(data))
 
 
+class _evaluating:
+    """Puts a module in eval mode (no denoising corruption, no dropout) and restores its mode."""
+
+    def __init__(self, module):
+        self.module, self.was = module, getattr(module, "training", False)
+
+    def __enter__(self):
+        if hasattr(self.module, "eval"):
+            self.module.eval()
+
+    def __exit__(self, *exc):
+        if hasattr(self.module, "train"):
+            self.module.train(self.was)
+
+
+TERMS = ("recon_log_lik", "kl", "elbo", "log_px", "gap")  # the per-image terms of log p(x)
+
+
 @torch.no_grad()
 def evaluate(family, data, k: int = 5000, iwae_k: int = 0, batch_size: int = 100,
-             progress: bool = False) -> dict:
+             progress: bool = False, per_image: dict | None = None) -> dict:
     """The metric table for ``family`` on ``data`` (a :class:`~pyro_vae.data.Batch`, or a tensor x).
 
-    Returns ``{name: {"value", "unit", "se"?, "note"?}}``: test ELBO (nats per image and bits
-    per dimension), importance-sampled log p(x) with ``k`` samples (skipped when k = 0),
-    the IWAE bound with ``iwae_k`` samples (when > 0), reconstruction log-likelihood, KL,
-    active units and KL per latent dimension, and the family's own measures
-    (``family.metrics``, e.g. a classifier's accuracy). Standard errors are over data points.
+    Returns ``{name: {"value", "unit", "se"?, "note"?}}``, every mean with its standard error over
+    data points. The terms of log p(x), per image:
+
+        ELBO     = E_q[log p(x|z)] - KL(q(z|x) || p(z))     (recon_log_lik, kl, elbo)
+        log p(x) = ELBO + KL(q(z|x) || p(z|x))               (log_px, importance-sampled with k)
+        gap      = log p(x) - ELBO                           (the inference gap, >= 0)
+
+    KL(q || p(z)) is in closed form where torch knows it (the note says which sites) and else
+    a one-sample estimate; E_q[log p(x|z)] is one sample of z per image. The gap uses the k-sample
+    estimate of log p(x), which is low by a little for finite k, so the gap is too. Also: bits per
+    dimension, the IWAE bound with ``iwae_k`` samples (when > 0), active units and KL per latent
+    dimension, and the family's own measures (``family.metrics``, e.g. a classifier's accuracy).
+    ``per_image`` (a dict) receives the per-image tensors of :data:`TERMS` that were computed.
+
+    A family with a point-mass guide (``point_estimate = True``, the autoencoder) has no density
+    q(z|x): log p(x), the ELBO and the gap are reported as undefined, in words, with the
+    reconstruction log-likelihood at its code and its objective.
 
     Labels are hidden from the programs (``data.unlabelled()``): a family with a latent class
     sums it out, so log p(x) is the marginal likelihood of the images alone; the family's own
     measures see the labels.
     """
+    with _evaluating(family):
+        return _evaluate(family, data, k, iwae_k, batch_size, progress, per_image)
+
+
+def _evaluate(family, data, k, iwae_k, batch_size, progress, per_image):
     data = _as_batch(data)
     args = family.args(data.unlabelled())
     model, guide = family.model, family.guide
@@ -338,26 +408,53 @@ def evaluate(family, data, k: int = 5000, iwae_k: int = 0, batch_size: int = 100
     to_bpd = 1.0 / (dims * math.log(2))
     mpn = getattr(family, "max_plate_nesting", None)
     plate = getattr(family, "plate_name", "data")
+    point = getattr(family, "point_estimate", False)
     out = {"num_images": {"value": n, "unit": "images"}}
-    ll, kl = elbo_terms(model, guide, *args, batch_size=max(batch_size, 500), data_plate=plate)
+    info = {}
+    ll, kl = elbo_terms(model, guide, *args, batch_size=max(batch_size, 500), data_plate=plate, info=info)
+    terms = {"recon_log_lik": ll}
     latents = "+".join(getattr(family, "latent_sites", ("z",)))
-    e, e_se = _mean_se(ll - kl)
-    out["elbo"] = {"value": e, "se": e_se, "unit": "nats/image", "note": "1 sample of the latents per image"}
-    out["elbo_bpd"] = {"value": -e * to_bpd, "unit": "bits/dim", "note": "-ELBO / (D ln 2)"}
     observed = "+".join(getattr(family, "observed_sites", ("x",)))
-    out["recon_log_lik"] = {"value": _mean_se(ll)[0], "unit": "nats/image", "note": f"E_q log p({observed}|latents)"}
-    out["kl"] = {"value": _mean_se(kl)[0], "unit": "nats/image",
-                 "note": f"KL(q({latents}|x) || p({latents})), 1-sample estimate"}
-    if iwae_k:
+    if point:
+        undefined = getattr(family, "undefined_note", "undefined: the guide is a point mass")
+        v, se = _mean_se(ll)
+        out["recon_log_lik"] = {"value": v, "se": se, "unit": "nats/image",
+                                "note": f"log p({observed}|{latents}) at the code {latents} = encoder(x)"}
+        obj = ll - kl  # log p(x|z) + log p(z) where the prior term is on (the guide's log-density is 0)
+        v, se = _mean_se(obj)
+        out["objective"] = {"value": v, "se": se, "unit": "nats/image",
+                            "note": "the training objective at the code (not a bound on log p(x))"}
+        for name in ("elbo", "log_px", "gap"):
+            out[name] = {"value": None, "unit": "nats/image", "note": undefined}
+    else:
+        kl_how = ("closed form" if not info.get("sampled") else
+                  "1-sample estimate" if not info.get("analytic") else
+                  f"closed form for {', '.join(info['analytic'])}, 1-sample for {', '.join(info['sampled'])}")
+        e = ll - kl
+        terms.update(kl=kl, elbo=e)
+        v, se = _mean_se(e)
+        out["elbo"] = {"value": v, "se": se, "unit": "nats/image", "note": f"E_q log p(x|z) - KL; KL {kl_how}"}
+        out["elbo_bpd"] = {"value": -v * to_bpd, "unit": "bits/dim", "note": "-ELBO / (D ln 2)"}
+        v, se = _mean_se(ll)
+        out["recon_log_lik"] = {"value": v, "se": se, "unit": "nats/image",
+                                "note": f"E_q log p({observed}|{latents}), 1 sample"}
+        v, se = _mean_se(kl)
+        out["kl"] = {"value": v, "se": se, "unit": "nats/image",
+                     "note": f"KL(q({latents}|x) || p({latents})), {kl_how}"}
+    if iwae_k and not point:
         v, se = _mean_se(iwae_bound(model, guide, *args, k=iwae_k, batch_size=batch_size, progress=progress,
                                     max_plate_nesting=mpn, data_plate=plate))
         out[f"iwae_{iwae_k}"] = {"value": v, "se": se, "unit": "nats/image", "note": f"IWAE bound, k={iwae_k}"}
-    if k:
+    if k and not point:
         lp = log_marginal(model, guide, *args, num_particles=k, batch_size=batch_size, progress=progress,
                           max_plate_nesting=mpn, data_plate=plate)
+        terms.update(log_px=lp, gap=lp - terms["elbo"])
         v, se = _mean_se(lp)
         out["log_px"] = {"value": v, "se": se, "unit": "nats/image", "note": f"importance sampled, k={k}"}
         out["log_px_bpd"] = {"value": -v * to_bpd, "unit": "bits/dim", "note": f"k={k}"}
+        v, se = _mean_se(terms["gap"])
+        out["gap"] = {"value": v, "se": se, "unit": "nats/image",
+                      "note": f"log p(x) - ELBO = KL(q({latents}|x) || p({latents}|x)), the inference gap (k={k})"}
     for name, st in latent_statistics(model, guide, *args, batch_size=max(batch_size, 500)).items():
         out[f"active_units_{name}"] = {"value": st["active_units"], "unit": f"of {st['dims']}",
                                        "note": "Cov_x E_q[z_u] > 0.01"}
@@ -369,6 +466,8 @@ def evaluate(family, data, k: int = 5000, iwae_k: int = 0, batch_size: int = 100
     notes = getattr(family, "metric_notes", {})
     for name, value in (family.metrics(data) if hasattr(family, "metrics") else {}).items():
         out[name] = value if isinstance(value, dict) else {"value": value, "unit": "", "note": notes.get(name, "")}
+    if per_image is not None:
+        per_image.update({name: t.detach().cpu() for name, t in terms.items()})
     return out
 
 
@@ -379,7 +478,7 @@ def format_table(metrics: dict) -> str:
         v = m["value"]
         if isinstance(v, list):
             continue
-        val = f"{v:.3f}" if isinstance(v, float) else str(v)
+        val = "undefined" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
         if m.get("se") is not None and m["se"] == m["se"]:
             val += f" ± {m['se']:.3f}"
         rows.append((name, val, m.get("unit", ""), m.get("note", "")))

@@ -36,6 +36,18 @@ class GaussianHead(nn.Module):
         return self.loc(h), F.softplus(self.scale(h)) + 1e-4
 
 
+class PointHead(nn.Module):
+    """The location half of a :class:`GaussianHead`, for a point-mass guide: ``(loc, 0)``."""
+
+    def __init__(self, loc: nn.Linear):
+        super().__init__()
+        self.loc = loc
+
+    def forward(self, h):
+        loc = self.loc(h)
+        return loc, torch.zeros_like(loc)
+
+
 class MLPEncoder(nn.Module):
     """x -> flatten -> [Linear, ReLU] * len(hidden) -> (loc, scale)."""
 

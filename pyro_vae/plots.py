@@ -232,17 +232,26 @@ def plot_reconstructions(module, x, path, n: int = 8, split: str = "test") -> Pa
     return _save(fig, path)
 
 
-def plot_samples(module, path, n: int = 64, condition=None) -> Path:
+def plot_samples(module, path, n: int = 64, condition=None, sampler: str = "prior", mixture=None) -> Path:
     """``n`` images from the model: z ~ p(z), shown as E[x|z] (``module.sample(n)``); a
-    conditional family draws them given ``condition`` (e.g. a class)."""
+    conditional family draws them given ``condition`` (e.g. a class). ``sampler="mixture"``
+    draws z from ``mixture``, a density fitted to the training codes
+    (:func:`pyro_vae.samplers.fit_code_mixture`), instead of the prior."""
     with _EvalMode(module):
-        x = module.sample(n) if condition is None else module.sample(n, condition=condition)
+        if sampler == "mixture":
+            from .samplers import generate
+
+            x = generate(module, n, "mixture", mixture)
+        else:
+            x = module.sample(n) if condition is None else module.sample(n, condition=condition)
     grid = image_grid(x.reshape(n, *module.data_shape), math.ceil(math.sqrt(n)))
     fig, ax = plt.subplots(figsize=_grid_figsize(grid, min_w=4.0, max_w=7.0))
     _show(ax, grid)
     _no_ticks(ax)
     given = "" if condition is None else f", given condition {condition}"
-    ax.set_title(f"{n} samples from the model: z ~ p(z){given}, shown as E[x|z]", fontsize=10)
+    source = (f"z from a {mixture.components}-component Gaussian mixture fitted to the training codes"
+              if sampler == "mixture" else "z ~ p(z)")
+    ax.set_title(f"{n} samples from the model: {source}{given}, shown as E[x|z]", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -547,6 +556,52 @@ def plot_kl_per_dim(kl, activity, path, site: str = "z", threshold: float = 0.01
     ax.set_xticklabels([str(i) for i in order] if d <= 32 else [str(i) for i in order[:: max(1, d // 16)]],
                        fontsize=7)
     ax.legend(loc="upper right", fontsize=8, frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_log_px_terms(terms: dict, path, k: int | None = None) -> Path:
+    """The terms of log p(x) over the test images, from :func:`~pyro_vae.evaluation.evaluate`'s
+    per-image values: (left) their means, walking from E_q[log p(x|z)] down by KL(q || p(z)) to
+    the ELBO and up by the inference gap KL(q || p(z|x)) to log p(x); (middle) the per-image
+    ELBO and log p(x); (right) the per-image KL(q || p(z)) and inference gap."""
+    t = {name: np.asarray(v, dtype=float) for name, v in terms.items()}
+    mean = {name: float(v.mean()) for name, v in t.items()}
+    se = {name: float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0 for name, v in t.items()}
+    fig, axes = plt.subplots(1, 3, figsize=(14.0, 4.0))
+    ax = axes[0]
+    rec, kl, elbo, gap, lpx = (mean[n] for n in ("recon_log_lik", "kl", "elbo", "gap", "log_px"))
+    labels = ["E_q log p(x|z)", "- KL(q||p(z))", "= ELBO", "+ gap", "= log p(x)"]
+    bottoms = [0.0, rec, 0.0, elbo, 0.0]
+    heights = [rec, -kl, elbo, gap, lpx]
+    colors = ["tab:blue", "tab:red", "tab:purple", "tab:green", "tab:orange"]
+    ax.bar(range(5), heights, bottom=bottoms, color=colors)
+    lo = min(rec, elbo, lpx) - 0.1 * (abs(kl) + abs(gap) + 1.0)
+    hi = max(rec, elbo, lpx) + 0.1 * (abs(kl) + abs(gap) + 1.0)
+    ax.set_ylim(lo, hi)
+    names = ["recon_log_lik", "kl", "elbo", "gap", "log_px"]
+    ax.set_xticks(range(5))
+    ax.set_xticklabels([f"{lab}\n{mean[n]:.2f} ± {se[n]:.2f}" for lab, n in zip(labels, names)], fontsize=7)
+    ax.set_ylabel("nats/image (mean over test images)")
+    ax.set_title("log p(x) = E_q log p(x|z) - KL(q||p(z)) + KL(q||p(z|x))", fontsize=9)
+    ax = axes[1]
+    bins = np.linspace(min(t["elbo"].min(), t["log_px"].min()), max(t["elbo"].max(), t["log_px"].max()), 60)
+    ax.hist(t["elbo"], bins=bins, alpha=0.6, color="tab:purple", label=f"ELBO (mean {elbo:.2f})")
+    ax.hist(t["log_px"], bins=bins, alpha=0.6, color="tab:orange",
+            label=f"log p(x){f', k={k}' if k else ''} (mean {lpx:.2f})")
+    ax.set_xlabel("nats/image")
+    ax.set_ylabel("test images")
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title("per image: the bound and the likelihood", fontsize=9)
+    ax = axes[2]
+    hi = float(np.percentile(np.concatenate([t["kl"], t["gap"]]), 99.5))
+    lo = min(0.0, float(np.percentile(t["gap"], 0.5)))
+    bins = np.linspace(lo, hi, 60)
+    ax.hist(t["kl"], bins=bins, alpha=0.6, color="tab:red", label=f"KL(q||p(z)) (mean {kl:.2f})")
+    ax.hist(t["gap"], bins=bins, alpha=0.6, color="tab:green", label=f"gap KL(q||p(z|x)) (mean {gap:.2f})")
+    ax.set_xlabel("nats/image")
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title("per image: the two KL terms", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 

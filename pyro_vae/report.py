@@ -33,6 +33,8 @@ FIGURE_TITLES = {
     "manifold": "Learned 2-D manifold: E[x|z] over a grid of prior quantiles",
     "latent_space": "Latent space: posterior means of test images, coloured by label",
     "interpolation": "Interpolation in latent space between two test images",
+    "log_px_terms": "The terms of log p(x) = E_q[log p(x|z)] - KL(q || p(z)) + KL(q || p(z|x)) over the test "
+                    "images",
 }
 FIGURE_ALT = {
     "curves": "Line chart of the training loss and validation negative ELBO in nats per image against epoch",
@@ -45,10 +47,13 @@ FIGURE_ALT = {
     "analogies": "Rows of digits: a test image, then its style drawn as each class",
     "completion": "Digits with given quadrants and several completions of the missing ones",
     "conditional_samples": "A grid of generated digits, one row per class",
+    "log_px_terms": "A bar chart of the mean terms of log p(x) and histograms of the per-image ELBO, log p(x), "
+                    "KL and inference gap",
 }
 SECTIONS = [  # (title, figure names) in page order; a family's own figures get their own section
     ("Latent space", ("latent_space", "manifold", "interpolation")),
     ("Samples and reconstructions", ("samples", "reconstructions")),
+    ("The terms of log p(x)", ("log_px_terms",)),
     ("Training", ("curves",)),
 ]
 
@@ -74,6 +79,8 @@ QUANTITIES = {
     "kl": ("KL divergence", "nats/image", ".2f"),
     "log_px": ("log p(x)", "nats/image", ".2f"),
     "log_px_bpd": ("-log p(x)", "bits/dim", ".4f"),
+    "gap": ("Inference gap log p(x) - ELBO", "nats/image", ".2f"),
+    "objective": ("Training objective at the code", "nats/image", ".2f"),
     "accuracy": ("Accuracy", "", ".3f"),
     "eval_time_s": ("Evaluation time", "", "duration"),
     # metrics.jsonl
@@ -168,8 +175,8 @@ def _metric_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
     """Rows of (measure, value, unit, note) from ``{name: value}`` or ``{name: {"value", "unit",
     "se", "note"}}`` (mixed is fine); lists (per-dimension values) are drawn, not tabulated."""
     rows = []
-    order = ["num_images", "elbo", "elbo_bpd", "recon_log_lik", "kl", "iwae", "log_px", "log_px_bpd", "active_units",
-             "accuracy"]
+    order = ["num_images", "elbo", "elbo_bpd", "recon_log_lik", "kl", "objective", "iwae", "log_px", "log_px_bpd",
+             "gap", "active_units", "accuracy"]
 
     def rank(name):
         return next((i for i, k in enumerate(order) if name == k or name.startswith(k + "_")), len(order))
@@ -180,7 +187,7 @@ def _metric_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
         if name in SKIP or isinstance(value, (list, tuple, dict)):
             continue
         label, unit, spec = human(name)
-        text = fmt(value, spec)
+        text = "undefined" if value is None and entry.get("note") else fmt(value, spec)
         se = entry.get("se")
         if isinstance(se, float) and math.isfinite(se) and isinstance(value, float):
             text += f" ± {fmt(se, spec)}"

@@ -82,6 +82,16 @@ class RunDir:
     def figure(self, name: str) -> Path:
         return self.path / f"{name}.png"
 
+    @staticmethod
+    def per_image(base) -> Path:
+        """The per-image terms of log p(x) (``.npz``) beside an evaluation result ``base``."""
+        base = Path(base)
+        return base.with_name(base.name + "_per_image.npz")
+
+    @property
+    def test_per_image(self) -> Path:
+        return self.per_image(self.path / self.TEST_METRICS)
+
     def evaluation(self, label: str, k: int) -> Path:
         """Base name (no suffix) of an ``evaluate`` result for data ``label`` with k samples."""
         return self.path / f"eval_{label.replace('/', '_')}_k{k}"
@@ -118,12 +128,19 @@ def evaluate_and_save(family, data, label: str, out_base: Path, k: int, iwae_k: 
     from .evaluation import evaluate, format_table
 
     t0 = time.perf_counter()
-    metrics = evaluate(family, data, k=k, iwae_k=iwae_k, batch_size=batch_size, progress=progress)
+    per_image = {}
+    metrics = evaluate(family, data, k=k, iwae_k=iwae_k, batch_size=batch_size, progress=progress,
+                       per_image=per_image)
     metrics["data"] = {"value": label, "unit": ""}
     metrics["eval_time_s"] = {"value": round(time.perf_counter() - t0, 1), "unit": "s"}
     table = format_table(metrics)
     save_json(out_base.with_suffix(".json"), metrics)
     out_base.with_suffix(".txt").write_text(table + "\n")
+    if per_image:
+        import numpy as np
+
+        with open(RunDir.per_image(out_base), "wb") as f:
+            np.savez(f, **{name: t.numpy() for name, t in per_image.items()})
     return metrics, table
 
 
@@ -161,7 +178,7 @@ def write_figures_and_report(run: RunDir, family, test, metrics=None, label="tes
     """Every figure the family lists, for the first ``limit`` test points, the KL per latent
     dimension of every latent site (from the test metrics), and the report."""
     from .models.base import GENERIC_FIGURES
-    from .plots import make_figures, plot_kl_per_dim
+    from .plots import make_figures, plot_kl_per_dim, plot_log_px_terms
     from .report import write_report
 
     figures = make_figures(family, run.path, test.subset(slice(0, limit)), metrics_rows=run.read_metrics(),
@@ -172,6 +189,15 @@ def write_figures_and_report(run: RunDir, family, test, metrics=None, label="tes
             kl = (metrics.get(f"kl_per_dim_{site}") or {}).get("value")
             figures[f"kl_per_dim_{site}"] = plot_kl_per_dim(kl, entry["value"], run.figure(f"kl_per_dim_{site}"),
                                                             site)
+    if metrics and run.test_per_image.exists():
+        import numpy as np
+
+        from .compare import _samples_k
+
+        with np.load(run.test_per_image) as terms:
+            if "gap" in terms:
+                figures["log_px_terms"] = plot_log_px_terms(dict(terms), run.figure("log_px_terms"),
+                                                            k=_samples_k(metrics.get("log_px")))
     own = [n for n in getattr(family, "figures", ()) if n not in GENERIC_FIGURES]
     report = write_report(run.path, metrics, figures, titles=getattr(family, "figure_titles", None),
                           family_figures=own)

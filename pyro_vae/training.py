@@ -380,7 +380,8 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
             _append_metrics(run.metrics, row)
             save_checkpoints(run, family, model_config, optimizer, cfg, state, data_gen, improved, extra_config)
         extra = "".join(f"  val {k} {v:.4f}" for k, v in measures.items() if k != "elbo")
-        log(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.2f}  val ELBO {measures['elbo']:.2f} nats/img"
+        val_name = "objective" if getattr(family, "point_estimate", False) else "ELBO"  # an AE has no ELBO
+        log(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.2f}  val {val_name} {measures['elbo']:.2f} nats/img"
             f"{extra}  ({row['images_per_s']:.0f} img/s){'  *' if improved else ''}")
         if cfg.patience is not None and state.bad_epochs >= cfg.patience:
             log(f"early stopping: no better validation {select} for {cfg.patience} epochs")

@@ -82,8 +82,13 @@ def test_exact_posterior_guide_makes_the_elbo_equal_log_px():
     assert lw.shape == (5, 7)
     assert torch.allclose(lw, exact.expand(5, 7), atol=1e-4)
     assert torch.allclose(ev.elbo(vae.model, vae.guide, x), exact, atol=1e-4)
-    ll, kl = ev.elbo_terms(vae.model, vae.guide, x)
+    ll, kl = ev.elbo_terms(vae.model, vae.guide, x, analytic=False)  # log p(x,z) - log q(z|x): exact
     assert torch.allclose(ll - kl, exact, atol=1e-4)
+    info = {}
+    _, kl_closed = ev.elbo_terms(vae.model, vae.guide, x, info=info)  # KL(q || p(z)) in closed form
+    loc, scale = vae.encoder(x)
+    by_hand = 0.5 * (loc**2 + scale**2 - 1 - 2 * scale.log()).sum(-1)
+    assert torch.allclose(kl_closed, by_hand, atol=1e-5) and info == {"analytic": ["z"], "sampled": []}
     # chunked particles (chunk 3 of 10, uneven) still give the exact value
     assert torch.allclose(ev.log_marginal(vae.model, vae.guide, x, num_particles=10, chunk_size=3), exact, atol=1e-4)
 

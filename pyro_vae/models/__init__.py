@@ -1,6 +1,6 @@
 """Model families. Every family meets the contract of :mod:`pyro_vae.models.base`.
 
-Built-in: ``vae`` (:class:`VAE`), ``ssvae`` (Kingma et al.'s M2, :class:`SSVAE`), ``cvae``
+Built-in: ``vae`` (:class:`VAE`), ``ae`` (the autoencoder as a Pyro program, :class:`AE`), ``ssvae`` (Kingma et al.'s M2, :class:`SSVAE`), ``cvae``
 (Sohn et al.'s conditional VAE, :class:`CVAE`). A user's family registers the same way::
 
     @register_model("mine")
@@ -72,10 +72,12 @@ def complete_config(config: ModelConfig) -> ModelConfig:
 register_model("vae")(VAE)
 from .ssvae import SSVAE, SSVAEConfig  # noqa: E402
 from .cvae import CVAE, CVAEConfig  # noqa: E402
+from .ae import AE, AEConfig  # noqa: E402
 
 register_model("ssvae")(SSVAE)
 register_model("cvae")(CVAE)
+register_model("ae")(AE)
 
-__all__ = ["VAE", "VAEConfig", "SSVAE", "SSVAEConfig", "CVAE", "CVAEConfig", "Family", "ContractError",
+__all__ = ["VAE", "VAEConfig", "AE", "AEConfig", "SSVAE", "SSVAEConfig", "CVAE", "CVAEConfig", "Family", "ContractError",
            "check_family", "data_plate", "build_model", "register_model", "MODELS", "model_options",
            "complete_config"]

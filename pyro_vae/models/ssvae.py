@@ -36,13 +36,13 @@ from ..likelihoods import build_likelihood
 from ..networks import build_networks
 from ..priors import build_prior, check_prior
 from .base import GENERIC_FIGURES, Family, batch_size_of, data_plate, option
-from .vae import VAEConfig
+from .vae import NetworkConfig
 
 POINT_MASS = -1e4  # logit of the classes a labelled point does not have (exp() is exactly 0)
 
 
 @dataclass
-class SSVAEConfig(VAEConfig):
+class SSVAEConfig(NetworkConfig):
     """Options of the M2 family (each one a ``pyro-vae train`` flag): the VAE's, with the
     classifier's loss weight and Kingma et al.'s 500 hidden units."""
 

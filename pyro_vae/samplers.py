@@ -1,0 +1,142 @@
+"""Where generated images come from: the prior, or a density fitted to the training codes.
+
+``prior``: z ~ p(z) (N(0, I) by default), decoded. This is what a VAE is trained for: its KL
+term pulls every q(z|x) towards p(z), so the codes of the training data fill the prior. A plain
+autoencoder has no such term; its codes lie wherever the decoder found them useful, and prior
+draws land where it has never decoded anything.
+
+``mixture``: after training, fit a Gaussian mixture with K components to the codes E_q[z|x] of
+the training images and draw z from it (Ghosh et al. 2020, "From variational to deterministic
+autoencoders": an ex-post density estimate makes a deterministic autoencoder generate). Works the
+same for an autoencoder and a VAE.
+
+The mixture is fitted by expectation-maximisation in float64 (full covariances, a small ridge
+added to each), started from k-means++ centres drawn with a seeded generator: the same codes and
+seed give the same mixture.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+SAMPLERS = ("prior", "mixture")
+
+
+class GaussianMixture:
+    """A mixture of K full-covariance Gaussians in d dimensions, fitted by EM.
+
+    After :meth:`fit`: ``weights (K,)``, ``means (K, d)``, ``covariances (K, d, d)``, and
+    ``log_likelihood`` (mean per point at the last iteration)."""
+
+    def __init__(self, components: int = 10, ridge: float = 1e-4, iterations: int = 200, tol: float = 1e-6,
+                 seed: int = 0):
+        if components < 1:
+            raise ValueError(f"a mixture needs at least 1 component, got {components}")
+        self.components, self.ridge, self.iterations, self.tol, self.seed = components, ridge, iterations, tol, seed
+
+    def _init_means(self, z, gen):
+        n = z.shape[0]
+        centres = [z[torch.randint(n, (1,), generator=gen).item()]]
+        for _ in range(1, self.components):  # k-means++: far points are likelier centres
+            d2 = torch.cdist(z, torch.stack(centres)).min(1).values ** 2
+            probs = d2 / d2.sum() if d2.sum() > 0 else torch.full_like(d2, 1.0 / n)
+            centres.append(z[torch.multinomial(probs, 1, generator=gen).item()])
+        return torch.stack(centres)
+
+    def _log_resp(self, z):
+        comp = torch.distributions.MultivariateNormal(self.means, covariance_matrix=self.covariances)
+        lp = comp.log_prob(z.unsqueeze(1)) + self.weights.log()  # (N, K)
+        return lp - lp.logsumexp(1, keepdim=True), lp.logsumexp(1)
+
+    def fit(self, codes: torch.Tensor) -> "GaussianMixture":
+        z = torch.as_tensor(codes).detach().to("cpu", torch.float64)
+        if z.dim() != 2 or z.shape[0] < self.components:
+            raise ValueError(f"fitting {self.components} components needs codes of shape (N >= "
+                             f"{self.components}, d); got {tuple(z.shape)}")
+        if not torch.isfinite(z).all():
+            raise ValueError("the codes contain NaN or infinite values; cannot fit a mixture to them")
+        n, d = z.shape
+        gen = torch.Generator().manual_seed(self.seed)
+        eye = torch.eye(d, dtype=z.dtype)
+        self.means = self._init_means(z, gen)
+        self.covariances = (torch.cov(z.T).reshape(d, d) + self.ridge * eye).expand(self.components, d, d).clone()
+        self.weights = torch.full((self.components,), 1.0 / self.components, dtype=z.dtype)
+        previous = -math.inf
+        for _ in range(self.iterations):
+            log_r, ll = self._log_resp(z)
+            r = log_r.exp()  # (N, K)
+            nk = r.sum(0) + 1e-10
+            self.weights = nk / n
+            self.means = (r.T @ z) / nk[:, None]
+            diff = z.unsqueeze(1) - self.means  # (N, K, d)
+            self.covariances = torch.einsum("nk,nki,nkj->kij", r, diff, diff) / nk[:, None, None] + self.ridge * eye
+            self.log_likelihood = ll.mean().item()
+            if abs(self.log_likelihood - previous) < self.tol * max(1.0, abs(previous)):
+                break
+            previous = self.log_likelihood
+        return self
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        return self._log_resp(torch.as_tensor(z, dtype=torch.float64))[1]
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws, shape (n, d), float64 on the CPU."""
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        chol = torch.linalg.cholesky(self.covariances)
+        eps = torch.randn(n, self.means.shape[1], dtype=torch.float64, generator=generator)
+        return self.means[k] + (chol[k] @ eps.unsqueeze(-1)).squeeze(-1)
+
+
+def _check_family(family, sampler: str):
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; one of {', '.join(SAMPLERS)}")
+    if getattr(family, "conditional", False):
+        raise ValueError(f"{type(family).__name__} is conditional: draw its samples given a condition "
+                         f"(pyro-vae sample --condition); the {sampler} sampler is for unconditional families")
+    if not callable(getattr(family, "decode", None)):
+        raise ValueError(f"{type(family).__name__} has no decode(z); the samplers decode latent codes")
+    if sampler == "mixture" and not callable(getattr(family, "encode", None)):
+        raise ValueError(f"{type(family).__name__} has no encode(x); the mixture sampler is fitted to the "
+                         f"codes of the training images")
+
+
+@torch.no_grad()
+def fit_code_mixture(family, data, components: int = 10, seed: int = 0, batch_size: int = 1000) -> GaussianMixture:
+    """The mixture sampler's density: a :class:`GaussianMixture` fitted to E_q[z|x] of ``data``
+    (a Batch or a tensor x of training images, already binarized as for evaluation)."""
+    from .data import Batch
+    from .m1 import latent_means
+
+    _check_family(family, "mixture")
+    data = data if isinstance(data, Batch) else Batch(torch.as_tensor(data))
+    return GaussianMixture(components, seed=seed).fit(latent_means(family, data, batch_size=batch_size))
+
+
+@torch.no_grad()
+def sample_latents(family, n: int, sampler: str = "prior", mixture: GaussianMixture | None = None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` latent codes from the prior or from a fitted mixture, on the family's device."""
+    _check_family(family, sampler)
+    device = next(family.parameters()).device
+    if sampler == "prior":
+        return family.prior().sample((n,)).to(device)
+    if mixture is None:
+        raise ValueError("the mixture sampler needs a mixture fitted to the training codes (fit_code_mixture)")
+    return mixture.sample(n, generator=generator).to(device, torch.get_default_dtype())
+
+
+@torch.no_grad()
+def generate(family, n: int, sampler: str = "prior", mixture: GaussianMixture | None = None,
+             mean: bool = True, batch_size: int = 1000) -> torch.Tensor:
+    """``n`` generated images: codes from ``sampler``, decoded to E[x|z] (``mean``) or drawn from
+    p(x|z)."""
+    out = []
+    for start in range(0, n, batch_size):
+        z = sample_latents(family, min(batch_size, n - start), sampler, mixture)
+        out.append(family.decode(z) if mean else family.likelihood(family.decoder(z)).sample())
+    return torch.cat(out)
+
+
+__all__ = ["GaussianMixture", "fit_code_mixture", "sample_latents", "generate", "SAMPLERS"]
