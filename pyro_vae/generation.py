@@ -441,4 +441,37 @@ def generation_scores(generated_x, reference_x, classifier: FeatureClassifier, b
                             "note": "predicted-class histogram of generated images"},
         "num_generated": {"value": len(gen), "unit": "images"},
         "num_reference": {"value": len(ref), "unit": "images"},
-    }
+}
+
+
+def score_generation(family, train: Batch, reference: Batch, classifier_path=None, n: int = 10000,
+                     sampler: str = "prior", components: int = 10, seed: int = 0, progress: bool = False,
+                     name: str = "the training data") -> dict:
+    """Generation scores of a trained ``family``: ``n`` images drawn from p(x|z) with z from
+    ``sampler`` (``"prior"``, or ``"mixture"``: a ``components``-Gaussian mixture fitted to the
+    codes of ``train``), against the ``reference`` images (the test set, binarized as the model's
+    data). The feature classifier is trained on ``train``'s labels (all of them, also for a
+    semi-supervised run), cached in ``classifier_path`` when given. ``train`` and ``reference``
+    are Batches in the form the model scores (see :func:`pyro_vae.data.for_evaluation`).
+
+    Returns :func:`generation_scores`' table plus ``classifier_val_accuracy`` and the sampler."""
+    from .samplers import fit_code_mixture, generate
+
+    labelled = train.replace(labelled=None)
+    if classifier_path is not None:
+        clf, info = load_or_train_classifier(classifier_path, labelled, seed=seed, progress=progress, name=name)
+    else:
+        clf, info = train_feature_classifier(labelled, seed=seed, progress=progress, name=name)
+    mixture = fit_code_mixture(family, train, components=components, seed=seed) if sampler == "mixture" else None
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        images = generate(family, n, sampler, mixture, mean=False).reshape(n, *family.data_shape)
+    finally:
+        torch.random.set_rng_state(state)
+    out = generation_scores(images.cpu(), reference.x.cpu(), clf)
+    out["sampler"] = {"value": sampler if sampler == "prior" else f"mixture of {components} Gaussians",
+                      "unit": "", "note": "where z comes from; images drawn from p(x|z)"}
+    out["classifier_val_accuracy"] = {"value": info["val_accuracy"], "unit": "",
+                                      "note": "held-out accuracy of the feature classifier"}
+    return out

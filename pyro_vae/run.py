@@ -23,6 +23,7 @@ class RunDir:
     TEST_METRICS = "metrics_test"  # .json and .txt
     REPORT = "report.md"
     HTML = "index.html"
+    CLASSIFIER = "feature_classifier.pt"  # the generation scores' classifier (trained once, cached)
 
     def __init__(self, path):
         self.path = Path(path)
@@ -78,6 +79,14 @@ class RunDir:
     @property
     def html(self) -> Path:
         return self.path / self.HTML
+
+    @property
+    def classifier(self) -> Path:
+        return self.path / self.CLASSIFIER
+
+    def generation(self, label: str, sampler: str) -> Path:
+        """Base name (no suffix) of the generation scores for data ``label`` and ``sampler``."""
+        return self.path / f"generation_{label.replace('/', '_')}_{sampler}"
 
     def figure(self, name: str) -> Path:
         return self.path / f"{name}.png"

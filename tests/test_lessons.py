@@ -1,6 +1,7 @@
 """The textbook lessons as features: the autoencoder as a Pyro program, denoising, the samplers,
 score-function vs reparameterized gradients, and the terms of log p(x) against exact answers."""
 
+import json
 import math
 
 import pyro
@@ -168,3 +169,22 @@ def test_cli_ae_run_sample_with_both_samplers(tmp_path):
     assert (run / "samples.png").exists()
     text = (run / "metrics_test.txt").read_text()
     assert "undefined" in text and "recon_log_lik" in text
+    assert main(["evaluate", str(run), "--generation", "--num-generated", "200", "--sampler", "mixture",
+                 "--components", "2", "--no-progress"]) == 0
+    scores = json.loads((run / "generation_mnist5k_val_mixture.json").read_text())
+    assert scores["frechet_distance"]["value"] > 0 and scores["num_generated"]["value"] == 200
+    assert (run / "feature_classifier.pt").exists()  # trained once, cached for the next call
+
+
+def test_generation_scores_need_labels(tmp_path, capsys):
+    x = (torch.rand(300, 1, 8, 8) > 0.5).float()
+    np_path = tmp_path / "unlabelled.npy"
+    import numpy as np
+
+    np.save(np_path, x.numpy())
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", str(np_path), "--latent-dim", "2", "--hidden", "8", "--epochs", "1",
+                 "--out", str(run), "--eval-k", "0", "--no-progress", "--no-plots"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--generation", "--num-generated", "50"]) == 2
+    assert "needs a labelled image data set" in capsys.readouterr().err
