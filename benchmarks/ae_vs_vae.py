@@ -49,7 +49,6 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pyro_vae import ModelConfig, TrainConfig, build_model, fit, load_checkpoint  # noqa: E402
@@ -124,7 +123,7 @@ def main(argv=None):
                                              train_fixed.replace(labelled=None), seed=0, name="mnist5k")
     print(f"feature classifier: held-out accuracy {clf_info['val_accuracy']:.3f} "
           f"({'cached' if clf_info['cached'] else f'trained in {time.perf_counter() - t0:.0f} s'})", flush=True)
-    real = generation_scores(test.x[:a.num_generated], test.x, clf)  # a reference point: real against real
+    real = generation_scores(train_fixed.x, test.x, clf)  # a reference point: real training images against the test
     rows, panels = [], {}
     for name, model, opts in [m for m in MODELS if m[0] in a.models]:
         mc = ModelConfig(model=model, data_shape=(1, 28, 28), latent_dim=a.latent_dim, hidden=(a.hidden,), **opts)
@@ -173,25 +172,28 @@ def main(argv=None):
 
 def figure(panels, path, a):
     names = list(panels)
-    fig, axes = plt.subplots(len(names), 4, figsize=(14, 3.3 * len(names)), squeeze=False)
+    fig, axes = plt.subplots(len(names), 4, figsize=(13, 3.0 * len(names)), squeeze=False, layout="constrained",
+                             gridspec_kw={"width_ratios": [1.6, 1, 1, 1]})
+    columns = ("test images (top), reconstructions", "samples, z ~ N(0, I)",
+               f"samples, z ~ {a.components}-Gaussian mixture\nfitted to the training codes",
+               "test codes E_q[z|x], 2-D PCA")
     for i, name in enumerate(names):
         p = panels[name]
-        for j, (key, title) in enumerate((("recon", "test images (top) and reconstructions"),
-                                          ("prior", "samples, z ~ N(0, I)"),
-                                          ("mixture", f"samples, z ~ mixture of {a.components} fitted to codes"))):
+        for j, key in enumerate(("recon", "prior", "mixture")):
             ax = axes[i, j]
-            n = 8 if key == "recon" else 4
-            ax.imshow(image_grid(p[key], n, pad=1, pad_value=1.0), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(image_grid(p[key], 8 if key == "recon" else 4, pad=1, pad_value=1.0), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"{name}: {title}", fontsize=9)
+        axes[i, 0].set_ylabel(name, fontsize=12)
         ax = axes[i, 3]
-        sc = ax.scatter(p["codes"][:, 0], p["codes"][:, 1], c=p["labels"], cmap="tab10", s=2, alpha=0.6)
-        ax.set_title(f"{name}: test codes E_q[z|x], 2-D PCA, by class", fontsize=9)
+        sc = ax.scatter(p["codes"][:, 0], p["codes"][:, 1], c=p["labels"], cmap="tab10", s=2, alpha=0.6,
+                        vmin=-0.5, vmax=9.5)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(sc, ax=axes[:, 3].tolist(), ticks=range(10), shrink=0.6, label="class")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    for j, title in enumerate(columns):
+        axes[0, j].set_title(title, fontsize=10)
+    fig.colorbar(sc, ax=axes[:, 3].tolist(), ticks=range(10), shrink=0.5, label="class")
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -218,9 +220,10 @@ def write(a, command, rows, real, clf_info):
         f"Gaussian mixture fitted to the training codes; scored against {a.limit} test images with a classifier "
         f"trained on the training labels (held-out accuracy {clf_info['val_accuracy']:.3f}): Fréchet distance of its "
         "128-d penultimate features (lower is better) and Inception score (higher is better). **Not comparable with "
-        "published FIDs/ISs** (a different network). For reference, "
-        f"{real['num_generated']['value']} real test images against all {real['num_reference']['value']}: "
-        f"FD {real['frechet_distance']['value']:.1f}, IS {real['inception_score']['value']:.2f}",
+        "published FIDs/ISs** (a different network). For reference, the "
+        f"{real['num_generated']['value']:,} real training images (binarized once) against the "
+        f"{real['num_reference']['value']:,} test images: FD {real['frechet_distance']['value']:.1f}, IS "
+        f"{real['inception_score']['value']:.2f}, {real['modes_covered']['value']} of 10 classes",
         f"- test log p(x): importance sampling with k = {a.k}; undefined for the AE rows, whose guide is a point "
         "mass (no density q(z|x) to importance-sample with, no ELBO)",
         f"- machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, cpu, "

@@ -53,7 +53,7 @@ def main():
         torch.manual_seed(0)
         m = evaluate(family, test, k=100)
         print(f"\n{model.upper()}: test reconstruction log-likelihood {m['recon_log_lik']['value']:.2f} nats/image")
-        print(f"  log p(x): " + (f"{m['log_px']['value']:.2f} nats/image (k=100)" if m["log_px"]["value"] is not None
+        print("  log p(x): " + (f"{m['log_px']['value']:.2f} nats/image (k=100)" if m["log_px"]["value"] is not None
                                  else m["log_px"]["note"]))
         mixture = fit_code_mixture(family, train, components=10)
         for sampler in ("prior", "mixture"):

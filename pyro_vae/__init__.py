@@ -10,12 +10,16 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import Batch, DataError, Dataset, load_data, select_labels
 from .likelihoods import (BernoulliLikelihood, ContinuousBernoulliLikelihood, GaussianLikelihood,
                           LaplaceLikelihood, Likelihood, register_likelihood)
-from .models import CVAE, SSVAE, VAE, ContractError, Family, build_model, data_plate, register_model
+from .models import AE, CVAE, SSVAE, VAE, ContractError, Family, build_model, data_plate, register_model
 from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from .objectives import Loss, make_objective, register_objective
 from .priors import DiagonalGaussian, MixtureOfGaussians, StandardNormal, register_prior
 from .run import RunDir, finish_run
 from .training import TrainingDiverged, fit
+from .estimators import gradient_variance
+from .evaluation import evaluate
+from .m1 import m1_classify
+from .samplers import fit_code_mixture, generate
 
 __version__ = "0.2.0"
 
@@ -23,8 +27,9 @@ __all__ = [
     "ModelConfig", "TrainConfig", "CheckpointError", "load_checkpoint", "save_checkpoint",
     "Batch", "DataError", "Dataset", "load_data", "select_labels", "BernoulliLikelihood",
     "ContinuousBernoulliLikelihood", "GaussianLikelihood", "LaplaceLikelihood", "Likelihood",
-    "register_likelihood", "VAE", "SSVAE", "CVAE", "Family", "ContractError", "build_model", "data_plate",
+    "register_likelihood", "VAE", "AE", "SSVAE", "CVAE", "Family", "ContractError", "build_model", "data_plate",
     "register_model", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "Loss", "make_objective",
     "register_objective", "DiagonalGaussian", "MixtureOfGaussians", "StandardNormal", "register_prior",
-    "RunDir", "finish_run", "TrainingDiverged", "fit",
+    "RunDir", "finish_run", "TrainingDiverged", "fit", "evaluate", "gradient_variance", "m1_classify",
+    "fit_code_mixture", "generate",
 ]

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -20,14 +19,11 @@ class CheckpointError(ValueError):
 
 
 def atomic_save(obj, path) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """``torch.save`` through :func:`pyro_vae.files.atomic_write` (exclusive unpredictable temp
+    file, fsync, rename, fsync of the folder)."""
+    from .files import torch_save
+
+    torch_save(obj, path)
 
 
 def save_checkpoint(path, module, model_config: ModelConfig | None, **state) -> None:

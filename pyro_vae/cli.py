@@ -40,6 +40,7 @@ from .models.base import config_fields
 from .networks import NETWORKS
 from .objectives import OBJECTIVES
 from .priors import PRIORS
+from .files import RunLocked
 from .run import RunDir
 from .training import TrainingDiverged
 
@@ -213,7 +214,8 @@ def _train_args(t):
     g.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (beta-VAE): scales every latent site")
     g.add_argument("--warmup-epochs", type=float, default=0.0, help="KL weight rises linearly to beta over this many epochs")
     g.add_argument("--objective", "--elbo", default="auto", choices=["auto"] + sorted(OBJECTIVES),
-                   help="training objective: auto (the family's default: trace for vae and cvae, enum for ssvae), "
+                   help="training objective: auto (the family's default: trace for vae, ae and cvae, graph for vae "
+                        "--estimator score*, enum for ssvae), "
                         "trace (Trace_ELBO), meanfield (TraceMeanField_ELBO), graph (TraceGraph_ELBO), enum "
                         "(TraceEnum_ELBO), jit* (compiled), renyi (RenyiELBO alpha 0.5), or one a plugin registered")
     g.add_argument("--num-particles", type=_positive_int, default=1, help="samples of the latents per data point in the ELBO estimate")
@@ -271,7 +273,12 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
                    help="train the run this config.json describes again (same data, model, options and seed: "
                         "the same result on CPU); options given beside it override it and are recorded")
     g.add_argument("--out", default=None, help="run folder (default runs/DATASET-TIMESTAMP)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint, with the settings in its config.json "
+                        "(options given beside --resume must match them, except --epochs)")
+    g.add_argument("--allow-change", action="append", default=[], metavar="OPTION",
+                   help="--resume: let this option differ from the stored run on purpose (e.g. lr, patience; "
+                        "repeat for several); recorded in config.json under 'resumes'")
     g.add_argument("--eval-k", type=_nonneg_int, default=1000, help="importance samples for the final log p(x) on the test set (0: skip)")
     g.add_argument("--no-plots", action="store_true", help="do not write figures and report at the end")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -296,7 +303,8 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     e.add_argument("--components", type=_positive_int, default=10, help="components of the --sampler mixture")
     e.add_argument("--num-generated", type=_positive_int, default=10000, help="--generation: images to generate")
     e.add_argument("--batch-size", type=_positive_int, default=100, help="images per evaluation batch")
-    e.add_argument("--seed", type=int, default=0, help="seed for the Monte Carlo samples")
+    e.add_argument("--seed", type=int, default=0, help="seed for the Monte Carlo samples (with --generation also of "
+                                                        "the generated images, the mixture and the feature classifier)")
     e.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, ...")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -460,7 +468,7 @@ def cmd_train(a) -> int:
     module = build_model(mcfg)
     if rank:  # ranks other than 0 train quietly and leave evaluation and files to rank 0
         fit(module, splits.train, splits.val, tcfg, out, mcfg, resume=a.resume, progress=False,
-            extra_config=extra)
+            extra_config=extra, allow_changes=a.allow_change)
         return 0
     print(f"data: {a.dataset}: {len(splits.train)} train, {len(splits.val)} validation"
           + (f", {len(splits.test)} test" if splits.test is not None else ", no test split")
@@ -471,7 +479,7 @@ def cmd_train(a) -> int:
               f"MNIST test files); the final evaluation uses the validation split", file=sys.stderr)
     summary = fit(module, splits.train, splits.val, tcfg, out, mcfg, resume=a.resume,
                   progress=not a.no_progress, extra_config=extra, test=test, test_label=label,
-                  eval_k=a.eval_k, plots=not a.no_plots)
+                  eval_k=a.eval_k, plots=not a.no_plots, allow_changes=a.allow_change)
     select = summary["select_by"]
     best = summary.get("best_" + select, summary["best_val_elbo"])
     print(f"best {select.replace('_', ' ')} {best:.2f}{' nats/image' if select == 'val_elbo' else ''} at epoch "
@@ -521,6 +529,7 @@ def _evaluate_generation(a, family, ckpt, splits, name, data, label, path) -> in
     from .config import save_json
     from .data import for_evaluation
     from .evaluation import format_table
+    from .files import write_text
     from .generation import score_generation
 
     if getattr(family, "conditional", False):
@@ -538,7 +547,7 @@ def _evaluate_generation(a, family, ckpt, splits, name, data, label, path) -> in
     base = run.generation(label, a.sampler)
     table = format_table(scores)
     save_json(base.with_suffix(".json"), scores)
-    base.with_suffix(".txt").write_text(table + "\n")
+    write_text(base.with_suffix(".txt"), table + "\n")
     print(f"{path}: {a.num_generated} generated images against {label} ({len(data)} images):\n{table}\n"
           f"saved {base}.json and {base}.txt")
     return 0
@@ -602,7 +611,12 @@ def main(argv=None) -> int:
         if command == "train":
             pre = argparse.ArgumentParser(add_help=False)
             pre.add_argument("--config", default=None)
-            path = pre.parse_known_args(argv)[0].config
+            pre.add_argument("--out", default=None)
+            pre.add_argument("--resume", action="store_true")
+            known = pre.parse_known_args(argv)[0]
+            path = known.config
+            if path is None and known.resume and known.out and (Path(known.out) / RunDir.CONFIG).is_file():
+                path = Path(known.out) / RunDir.CONFIG  # --resume: the run's own settings are the defaults
             defaults = config_defaults(path) if path else None
         parser = build_parser(defaults)
         args = parser.parse_args(argv)
@@ -614,15 +628,18 @@ def main(argv=None) -> int:
         if hasattr(args, "plugin"):
             args.plugin = plugins  # file plugins as absolute paths: the checkpoint's hint works anywhere
         return COMMANDS[args.command](args)
-    except (DataError, CheckpointError, FileExistsError, ContractError, ValueError) as e:
+    except (DataError, CheckpointError, FileExistsError, ContractError, ValueError, RunLocked) as e:
         print(f"pyro-vae {command}: error: {e}", file=sys.stderr)
         return 2
     except TrainingDiverged as e:
         print(f"pyro-vae {command}: training stopped: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted; the last finished epoch's checkpoint is kept (continue with --resume)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", 2)
+        print(f"pyro-vae {command}: {e}" if str(e) else
+              f"pyro-vae {command}: interrupted; every file written so far is complete (continue training "
+              f"with --resume)", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

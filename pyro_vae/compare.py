@@ -22,6 +22,7 @@ import os
 import re
 from pathlib import Path
 
+from .files import write_text
 from .run import RunDir
 
 FIGURE = "val_curves"
@@ -359,8 +360,8 @@ def compare_runs(run_dirs, out_dir, names=None) -> Path:
     figure = plot_val_curves(runs, out_dir / f"{FIGURE}.png")
     blocks = _blocks(runs, out_dir, figure)
     md_path = out_dir / MARKDOWN
-    md_path.write_text(_to_markdown(blocks))
-    (out_dir / HTML).write_text(_to_html(blocks, blocks[0][1]))
+    write_text(md_path, _to_markdown(blocks))
+    write_text(out_dir / HTML, _to_html(blocks, blocks[0][1]))
     return md_path
 
 

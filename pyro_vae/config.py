@@ -114,11 +114,10 @@ def to_json(obj) -> str:
 
 
 def save_json(path, data) -> None:
-    """Write JSON atomically (temp file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(path)
+    """Write JSON atomically (:func:`pyro_vae.files.write_json`)."""
+    from .files import write_json
+
+    write_json(path, data)
 
 
 def from_dict(cls, data: dict):

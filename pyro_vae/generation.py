@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Batch, batches, check_labels, num_classes_of
+from .files import torch_save
 
 FORMAT = "pyro-vae-feature-classifier"
 VERSION = 1  # bump when the architecture or training changes: old cache files are retrained
@@ -206,19 +205,6 @@ def data_fingerprint(data: Batch, num_classes: int | None = None, seed: int = 0,
     return fp
 
 
-def _atomic_save(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_cache(path: Path, fingerprint: dict, device):
     """``(classifier, info)`` from the cache file, or ``(None, why not)``."""
     if not path.is_file():
@@ -261,7 +247,7 @@ def load_or_train_classifier(path, data: Batch, num_classes: int | None = None, 
     clf, info = train_feature_classifier(data, num_classes=num_classes, seed=seed, **kw)
     info.update(cache=status, cache_path=str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save({
+    torch_save({
         "format": FORMAT,
         "version": VERSION,
         "state_dict": {k: v.cpu() for k, v in clf.state_dict().items()},
@@ -441,7 +427,7 @@ def generation_scores(generated_x, reference_x, classifier: FeatureClassifier, b
                             "note": "predicted-class histogram of generated images"},
         "num_generated": {"value": len(gen), "unit": "images"},
         "num_reference": {"value": len(ref), "unit": "images"},
-}
+    }
 
 
 def score_generation(family, train: Batch, reference: Batch, classifier_path=None, n: int = 10000,

@@ -107,6 +107,32 @@ def make_objective(spec, family, num_particles: int = 1):
     return spec
 
 
+def _inner(objective):
+    return objective.__dict__.get("objective", objective) if isinstance(objective, FromLossAndGrads) else objective
+
+
+def _compiles(objective) -> bool:
+    """Whether ``objective`` compiles with ``pyro.ops.jit`` (Pyro's ``Jit*`` objectives)."""
+    return type(_inner(objective)).__name__.startswith("Jit")
+
+
+def _compiled_count(objective) -> int:
+    """How many graphs the objective's ``pyro.ops.jit`` functions have compiled so far."""
+    from pyro.ops.jit import CompiledFunction
+
+    return sum(len(v.compiled) for v in vars(_inner(objective)).values() if isinstance(v, CompiledFunction))
+
+
+def _rng_snapshot():
+    return torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+
+
+def _rng_restore(state):
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state_all(state[1])
+
+
 class Loss(nn.Module):
     """-ELBO (plus the family's extra loss) of a batch, as a differentiable ``nn.Module``.
 
@@ -127,8 +153,17 @@ class Loss(nn.Module):
         if not torch.is_tensor(kl_weight):
             kl_weight = torch.tensor(float(kl_weight), device=batch.x.device)
         args = self.family.args(batch)
+        rng = _rng_snapshot() if _compiles(self.objective) else None
+        before = _compiled_count(self.objective) if rng is not None else 0
         loss = self.objective.differentiable_loss(self._model, self._guide, *args, kl_weight,
                                                   num_data=num_data)
+        if rng is not None and _compiled_count(self.objective) > before:
+            # A JIT objective just compiled (tracing runs the programs, drawing random numbers): run
+            # the step again from the same random state, so a compile never shifts the random stream
+            # and a resumed run (which compiles at another step) draws what an uninterrupted one does.
+            _rng_restore(rng)
+            loss = self.objective.differentiable_loss(self._model, self._guide, *args, kl_weight,
+                                                      num_data=num_data)
         extra = self.family.extra_loss(batch, num_data=num_data)
         return loss if extra is None else loss + extra
 

@@ -25,6 +25,7 @@ import torch
 from matplotlib.ticker import MaxNLocator
 
 from .config import read_metrics
+from .files import save_figure
 from .evaluation import as_normal
 from .models.base import GENERIC_FIGURES
 from .run import RunDir
@@ -96,7 +97,7 @@ def _grid_figsize(grid: np.ndarray, extra_h: float = 0.6, min_w: float = 3.0, ma
 def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    save_figure(fig, path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return path
 

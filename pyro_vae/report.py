@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 
 from .config import read_metrics
+from .files import write_text
 from .run import RunDir
 
 # name -> caption (FIGURE_ALT: the alt text)
@@ -383,9 +384,9 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
     blocks += _provenance_blocks(run_dir, config)
 
     md_path = run.report
-    md_path.write_text(_to_markdown(blocks))
+    write_text(md_path, _to_markdown(blocks))
     if html_too:
-        run.html.write_text(_to_html(blocks, title))
+        write_text(run.html, _to_html(blocks, title))
     return md_path
 
 

@@ -135,6 +135,7 @@ def evaluate_and_save(family, data, label: str, out_base: Path, k: int, iwae_k: 
     ``out_base.json`` and ``out_base.txt``. Returns ``(metrics, table)``."""
     from .config import save_json
     from .evaluation import evaluate, format_table
+    from .files import save_npz, write_text
 
     t0 = time.perf_counter()
     per_image = {}
@@ -144,12 +145,9 @@ def evaluate_and_save(family, data, label: str, out_base: Path, k: int, iwae_k: 
     metrics["eval_time_s"] = {"value": round(time.perf_counter() - t0, 1), "unit": "s"}
     table = format_table(metrics)
     save_json(out_base.with_suffix(".json"), metrics)
-    out_base.with_suffix(".txt").write_text(table + "\n")
+    write_text(out_base.with_suffix(".txt"), table + "\n")
     if per_image:
-        import numpy as np
-
-        with open(RunDir.per_image(out_base), "wb") as f:
-            np.savez(f, **{name: t.numpy() for name, t in per_image.items()})
+        save_npz(RunDir.per_image(out_base), **{name: t.numpy() for name, t in per_image.items()})
     return metrics, table
 
 

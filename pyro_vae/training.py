@@ -22,10 +22,11 @@ uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,42 @@ from .run import RunDir
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by SIGINT (Ctrl-C) or SIGTERM after writing a resumable checkpoint;
+    ``signum`` says which (the CLI exits with 128 + signum)."""
+
+    def __init__(self, message: str, signum: int = 2):
+        super().__init__(message)
+        self.signum = signum
+
+
+class _StopRequests:
+    """SIGINT and SIGTERM handlers for the training loop: the first signal asks the loop to stop
+    at the next safe point (after the current step: a checkpoint is written, then
+    :class:`TrainingInterrupted` is raised); a second SIGINT stops at once (the last
+    checkpoint on disk stays valid: every write is atomic). Installed only in the main thread."""
+
+    def __init__(self):
+        self.signum = None
+        self._saved = {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        self._saved = {}
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -226,14 +263,33 @@ class TrainState:
     best: float = -math.inf  # best validation value of family.select_by
     bad_epochs: int = 0
     history: list = field(default_factory=list)
+    in_epoch: dict | None = None  # where an interrupted epoch stopped (batches done, loss so far, RNG)
+
+
+def _objective_state() -> dict:
+    """State an objective keeps outside the model: the decaying-average baselines that Pyro's
+    ``TraceGraph_ELBO`` keeps in the param store (``__baseline_avg_downstream_cost_*``)."""
+    store = pyro.get_param_store()
+    return {k: store[k].detach().cpu() for k in store.keys() if k.startswith("__baseline")}
+
+
+def _set_objective_state(saved: dict, device) -> None:
+    store = pyro.get_param_store()
+    for k, v in (saved or {}).items():
+        store[k] = v.to(device)
 
 
 def save_checkpoints(run: RunDir, family, model_config, optimizer, cfg, state: TrainState, data_gen,
                      improved: bool, extra=None) -> None:
-    """``checkpoint_best.pt`` (when improved) and ``checkpoint_last.pt``, each written atomically."""
+    """``checkpoint_best.pt`` (when improved) and ``checkpoint_last.pt``, each written atomically.
+
+    ``data_gen``: the data generator's state to resume from (the next epoch's, or for an
+    interrupted epoch the state at its start, with ``state.in_epoch`` saying how far it got)."""
+    data_state = data_gen if torch.is_tensor(data_gen) else data_gen.get_state()
     payload = dict(optimizer_state=optimizer.state_dict(), train_config=dataclasses.asdict(cfg),
                    epoch=state.epoch, step=state.step, best_val=state.best, bad_epochs=state.bad_epochs,
-                   rng={**_rng_state(), "data": data_gen.get_state()}, extra=extra or {})
+                   rng={**_rng_state(), "data": data_state}, extra=extra or {},
+                   objective_state=_objective_state(), in_epoch=state.in_epoch)
     for path in ([run.best] if improved else []) + [run.last]:
         save_checkpoint(path, family, model_config, **payload)
 
@@ -248,16 +304,67 @@ def resume_state(run: RunDir, family, optimizer, data_gen, device) -> TrainState
     optimizer.load_state_dict(ckpt["optimizer_state"])
     _set_rng_state(ckpt["rng"])
     data_gen.set_state(ckpt["rng"]["data"].to(data_gen.get_state().device))
+    _set_objective_state(ckpt.get("objective_state"), device)
     epoch = ckpt["epoch"]
     return TrainState(epoch, ckpt["step"], ckpt.get("best_val", ckpt.get("best_val_elbo", -math.inf)),
-                      ckpt.get("bad_epochs", 0), run.read_metrics()[:epoch])
+                      ckpt.get("bad_epochs", 0), run.read_metrics()[:epoch], ckpt.get("in_epoch"))
+
+
+class ConfigMismatch(ValueError):
+    """Resuming with settings that differ from the stored run's."""
+
+
+ALWAYS_CHANGEABLE = ("train.epochs",)  # the total epoch count: extending a run is what resuming is for
+IGNORED_ON_RESUME = ("command", "versions", "resumes", "reproduced_from", "objective", "data.test")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def check_resume_config(stored: dict, new: dict, allow_changes=()) -> dict:
+    """The settings of a resumed run against the stored ``config.json``: returns the changes
+    ``{key: [stored, new]}`` that are allowed (the epoch count, and keys or last key parts named in
+    ``allow_changes``, e.g. ``"lr"`` or ``"train.lr"``); raises :class:`ConfigMismatch` naming every
+    other difference (a different seed, data set, model option, learning rate, batch size, ...
+    would make the resumed run a different run)."""
+    import json as _json
+
+    def norm(v):
+        return _json.loads(_json.dumps(v, default=str))
+
+    a, b = _flatten(norm(stored)), _flatten(norm(new))
+    allowed = set(ALWAYS_CHANGEABLE) | {c if "." in c else None for c in allow_changes} - {None}
+    short = {c.replace("-", "_") for c in allow_changes if "." not in c}
+    changed, refused = {}, []
+    for key in sorted(set(a) | set(b)):
+        if key.split(".")[0] in IGNORED_ON_RESUME or key in IGNORED_ON_RESUME or a.get(key) == b.get(key):
+            continue
+        if key in allowed or key.rsplit(".", 1)[-1] in short:
+            changed[key] = [a.get(key), b.get(key)]
+        else:
+            refused.append(f"{key}: {a.get(key)!r} in the run, {b.get(key)!r} now")
+    if refused:
+        names = sorted({r.split(":")[0].rsplit(".", 1)[-1].replace("_", "-") for r in refused})
+        raise ConfigMismatch(
+            "--resume with settings that differ from the run's config.json (the resumed run would not be the "
+            "same run): " + "; ".join(refused) + ". Leave these options out to continue with the stored ones, "
+            f"or change them on purpose with --allow-change {' --allow-change '.join(names)}")
+    return changed
 
 
 # ---------------------------------------------------------------------- the loop
 def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = None, run_dir=None,
         model_config: ModelConfig | None = None, resume: bool = False, progress: bool = True,
         extra_config: dict | None = None, log=print, objective=None, test: Batch | None = None,
-        eval_k: int = 1000, test_label: str = "test", plots: bool = True) -> dict:
+        eval_k: int = 1000, test_label: str = "test", plots: bool = True, allow_changes=()) -> dict:
     """Train ``family`` on ``train``; validate on ``val`` every epoch.
 
     Returns a summary dict (best validation measures, epochs, time). With ``run_dir``, writes
@@ -265,6 +372,11 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
     CLI: test evaluation with ``eval_k`` importance samples, figures and report
     (:func:`pyro_vae.run.finish_run`; needs ``model_config`` to rebuild the best checkpoint).
     ``objective``: an object with ``differentiable_loss`` to use instead of ``cfg.objective``.
+
+    ``resume=True`` continues from ``checkpoint_last.pt`` (also one written mid-epoch by Ctrl-C or
+    SIGTERM) bit for bit on CPU, and refuses settings that differ from the stored run's
+    (:func:`check_resume_config`) except the epoch count and the fields named in ``allow_changes``.
+    The run folder is locked while training (:class:`pyro_vae.files.RunLock`).
 
     Under ``torch.distributed`` (e.g. ``torchrun --nproc_per_node=2 ...``) the loss module is
     wrapped in ``DistributedDataParallel``: every rank draws the same shuffled batches (a
@@ -305,99 +417,159 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
     select = getattr(family, "select_by", "elbo")
 
     state = TrainState()
-    if run is not None:
-        if resume:
-            state = resume_state(run, family, optimizer, data_gen, device)
-            if world > 1:  # rank 0's saved stream: give each rank its own again
-                torch.manual_seed(cfg.seed + 1000 * rank + 7919 * state.epoch)
+    lock = None
+    if writes:
+        from .files import RunLock
+
+        lock = RunLock(run.path, command=(extra_config or {}).get("command")).acquire()
+        if lock.stale:
+            log(f"note: {run} was left locked by {RunLock.describe(lock.stale)}, which is no longer running; "
+                f"taking it over")
+    try:
+        if run is not None:
+            if resume:
+                state = resume_state(run, family, optimizer, data_gen, device)
+                if world > 1:  # rank 0's saved stream: give each rank its own again
+                    torch.manual_seed(cfg.seed + 1000 * rank + 7919 * state.epoch)
+                if writes:
+                    _write_metrics(run.metrics, state.history)
+                log(f"resuming {run} after epoch {state.epoch} (best validation {select} {state.best:.4g})")
+            elif run.exists():
+                raise FileExistsError(f"{run} already holds a run; pass --resume to continue it "
+                                      f"or choose another --out folder")
+            new_config = {"model": model_config.to_dict() if model_config else None,
+                          "train": dataclasses.asdict(cfg), "world_size": world,
+                          "objective": type(loss_fn.objective).__name__, "versions": versions(),
+                          **(extra_config or {})}
+            if resume:
+                stored = run.read_json(run.config) or {}
+                changed = check_resume_config(stored, new_config, allow_changes)
+                resumes = stored.get("resumes", [])
+                resumes.append({"at_epoch": state.epoch, "at_step": state.step, "command": new_config.get("command"),
+                                "changed": changed, "versions": new_config["versions"]})
+                new_config = {**new_config, "resumes": resumes}
+                if stored.get("command") is not None:
+                    new_config["command"] = stored["command"]  # the command that started the run
+            if writes:
+                run.mkdir()
+                save_json(run.config, new_config)
+
+        step_fn = loss_fn
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            step_fn = DistributedDataParallel(loss_fn, device_ids=[device.index] if device.type == "cuda" else None)
+
+        t_start = time.perf_counter()
+        stopped_early = False
+        stop = _StopRequests().__enter__()
+        for epoch in range(state.epoch, cfg.epochs):
+            family.train()
+            t0 = time.perf_counter()
+            epoch_start = data_gen.get_state()  # binarization and order of this epoch follow from it
+            train_data = data.train
+            if cfg.binarize == "dynamic":
+                train_data = train_data.replace(x=torch.bernoulli(train_data.x, generator=data_gen))
+            total, seen, first = torch.zeros((), device=device), 0, 0
+            if state.in_epoch is not None:  # resuming inside this epoch: skip the batches it did
+                first, seen = state.in_epoch["batch"], state.in_epoch["seen"]
+                total = torch.tensor(state.in_epoch["total"], device=device)
+            bar = tqdm(total=n, initial=min(seen, n), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img",
+                       disable=not progress, leave=False, dynamic_ncols=True)
+            for i, idx in enumerate(epoch_batches(data, cfg, data_gen)):
+                if i < first:
+                    continue
+                if state.in_epoch is not None:  # the Monte Carlo stream as it was when interrupted
+                    _set_rng_state(state.in_epoch["rng"])
+                    state.in_epoch = None
+                if idx.numel() < world:
+                    break  # a last batch too small to give every rank a data point
+                kl_w = kl_weight_at(state.step, steps_per_epoch, cfg)
+                try:
+                    loss = train_step(step_fn, optimizer, params, train_data.subset(idx[rank::world]), kl_w, n,
+                                      cfg, world, check_args=state.step == 0)
+                except TrainingDiverged:
+                    bar.close()
+                    where = (f"The last good checkpoint is {run.last} (epoch {state.epoch}). "
+                             if writes and run.last.exists() else "No checkpoint was written yet. ")
+                    raise TrainingDiverged(
+                        f"loss became NaN or infinite at epoch {epoch + 1}, step {state.step}; stopped. {where}"
+                        f"Try a lower --lr or --clip-norm.") from None
+                total += loss * idx.numel()
+                seen += idx.numel()
+                state.step += 1
+                if progress and i % 10 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.2f}", kl_w=f"{kl_w:.3g}")
+                bar.update(min(idx.numel(), n - bar.n))
+                if stop.signum is not None:
+                    bar.close()
+                    _interrupt(stop, state, run if writes else None, family, model_config, optimizer, cfg, extra_config,
+                               epoch_start, {"batch": i + 1, "seen": seen, "total": total.item(), "rng": _rng_state()},
+                               log)
+            bar.close()
+            train_time = time.perf_counter() - t0
+            family.eval()
+            measures = {k: _all_mean(torch.tensor(float(v), device=device), world).item()
+                        for k, v in validate(family, data.val, cfg).items()}
+            if not math.isfinite(measures["elbo"]):
+                raise TrainingDiverged(f"validation ELBO is {measures['elbo']} after epoch {epoch + 1}; stopped")
+            value = measures[select]
+            improved = value > state.best
+            state.best, state.bad_epochs = (value, 0) if improved else (state.best, state.bad_epochs + 1)
+            state.epoch = epoch + 1
+            row = {"epoch": epoch + 1, "step": state.step, "train_loss": _all_mean(total, world).item() / seen,
+                   **{f"val_{k}": v for k, v in measures.items()},
+                   "kl_weight": kl_weight_at(state.step - 1, steps_per_epoch, cfg),
+                   "images_per_s": seen / train_time, "time_s": train_time}
+            state.history.append(row)
             if writes:
                 _write_metrics(run.metrics, state.history)
-            log(f"resuming {run} after epoch {state.epoch} (best validation {select} {state.best:.4g})")
-        elif run.exists():
-            raise FileExistsError(f"{run} already holds a run; pass --resume to continue it "
-                                  f"or choose another --out folder")
+                save_checkpoints(run, family, model_config, optimizer, cfg, state, data_gen, improved, extra_config)
+            extra = "".join(f"  val {k} {v:.4f}" for k, v in measures.items() if k != "elbo")
+            val_name = "objective" if getattr(family, "point_estimate", False) else "ELBO"  # an AE has no ELBO
+            log(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.2f}  val {val_name} {measures['elbo']:.2f} nats/img"
+                f"{extra}  ({row['images_per_s']:.0f} img/s){'  *' if improved else ''}")
+            if stop.signum is not None:
+                _interrupt(stop, state, None, family, model_config, optimizer, cfg, extra_config, None, None, log,
+                           where=run.last if writes else None)
+            if cfg.patience is not None and state.bad_epochs >= cfg.patience:
+                log(f"early stopping: no better validation {select} for {cfg.patience} epochs")
+                stopped_early = True
+                break
+        stop.__exit__()
+
+        summary = _summary(state, select, stopped_early, time.perf_counter() - t_start, device, world)
         if writes:
-            run.mkdir()
-            save_json(run.config, {"model": model_config.to_dict() if model_config else None,
-                                   "train": dataclasses.asdict(cfg), "world_size": world,
-                                   "objective": type(loss_fn.objective).__name__, "versions": versions(),
-                                   **(extra_config or {})})
+            save_json(run.summary, summary)
+            if test is not None:
+                from .run import finish_run
 
-    step_fn = loss_fn
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
+                finish_run(run, for_evaluation(test, cfg.binarize), label=test_label, eval_k=eval_k,
+                           device=cfg.device, plots=plots, progress=progress, log=log)
+                summary = run.read_json(run.summary)
+        return summary
+    finally:
+        if "stop" in locals():
+            stop.__exit__()
+        if lock is not None:
+            lock.release()
 
-        step_fn = DistributedDataParallel(loss_fn, device_ids=[device.index] if device.type == "cuda" else None)
 
-    t_start = time.perf_counter()
-    stopped_early = False
-    for epoch in range(state.epoch, cfg.epochs):
-        family.train()
-        t0 = time.perf_counter()
-        train_data = data.train
-        if cfg.binarize == "dynamic":
-            train_data = train_data.replace(x=torch.bernoulli(train_data.x, generator=data_gen))
-        total, seen = torch.zeros((), device=device), 0
-        bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img", disable=not progress,
-                   leave=False, dynamic_ncols=True)
-        for i, idx in enumerate(epoch_batches(data, cfg, data_gen)):
-            if idx.numel() < world:
-                break  # a last batch too small to give every rank a data point
-            kl_w = kl_weight_at(state.step, steps_per_epoch, cfg)
-            try:
-                loss = train_step(step_fn, optimizer, params, train_data.subset(idx[rank::world]), kl_w, n,
-                                  cfg, world, check_args=state.step == 0)
-            except TrainingDiverged:
-                bar.close()
-                where = (f"The last good checkpoint is {run.last} (epoch {state.epoch}). "
-                         if writes and run.last.exists() else "No checkpoint was written yet. ")
-                raise TrainingDiverged(
-                    f"loss became NaN or infinite at epoch {epoch + 1}, step {state.step}; stopped. {where}"
-                    f"Try a lower --lr or --clip-norm.") from None
-            total += loss * idx.numel()
-            seen += idx.numel()
-            state.step += 1
-            if progress and i % 10 == 0:
-                bar.set_postfix(loss=f"{loss.item():.2f}", kl_w=f"{kl_w:.3g}")
-            bar.update(min(idx.numel(), n - bar.n))
-        bar.close()
-        train_time = time.perf_counter() - t0
-        family.eval()
-        measures = {k: _all_mean(torch.tensor(float(v), device=device), world).item()
-                    for k, v in validate(family, data.val, cfg).items()}
-        if not math.isfinite(measures["elbo"]):
-            raise TrainingDiverged(f"validation ELBO is {measures['elbo']} after epoch {epoch + 1}; stopped")
-        value = measures[select]
-        improved = value > state.best
-        state.best, state.bad_epochs = (value, 0) if improved else (state.best, state.bad_epochs + 1)
-        state.epoch = epoch + 1
-        row = {"epoch": epoch + 1, "step": state.step, "train_loss": _all_mean(total, world).item() / seen,
-               **{f"val_{k}": v for k, v in measures.items()},
-               "kl_weight": kl_weight_at(state.step - 1, steps_per_epoch, cfg),
-               "images_per_s": seen / train_time, "time_s": train_time}
-        state.history.append(row)
-        if writes:
-            _append_metrics(run.metrics, row)
-            save_checkpoints(run, family, model_config, optimizer, cfg, state, data_gen, improved, extra_config)
-        extra = "".join(f"  val {k} {v:.4f}" for k, v in measures.items() if k != "elbo")
-        val_name = "objective" if getattr(family, "point_estimate", False) else "ELBO"  # an AE has no ELBO
-        log(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.2f}  val {val_name} {measures['elbo']:.2f} nats/img"
-            f"{extra}  ({row['images_per_s']:.0f} img/s){'  *' if improved else ''}")
-        if cfg.patience is not None and state.bad_epochs >= cfg.patience:
-            log(f"early stopping: no better validation {select} for {cfg.patience} epochs")
-            stopped_early = True
-            break
-
-    summary = _summary(state, select, stopped_early, time.perf_counter() - t_start, device, world)
-    if writes:
-        save_json(run.summary, summary)
-        if test is not None:
-            from .run import finish_run
-
-            finish_run(run, for_evaluation(test, cfg.binarize), label=test_label, eval_k=eval_k,
-                       device=cfg.device, plots=plots, progress=progress, log=log)
-            summary = run.read_json(run.summary)
-    return summary
+def _interrupt(stop, state, run, family, model_config, optimizer, cfg, extra_config, epoch_start, in_epoch, log,
+               where=None):
+    """Write the checkpoint an interrupted run resumes from (inside an epoch: with ``in_epoch``,
+    the position in it) and raise :class:`TrainingInterrupted`."""
+    name = signal.Signals(stop.signum).name
+    if run is not None:
+        state.in_epoch = in_epoch
+        save_checkpoints(run, family, model_config, optimizer, cfg, state, epoch_start, False, extra_config)
+        state.in_epoch = None
+        where = run.last
+    stop.__exit__()
+    saved = (f"checkpoint written: {where}; continue with --resume" if where is not None else
+             "nothing written (no run folder)")
+    log(f"{name}: stopped at step {state.step}; {saved}")
+    raise TrainingInterrupted(f"{name}: training stopped at step {state.step}; {saved}", stop.signum)
 
 
 def versions() -> dict:
@@ -421,12 +593,8 @@ def _summary(state: TrainState, select: str, stopped_early: bool, seconds: float
             "train_time_s": seconds, "device": str(device), "world_size": world, "unit": "nats per image"}
 
 
-def _append_metrics(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
 def _write_metrics(path: Path, rows) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)
+    """The whole ``metrics.jsonl``, rewritten atomically (a reader never sees half a line)."""
+    from .files import write_jsonl
+
+    write_jsonl(path, rows)
