@@ -427,7 +427,13 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
                 f"taking it over")
     try:
         if run is not None:
+            new_config = {"model": model_config.to_dict() if model_config else None,
+                          "train": dataclasses.asdict(cfg), "world_size": world,
+                          "objective": type(loss_fn.objective).__name__, "versions": versions(),
+                          **(extra_config or {})}
             if resume:
+                stored = run.read_json(run.config) or {}
+                changed = check_resume_config(stored, new_config, allow_changes)  # before touching anything
                 state = resume_state(run, family, optimizer, data_gen, device)
                 if world > 1:  # rank 0's saved stream: give each rank its own again
                     torch.manual_seed(cfg.seed + 1000 * rank + 7919 * state.epoch)
@@ -437,13 +443,7 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
             elif run.exists():
                 raise FileExistsError(f"{run} already holds a run; pass --resume to continue it "
                                       f"or choose another --out folder")
-            new_config = {"model": model_config.to_dict() if model_config else None,
-                          "train": dataclasses.asdict(cfg), "world_size": world,
-                          "objective": type(loss_fn.objective).__name__, "versions": versions(),
-                          **(extra_config or {})}
             if resume:
-                stored = run.read_json(run.config) or {}
-                changed = check_resume_config(stored, new_config, allow_changes)
                 resumes = stored.get("resumes", [])
                 resumes.append({"at_epoch": state.epoch, "at_step": state.step, "command": new_config.get("command"),
                                 "changed": changed, "versions": new_config["versions"]})
