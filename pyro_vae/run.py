@@ -81,6 +81,10 @@ class RunDir:
         return self.path / self.HTML
 
     @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
     def classifier(self) -> Path:
         return self.path / self.CLASSIFIER
 

@@ -310,6 +310,46 @@ def resume_state(run: RunDir, family, optimizer, data_gen, device) -> TrainState
                       ckpt.get("bad_epochs", 0), run.read_metrics()[:epoch], ckpt.get("in_epoch"))
 
 
+class TensorBoardLog:
+    """TensorBoard events of a run (``torch.utils.tensorboard``): each epoch the scalars of its
+    ``metrics.jsonl`` row (loss, validation measures, KL weight, images/s), the validation ELBO's
+    two terms, and for image data a grid of validation reconstructions and of samples. Its own
+    Monte Carlo draws run on a forked random state, so a run is the same with or without it."""
+
+    def __init__(self, folder):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            raise ValueError("--tensorboard needs the tensorboard package: pip install 'pyro-vae[tensorboard]' "
+                             f"(or pip install tensorboard) ({e})") from None
+        self.writer = SummaryWriter(str(folder))
+
+    def epoch(self, row: dict, family, val: Batch, images: int = 16) -> None:
+        step = row["epoch"]
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(key if key.startswith(("val_", "train_")) else f"train/{key}", value, step)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            sub = val.subset(slice(0, 500)).unlabelled()
+            ll, kl = evaluation.elbo_terms(family.model, family.guide, *family.args(sub),
+                                           data_plate=getattr(family, "plate_name", "data"))
+            self.writer.add_scalar("val_terms/recon_log_lik", ll.mean().item(), step)
+            self.writer.add_scalar("val_terms/kl", kl.mean().item(), step)
+            shape = tuple(getattr(family, "data_shape", ()))
+            if len(shape) == 3 and shape[0] in (1, 3):
+                if callable(getattr(family, "reconstruct", None)) and not getattr(family, "conditional", False):
+                    x = val.x[:images // 2]
+                    both = torch.cat([x, family.reconstruct(x).reshape(x.shape)]).clamp(0, 1)
+                    self.writer.add_images("reconstructions", both.cpu(), step)
+                if callable(getattr(family, "sample", None)) and not getattr(family, "conditional", False):
+                    self.writer.add_images("samples", family.sample(images).reshape(images, *shape).clamp(0, 1).cpu(),
+                                           step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class ConfigMismatch(ValueError):
     """Resuming with settings that differ from the stored run's."""
 
@@ -347,6 +387,8 @@ def check_resume_config(stored: dict, new: dict, allow_changes=()) -> dict:
     for key in sorted(set(a) | set(b)):
         if key.split(".")[0] in IGNORED_ON_RESUME or key in IGNORED_ON_RESUME or a.get(key) == b.get(key):
             continue
+        if key not in a and "." in key and any(k.startswith(key.rsplit(".", 1)[0] + ".") for k in a):
+            continue  # a setting the version that started the run did not have yet
         if key in allowed or key.rsplit(".", 1)[-1] in short:
             changed[key] = [a.get(key), b.get(key)]
         else:
@@ -364,7 +406,8 @@ def check_resume_config(stored: dict, new: dict, allow_changes=()) -> dict:
 def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = None, run_dir=None,
         model_config: ModelConfig | None = None, resume: bool = False, progress: bool = True,
         extra_config: dict | None = None, log=print, objective=None, test: Batch | None = None,
-        eval_k: int = 1000, test_label: str = "test", plots: bool = True, allow_changes=()) -> dict:
+        eval_k: int = 1000, test_label: str = "test", plots: bool = True, allow_changes=(),
+        tensorboard: bool = False) -> dict:
     """Train ``family`` on ``train``; validate on ``val`` every epoch.
 
     Returns a summary dict (best validation measures, epochs, time). With ``run_dir``, writes
@@ -377,6 +420,9 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
     SIGTERM) bit for bit on CPU, and refuses settings that differ from the stored run's
     (:func:`check_resume_config`) except the epoch count and the fields named in ``allow_changes``.
     The run folder is locked while training (:class:`pyro_vae.files.RunLock`).
+
+    ``tensorboard=True`` (needs the ``tensorboard`` package: ``pip install pyro-vae[tensorboard]``)
+    also writes TensorBoard events to ``RUN/tensorboard/`` each epoch (:class:`TensorBoardLog`).
 
     Under ``torch.distributed`` (e.g. ``torchrun --nproc_per_node=2 ...``) the loss module is
     wrapped in ``DistributedDataParallel``: every rank draws the same shuffled batches (a
@@ -460,6 +506,7 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
 
             step_fn = DistributedDataParallel(loss_fn, device_ids=[device.index] if device.type == "cuda" else None)
 
+        tb = TensorBoardLog(run.tensorboard) if tensorboard and writes else None
         t_start = time.perf_counter()
         stopped_early = False
         stop = _StopRequests().__enter__()
@@ -525,6 +572,8 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
             if writes:
                 _write_metrics(run.metrics, state.history)
                 save_checkpoints(run, family, model_config, optimizer, cfg, state, data_gen, improved, extra_config)
+            if tb is not None:
+                tb.epoch(row, family, data.val)
             extra = "".join(f"  val {k} {v:.4f}" for k, v in measures.items() if k != "elbo")
             val_name = "objective" if getattr(family, "point_estimate", False) else "ELBO"  # an AE has no ELBO
             log(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.2f}  val {val_name} {measures['elbo']:.2f} nats/img"
@@ -551,6 +600,8 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
     finally:
         if "stop" in locals():
             stop.__exit__()
+        if locals().get("tb") is not None:
+            tb.close()
         if lock is not None:
             lock.release()
 
