@@ -48,12 +48,25 @@ def _pyro_elbo(cls, **fixed):
     return factory
 
 
+class JitTraceELBO(infer.JitTrace_ELBO):
+    """Pyro's ``JitTrace_ELBO`` with its ``differentiable_loss`` corrected. Pyro 1.9 returns
+    ``loss + (surrogate - surrogate.detach())`` with ``loss`` itself carrying gradients inside the
+    compiled graph, so a reparameterized model gets twice the gradient (Adam hardly notices; SGD,
+    gradient clipping and gradient-variance measurements do). Here ``loss`` is detached: the value
+    is the loss, the gradient the surrogate's, as in ``Trace_ELBO``. (``tests/test_objectives.py``
+    compares every JIT objective's gradient with its uncompiled twin.)"""
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        loss, surrogate_loss = self.loss_and_surrogate_loss(model, guide, *args, **kwargs)
+        return loss.detach() + (surrogate_loss - surrogate_loss.detach())
+
+
 for _name, _cls, _fixed in [
     ("trace", infer.Trace_ELBO, {}),
     ("meanfield", infer.TraceMeanField_ELBO, {}),
     ("graph", infer.TraceGraph_ELBO, {}),
     ("enum", infer.TraceEnum_ELBO, {}),
-    ("jit", infer.JitTrace_ELBO, {}),
+    ("jit", JitTraceELBO, {}),
     ("jit_meanfield", infer.JitTraceMeanField_ELBO, {}),
     ("jit_graph", infer.JitTraceGraph_ELBO, {}),
     ("jit_enum", infer.JitTraceEnum_ELBO, {}),
@@ -102,6 +115,10 @@ def make_objective(spec, family, num_particles: int = 1):
         if name not in OBJECTIVES:
             raise ValueError(f"unknown objective {spec!r}; known objectives: auto, {', '.join(sorted(OBJECTIVES))}")
         spec = OBJECTIVES[name](family, num_particles)
+    if type(spec) is infer.JitTrace_ELBO:  # Pyro's own: doubled gradients (see JitTraceELBO)
+        fixed = JitTraceELBO.__new__(JitTraceELBO)
+        fixed.__dict__.update(spec.__dict__)
+        spec = fixed
     if not hasattr(spec, "differentiable_loss"):
         spec = FromLossAndGrads(spec, family)
     return spec

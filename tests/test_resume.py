@@ -103,7 +103,7 @@ class _SignalAt:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_in_the_first_epoch_leaves_a_checkpoint_that_resumes_exactly(tmp_path, signum):
     train, val = _data()
-    cfg = TrainConfig(epochs=2, batch_size=16, patience=None)
+    cfg = TrainConfig(epochs=2, batch_size=16, patience=None, objective="trace")  # what _SignalAt wraps
     quiet = dict(progress=False, log=lambda *_: None)
     whole = _family()
     fit(whole, train, val, cfg, tmp_path / "whole", _config(), **quiet)

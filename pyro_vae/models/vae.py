@@ -123,6 +123,12 @@ def _fit_avg_baseline(site: str, batch_size: int) -> None:
         store[name] = old.mean(-1, keepdim=True).expand(*old.shape[:-1], batch_size).clone()
 
 
+def _library_parts(*modules) -> bool:
+    """Whether every module (and every submodule) is one of pyro-vae's or torch's own classes."""
+    return all(type(m).__module__.split(".")[0] in ("pyro_vae", "torch")
+               for module in modules for m in module.modules())
+
+
 class VAE(Family):
     """A VAE from four replaceable parts.
 
@@ -153,9 +159,18 @@ class VAE(Family):
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
         self.noise, self.noise_rate, self.estimator = noise, float(noise_rate), estimator
-        if estimator != "reparam":
-            self.default_objective = "graph"  # Rao-Blackwellized score-function terms, with baselines
         self.baseline_net = BaselineNet(self.data_shape) if estimator == "score-baseline" else None
+
+    @property
+    def default_objective(self) -> str:
+        """``graph`` for the score-function estimators (Rao-Blackwellized, with baselines);
+        otherwise ``jit`` (Trace_ELBO compiled: the same estimator with less Python per step) when
+        every part is the library's own, whose programs have no data-dependent Python control flow
+        for tracing to freeze; a user's own part keeps the uncompiled ``trace`` (pass
+        ``objective="jit"`` to compile it anyway)."""
+        if self.estimator != "reparam":
+            return "graph"
+        return "jit" if _library_parts(self.encoder, self.decoder, self.prior, self.likelihood) else "trace"
 
     @classmethod
     def from_config(cls, config: VAEConfig, data_shape, num_classes=None) -> "VAE":
