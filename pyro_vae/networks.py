@@ -24,6 +24,12 @@ def _mlp(sizes, final_activation=False):
     return nn.Sequential(*layers)
 
 
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 if it is a half-precision type (under ``--precision bf16`` autocast), so the
+    distributions and log-densities built from a network's output are computed in full precision."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 class GaussianHead(nn.Module):
     """Linear layer to (loc, scale) with scale = softplus(.) + 1e-4 (strictly positive)."""
 
@@ -33,7 +39,7 @@ class GaussianHead(nn.Module):
         self.scale = nn.Linear(in_features, latent_dim)
 
     def forward(self, h):
-        return self.loc(h), F.softplus(self.scale(h)) + 1e-4
+        return full_precision(self.loc(h)), F.softplus(full_precision(self.scale(h))) + 1e-4
 
 
 class PointHead(nn.Module):
@@ -44,7 +50,7 @@ class PointHead(nn.Module):
         self.loc = loc
 
     def forward(self, h):
-        loc = self.loc(h)
+        loc = full_precision(self.loc(h))
         return loc, torch.zeros_like(loc)
 
 
@@ -73,7 +79,7 @@ class MLPDecoder(nn.Module):
         self.net = _mlp((latent_dim,) + tuple(reversed(tuple(hidden))) + (math.prod(self.data_shape),))
 
     def forward(self, z):
-        return self.net(z).reshape(*z.shape[:-1], *self.data_shape)
+        return full_precision(self.net(z)).reshape(*z.shape[:-1], *self.data_shape)
 
 
 def _check_image_shape(data_shape):
@@ -137,7 +143,7 @@ class ConvDecoder(nn.Module):
         lead = z.shape[:-1]
         h = self.fc(z.reshape(-1, z.shape[-1])).reshape(-1, *self.start)
         out = self.deconv(h)[..., : self.data_shape[1], : self.data_shape[2]]
-        return out.reshape(*lead, *self.data_shape)
+        return full_precision(out).reshape(*lead, *self.data_shape)
 
 
 NETWORKS = {"mlp": (MLPEncoder, MLPDecoder), "conv": (ConvEncoder, ConvDecoder)}

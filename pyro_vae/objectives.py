@@ -150,6 +150,9 @@ def _rng_restore(state):
         torch.cuda.set_rng_state_all(state[1])
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 class Loss(nn.Module):
     """-ELBO (plus the family's extra loss) of a batch, as a differentiable ``nn.Module``.
 
@@ -158,9 +161,11 @@ class Loss(nn.Module):
     ``DistributedDataParallel`` for multi-GPU training: its parameters are the family's.
     """
 
-    def __init__(self, family: nn.Module, objective=None):
+    def __init__(self, family: nn.Module, objective=None, precision: str = "fp32"):
         super().__init__()
-        self.family = family
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.family, self.precision = family, precision
         self.objective = make_objective("auto" if objective is None else objective, family)
         # Bind once: the JIT objectives key their compiled graph on id(model), and every
         # ``family.model`` access makes a new bound-method object (a retrace per step).
@@ -170,6 +175,14 @@ class Loss(nn.Module):
         if not torch.is_tensor(kl_weight):
             kl_weight = torch.tensor(float(kl_weight), device=batch.x.device)
         args = self.family.args(batch)
+        if self.precision == "bf16":
+            # networks in bfloat16 (their outputs come back in float32: networks.full_precision), the
+            # distributions, log-densities and the loss sum in float32
+            with torch.autocast(device_type=batch.x.device.type, dtype=torch.bfloat16, cache_enabled=False):
+                return self._loss(batch, args, kl_weight, num_data)
+        return self._loss(batch, args, kl_weight, num_data)
+
+    def _loss(self, batch, args, kl_weight, num_data):
         rng = _rng_snapshot() if _compiles(self.objective) else None
         before = _compiled_count(self.objective) if rng is not None else 0
         loss = self.objective.differentiable_loss(self._model, self._guide, *args, kl_weight,

