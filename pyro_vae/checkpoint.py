@@ -43,25 +43,100 @@ def save_checkpoint(path, module, model_config: ModelConfig | None, **state) -> 
     )
 
 
-def read_checkpoint(path, map_location="cpu") -> dict:
-    """Load and validate the checkpoint dict (does not build the model)."""
+def _whole(v, low=0) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# entry -> (check, what it must be); checked whenever the entry is present
+ENTRIES = {
+    "model_state": (lambda v: isinstance(v, dict), "a dict of tensors (a state_dict)"),
+    "model_config": (lambda v: v is None or isinstance(v, dict), "a dict (a ModelConfig) or None"),
+    "optimizer_state": (lambda v: isinstance(v, dict) and isinstance(v.get("state"), dict)
+                        and isinstance(v.get("param_groups"), list),
+                        "an optimizer state_dict (a dict with 'state' and 'param_groups')"),
+    "rng": (lambda v: isinstance(v, dict) and torch.is_tensor(v.get("torch")) and isinstance(v.get("python"), (tuple, list))
+            and torch.is_tensor(v.get("data")),
+            "a dict of random-number-generator states 'torch', 'python' and 'data'"),
+    "epoch": (_whole, "a whole number >= 0"),
+    "step": (_whole, "a whole number >= 0"),
+    "bad_epochs": (_whole, "a whole number >= 0"),
+    "best_val": (_number, "a number"),
+    "train_config": (lambda v: isinstance(v, dict), "a dict"),
+    "extra": (lambda v: isinstance(v, dict), "a dict"),
+    "objective_state": (lambda v: v is None or isinstance(v, dict), "a dict or None"),
+    "in_epoch": (lambda v: v is None or isinstance(v, dict), "a dict or None"),
+}
+# what --resume reads from checkpoint_last.pt (pyro_vae.training.resume_state)
+RESUME_ENTRIES = ("model_state", "optimizer_state", "rng", "epoch", "step")
+_NEEDED_BY = {"optimizer_state": "continuing training (--resume)", "rng": "continuing training (--resume)",
+              "epoch": "continuing training (--resume)", "step": "continuing training (--resume)",
+              "model_state": "loading the model", "model_config": "rebuilding the model"}
+
+
+def _not_a_checkpoint(path, obj) -> str:
+    if isinstance(obj, dict) and obj and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
+        return (f"{path} is not a pyro-vae checkpoint: it holds a plain state_dict ({len(obj)} tensors, e.g. "
+                f"{next(iter(obj))!r}); build the module and load it with "
+                f"pyro_vae.checkpoint.load_model_state(module, torch.load(path, weights_only=True))")
+    if isinstance(obj, dict):
+        keys = ", ".join(repr(k) for k in list(obj)[:6]) or "none"
+        return f"{path} is not a pyro-vae checkpoint (a dict without the '{FORMAT}' marker; its keys: {keys})"
+    return f"{path} is not a pyro-vae checkpoint (no '{FORMAT}' marker: it holds a {type(obj).__name__})"
+
+
+def read_checkpoint(path, map_location="cpu", require=()) -> dict:
+    """Load and validate the checkpoint dict (does not build the model).
+
+    Read with ``weights_only=True`` (tensors and plain data: no code runs). Every entry that is
+    present is checked for its type, ``model_state`` always has to be there, and so has every
+    entry named in ``require`` (e.g. :data:`RESUME_ENTRIES` to continue training). Anything
+    wrong is a :class:`CheckpointError` naming the file and the entry."""
+    from .data import UnreadableFile, load_torch_file
+
     path = Path(path)
     if not path.is_file():
-        hint = " (a run folder? pass RUN_DIR/checkpoint_best.pt)" if path.is_dir() else ""
+        hint = (f" (a run folder? pass RUN_DIR/checkpoint_best.pt)" if path.is_dir() else
+                f" ({path.parent} is a folder without it: is it a run folder whose training finished an epoch?)"
+                if path.name.startswith("checkpoint_") and path.parent.is_dir() else "")
         raise CheckpointError(f"checkpoint {path} does not exist{hint}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path} is not a readable pyro-vae checkpoint (corrupt or truncated?): {e}") from e
+        ckpt = load_torch_file(path, map_location=map_location)
+    except UnreadableFile as e:
+        raise CheckpointError(f"{path} is not a readable pyro-vae checkpoint: {e.reason}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a pyro-vae checkpoint (no '{FORMAT}' marker)")
-    if ckpt.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path} was written by a newer pyro-vae (format {ckpt['version']} > {VERSION})")
+        raise CheckpointError(_not_a_checkpoint(path, ckpt))
+    version = ckpt.get("version", 0)
+    if not _whole(version):
+        raise CheckpointError(f"{path}: entry 'version' must be a whole number, got {version!r} (an edited file?)")
+    if version > VERSION:
+        raise CheckpointError(f"{path} was written by a newer pyro-vae (format {version} > {VERSION}); upgrade "
+                              f"pyro-vae to read it")
+    for key in ("model_state", *require):
+        if key not in ckpt:
+            needed = f", which {_NEEDED_BY[key]} needs" if key in _NEEDED_BY else ""
+            raise CheckpointError(f"{path}: the checkpoint has no {key!r} entry (missing{needed}); it was not "
+                                  f"written by pyro-vae training, or was edited")
+    for key, (ok, what) in ENTRIES.items():
+        if key in ckpt and not ok(ckpt[key]):
+            v = ckpt[key]
+            shown = f" {v!r}" if isinstance(v, (int, float, str)) and len(repr(v)) < 40 else ""
+            raise CheckpointError(f"{path}: entry {key!r} must be {what}, got {type(v).__name__}{shown}")
     return ckpt
 
 
 def load_model_state(module, state: dict, source="checkpoint") -> None:
     """``load_state_dict`` with an error that lists what does not match."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source}: entry 'model_state' must be a dict of tensors (a state_dict), got "
+                              f"{type(state).__name__}")
+    odd = [k for k, v in state.items() if not torch.is_tensor(v)]
+    if odd:
+        raise CheckpointError(f"{source}: entry 'model_state' must map parameter names to tensors; {odd[0]!r} holds "
+                              f"a {type(state[odd[0]]).__name__}, not a tensor")
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -74,8 +149,10 @@ def load_model_state(module, state: dict, source="checkpoint") -> None:
             parts.append(f"unexpected {unexpected[:5]}")
         if wrong:
             parts.append("shape mismatch " + ", ".join(
-                f"{k}: {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in wrong[:5]))
-        raise CheckpointError(f"{source} does not match the model: " + "; ".join(parts))
+                f"{k}: {tuple(state[k].shape)} in the checkpoint, {tuple(own[k].shape)} in the model"
+                for k in wrong[:5]))
+        raise CheckpointError(f"{source} does not match the model: " + "; ".join(parts)
+                              + " (weights of another model: a different latent size, hidden sizes or data shape?)")
     module.load_state_dict(state)
 
 
@@ -86,7 +163,7 @@ def load_checkpoint(path, device="cpu"):
     """
     from .models import MODELS, build_model
 
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, require=("model_state", "model_config"))
     if ckpt.get("model_config") is None:
         raise CheckpointError(
             f"{path} holds a hand-built model without a ModelConfig; build the module yourself and "
@@ -94,14 +171,15 @@ def load_checkpoint(path, device="cpu"):
     try:
         config = ModelConfig.from_dict(ckpt["model_config"])
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: bad model config in checkpoint: {e}") from e
+        raise CheckpointError(f"{path}: bad model config in checkpoint: {e}") from None
     if config.model not in MODELS:
         hint = (f"; it was registered by {', '.join(config.plugins)}: pass --plugin "
-                f"{' --plugin '.join(config.plugins)} (or import it before loading)") if config.plugins else ""
+                f"{' --plugin '.join(config.plugins)} (or import it before loading)") if config.plugins else \
+            f"; known families: {', '.join(sorted(MODELS))}. If a module of yours registers it, pass --plugin MODULE"
         raise CheckpointError(f"{path} holds a model of family {config.model!r}, which is not registered{hint}")
     try:
         module = build_model(config)
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: cannot rebuild its model: {e}") from e
+        raise CheckpointError(f"{path}: cannot rebuild its model: {e}") from None
     load_model_state(module, ckpt["model_state"], source=str(path))
     return module.to(device).eval(), ckpt  # eval mode: no denoising corruption, no dropout

@@ -24,6 +24,7 @@ import dataclasses
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 import time
 import typing
@@ -33,7 +34,7 @@ from . import compare
 from . import m1
 from .checkpoint import CheckpointError
 from .config import ModelConfig, TrainConfig
-from .data import DataError
+from .data import DataError, device_problem
 from .likelihoods import LIKELIHOODS
 from .models import MODELS, ContractError, model_options
 from .models.base import config_fields
@@ -52,6 +53,13 @@ CHOICES = {"prior": PRIORS, "likelihood": LIKELIHOODS, "network": NETWORKS}
 
 class CLIError(ValueError):
     """A mistake in the command line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error, ``pyro-vae COMMAND: error: ...`` (the usage is in --help)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 # ---------------------------------------------------------------------- plugins
@@ -86,25 +94,70 @@ def load_plugins(argv) -> list:
 
 
 # ---------------------------------------------------------------------- option types
+def _parse(s, kind, rule: str):
+    try:
+        return kind(s)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{rule}, got {s!r}") from None
+
+
 def _positive_int(s):
-    v = int(s)
+    v = _parse(s, int, "must be an integer >= 1")
     if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {s}")
     return v
 
 
 def _nonneg_int(s):
-    v = int(s)
+    v = _parse(s, int, "must be an integer >= 0")
     if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {s}")
+    return v
+
+
+def _finite_float(s):
+    import math
+
+    v = _parse(s, float, "must be a finite number")
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {s}")
     return v
 
 
 def _positive_float(s):
-    v = float(s)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+    v = _parse(s, float, "must be a finite number > 0")
+    if not (v > 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {s}")
     return v
+
+
+def _nonneg_float(s):
+    v = _parse(s, float, "must be a finite number >= 0")
+    if not (v >= 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {s}")
+    return v
+
+
+def _fraction(s):
+    v = _parse(s, float, "must be a number between 0 and 1, exclusive")
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, exclusive (the share of the training data "
+                                         f"held out for validation), got {s}")
+    return v
+
+
+def _seed(s):
+    v = _parse(s, int, "must be an integer from 0 to 2**32 - 1")
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**32 - 1, got {s}")
+    return v
+
+
+def _device(s):
+    problem = device_problem(s)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return s
 
 
 class _Help(argparse.HelpFormatter):
@@ -125,9 +178,10 @@ def _flag_kwargs(default, help_text: str) -> dict:
         return {"action": argparse.BooleanOptionalAction, "default": None, "help": help_text}
     if isinstance(default, (tuple, list)):
         elem = type(default[0]) if default else str
-        return {"type": elem, "nargs": "+", "default": None, "help": help_text}
+        return {"type": _finite_float if elem is float else elem, "nargs": "+", "default": None, "help": help_text}
     if isinstance(default, (int, float, str)):
-        return {"type": type(default), "default": None, "help": help_text}
+        return {"type": _finite_float if type(default) is float else type(default), "default": None,
+                "help": help_text}
     return {"default": None, "help": help_text}
 
 
@@ -212,7 +266,7 @@ def _train_args(t):
     g.add_argument("--batch-size", type=_positive_int, default=128, help="images per SVI step")
     g.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
     g.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (beta-VAE): scales every latent site")
-    g.add_argument("--warmup-epochs", type=float, default=0.0, help="KL weight rises linearly to beta over this many epochs")
+    g.add_argument("--warmup-epochs", type=_nonneg_float, default=0.0, help="KL weight rises linearly to beta over this many epochs")
     g.add_argument("--objective", "--elbo", default="auto", choices=["auto"] + sorted(OBJECTIVES),
                    help="training objective: auto (the family's default: trace for vae, ae and cvae, graph for vae "
                         "--estimator score*, enum for ssvae), "
@@ -227,9 +281,12 @@ def _train_args(t):
                    help="semi-supervised: keep this many training labels, the same number per class, drawn with --seed (default: all labels)")
     g.add_argument("--labelled-batch-size", type=_nonneg_int, default=None,
                    help="labelled points added to every training batch with --labels (default: min(labels, batch size / 2))")
+    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="bf16: the networks run under bfloat16 autocast (faster on CPUs with AMX and on GPUs), "
+                        "distributions, log-densities and the loss in float32")
     g.add_argument("--val-batch-size", type=_positive_int, default=1000, help="batch size of the validation ELBO")
-    g.add_argument("--seed", type=int, default=0, help="seed of the data split, label subset, initialisation and training")
-    g.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...")
+    g.add_argument("--seed", type=_seed, default=0, help="seed of the data split, label subset, initialisation and training")
+    g.add_argument("--device", type=_device, default="auto", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...")
 
 
 def _data_args(p, required_default=True):
@@ -251,10 +308,10 @@ def _plugin_arg(p):
 
 
 def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pyro-vae", description="Variational autoencoders as Pyro programs: train, evaluate, sample, plot.",
         epilog="Exit codes: 0 success, 1 training diverged, 2 a mistake in the options, data or files, "
-               "130 interrupted.")
+               "128 + the signal's number when interrupted (130: Ctrl-C, 143: SIGTERM).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a model; writes a run folder",
@@ -264,7 +321,7 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
                                    "it trains with DistributedDataParallel.",
                        formatter_class=_Help)
     _data_args(t)
-    t.add_argument("--val-fraction", type=float, default=0.1, help="share of the training data held out for validation")
+    t.add_argument("--val-fraction", type=_fraction, default=0.1, help="share of the training data held out for validation")
     _plugin_arg(t)
     _model_args(t)
     _train_args(t)
@@ -305,9 +362,9 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     e.add_argument("--components", type=_positive_int, default=10, help="components of the --sampler mixture")
     e.add_argument("--num-generated", type=_positive_int, default=10000, help="--generation: images to generate")
     e.add_argument("--batch-size", type=_positive_int, default=100, help="images per evaluation batch")
-    e.add_argument("--seed", type=int, default=0, help="seed for the Monte Carlo samples (with --generation also of "
+    e.add_argument("--seed", type=_seed, default=0, help="seed for the Monte Carlo samples (with --generation also of "
                                                         "the generated images, the mixture and the feature classifier)")
-    e.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, ...")
+    e.add_argument("--device", type=_device, default="auto", help="auto (cuda when present, else cpu), cpu, cuda, ...")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="write a grid of samples from the model", formatter_class=_Help)
@@ -323,12 +380,12 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     _data_args(s, required_default=False)
     s.add_argument("--out", default=None, help="PNG file (default: samples.png, or samples_mixture.png, beside "
                                                "the checkpoint)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the prior draws")
+    s.add_argument("--seed", type=_seed, default=0, help="seed of the prior draws")
 
     p = sub.add_parser("plot", help="write all figures and the report of a run folder", formatter_class=_Help)
     p.add_argument("run_dir", help="a run folder written by pyro-vae train")
     _plugin_arg(p)
-    p.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, ...")
+    p.add_argument("--device", type=_device, default="auto", help="auto (cuda when present, else cpu), cpu, cuda, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     compare.add_parser(sub, _Help)
     m1.add_parser(sub, _Help)
@@ -360,7 +417,11 @@ def model_config_from_args(a, data_shape, num_classes, plugins=()) -> ModelConfi
                                f"{', '.join(sorted(per))}, not of --{kind} {chosen}")
             kwargs[name] = value
         options[f"{kind}_kwargs"] = kwargs
-    opts = dataclasses.asdict(model_options(a.model, options))
+    try:
+        opts = dataclasses.asdict(model_options(a.model, options))
+    except ValueError as e:  # "option latent_dim must be >= 1": name the flag too
+        name = str(e).split()[1] if str(e).startswith("option ") else None
+        raise CLIError(f"--{name.replace('_', '-')}: {e}" if name else str(e)) from None
     return ModelConfig(model=a.model, data_shape=data_shape, num_classes=num_classes, options=opts,
                        plugins=plugins)
 
@@ -370,7 +431,7 @@ def train_config_from_args(a) -> TrainConfig:
                        warmup_epochs=a.warmup_epochs, objective=a.objective, num_particles=a.num_particles,
                        clip_norm=a.clip_norm, seed=a.seed, device=a.device, patience=a.patience or None,
                        binarize=a.binarize, val_batch_size=a.val_batch_size, labels=a.labels,
-                       labelled_batch_size=a.labelled_batch_size).check()
+                       labelled_batch_size=a.labelled_batch_size, precision=a.precision).check()
 
 
 # ---------------------------------------------------------------------- helpers
@@ -379,8 +440,14 @@ def _load_splits(data_cfg: dict, dataset=None, data_dir=None):
 
     name = dataset or data_cfg.get("dataset", "mnist5k")
     ddir = data_dir if data_dir is not None else data_cfg.get("data_dir")
-    return name, load_data(name, ddir, val_fraction=data_cfg.get("val_fraction", 0.1),
-                           seed=data_cfg.get("split_seed", 0))
+    try:
+        return name, load_data(name, ddir, val_fraction=data_cfg.get("val_fraction", 0.1),
+                               seed=data_cfg.get("split_seed", 0))
+    except DataError as e:
+        if dataset is not None or "unknown data set" not in str(e):
+            raise
+        raise DataError(f"{e} (the data set the run was trained on: moved or deleted? Pass --dataset PATH to "
+                        f"use another)") from None
 
 
 def _eval_split(splits, name: str, split: str, binarize_mode: str):
@@ -455,6 +522,7 @@ def cmd_train(a) -> int:
     if rank is not None and a.out is None:
         raise CLIError("distributed training (torchrun) needs --out, the same run folder on every rank")
     out = Path(a.out or f"runs/{Path(a.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    _check_out(out, a.resume)
     from .data import load_data
 
     splits = load_data(a.dataset, a.data_dir, val_fraction=a.val_fraction, seed=a.seed)
@@ -487,6 +555,22 @@ def cmd_train(a) -> int:
     print(f"best {select.replace('_', ' ')} {best:.2f}{' nats/image' if select == 'val_elbo' else ''} at epoch "
           f"{summary['best_epoch']} of {summary['epochs_run']} ({summary['train_time_s']:.0f} s); run folder {out}")
     return 0
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    """--out must be a folder this process can create and write in; with --resume, a run."""
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file, not a folder: choose a folder for the run (created if missing)")
+    if resume and not (out / RunDir.LAST).is_file():
+        where = "does not exist" if not out.exists() else f"holds no {RunDir.LAST}"
+        raise CLIError(f"--resume: {out} {where}, so there is nothing to resume (no {RunDir.LAST}); leave out "
+                       f"--resume to start a new run there")
+    existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise CLIError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CLIError(f"--out {out}: cannot write in {existing} (permission denied); choose a folder you can "
+                       f"write to")
 
 
 def _init_distributed():
@@ -564,6 +648,13 @@ def cmd_sample(a) -> int:
     if a.condition is not None and not getattr(family, "conditional", False):
         raise CLIError(f"--condition: this model ({type(family).__name__}) is not conditional; "
                        f"leave --condition out")
+    classes = getattr(family, "num_classes", None)
+    if a.condition is not None and isinstance(classes, int) and getattr(family, "condition", "class") == "class" \
+            and not 0 <= a.condition < classes:
+        raise CLIError(f"--condition {a.condition}: this model has {classes} classes; pass a class in "
+                       f"0..{classes - 1}")
+    if a.out is not None and Path(a.out).is_dir():
+        raise CLIError(f"--out {a.out} is a folder; give a file name, e.g. {Path(a.out) / 'samples.png'}")
     mixture = None
     if a.sampler == "mixture":
         from .data import for_evaluation
@@ -606,12 +697,13 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((a for a in argv if a in COMMANDS), "pyro-vae")
+    command = next((a for a in argv if a in COMMANDS), None)
+    prog = f"pyro-vae {command}" if command else "pyro-vae"
     try:
         plugins = load_plugins(argv)
         defaults = None
         if command == "train":
-            pre = argparse.ArgumentParser(add_help=False)
+            pre = _Parser(prog=prog, add_help=False)
             pre.add_argument("--config", default=None)
             pre.add_argument("--out", default=None)
             pre.add_argument("--resume", action="store_true")
@@ -621,25 +713,35 @@ def main(argv=None) -> int:
                 path = Path(known.out) / RunDir.CONFIG  # --resume: the run's own settings are the defaults
             defaults = config_defaults(path) if path else None
         parser = build_parser(defaults)
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # say it as the command's parser, not the top-level one
+            sub = parser._subparsers._group_actions[0].choices.get(getattr(args, "command", None), parser)
+            sub.error(f"unrecognized arguments: {' '.join(unknown)}")
         if command == "train":
             import shlex
 
             args.command_line = "pyro-vae " + " ".join(shlex.quote(t) for t in argv)
             args.overrides = {d: getattr(args, d) for d in _given_dests(parser, argv)} if defaults else {}
+        problem = device_problem(args.device) if isinstance(getattr(args, "device", None), str) else None
+        if problem:  # a command whose parser does not check --device itself
+            raise CLIError(f"--device: {problem}")
         if hasattr(args, "plugin"):
             args.plugin = plugins  # file plugins as absolute paths: the checkpoint's hint works anywhere
         return COMMANDS[args.command](args)
     except (DataError, CheckpointError, FileExistsError, ContractError, ValueError, RunLocked) as e:
-        print(f"pyro-vae {command}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as e:  # a path the user gave
+        print(f"{prog}: error: {e.strerror or e}: {e.filename}; choose a path you can write (and read)",
+              file=sys.stderr)
         return 2
     except TrainingDiverged as e:
-        print(f"pyro-vae {command}: training stopped: {e}", file=sys.stderr)
+        print(f"{prog}: training stopped: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", 2)
-        print(f"pyro-vae {command}: {e}" if str(e) else
-              f"pyro-vae {command}: interrupted; every file written so far is complete (continue training "
+        print(f"{prog}: {e}" if str(e) else
+              f"{prog}: interrupted; every file written so far is complete (continue training "
               f"with --resume)", file=sys.stderr)
         return 128 + signum
 

@@ -81,9 +81,20 @@ class TrainConfig:
     val_batch_size: int = 1000
     labels: int | None = None  # semi-supervised: labels kept (per class alike, seeded); None: all
     labelled_batch_size: int | None = None  # labelled points added to each batch (None: auto)
+    precision: str = "fp32"  # fp32, or bf16: networks under bfloat16 autocast, log-densities in float32
 
     def check(self) -> "TrainConfig":
-        """Raise a ValueError naming every setting that is out of range."""
+        """Raise a ValueError naming every setting that is out of range (one line)."""
+        import math
+
+        from .data import device_problem
+
+        def whole(v, low):
+            return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+        def finite(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
         bad = []
         if not isinstance(self.objective, str):
             bad.append(f"objective must be a registered name (a run's config is saved as JSON); pass an "
@@ -91,19 +102,26 @@ class TrainConfig:
         if self.binarize not in ("none", "static", "dynamic"):
             bad.append(f"binarize must be none, static or dynamic, got {self.binarize!r}")
         for name in ("epochs", "batch_size", "num_particles", "val_batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+            if not whole(getattr(self, name), 1):
                 bad.append(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         for name in ("lr", "beta"):
-            if not getattr(self, name) > 0:
-                bad.append(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.warmup_epochs < 0:
-            bad.append(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
-        if self.clip_norm is not None and not self.clip_norm > 0:
-            bad.append(f"clip_norm must be > 0 (or None), got {self.clip_norm}")
-        if self.labels is not None and self.labels < 1:
-            bad.append(f"labels must be >= 1 (or None for all labels), got {self.labels}")
-        if self.labelled_batch_size is not None and self.labelled_batch_size < 0:
-            bad.append(f"labelled_batch_size must be >= 0, got {self.labelled_batch_size}")
+            if not (finite(getattr(self, name)) and getattr(self, name) > 0):
+                bad.append(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
+        if not (finite(self.warmup_epochs) and self.warmup_epochs >= 0):
+            bad.append(f"warmup_epochs must be a finite number >= 0, got {self.warmup_epochs!r}")
+        if self.clip_norm is not None and not (finite(self.clip_norm) and self.clip_norm > 0):
+            bad.append(f"clip_norm must be a finite number > 0 (or None), got {self.clip_norm!r}")
+        if not (whole(self.seed, 0) and self.seed < 2**32):
+            bad.append(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed!r}")
+        problem = device_problem(self.device)
+        if problem:
+            bad.append(problem)
+        if self.patience is not None and not whole(self.patience, 1):
+            bad.append(f"patience must be an integer >= 1 (or None: no early stopping), got {self.patience!r}")
+        if self.labels is not None and not whole(self.labels, 1):
+            bad.append(f"labels must be an integer >= 1 (or None for all labels), got {self.labels!r}")
+        if self.labelled_batch_size is not None and not whole(self.labelled_batch_size, 0):
+            bad.append(f"labelled_batch_size must be an integer >= 0, got {self.labelled_batch_size!r}")
         if bad:
             raise ValueError("; ".join(bad))
         return self
@@ -133,14 +151,29 @@ def from_dict(cls, data: dict):
 
 
 def read_metrics(path) -> list:
-    """The rows of a ``metrics.jsonl`` file (missing file: []; a partly written last line is skipped)."""
+    """The rows of a ``metrics.jsonl`` file. A missing file (or a folder) gives []; a line that is
+    not a metrics row as training writes it (a partly written last line, garbage, a list or a
+    number, bytes that are not UTF-8, an object without a whole-number ``epoch`` or with text
+    where the loss, the step, the KL weight or a validation measure belongs) is skipped."""
+
+    def is_row(row) -> bool:
+        if not isinstance(row, dict):
+            return False
+        epoch = row.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+            return False
+        return all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                   for k, v in row.items() if k in ("step", "train_loss", "kl_weight") or k.startswith("val_"))
+
     path = Path(path)
     rows = []
     if path.is_file():
-        for line in path.read_text().splitlines():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
+                    row = json.loads(line)
+                except ValueError:
                     continue
+                if is_row(row):
+                    rows.append(row)
     return rows

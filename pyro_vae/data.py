@@ -56,10 +56,27 @@ class Batch:
     FIELDS = ("x", "y", "labelled", "c")
 
     def __post_init__(self):
+        for name in self.FIELDS:
+            t = getattr(self, name)
+            if t is None or torch.is_tensor(t):
+                continue
+            if name == "x" or not isinstance(t, (np.ndarray, list, tuple)):
+                raise DataError(f"Batch field {name!r} must be a tensor with one entry per data point, got "
+                                f"{type(t).__name__}" + ("; make one with pyro_vae.data.to_float_images(array, 'x')"
+                                                         if name == "x" else ""))
+            try:
+                setattr(self, name, torch.as_tensor(np.asarray(t)))
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise DataError(f"Batch field {name!r}: cannot make a tensor of it ({_first_line(e)})") from None
+        if self.x.dim() == 0:
+            raise DataError("Batch field 'x' must have a first dimension over the data points, got a 0-d tensor")
         n = self.x.shape[0]
         for name in self.FIELDS[1:]:
             t = getattr(self, name)
-            if t is not None and t.shape[0] != n:
+            if t is not None and (t.dim() == 0 or t.shape[0] != n):
+                if t.dim() == 0:
+                    raise DataError(f"{n} data points but {name!r} is a 0-d tensor: every per-example tensor "
+                                    f"needs one entry per data point")
                 raise DataError(f"{n} data points but {t.shape[0]} entries in {name!r}: every "
                                 f"per-example tensor needs one entry per data point")
 
@@ -108,30 +125,113 @@ class Splits:
 
 
 # ---------------------------------------------------------------------- helpers
+def _first_line(e) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def check_finite(x: torch.Tensor, what: str = "data") -> None:
-    if not torch.isfinite(x).all():
-        bad = (~torch.isfinite(x)).sum().item()
-        raise DataError(f"{what} contain {bad} NaN or Inf values; clean them before training")
+    """Raise a DataError naming how many values of ``x`` are NaN or Inf and the first data point
+    holding one."""
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        where = ""
+        if x.dim() > 0:
+            first = int(bad.reshape(x.shape[0], -1).any(1).nonzero()[0, 0])
+            where = f" (the first in data point {first})"
+        raise DataError(f"{what} contain {int(bad.sum())} NaN or Inf values{where}; clean them before training")
+
+
+def _numeric_array(arr, what: str) -> np.ndarray:
+    """``arr`` as a NumPy array of numbers (bool, int, float), or a DataError saying what it holds."""
+    try:
+        a = np.asarray(arr)
+    except Exception as e:  # ragged lists, objects NumPy cannot hold
+        raise DataError(f"{what}: cannot make an array of numbers of it ({_first_line(e)})") from None
+    kind = a.dtype.kind
+    if kind in "US":
+        raise DataError(f"{what} holds strings (dtype {a.dtype}), not numbers; convert them to numbers first "
+                        f"(e.g. array.astype(float))")
+    if kind == "c":
+        raise DataError(f"{what} holds complex numbers (dtype {a.dtype}); pass real numbers (e.g. abs(array) or "
+                        f"array.real)")
+    if kind == "O":
+        raise DataError(f"{what} holds Python objects (dtype object), not numbers; pass a numeric array")
+    if kind not in "biuf":
+        raise DataError(f"{what} has dtype {a.dtype}; pyro-vae needs an array of numbers (integers, floats or "
+                        f"booleans)")
+    return a
 
 
 def to_float_images(arr, what: str) -> torch.Tensor:
-    """uint8 -> float in [0, 1]; float arrays are kept as they are (checked for NaN)."""
-    t = torch.as_tensor(np.asarray(arr))
-    if t.dtype == torch.uint8:
-        return t.float() / 255.0
-    if not (t.is_floating_point() or t.dtype in (torch.int16, torch.int32, torch.int64)):
-        raise DataError(f"{what}: cannot use array of dtype {t.dtype}")
-    t = t.float()
-    check_finite(t, what)
+    """Data as a float32 tensor: uint8 -> [0, 1] (divided by 255), bool -> 0/1, other integer and
+    float arrays as they are. Strings, complex numbers, Python objects and records are refused
+    with a DataError, and so are NaN and Inf values (also values too large for 32-bit floats)."""
+    if torch.is_tensor(arr):
+        src = arr.detach().cpu()
+        if src.is_complex():
+            raise DataError(f"{what} holds complex numbers (dtype {src.dtype}); pass real numbers (e.g. "
+                            f"tensor.abs() or tensor.real)")
+        if src.dtype == torch.uint8:
+            return src.float() / 255.0
+        t = src.float()
+        finite_before = bool(torch.isfinite(src).all()) if src.is_floating_point() else True
+        largest = (lambda: float(src.double().abs().max())) if src.numel() else (lambda: 0.0)
+    else:
+        a = _numeric_array(arr, what)
+        if a.dtype == np.uint8:
+            return torch.from_numpy(np.array(a, dtype=np.float32)) / 255.0
+        finite_before = bool(np.isfinite(a).all()) if a.dtype.kind == "f" else True
+        largest = (lambda: float(np.abs(a.astype(np.float64)).max())) if a.size else (lambda: 0.0)
+        with np.errstate(over="ignore"):  # too large for float32: said below
+            t = torch.from_numpy(np.array(a, dtype=np.float32))
+    if not torch.isfinite(t).all():
+        if finite_before:
+            raise DataError(f"{what} contain NaN or Inf values once stored as 32-bit floats: values up to "
+                            f"{largest():.3g} are too large for 32-bit floats; rescale the data")
+        check_finite(t, what)
     return t
+
+
+def device_problem(name) -> str | None:
+    """Why ``name`` is not a device this machine can run on, in one line; None when it is one:
+    ``auto``, ``cpu``, ``cuda`` / ``cuda:N`` (N below the number of GPUs), ``mps`` where present."""
+    if not isinstance(name, str):
+        return f"device must be a name such as auto, cpu or cuda, got {type(name).__name__}"
+    if name == "auto":
+        return None
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        return f"unknown device {name!r}: use auto, cpu, cuda or cuda:N (N: a GPU's index)"
+    if dev.type == "cpu":
+        return None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"device {name!r}: CUDA is not available on this machine; use --device cpu (or auto)"
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            return f"device {name!r}: this machine has {n} GPU{'s' if n > 1 else ''} (cuda:0 to cuda:{n - 1})"
+        return None
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        return None if mps is not None and mps.is_available() else \
+            f"device {name!r}: MPS is not available on this machine; use --device cpu (or auto)"
+    return f"device {name!r}: pyro-vae runs on auto, cpu, cuda or mps"
 
 
 def binarize(x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
     """Draw x_bin ~ Bernoulli(x) for grey values in [0, 1]; seeded (static) when ``seed`` is given."""
+    if x.numel() == 0:
+        return x.clone()
+    check_finite(x, "data to binarize")
     if x.min() < 0 or x.max() > 1:
+        hint = (" 8-bit pixel values (0-255)? Divide them by 255, or save the array as uint8 (scaled to [0, 1] "
+                "when loaded)." if x.max() > 1 and x.min() >= 0 else "")
         raise DataError(
             f"binarization treats pixel values as probabilities and needs them in [0, 1]; "
-            f"got min {x.min().item():.4g}, max {x.max().item():.4g}"
+            f"got min {x.min().item():.4g}, max {x.max().item():.4g}.{hint} For real-valued data use "
+            f"--binarize none with a likelihood for them (--likelihood gaussian)"
         )
     if seed is None:
         return torch.bernoulli(x)
@@ -139,14 +239,24 @@ def binarize(x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
     return torch.bernoulli(x.cpu(), generator=g).to(x.device)
 
 
+def check_val_fraction(val_fraction) -> None:
+    """Raise a DataError unless ``val_fraction`` is a number strictly between 0 and 1."""
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
+        raise DataError(f"val_fraction (--val-fraction) must be between 0 and 1, exclusive: the share of the "
+                        f"training data held out for validation; got {val_fraction!r}")
+
+
 def split(ds: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     """Seeded random split into (train, validation)."""
-    if not 0 < val_fraction < 1:
-        raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    check_val_fraction(val_fraction)
     n = len(ds)
+    if n < 2:
+        raise DataError(f"cannot split {n} data point{'s' if n != 1 else ''} into train and validation: "
+                        f"need at least 2")
     n_val = max(1, int(round(n * val_fraction)))
     if n - n_val < 1:
-        raise DataError(f"cannot split {n} data points into train and validation")
+        raise DataError(f"val_fraction (--val-fraction) {val_fraction} leaves no training data: cannot split {n} "
+                        f"data points into train and validation; use a smaller --val-fraction or more data")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return ds.subset(perm[n_val:]), ds.subset(perm[:n_val])
 
@@ -247,53 +357,191 @@ def load_torchvision(name: str, data_dir, train: bool, download: bool = True) ->
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
 
 
-def load_array_file(path: Path) -> Dataset:
-    """``.npy`` (data), ``.npz`` (keys ``x``, optional labels ``y`` and condition ``c``) or ``.pt``
-    (a tensor, or a dict with x and optionally y, c)."""
-    c = None
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (.npz, torch.save), an empty one
+
+
+def _head(path: Path, what: str) -> bytes:
+    """The first bytes of ``path`` (a DataError if it cannot be read or is empty)."""
     try:
-        if path.suffix == ".npy":
-            x, y = np.load(path, allow_pickle=False), None
-        elif path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as f:
-                keys = list(f.keys())
-                xk = "x" if "x" in keys else keys[0]
-                x = f[xk]
-                y = f["y"] if "y" in keys else None
-                c = f["c"] if "c" in keys else None
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(obj, dict):
-                if "x" not in obj:
-                    raise DataError(f"{path}: a dict of tensors needs the key 'x' (and optionally 'y', 'c')")
-                x, y, c = obj["x"], obj.get("y"), obj.get("c")
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+    if not head:
+        raise DataError(f"{path} is empty (0 bytes): not {what}")
+    return head
+
+
+def describe_torch_load_error(e: BaseException) -> str:
+    """One line for a failed ``torch.load(..., weights_only=True)``."""
+    import re
+
+    text = str(e)
+    if "Weights only load failed" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            return (f"it holds Python objects ({found.group(1)}) that pyro-vae does not unpickle: files are "
+                    f"read with weights_only=True, which loads tensors and plain data only (no code runs)")
+        return "not a torch.save file (corrupt, or another format)"
+    if isinstance(e, EOFError) or "Ran out of input" in text:
+        return "truncated or corrupt (the file ends early)"
+    return f"truncated or corrupt ({_first_line(e)})"
+
+
+class UnreadableFile(DataError):
+    """A file that cannot be read as what it should be; ``reason`` says why, in words."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"cannot read {path}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+
+def load_torch_file(path, map_location="cpu"):
+    """``torch.load(path, weights_only=True)``: tensors and plain data only, no code runs. Every
+    way it can fail (missing, empty, not a torch.save file, truncated, pickled Python objects)
+    raises :class:`UnreadableFile` with one line saying which."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise UnreadableFile(path, e.strerror or str(e)) from None
+    if not head:
+        raise UnreadableFile(path, "the file is empty (0 bytes)")
+    if not (head.startswith(ZIP_MAGICS) or head[:1] == b"\x80"):  # zip (torch >= 1.6) or a pickle (older)
+        raise UnreadableFile(path, "not a torch.save file (neither a zip archive nor a pickle: another format, "
+                                   "or corrupt)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for bad files (UnpicklingError, RuntimeError, OSError, ...)
+        raise UnreadableFile(path, describe_torch_load_error(e)) from None
+
+
+def _load_npy(path: Path):
+    head = _head(path, "a NumPy .npy file")
+    if head.startswith(ZIP_MAGICS):
+        raise DataError(f"{path} is a zip archive (a NumPy .npz file, or a torch.save file?), not a .npy file: "
+                        f"name it .npz or .pt")
+    if not head.startswith(NPY_MAGIC):
+        raise DataError(f"{path} is not a NumPy .npy file (no .npy signature: another format, or corrupt); "
+                        f"write it with numpy.save")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "Object arrays" in str(e) or "pickled" in str(e):
+            raise DataError(f"{path} holds Python objects (an object array), which pyro-vae does not unpickle; "
+                            f"save a numeric array") from None
+        raise DataError(f"{path} is truncated or corrupt ({_first_line(e)})") from None
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path} is truncated or corrupt ({_first_line(e)})") from None
+
+
+def _load_npz(path: Path):
+    import zipfile
+
+    head = _head(path, "a NumPy .npz file")
+    if not head.startswith(ZIP_MAGICS):
+        raise DataError(f"{path} is not a NumPy .npz file (not a zip archive: another format, or corrupt); "
+                        f"write it with numpy.savez(path, x=data, y=labels)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            keys = list(f.keys())
+            if not keys:
+                raise DataError(f"{path} holds no arrays; write the data with numpy.savez(path, x=data)")
+            if "x" in keys:
+                xk = "x"
+            elif len(keys) == 1:
+                xk = keys[0]  # numpy.savez(path, data) names it arr_0
             else:
-                x, y = obj, None
+                raise DataError(f"{path} has no array 'x' (it holds {', '.join(keys)}): name the data 'x' (and "
+                                f"labels 'y', a condition 'c'), e.g. numpy.savez(path, x=images, y=labels)")
+            arrays = {k: f[k] for k in ("y", "c") if k in keys}
+            arrays["x"] = f[xk]
     except DataError:
         raise
-    except Exception as e:
-        raise DataError(f"cannot read {path}: {e}") from e
+    except ValueError as e:
+        if "Object arrays" in str(e) or "pickled" in str(e):
+            raise DataError(f"{path} holds Python objects (an object array), which pyro-vae does not unpickle; "
+                            f"save numeric arrays") from None
+        raise DataError(f"{path} is truncated or corrupt ({_first_line(e)})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise DataError(f"{path} is truncated or corrupt ({_first_line(e)})") from None
+    for k, v in arrays.items():
+        if not isinstance(v, np.ndarray):  # a zip member that is not a .npy array: a torch.save file?
+            raise DataError(f"{path}: entry {k!r} is not a NumPy array (a torch.save file named .npz? name it .pt)")
+    return arrays["x"], arrays.get("y"), arrays.get("c")
+
+
+def _load_pt(path: Path):
+    obj = load_torch_file(path)
+    if torch.is_tensor(obj):
+        return obj, None, None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path} holds a {type(obj).__name__}, not a tensor or a dict of tensors: save the data "
+                        f"with torch.save(x, path) or torch.save({{'x': x, 'y': labels}}, path)")
+    if "x" not in obj:
+        raise DataError(f"{path}: a dict of tensors needs the key 'x' (and optionally 'y', 'c'); it has "
+                        f"{', '.join(map(repr, obj)) or 'no keys'}")
+    for k in ("x", "y", "c"):
+        v = obj.get(k)
+        if v is not None and not isinstance(v, (torch.Tensor, np.ndarray)):
+            raise DataError(f"{path}: {k!r} must be a tensor, got {type(v).__name__}")
+    return obj["x"], obj.get("y"), obj.get("c")
+
+
+def _labels(y, path, n: int) -> torch.Tensor:
+    """Labels as int64 class indices of shape (n,), or a DataError naming what is wrong."""
+    a = y.detach().cpu().numpy() if torch.is_tensor(y) else np.asarray(y)
+    whole = a.dtype.kind in "biu" or (a.dtype.kind == "f" and bool(np.isfinite(a).all())
+                                       and bool((a == np.round(a)).all()))
+    if not whole:
+        raise DataError(f"{path}: labels 'y' must be whole numbers (class indices 0, 1, ...) of shape (N,), got "
+                        f"dtype {a.dtype}, shape {tuple(a.shape)}")
+    if a.ndim != 1:
+        raise DataError(f"{path}: labels 'y' must have shape (N,), one class index per data point; got shape "
+                        f"{tuple(a.shape)}")
+    if a.size and (a.min() < 0 or a.max() >= 2**31):
+        raise DataError(f"{path}: labels must be class indices 0, 1, ...; found {a.min() if a.min() < 0 else a.max()}")
+    y = torch.from_numpy(a.astype(np.int64))
+    if len(y) != n:
+        raise DataError(f"{path}: {n} data points but {len(y)} labels")
+    return y
+
+
+def load_array_file(path: Path) -> Dataset:
+    """``.npy`` (data), ``.npz`` (keys ``x``, optional labels ``y`` and condition ``c``; a single
+    array of another name is the data) or ``.pt`` (a tensor, or a dict with x and optionally y, c).
+
+    Read without unpickling (``allow_pickle=False``, ``weights_only=True``); anything that is not
+    an array of numbers with one data point per row is refused with a DataError naming the file."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        x, y, c = _load_npy(path), None, None
+    elif suffix == ".npz":
+        x, y, c = _load_npz(path)
+    elif suffix in (".pt", ".pth"):
+        x, y, c = _load_pt(path)
+    else:
+        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .npy, .npz, .pt or a folder of images")
     x = to_float_images(x, str(path))
     if x.dim() < 2:
         raise DataError(f"{path}: need an array of shape (N, ...) with one data point per row, got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise DataError(f"{path} holds no data points (shape {tuple(x.shape)})")
+    if x[0].numel() == 0:
+        raise DataError(f"{path}: its data points are empty (shape {tuple(x.shape)}: a size 0 after the first axis)")
     if x.dim() == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
         x = x.permute(0, 3, 1, 2).contiguous()  # (N, H, W, C) -> (N, C, H, W)
     elif x.dim() == 3:
         x = x.unsqueeze(1)  # (N, H, W) -> (N, 1, H, W)
     if y is not None:
-        y = torch.as_tensor(np.asarray(y))
-        if y.dim() != 1 or (y.is_floating_point() and not torch.equal(y, y.round())):
-            raise DataError(f"{path}: labels 'y' must be whole numbers of shape (N,), got dtype {y.dtype}, "
-                            f"shape {tuple(y.shape)}")
-        y = y.long()
-        if len(y) != len(x):
-            raise DataError(f"{path}: {len(x)} data points but {len(y)} labels")
-        if y.numel() and y.min() < 0:
-            raise DataError(f"{path}: labels must be class indices 0, 1, ...; found {y.min().item()}")
+        y = _labels(y, path, len(x))
     if c is not None:
         c = to_float_images(c, f"{path} (condition 'c')")
-        if len(c) != len(x):
-            raise DataError(f"{path}: {len(x)} data points but {len(c)} conditions 'c'")
+        if c.dim() == 0 or len(c) != len(x):
+            raise DataError(f"{path}: {len(x)} data points but {len(c) if c.dim() else 'a single'} conditions 'c'")
     return Dataset(x, y, c=c)
 
 
@@ -301,15 +549,22 @@ def load_image_folder(path: Path) -> Dataset:
     """Every image file below ``path``; sub-folder names become labels (sorted, 0, 1, ...)."""
     from PIL import Image
 
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    path = Path(path)
+    every = sorted(p for p in path.rglob("*") if p.is_file())
+    files = [p for p in every if p.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
-        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {path}")
+        found = (f"; it holds {len(every)} other file{'s' if len(every) > 1 else ''} (e.g. {every[0].name})"
+                 if every else "; the folder is empty")
+        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {path}{found}")
     classes = sorted({p.parent.relative_to(path).as_posix() for p in files})
     images, labels = [], []
     for p in files:
-        img = Image.open(p)
-        img = img.convert("L") if img.mode in ("1", "L", "P", "I", "I;16") else img.convert("RGB")
-        arr = np.asarray(img)
+        try:
+            with Image.open(p) as img:
+                img = img.convert("L") if img.mode in ("1", "L", "P", "I", "I;16") else img.convert("RGB")
+                arr = np.asarray(img)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise DataError(f"cannot read image {p} ({_first_line(e)}); remove or replace it") from None
         images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
         labels.append(classes.index(p.parent.relative_to(path).as_posix()))
     shapes = {a.shape for a in images}
@@ -327,6 +582,10 @@ def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0
     ``data_dir`` is where torchvision data sets live (default ``./data``); for ``mnist5k`` it is
     where to look for the official MNIST test-set files.
     """
+    check_val_fraction(val_fraction)
+    if not isinstance(name, (str, Path)):
+        raise DataError(f"a data set is a name or a path, got {type(name).__name__}")
+    name = str(name)
     if name == "mnist5k":
         train, val = split(load_mnist5k(), val_fraction, seed)
         test = load_mnist_test_files(data_dir) if data_dir is not None else None
@@ -351,7 +610,7 @@ def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0
         )
     if path.is_dir():
         ds = load_image_folder(path)
-    elif path.suffix in (".npy", ".npz", ".pt", ".pth"):
+    elif path.is_file() and path.suffix.lower() in (".npy", ".npz", ".pt", ".pth"):
         ds = load_array_file(path)
     else:
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .npy, .npz, .pt or a folder of images")
@@ -419,7 +678,11 @@ def select_labels(ds: Batch, num_labels: int, seed: int = 0, num_classes: int | 
     if ds.y is None:
         raise DataError("--labels needs a data set with labels (mnist5k, a torchvision set, an .npz "
                         "file with 'y', or a folder of class sub-folders)")
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
+        raise DataError(f"--labels must be a whole number >= 1 (labels kept for training), got {num_labels!r}")
     num_classes = num_classes or num_classes_of(ds)
+    if num_classes is None:
+        raise DataError("--labels needs labelled training data, but the training split holds no data points")
     check_labels(ds.y, num_classes)
     if num_labels < num_classes or num_labels % num_classes:
         raise DataError(f"--labels {num_labels}: the labelled subset is drawn per class, so it must be a "

@@ -395,7 +395,38 @@ def evaluate(family, data, k: int = 5000, iwae_k: int = 0, batch_size: int = 100
     Labels are hidden from the programs (``data.unlabelled()``): a family with a latent class
     sums it out, so log p(x) is the marginal likelihood of the images alone; the family's own
     measures see the labels.
+
+    Data the model cannot score are refused with a ValueError (a DataError) naming the problem:
+    no data points, NaN or Inf, a dtype or device other than the model's, a shape other than the
+    model's, values outside the likelihood's support (grey values for a Bernoulli likelihood).
     """
+    from .data import DataError, check_finite
+
+    for name, value, low in (("k", k, 0), ("iwae_k", iwae_k, 0), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"evaluate: {name} must be an integer >= {low}, got {value!r}")
+    try:
+        data = _as_batch(data)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise DataError(f"evaluate needs a Batch or a tensor of data points (N, ...), got {type(data).__name__} "
+                        f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+    x = data.x
+    if len(data) == 0:
+        raise DataError(f"evaluate: the data hold no data points (shape {tuple(x.shape)})")
+    param = next(iter(family.parameters()), None) if hasattr(family, "parameters") else None
+    if not x.is_floating_point() or (param is not None and x.dtype != param.dtype):
+        want = param.dtype if param is not None else torch.float32
+        raise DataError(f"evaluate: the data are {x.dtype} but the model's parameters are {want}; pass x.to({want}) "
+                        f"(images as 8-bit integers: pyro_vae.data.to_float_images scales them to [0, 1])")
+    if param is not None and x.device != param.device:
+        raise DataError(f"evaluate: the data are on {x.device} but the model is on {param.device}; move one of them "
+                        f"(data.to(device))")
+    check_finite(x, "evaluation data")
+    if callable(getattr(family, "check_shape", None)):
+        family.check_shape(x)
+    check_data = getattr(getattr(family, "likelihood", None), "check_data", None)
+    if callable(check_data):
+        check_data(x)
     with _evaluating(family):
         return _evaluate(family, data, k, iwae_k, batch_size, progress, per_image)
 

@@ -32,6 +32,8 @@ def build_likelihood(name: str, data_shape, **kwargs) -> nn.Module:
 
 
 def _describe(x: torch.Tensor) -> str:
+    if x.numel() == 0:
+        return "no values"
     return f"min {x.min().item():.4g}, max {x.max().item():.4g}"
 
 
@@ -85,9 +87,11 @@ class ContinuousBernoulliLikelihood(Likelihood):
     def check_data(self, x):
         super().check_data(x)
         if x.min() < 0 or x.max() > 1:
+            hint = ("Scale 8-bit pixels by 1/255." if x.min() >= 0 else
+                    "Rescale the data to [0, 1] (standardized data?), or use --likelihood gaussian for real values.")
             raise ValueError(
                 f"the continuous Bernoulli likelihood needs values in [0, 1] but the data have "
-                f"{_describe(x)}. Scale 8-bit pixels by 1/255."
+                f"{_describe(x)}. {hint}"
             )
 
 
@@ -98,8 +102,9 @@ class _LocationScale(Likelihood):
 
     def __init__(self, data_shape, scale: float = 0.1, learn_scale: bool = False, **_):
         super().__init__(data_shape)
-        if not scale > 0:
-            raise ValueError(f"{type(self).__name__} scale must be positive, got {scale}")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < math.inf:
+            raise ValueError(f"{type(self).__name__} scale (--likelihood-scale) must be a positive finite number (> 0), got "
+                             f"{scale!r}")
         self.learn_scale = learn_scale
         log_scale = torch.tensor(math.log(scale))
         if learn_scale:

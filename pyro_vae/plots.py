@@ -41,6 +41,24 @@ def _numpy(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
+def as_images(arr: np.ndarray) -> np.ndarray:
+    """Data points as pictures ``(N, C, H, W)`` with C = 1 or 3: one image ``(C, H, W)`` gets a
+    batch axis; vectors ``(N, D)`` (and data of rank > 3, flattened) become one-pixel-high grey
+    rows; channels that are neither grey nor RGB are laid side by side, each grey."""
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim == 2:
+        arr = arr[:, None, None, :]
+    elif arr.ndim > 4:
+        arr = arr.reshape(arr.shape[0], 1, 1, -1)
+    if arr.ndim != 4:
+        raise ValueError(f"cannot draw data of shape {arr.shape} as pictures: need (N, D), (N, C, H, W) or more axes")
+    n, c, h, w = arr.shape
+    if c not in (1, 3):
+        arr = arr.transpose(0, 2, 1, 3).reshape(n, 1, h, c * w)
+    return arr
+
+
 def image_grid(images, nrow: int = 8, pad: int = 1, pad_value: float = 0.5) -> np.ndarray:
     """Tile images into one array, ``nrow`` images per row, with ``pad``-pixel separators.
 
@@ -56,14 +74,8 @@ def image_grid(images, nrow: int = 8, pad: int = 1, pad_value: float = 0.5) -> n
         trailing axis of 3. ``ncol = min(nrow, N)``, ``rows = ceil(N / ncol)``. Image ``i``
         starts at row ``pad + (i // ncol) * (H + pad)``, column ``pad + (i % ncol) * (W + pad)``.
     """
-    arr = _numpy(images)
-    if arr.ndim == 3:
-        arr = arr[None]
-    if arr.ndim != 4:
-        raise ValueError(f"image_grid needs images of shape (N, C, H, W), got {arr.shape}")
+    arr = as_images(_numpy(images))
     n, c, h, w = arr.shape
-    if c not in (1, 3):
-        raise ValueError(f"image_grid shows grey (C=1) or RGB (C=3) images, got C={c}")
     if n < 1:
         raise ValueError("image_grid needs at least one image")
     if nrow < 1:
@@ -435,7 +447,7 @@ def plot_interpolation(module, x_a, x_b, path, steps: int = 10) -> Path:
         t = torch.linspace(0.0, 1.0, steps, device=za.device)[:, None]
         dec = module.decode((1 - t) * za + t * zb).reshape(steps, *module.data_shape)
     row = torch.cat([xa.cpu(), dec.cpu(), xb.cpu()])
-    m, (_, ih, iw) = row.shape[0], row.shape[1:]
+    m, (ih, iw) = row.shape[0], as_images(_numpy(row)).shape[2:]
     pad = 4
     grid = image_grid(row, m, pad=pad, pad_value=1.0)
     h, w = grid.shape[:2]

@@ -71,8 +71,9 @@ class MixtureOfGaussians(nn.Module):
 
     def __init__(self, latent_dim: int, components: int = 10, **_):
         super().__init__()
-        if components < 1:
-            raise ValueError(f"a mixture prior needs at least 1 component, got {components}")
+        if isinstance(components, bool) or not isinstance(components, int) or components < 1:
+            raise ValueError(f"a mixture prior needs a whole number >= 1 of components (--prior-components), got "
+                             f"{components!r}")
         self.latent_dim = latent_dim
         self.components = components
         self.logits = nn.Parameter(torch.zeros(components))

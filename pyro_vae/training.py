@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from . import evaluation
-from .checkpoint import CheckpointError, load_model_state, read_checkpoint, save_checkpoint
+from .checkpoint import RESUME_ENTRIES, CheckpointError, load_model_state, read_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig, save_json
 from .data import (Batch, DataError, batches, binarize, check_finite, for_evaluation, mixed_batches,
                    select_labels)
@@ -229,8 +229,15 @@ def train_step(step_fn, optimizer, params, batch: Batch, kl_weight: float, num_d
     ``check_args``: run Pyro's distribution-argument validation (training does on its first
     step, where a failure is a bug in the programs; later a numerical fault shows as a NaN loss,
     detected by its value)."""
-    with pyro.validation_enabled(check_args):
-        loss = step_fn(batch, torch.tensor(kl_weight, device=batch.x.device), num_data=num_data) / num_data
+    try:
+        with pyro.validation_enabled(check_args):
+            loss = step_fn(batch, torch.tensor(kl_weight, device=batch.x.device), num_data=num_data) / num_data
+    except ValueError:
+        # a distribution refusing NaN arguments: a numerical fault if the parameters are no longer
+        # finite (checked by value), else a genuine error in the programs or the data
+        if not all(bool(torch.isfinite(p).all()) for p in params):
+            raise TrainingDiverged("the parameters became NaN or infinite") from None
+        raise
     finite = _all_mean(torch.isfinite(loss).float(), world) if world > 1 else torch.isfinite(loss)
     if not finite == 1:
         raise TrainingDiverged("the loss became NaN or infinite")
@@ -253,9 +260,12 @@ def validation_elbo(family, data, batch_size=1000) -> float:
 
 @torch.no_grad()
 def validate(family, val: Batch, cfg: TrainConfig) -> dict:
-    """``{"elbo": ..., **family.metrics(val)}`` on the validation data."""
-    out = {"elbo": validation_elbo(family, val, cfg.val_batch_size)}
-    out.update(family.metrics(val) if hasattr(family, "metrics") else {})
+    """``{"elbo": ..., **family.metrics(val)}`` on the validation data. Distribution-argument
+    validation is off (the data were checked before training): a numerical fault shows as a
+    non-finite ELBO, which the caller checks by value."""
+    with pyro.validation_enabled(False):
+        out = {"elbo": validation_elbo(family, val, cfg.val_batch_size)}
+        out.update(family.metrics(val) if hasattr(family, "metrics") else {})
     select = getattr(family, "select_by", "elbo")
     if select not in out:
         from .models.base import ContractError
@@ -308,7 +318,7 @@ def resume_state(run: RunDir, family, optimizer, data_gen, device) -> TrainState
     """Load ``checkpoint_last.pt`` into the family, optimizer and RNGs; return the state."""
     if not run.last.exists():
         raise CheckpointError(f"--resume: no {RunDir.LAST} in {run} to resume from")
-    ckpt = read_checkpoint(run.last)
+    ckpt = read_checkpoint(run.last, require=RESUME_ENTRIES)
     load_model_state(family, ckpt["model_state"], source=str(run.last))
     family.to(device)
     optimizer.load_state_dict(ckpt["optimizer_state"])
@@ -467,7 +477,7 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
     if world > 1:
         torch.manual_seed(cfg.seed + 1000 * rank)
     loss_fn = Loss(family, make_objective(objective if objective is not None else cfg.objective, family,
-                                          cfg.num_particles))
+                                          cfg.num_particles), precision=cfg.precision)
     optimizer = make_optimizer(family.parameters(), cfg.lr)
     params = [p for p in family.parameters() if p.requires_grad]
     select = getattr(family, "select_by", "elbo")
@@ -548,12 +558,12 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
                 try:
                     loss = train_step(step_fn, optimizer, params, train_data.subset(idx[rank::world]), kl_w, n,
                                       cfg, world, check_args=state.step == 0)
-                except TrainingDiverged:
+                except TrainingDiverged as e:
                     bar.close()
                     where = (f"The last good checkpoint is {run.last} (epoch {state.epoch}). "
                              if writes and run.last.exists() else "No checkpoint was written yet. ")
                     raise TrainingDiverged(
-                        f"loss became NaN or infinite at epoch {epoch + 1}, step {state.step}; stopped. {where}"
+                        f"{str(e).replace('the ', '', 1)} at epoch {epoch + 1}, step {state.step}; stopped. {where}"
                         f"Try a lower --lr or --clip-norm.") from None
                 total += loss * idx.numel()
                 seen += idx.numel()
@@ -568,11 +578,17 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
                                log)
             bar.close()
             train_time = time.perf_counter() - t0
+            if not all(bool(torch.isfinite(p).all()) for p in params):  # a finite loss, then a wild step
+                where = (f"The last good checkpoint is {run.last} (epoch {state.epoch}). "
+                         if writes and run.last.exists() else "No checkpoint was written yet. ")
+                raise TrainingDiverged(f"the parameters became NaN or infinite in epoch {epoch + 1}; stopped. "
+                                       f"{where}Try a lower --lr or --clip-norm.")
             family.eval()
             measures = {k: _all_mean(torch.tensor(float(v), device=device), world).item()
                         for k, v in validate(family, data.val, cfg).items()}
             if not math.isfinite(measures["elbo"]):
-                raise TrainingDiverged(f"validation ELBO is {measures['elbo']} after epoch {epoch + 1}; stopped")
+                raise TrainingDiverged(f"validation ELBO is {measures['elbo']} after epoch {epoch + 1}; stopped. "
+                                       f"Try a lower --lr or --clip-norm.")
             value = measures[select]
             improved = value > state.best
             state.best, state.bad_epochs = (value, 0) if improved else (state.best, state.bad_epochs + 1)

