@@ -268,8 +268,8 @@ def _train_args(t):
     g.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (beta-VAE): scales every latent site")
     g.add_argument("--warmup-epochs", type=_nonneg_float, default=0.0, help="KL weight rises linearly to beta over this many epochs")
     g.add_argument("--objective", "--elbo", default="auto", choices=["auto"] + sorted(OBJECTIVES),
-                   help="training objective: auto (the family's default: trace for vae, ae and cvae, graph for vae "
-                        "--estimator score*, enum for ssvae), "
+                   help="training objective: auto (the family's default: jit for vae and ae from the library's parts, "
+                        "trace with a part of your own and for cvae, graph for --estimator score*, enum for ssvae), "
                         "trace (Trace_ELBO), meanfield (TraceMeanField_ELBO), graph (TraceGraph_ELBO), enum "
                         "(TraceEnum_ELBO), jit* (compiled), renyi (RenyiELBO alpha 0.5), or one a plugin registered")
     g.add_argument("--num-particles", type=_positive_int, default=1, help="samples of the latents per data point in the ELBO estimate")
@@ -618,8 +618,10 @@ def _evaluate_generation(a, family, ckpt, splits, name, data, label, path) -> in
     from .files import write_text
     from .generation import score_generation
 
-    if getattr(family, "conditional", False):
-        raise CLIError(f"--generation scores unconditional samples; {type(family).__name__} is conditional")
+    if getattr(family, "conditional", False) and not (a.sampler == "prior" and getattr(family, "joint_prior", False)):
+        raise CLIError(f"--generation scores unconditional samples; {type(family).__name__} is conditional"
+                       + (" (its prior sampler draws the class too: use --sampler prior)"
+                          if getattr(family, "joint_prior", False) else ""))
     if splits.train.y is None:
         raise CLIError(f"--generation needs a labelled image data set to train its feature classifier; {name} "
                        f"has no labels")

@@ -92,11 +92,13 @@ class GaussianMixture:
 def _check_family(family, sampler: str):
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; one of {', '.join(SAMPLERS)}")
-    if getattr(family, "conditional", False):
+    if getattr(family, "conditional", False) and not (sampler == "prior" and getattr(family, "joint_prior", False)):
         raise ValueError(f"{type(family).__name__} is conditional: draw its samples given a condition "
                          f"(pyro-vae sample --condition); the {sampler} sampler is for unconditional families")
-    if not callable(getattr(family, "decode", None)):
-        raise ValueError(f"{type(family).__name__} has no decode(z); the samplers decode latent codes")
+    if sampler == "mixture" and not callable(getattr(family, "decode", None)):
+        raise ValueError(f"{type(family).__name__} has no decode(z); the mixture sampler decodes latent codes")
+    if sampler == "prior" and not callable(getattr(family, "sample", None)):
+        raise ValueError(f"{type(family).__name__} has no sample(n); it cannot draw from its prior")
     if sampler == "mixture" and not callable(getattr(family, "encode", None)):
         raise ValueError(f"{type(family).__name__} has no encode(x); the mixture sampler is fitted to the "
                          f"codes of the training images")
@@ -130,11 +132,17 @@ def sample_latents(family, n: int, sampler: str = "prior", mixture: GaussianMixt
 @torch.no_grad()
 def generate(family, n: int, sampler: str = "prior", mixture: GaussianMixture | None = None,
              mean: bool = True, batch_size: int = 1000) -> torch.Tensor:
-    """``n`` generated images: codes from ``sampler``, decoded to E[x|z] (``mean``) or drawn from
-    p(x|z)."""
+    """``n`` generated images: ``prior``: the family's own ``sample(n, mean)`` (z ~ p(z), and for M2
+    the class y ~ p(y) too); ``mixture``: codes from the fitted mixture; decoded to E[x|z]
+    (``mean``) or drawn from p(x|z)."""
+    _check_family(family, sampler)
     out = []
     for start in range(0, n, batch_size):
-        z = sample_latents(family, min(batch_size, n - start), sampler, mixture)
+        m = min(batch_size, n - start)
+        if sampler == "prior":  # the family's own prior draw (all its latents, e.g. M2's class too)
+            out.append(family.sample(m, mean=mean))
+            continue
+        z = sample_latents(family, m, sampler, mixture)
         out.append(family.decode(z) if mean else family.likelihood(family.decoder(z)).sample())
     return torch.cat(out)
 

@@ -188,3 +188,12 @@ def test_generation_scores_need_labels(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(run), "--generation", "--num-generated", "50"]) == 2
     assert "needs a labelled image data set" in capsys.readouterr().err
+
+
+def test_prior_sampler_draws_m2_class_too_and_refuses_a_conditional_family():
+    m2 = build_model(ModelConfig("ssvae", (1, 8, 8), 3, {"latent_dim": 2, "hidden": (8,)}))
+    x = generate(m2, 6, "prior", mean=False)
+    assert x.shape == (6, 1, 8, 8) and ((x == 0) | (x == 1)).all()
+    cvae = build_model(ModelConfig("cvae", (1, 8, 8), 3, {"latent_dim": 2, "hidden": (8,)}))
+    with pytest.raises(ValueError, match="conditional"):
+        generate(cvae, 6, "prior")

@@ -78,6 +78,7 @@ class SSVAE(Family):
     Config = SSVAEConfig
     latent_sites = ("z", "y_unobserved")
     default_objective = "enum"
+    joint_prior = True  # sample(n) draws y ~ p(y) and z ~ p(z): unconditional samples (generation scores)
     select_by = "accuracy"
     needs_labels = True
     conditional = True
