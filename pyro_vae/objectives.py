@@ -26,11 +26,17 @@ either an object passed to ``fit(..., objective=obj)`` or a factory registered b
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from pyro import infer
 from torch import nn
 
 from .registry import Registry
+
+# torch 2.9+ marks torch.jit.trace deprecated; Pyro's Jit* objectives use it on every compile.
+# The warning says nothing a user can act on, so it is silenced for that one message.
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated", category=FutureWarning)
 
 OBJECTIVES = Registry("objective")
 register_objective = OBJECTIVES.register  # @register_objective("name") on fn(family, num_particles)
