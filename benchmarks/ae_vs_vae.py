@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -52,13 +51,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from pyro_vae import ModelConfig, TrainConfig, build_model, fit, load_checkpoint  # noqa: E402
-from pyro_vae.data import for_evaluation, load_data  # noqa: E402
+from pyro_vae.data import for_evaluation  # noqa: E402
 from pyro_vae.evaluation import evaluate  # noqa: E402
-from pyro_vae.generation import generation_scores, load_or_train_classifier  # noqa: E402
+from pyro_vae.generation import generation_scores  # noqa: E402
 from pyro_vae.m1 import latent_means  # noqa: E402
 from pyro_vae.plots import _pca_2d, image_grid  # noqa: E402
 from pyro_vae.samplers import fit_code_mixture, generate  # noqa: E402
 from pyro_vae.training import set_seed  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import DATA_DIR, feature_classifier, start  # noqa: E402
 
 MODELS = [  # (row name, family, options)
     ("AE", "ae", {}),
@@ -80,10 +82,8 @@ def parse_args(argv=None):
     p.add_argument("--limit", type=int, default=10000, help="test images")
     p.add_argument("--models", nargs="+", default=[m[0] for m in MODELS], choices=[m[0] for m in MODELS])
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"),
+    p.add_argument("--data-dir", default=str(DATA_DIR),
                    help="folder with the official MNIST test files")
-    p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "pyro_vae_bench"),
-                   help="folder for the feature classifier (trained once)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ae_vs_vae.md"))
     return p.parse_args(argv)
 
@@ -108,19 +108,13 @@ def mean_se(v):
 
 def main(argv=None):
     a = parse_args(argv)
-    torch.set_num_threads(a.threads)
-    argv_used = sys.argv if argv is None else [sys.argv[0], *argv]
-    command = " ".join(shlex.quote(s) for s in ["python", *argv_used])
-    splits = load_data("mnist5k", a.data_dir, seed=0)
-    if splits.test is None:
-        sys.exit(f"no official MNIST test files in {a.data_dir}")
+    command, splits = start(a, argv)
     test = for_evaluation(splits.test, "static").subset(slice(0, a.limit))
     train_fixed = for_evaluation(splits.train, "static")  # the training images binarized once, seed 0
     print(f"{len(splits.train)} train, {len(splits.val)} validation, {len(test)} test; "
           f"{torch.get_num_threads()} threads, cpu", flush=True)
     t0 = time.perf_counter()
-    clf, clf_info = load_or_train_classifier(Path(a.cache) / "feature_classifier_mnist5k.pt",
-                                             train_fixed.replace(labelled=None), seed=0, name="mnist5k")
+    clf, clf_info = feature_classifier(splits)
     print(f"feature classifier: held-out accuracy {clf_info['val_accuracy']:.3f} "
           f"({'cached' if clf_info['cached'] else f'trained in {time.perf_counter() - t0:.0f} s'})", flush=True)
     real = generation_scores(train_fixed.x, test.x, clf)  # a reference point: real training images against the test

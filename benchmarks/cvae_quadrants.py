@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -39,12 +38,15 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from pyro_vae import ModelConfig, TrainConfig, build_model, fit, load_checkpoint  # noqa: E402
-from pyro_vae.data import for_evaluation, load_data  # noqa: E402
+from pyro_vae.data import for_evaluation  # noqa: E402
 from pyro_vae.evaluation import log_marginal  # noqa: E402
-from pyro_vae.generation import generation_scores, load_or_train_classifier  # noqa: E402
+from pyro_vae.generation import generation_scores  # noqa: E402
 from pyro_vae.models.cvae import quadrant_mask  # noqa: E402
 from pyro_vae.plots import plot_image_rows  # noqa: E402
 from pyro_vae.training import set_seed  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import DATA_DIR, feature_classifier, start  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -57,7 +59,7 @@ def parse_args(argv=None):
     p.add_argument("--k", type=int, default=100, help="importance samples for log p(x_missing | c)")
     p.add_argument("--limit", type=int, default=10000, help="test images to evaluate")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"),
+    p.add_argument("--data-dir", default=str(DATA_DIR),
                    help="folder with the official MNIST test files")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cvae_quadrants.md"))
     return p.parse_args(argv)
@@ -101,19 +103,12 @@ def train_deterministic(train_x, val_x, observed, a):
 
 def main(argv=None):
     a = parse_args(argv)
-    torch.set_num_threads(a.threads)
-    argv_used = sys.argv if argv is None else [sys.argv[0], *argv]
-    command = " ".join(shlex.quote(s) for s in ["python", *argv_used])
-    splits = load_data("mnist5k", a.data_dir, seed=0)
-    if splits.test is None:
-        sys.exit(f"no official MNIST test files in {a.data_dir}")
+    command, splits = start(a, argv)
     test = for_evaluation(splits.test, "static").subset(slice(0, a.limit))
     val = for_evaluation(splits.val, "static")
     print(f"{len(splits.train)} train, {len(val)} validation, {len(test)} test; {torch.get_num_threads()} threads, cpu",
           flush=True)
-    clf, _ = load_or_train_classifier(Path(tempfile.gettempdir()) / "pyro_vae_bench" / "feature_classifier_mnist5k.pt",
-                                      for_evaluation(splits.train, "static").replace(labelled=None), seed=0,
-                                      name="mnist5k")
+    clf, _ = feature_classifier(splits)
     rows = []
     for q in a.quadrants:
         observed = quadrant_mask((1, 28, 28), q)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -47,12 +46,15 @@ import torch  # noqa: E402
 
 from pyro_vae import ModelConfig, TrainConfig, build_model, fit, load_checkpoint  # noqa: E402
 from pyro_vae.config import read_metrics  # noqa: E402
-from pyro_vae.data import for_evaluation, load_data  # noqa: E402
+from pyro_vae.data import for_evaluation  # noqa: E402
 from pyro_vae.estimators import gradient_variance  # noqa: E402
 from pyro_vae.evaluation import evaluate  # noqa: E402
-from pyro_vae.generation import generation_scores, load_or_train_classifier  # noqa: E402
+from pyro_vae.generation import generation_scores  # noqa: E402
 from pyro_vae.samplers import generate  # noqa: E402
 from pyro_vae.training import set_seed  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import DATA_DIR, feature_classifier, start  # noqa: E402
 
 ESTIMATORS = ("reparam", "score", "score-avg", "score-baseline")
 
@@ -70,7 +72,7 @@ def parse_args(argv=None):
     p.add_argument("--num-generated", type=int, default=10000, help="prior samples per estimator for the Fréchet "
                                                                     "distance (0: skip)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"),
+    p.add_argument("--data-dir", default=str(DATA_DIR),
                    help="folder with the official MNIST test files")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gradient_estimators.md"))
     return p.parse_args(argv)
@@ -84,19 +86,12 @@ def measure(family, batch, a):
 
 def main(argv=None):
     a = parse_args(argv)
-    torch.set_num_threads(a.threads)
-    argv_used = sys.argv if argv is None else [sys.argv[0], *argv]
-    command = " ".join(shlex.quote(s) for s in ["python", *argv_used])
-    splits = load_data("mnist5k", a.data_dir, seed=0)
-    if splits.test is None:
-        sys.exit(f"no official MNIST test files in {a.data_dir}")
+    command, splits = start(a, argv)
     test = for_evaluation(splits.test, "static").subset(slice(0, a.limit))
     batch = for_evaluation(splits.train, "static").subset(slice(0, a.batch))
     clf = None
     if a.num_generated:
-        clf, _ = load_or_train_classifier(Path(tempfile.gettempdir()) / "pyro_vae_bench" / "feature_classifier_mnist5k.pt",
-                                          for_evaluation(splits.train, "static").replace(labelled=None), seed=0,
-                                          name="mnist5k")
+        clf, _ = feature_classifier(splits)
     print(f"{len(splits.train)} train, {len(test)} test; fixed batch of {len(batch)}; {torch.get_num_threads()} "
           f"threads, cpu", flush=True)
     rows, curves = [], {}

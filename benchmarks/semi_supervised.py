@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -45,11 +44,14 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit, load_checkpoint  # noqa: E402
-from pyro_vae.data import for_evaluation, load_data, select_labels  # noqa: E402
+from pyro_vae.data import for_evaluation, select_labels  # noqa: E402
 from pyro_vae.evaluation import log_marginal  # noqa: E402
-from pyro_vae.generation import generation_scores, load_or_train_classifier  # noqa: E402
+from pyro_vae.generation import generation_scores  # noqa: E402
 from pyro_vae.models.ssvae import Classifier  # noqa: E402
 from pyro_vae.training import set_seed  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import DATA_DIR, feature_classifier, start  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -77,7 +79,7 @@ def parse_args(argv=None):
     p.add_argument("--num-generated", type=int, default=10000,
                    help="M2 samples (y ~ p(y), z ~ p(z), x ~ p(x|y,z)) for the Fréchet distance (0: skip)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"),
+    p.add_argument("--data-dir", default=str(DATA_DIR),
                    help="folder with the official MNIST test files")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "semi_supervised.md"))
     return p.parse_args(argv)
@@ -180,19 +182,12 @@ def summarize(runs, key):
 
 def main(argv=None):
     a = parse_args(argv)
-    torch.set_num_threads(a.threads)
-    argv_used = sys.argv if argv is None else [sys.argv[0], *argv]
-    command = " ".join(shlex.quote(s) for s in ["python", *argv_used])
-    splits = load_data("mnist5k", a.data_dir, seed=0)
-    if splits.test is None:
-        sys.exit(f"no official MNIST test files in {a.data_dir}")
+    command, splits = start(a, argv)
     val, test = for_evaluation(splits.val, "static"), for_evaluation(splits.test, "static")
     say = lambda s="": print(s, flush=True)  # noqa: E731
     say(f"{len(splits.train)} train, {len(val)} validation, {len(test)} test; {torch.get_num_threads()} threads, cpu")
     if a.num_generated:
-        CLASSIFIER.append(load_or_train_classifier(
-            Path(tempfile.gettempdir()) / "pyro_vae_bench" / "feature_classifier_mnist5k.pt",
-            for_evaluation(splits.train, "static").replace(labelled=None), seed=0, name="mnist5k")[0])
+        CLASSIFIER.append(feature_classifier(splits)[0])
     stacked_codes, m1_time = (m1_codes(splits, a) if a.stacked else (None, 0.0))
     results = {}
     for n_labels in a.labels:

@@ -168,7 +168,6 @@ def worker(row: str, batch: int, a) -> dict:
         try:
             from pythae.models import VAE as PythaeVAE
             from pythae.models import VAEConfig
-            from pythae.models.nn.benchmarks.mnist import Decoder_ResNet_AE_MNIST  # noqa: F401
         except ImportError:
             return {"row": row, "batch": batch, "skipped": "pythae is not installed (pip install pythae)"}
         torch.manual_seed(0)
