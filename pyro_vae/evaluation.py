@@ -31,6 +31,7 @@ import math
 import pyro
 import torch
 from pyro import poutine
+from pyro.distributions.util import is_validation_enabled
 from pyro.poutine.subsample_messenger import _Subsample
 from torch.distributions import Independent, Normal, kl_divergence
 
@@ -194,11 +195,19 @@ def log_marginal(model, guide, *args, num_particles=5000, batch_size=100, chunk_
     """Importance-sampled log p(x) for every data point, shape (N,), with ``num_particles`` samples.
 
     Batches of data points x chunks of particles keep memory bounded; ``progress`` shows a bar.
+
+    When Pyro's validation is on (its default), the arguments of every distribution are checked
+    once, on one particle per data point (bad data fail here with Pyro's message); the k-particle
+    passes then run unchecked, which saves about a tenth of the time.
     """
     out = []
     if kwargs.get("max_plate_nesting") is None:
         kwargs["max_plate_nesting"] = _max_plate_nesting(model, guide, args, kwargs)
-    with _progress(_num_data(args), desc or f"log p(x), k={num_particles}", progress) as bar:
+    if is_validation_enabled():
+        for _, part in _chunks(args, max(batch_size, 1000)):
+            log_weights(model, guide, *part, num_particles=1, data_plate=data_plate, **kwargs)
+    with _progress(_num_data(args), desc or f"log p(x), k={num_particles}", progress) as bar, \
+            pyro.validation_enabled(False):
         for size, part in _chunks(args, batch_size):
             out.append(log_marginal_batch(model, guide, *part, num_particles=num_particles,
                                           chunk_size=chunk_size, data_plate=data_plate, **kwargs))
