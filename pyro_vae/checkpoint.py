@@ -99,7 +99,7 @@ def read_checkpoint(path, map_location="cpu", require=()) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        hint = (f" (a run folder? pass RUN_DIR/checkpoint_best.pt)" if path.is_dir() else
+        hint = (" (a run folder? pass RUN_DIR/checkpoint_best.pt)" if path.is_dir() else
                 f" ({path.parent} is a folder without it: is it a run folder whose training finished an epoch?)"
                 if path.name.startswith("checkpoint_") and path.parent.is_dir() else "")
         raise CheckpointError(f"checkpoint {path} does not exist{hint}")

@@ -11,11 +11,9 @@ silent wrong answer.
 from __future__ import annotations
 
 import ast
-import json
 import os
 import pathlib
 import shutil
-import zipfile
 from pathlib import Path
 
 import numpy as np
