@@ -17,7 +17,9 @@ Rows:
 * **pyro-vae bf16**: the default with ``precision="bf16"`` (networks under bfloat16 autocast);
 * **Pyro tutorial style**: ``SVI`` with ``pyro.optim.Adam`` and ``Trace_ELBO``, batches from a
   per-item ``DataLoader`` over a ``TensorDataset``, as Pyro's VAE tutorial writes it;
-* **pythae**: its VAE trainer's step, when ``pythae`` is installed (``pip install pythae``).
+* **pythae**: its ``VAE`` model with the same network (its ``BaseEncoder``/``BaseDecoder`` API),
+  trained by the same hand-written step with default Adam, when ``pythae`` is installed
+  (``pip install pythae``; an optional benchmark dependency).
 
 Evaluation: log p(x) with k importance samples on the first ``--eval-images`` test images,
 through ``pyro_vae.evaluation.log_marginal``, against a hand-written evaluator of the same
@@ -170,8 +172,30 @@ def worker(row: str, batch: int, a) -> dict:
             from pythae.models import VAEConfig
         except ImportError:
             return {"row": row, "batch": batch, "skipped": "pythae is not installed (pip install pythae)"}
+        from pythae.models.base.base_utils import ModelOutput
+        from pythae.models.nn import BaseDecoder, BaseEncoder
+        from torch import nn
+
+        class Encoder(BaseEncoder):  # the same 784-400-50 network as every other row
+            def __init__(self):
+                super().__init__()
+                self.body, self.loc, self.log_var = nn.Linear(784, 400), nn.Linear(400, 50), nn.Linear(400, 50)
+
+            def forward(self, x):
+                h = F.relu(self.body(x.reshape(len(x), -1)))
+                return ModelOutput(embedding=self.loc(h), log_covariance=self.log_var(h))
+
+        class Decoder(BaseDecoder):
+            def __init__(self):
+                super().__init__()
+                self.net = nn.Sequential(nn.Linear(50, 400), nn.ReLU(), nn.Linear(400, 784))
+
+            def forward(self, z):
+                return ModelOutput(reconstruction=torch.sigmoid(self.net(z)).reshape(len(z), 1, 28, 28))
+
         torch.manual_seed(0)
-        model = PythaeVAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=50, reconstruction_loss="bce"))
+        model = PythaeVAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=50, reconstruction_loss="bce"),
+                          encoder=Encoder(), decoder=Decoder())
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
         def step(xb):
