@@ -27,6 +27,8 @@ with ``args = family.args(batch)``. The rules:
 * **Prior draws.** ``model(None)`` (``x=None``) samples x from the prior predictive, Pyro's own
   convention, so ``pyro.infer.Predictive(family.model, num_samples=n)()`` draws images.
 * **Terms outside the ELBO** (M2's classifier loss): :meth:`extra_loss`, added to the loss.
+* **Point-mass guides.** ``point_estimate = True`` (the autoencoder) makes the evaluator report
+  the ELBO, log p(x) and the inference gap as undefined, with ``undefined_note`` as the reason.
 * **Measures and figures.** :meth:`metrics` adds family measures (test accuracy) to evaluation
   and validation; ``select_by`` names the validation measure that keeps the best checkpoint;
   ``figures`` lists what the plots may ask of the family: the generic ones use
@@ -98,6 +100,9 @@ class Family(nn.Module):
     metric_notes: dict = {}  # {measure: what it is}, shown beside the family's measures in evaluation
     needs_labels = False  # True: training data must carry labels (y)
     conditional = False  # True: samples need a condition (``sample(n, condition=...)``)
+    joint_prior = False  # True (with conditional): ``sample(n)`` also draws the condition (M2's class)
+    point_estimate = False  # True: the guide is a point mass (an autoencoder): no ELBO, no log p(x)
+    undefined_note = "undefined: the guide is a point mass"  # what evaluate says instead, for point_estimate
 
     data_shape: tuple = ()
 
