@@ -236,7 +236,7 @@ def write(a, command, rows, real, clf_info):
             f"| {lp} | {r['active_units']} of {a.latent_dim} |")
     lines += ["", f"![AE vs VAE]({out.with_suffix('.png').name})", ""]
     out.write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"command": command, "rows": rows, "real_vs_real": {
+    out.with_suffix(".json").write_text(json.dumps({"command": command, "rows": rows, "real_train_vs_test": {
         k: v["value"] for k, v in real.items() if not isinstance(v["value"], list)}, "classifier": clf_info},
         indent=1, default=str))
     print("\n".join(lines))

@@ -63,7 +63,8 @@ def atomic_write(path, write, binary: bool = True) -> Path:
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
-        os.fchmod(fd, _umask_mode()) if hasattr(os, "fchmod") else None
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600; a run's files get the usual permissions
+            os.fchmod(fd, _umask_mode())
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             write(f)
             f.flush()

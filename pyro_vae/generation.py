@@ -105,11 +105,14 @@ def _labelled_index(data: Batch, name: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _accuracy(classifier: FeatureClassifier, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    correct = 0
-    for idx in batches(len(x), batch_size, shuffle=False):
-        correct += int((classifier(x[idx]).argmax(-1) == y[idx]).sum())
-    return correct / max(1, len(x))
+@torch.no_grad()
+def classifier_accuracy(net, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    """The share of ``x`` whose most probable class under ``net`` (logits) is ``y``; NaN for no data."""
+    if len(y) == 0:
+        return float("nan")
+    correct = sum(int((net(x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]).sum())
+                  for i in range(0, len(x), batch_size))
+    return correct / len(x)
 
 
 def train_feature_classifier(data: Batch, num_classes: int | None = None, seed: int = 0, epochs: int = 5,
@@ -163,7 +166,7 @@ def train_feature_classifier(data: Batch, num_classes: int | None = None, seed: 
             loss_sum += float(loss.detach()) * len(b)
     classifier.eval()
     info = {
-        "val_accuracy": _accuracy(classifier, x_val, y_val, 500),
+        "val_accuracy": classifier_accuracy(classifier, x_val, y_val, 500),
         "train_loss": loss_sum / len(x_tr),
         "num_train": len(x_tr),
         "num_val": n_val,

@@ -43,6 +43,7 @@ import torch
 from torch.nn import functional as F
 
 from .data import Batch, DataError, check_labels, num_classes_of, select_labels
+from .generation import classifier_accuracy
 
 STANDARDIZE = {  # how the codes are scaled, by statistics of all training codes (never the test codes)
     "global": "centred per dimension, divided by one scale (root mean variance over dimensions)",
@@ -158,13 +159,6 @@ def latent_means(family, data: Batch, batch_size: int = 1000) -> torch.Tensor:
 
 # ---------------------------------------------------------------------- the classifier
 @torch.no_grad()
-def _accuracy(net, codes: torch.Tensor, y: torch.Tensor, batch_size: int = 10000) -> float:
-    if len(y) == 0:
-        return float("nan")
-    pred = torch.cat([net(codes[i:i + batch_size]).argmax(-1) for i in range(0, len(codes), batch_size)])
-    return (pred == y).float().mean().item()
-
-
 def _check_labelled(ds, what: str, num_classes: int | None = None):
     if not isinstance(ds, Batch):
         raise TypeError(f"m1_classify: {what} must be a pyro_vae.data.Batch, got {type(ds).__name__}")
@@ -269,7 +263,7 @@ def m1_classify(family, train: Batch, test: Batch, labels: int = 100, seed: int 
             opt.step()
         if val_mask is not None:
             net.eval()
-            acc = _accuracy(net, x_val, y_val)
+            acc = classifier_accuracy(net, x_val, y_val)
             if acc > best[0]:
                 best = (acc, {k: v.detach().clone() for k, v in net.state_dict().items()}, epoch)
     if val_mask is not None:
@@ -278,11 +272,11 @@ def m1_classify(family, train: Batch, test: Batch, labels: int = 100, seed: int 
     unused = ~chosen if val_mask is None else ~(chosen | val_mask)
     unused_idx = unused.nonzero().reshape(-1).to(dev)
     result = {
-        "accuracy": _accuracy(net, codes_test, y_test),
+        "accuracy": classifier_accuracy(net, codes_test, y_test),
         "labels": int(labels),
         "seed": int(seed),
-        "train_accuracy": _accuracy(net, x_lab, y_lab),
-        "unlabelled_accuracy": _accuracy(net, codes_train[unused_idx], y_train[unused_idx]),
+        "train_accuracy": classifier_accuracy(net, x_lab, y_lab),
+        "unlabelled_accuracy": classifier_accuracy(net, codes_train[unused_idx], y_train[unused_idx]),
         "num_test": len(test),
         "num_train": len(train),
         "num_classes": num_classes,

@@ -165,6 +165,9 @@ class Loss(nn.Module):
     ``forward(batch, kl_weight, num_data)`` returns the loss on the data-set scale (the batch
     scaled by ``num_data / B``); divide by ``num_data`` for nats per data point. Wrap it in
     ``DistributedDataParallel`` for multi-GPU training: its parameters are the family's.
+    ``precision="bf16"`` runs the programs under bfloat16 autocast (the library's networks hand
+    float32 outputs to the distributions). A JIT objective's compile is made neutral to the
+    random stream (the step is recomputed from the state before it), so resuming stays exact.
     """
 
     def __init__(self, family: nn.Module, objective=None, precision: str = "fp32"):
@@ -176,6 +179,7 @@ class Loss(nn.Module):
         # Bind once: the JIT objectives key their compiled graph on id(model), and every
         # ``family.model`` access makes a new bound-method object (a retrace per step).
         self._model, self._guide = family.model, family.guide
+        self._compiles = _compiles(self.objective)  # checked once, not every step
 
     def forward(self, batch, kl_weight, num_data=None):
         if not torch.is_tensor(kl_weight):
@@ -189,7 +193,7 @@ class Loss(nn.Module):
         return self._loss(batch, args, kl_weight, num_data)
 
     def _loss(self, batch, args, kl_weight, num_data):
-        rng = _rng_snapshot() if _compiles(self.objective) else None
+        rng = _rng_snapshot() if self._compiles else None
         before = _compiled_count(self.objective) if rng is not None else 0
         loss = self.objective.differentiable_loss(self._model, self._guide, *args, kl_weight,
                                                   num_data=num_data)

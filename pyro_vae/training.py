@@ -401,8 +401,8 @@ def check_resume_config(stored: dict, new: dict, allow_changes=()) -> dict:
         return _json.loads(_json.dumps(v, default=str))
 
     a, b = _flatten(norm(stored)), _flatten(norm(new))
-    allowed = set(ALWAYS_CHANGEABLE) | {c if "." in c else None for c in allow_changes} - {None}
-    short = {c.replace("-", "_") for c in allow_changes if "." not in c}
+    allowed = set(ALWAYS_CHANGEABLE) | {c for c in allow_changes if "." in c}  # full keys, e.g. train.lr
+    short = {c.replace("-", "_") for c in allow_changes if "." not in c}  # last parts, e.g. lr
     changed, refused = {}, []
     for key in sorted(set(a) | set(b)):
         if key.split(".")[0] in IGNORED_ON_RESUME or key in IGNORED_ON_RESUME or a.get(key) == b.get(key):
