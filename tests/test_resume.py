@@ -292,7 +292,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     while True:
         p = run(folder, (folder / "checkpoint_last.pt").exists())
         if kills < 6:  # kill inside training (after start-up), then let the last run finish
-            time.sleep(rng.uniform(0.9 * t_first, 0.95 * t_whole))
+            time.sleep(rng.uniform(0.9 * t_first, t_first + 0.3 * (t_whole - t_first)))  # early in training
             if p.poll() is None:
                 p.kill()
                 p.wait()
