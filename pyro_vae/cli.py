@@ -267,11 +267,17 @@ def _train_args(t):
     g.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
     g.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (beta-VAE): scales every latent site")
     g.add_argument("--warmup-epochs", type=_nonneg_float, default=0.0, help="KL weight rises linearly to beta over this many epochs")
+    g.add_argument("--free-bits", type=_nonneg_float, default=0.0,
+                   help="free bits (Kingma et al. 2016): each latent dimension's batch-mean KL counts as at least this "
+                        "many nats, so the optimiser gains nothing by shutting a unit down (0: off; replaces the ELBO "
+                        "objective by pyro_vae.importance.FreeBitsELBO)")
     g.add_argument("--objective", "--elbo", default="auto", choices=["auto"] + sorted(OBJECTIVES),
                    help="training objective: auto (the family's default: jit for vae and ae from the library's parts, "
                         "trace with a part of your own and for cvae, graph for --estimator score*, enum for ssvae), "
                         "trace (Trace_ELBO), meanfield (TraceMeanField_ELBO), graph (TraceGraph_ELBO), enum "
-                        "(TraceEnum_ELBO), jit* (compiled), renyi (RenyiELBO alpha 0.5), or one a plugin registered")
+                        "(TraceEnum_ELBO), jit* (compiled), renyi (RenyiELBO alpha 0.5), iwae (the per-data-point importance-"
+                        "weighted bound with K = --num-particles), iwae_dreg (the same with the doubly-reparameterized "
+                        "gradient), stl (the ELBO with the sticking-the-landing gradient), or one a plugin registered")
     g.add_argument("--num-particles", type=_positive_int, default=1, help="samples of the latents per data point in the ELBO estimate")
     g.add_argument("--clip-norm", type=_positive_float, default=None, help="clip the gradient norm (of the per-image loss); default: no clipping")
     g.add_argument("--patience", type=_nonneg_int, default=10, help="early stopping after this many epochs without a better validation measure (0: off)")
@@ -428,7 +434,7 @@ def model_config_from_args(a, data_shape, num_classes, plugins=()) -> ModelConfi
 
 def train_config_from_args(a) -> TrainConfig:
     return TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, beta=a.beta,
-                       warmup_epochs=a.warmup_epochs, objective=a.objective, num_particles=a.num_particles,
+                       warmup_epochs=a.warmup_epochs, free_bits=a.free_bits, objective=a.objective, num_particles=a.num_particles,
                        clip_norm=a.clip_norm, seed=a.seed, device=a.device, patience=a.patience or None,
                        binarize=a.binarize, val_batch_size=a.val_batch_size, labels=a.labels,
                        labelled_batch_size=a.labelled_batch_size, precision=a.precision).check()

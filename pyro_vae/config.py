@@ -71,6 +71,7 @@ class TrainConfig:
     lr: float = 1e-3
     beta: float = 1.0  # final weight of the KL term
     warmup_epochs: float = 0.0  # KL weight rises linearly from ~0 to beta over this many epochs
+    free_bits: float = 0.0  # nats per latent dimension below which its KL is not pushed down (0: off)
     objective: str = "auto"  # a registered objective (pyro_vae.objectives); auto: the family's default
     num_particles: int = 1
     clip_norm: float | None = None  # clip the gradient (of the per-image loss) to this norm
@@ -107,6 +108,8 @@ class TrainConfig:
         for name in ("lr", "beta"):
             if not (finite(getattr(self, name)) and getattr(self, name) > 0):
                 bad.append(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
+        if not (finite(self.free_bits) and self.free_bits >= 0):
+            bad.append(f"free_bits must be a finite number of nats >= 0, got {self.free_bits!r}")
         if not (finite(self.warmup_epochs) and self.warmup_epochs >= 0):
             bad.append(f"warmup_epochs must be a finite number >= 0, got {self.warmup_epochs!r}")
         if self.clip_norm is not None and not (finite(self.clip_norm) and self.clip_norm > 0):

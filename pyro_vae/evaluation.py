@@ -33,7 +33,7 @@ import torch
 from pyro import poutine
 from pyro.distributions.util import is_validation_enabled
 from pyro.poutine.subsample_messenger import _Subsample
-from torch.distributions import Independent, Normal, kl_divergence
+from torch.distributions import Independent, Normal, constraints, kl_divergence
 
 PARTICLES = "_particles"
 
@@ -243,14 +243,34 @@ def as_normal(d):
     return d if isinstance(d, Normal) else None
 
 
+def _posterior_mean(fn, mc_samples: int):
+    """E_q[z|x] of a guide site: its ``mean``, or for a distribution without one (a flow) the
+    average of ``mc_samples`` draws (None if it cannot be drawn either)."""
+    try:
+        return fn.mean
+    except NotImplementedError:
+        pass
+    support = fn.support
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    if support is not constraints.real:  # only real-valued latents (not a relaxed one-hot)
+        return None
+    try:
+        return torch.stack([fn.sample() for _ in range(mc_samples)]).mean(0)
+    except NotImplementedError:
+        return None
+
+
 @torch.no_grad()
 def latent_statistics(model, guide, *args, batch_size=1000, threshold=0.01, data_plate="data",
-                      **kwargs) -> dict:
+                      mc_samples: int = 1000, **kwargs) -> dict:
     """Per latent site: active units (Burda et al. 2016) and KL per dimension.
 
     Active units: dimension u is active when Cov_x(E_q[z_u | x]) > ``threshold``, with E_q[z|x]
-    read off the guide's distribution (its ``mean``). KL per dimension is analytic when both
-    q and p factorize into Normals per dimension (else reported as None).
+    read off the guide's distribution (its ``mean``; for one without a mean in closed form, a
+    flow, the average of ``mc_samples`` draws, whose Monte Carlo noise adds at most
+    Var_q(z_u) / mc_samples to the covariance). KL per dimension is analytic when both q and p
+    factorize into Normals per dimension (else reported as None).
     """
     means, kls = {}, {}
     for _, part in _chunks(args, batch_size):
@@ -260,9 +280,8 @@ def latent_statistics(model, guide, *args, batch_size=1000, threshold=0.01, data
         for name, site in g.nodes.items():
             if not _scored(site) or site["is_observed"] or site["fn"].event_dim != 1:
                 continue
-            try:
-                mean = site["fn"].mean
-            except NotImplementedError:
+            mean = _posterior_mean(site["fn"], mc_samples)
+            if mean is None:
                 continue
             means.setdefault(name, []).append(mean.reshape(-1, mean.shape[-1]))
             q = as_normal(site["fn"])
@@ -503,6 +522,8 @@ def _evaluate(family, data, k, iwae_k, batch_size, progress, per_image):
         if st["kl_per_dim"] is not None:
             out[f"kl_per_dim_{name}"] = {"value": [round(v, 4) for v in st["kl_per_dim"]],
                                          "unit": "nats/image"}
+            out[f"kl_{name}"] = {"value": float(sum(st["kl_per_dim"])), "unit": "nats/image",
+                                 "note": f"KL(q({name}|...) || p({name}|...)) of this site, closed form"}
     notes = getattr(family, "metric_notes", {})
     for name, value in (family.metrics(data) if hasattr(family, "metrics") else {}).items():
         out[name] = value if isinstance(value, dict) else {"value": value, "unit": "", "note": notes.get(name, "")}

@@ -9,6 +9,12 @@ By name (config and CLI ``--objective``), each built for the family it trains::
     jit, jit_meanfield, jit_graph, jit_enum   (the JIT-compiled versions)
     renyi          RenyiELBO(alpha=0.5)       (the Renyi bound; alpha=0 is an importance-weighted
                                                bound of the *whole batch*, not the per-data-point IWAE)
+    iwae           IWAE                       (the per-data-point importance-weighted bound, K =
+                                               num_particles; pyro_vae.importance)
+    iwae_dreg      IWAE(estimator="dreg")     (the same bound, doubly-reparameterized gradient)
+    stl            StickingTheLanding         (the ELBO with the sticking-the-landing gradient)
+
+``TrainConfig.free_bits`` > 0 trains the ELBO with free bits (:class:`~pyro_vae.importance.FreeBitsELBO`).
 
 ``max_plate_nesting`` is taken from the family, particles are vectorized. Pyro objectives that
 offer only ``loss_and_grads`` (``TraceGraph_ELBO``, ``RenyiELBO``) are wrapped by
@@ -32,6 +38,7 @@ import torch
 from pyro import infer
 from torch import nn
 
+from .importance import IWAE, FreeBitsELBO, StickingTheLanding
 from .registry import Registry
 
 # torch 2.9+ marks torch.jit.trace deprecated; Pyro's Jit* objectives use it on every compile.
@@ -80,6 +87,21 @@ for _name, _cls, _fixed in [
 ]:
     register_objective(_name)(_pyro_elbo(_cls, **_fixed))
 
+def _importance(cls, **fixed):
+    def factory(family, num_particles: int = 1):
+        return cls(num_particles=num_particles, max_plate_nesting=getattr(family, "max_plate_nesting", 1), **fixed)
+
+    factory.__doc__ = f"pyro_vae.importance.{cls.__name__}"
+    return factory
+
+
+register_objective("iwae")(_importance(IWAE))
+register_objective("iwae_dreg")(_importance(IWAE, estimator="dreg"))
+register_objective("stl")(_importance(StickingTheLanding))
+
+FREE_BITS_BASES = ("auto", "trace", "meanfield", "jit", "jit_meanfield")  # the ELBOs free bits replaces
+
+
 class FromLossAndGrads:
     """``differentiable_loss`` for an objective that offers only ``loss_and_grads`` (Pyro's
     ``TraceGraph_ELBO``, ``RenyiELBO``): it runs ``loss_and_grads``, takes the gradients it left
@@ -107,10 +129,21 @@ class FromLossAndGrads:
         return loss.to(surrogate.device) + surrogate - surrogate.detach()
 
 
-def make_objective(spec, family, num_particles: int = 1):
+def make_objective(spec, family, num_particles: int = 1, free_bits: float = 0.0):
     """An objective object from a registered name, ``"auto"`` (the family's
     ``default_objective``), or an object with ``differentiable_loss`` (returned as is) or only
-    ``loss_and_grads`` (wrapped in :class:`FromLossAndGrads`)."""
+    ``loss_and_grads`` (wrapped in :class:`FromLossAndGrads`). ``free_bits`` > 0 (nats per latent
+    dimension) replaces a plain ELBO (``auto``, ``trace``, ``meanfield`` and their JIT versions) by
+    :class:`~pyro_vae.importance.FreeBitsELBO`."""
+    if free_bits:
+        if not (isinstance(spec, str) and spec in FREE_BITS_BASES):
+            raise ValueError(f"free bits (--free-bits {free_bits}) replace the plain ELBO objective ("
+                             f"{', '.join(FREE_BITS_BASES)}); it does not combine with objective {spec!r}")
+        if spec == "auto" and getattr(family, "default_objective", "trace") not in FREE_BITS_BASES:
+            raise ValueError(f"free bits replace the plain ELBO, but {type(family).__name__} trains with "
+                             f"{family.default_objective!r} (discrete latents summed out or score-function "
+                             f"gradients); free bits do not apply to it")
+        return FreeBitsELBO(free_bits, num_particles, max_plate_nesting=getattr(family, "max_plate_nesting", 1))
     if not hasattr(spec, "differentiable_loss") and not hasattr(spec, "loss_and_grads"):
         if not isinstance(spec, str):
             raise ValueError(f"an objective is a registered name ({', '.join(sorted(OBJECTIVES))}) or an "

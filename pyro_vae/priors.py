@@ -28,9 +28,13 @@ PRIORS = Registry("prior")
 register_prior = PRIORS.register  # @register_prior("name") makes a prior buildable by name
 
 
-def build_prior(name: str, latent_dim: int, **kwargs) -> nn.Module:
-    """Build a registered prior by name; ``kwargs`` go to its constructor."""
-    return PRIORS.build(name, latent_dim, **kwargs)
+def build_prior(name: str, latent_dim: int, data_shape=None, **kwargs) -> nn.Module:
+    """Build a registered prior by name; ``kwargs`` go to its constructor (and ``data_shape`` too,
+    to a prior that declares ``needs_encoder``: it is a function of the family's encoder)."""
+    cls = PRIORS.get_or_raise(name)
+    if getattr(cls, "needs_encoder", False):
+        kwargs["data_shape"] = data_shape
+    return cls(latent_dim, **kwargs)
 
 
 @register_prior("standard_normal")
@@ -84,6 +88,77 @@ class MixtureOfGaussians(nn.Module):
         mix = dist.Categorical(logits=self.logits)
         comp = dist.Normal(self.locs, self.log_scales.exp()).to_event(1)
         return dist.MixtureSameFamily(mix, comp)
+
+
+@register_prior("flow")
+class FlowPrior(nn.Module):
+    """p(z) = N(0, I) pushed through ``steps`` affine autoregressive transforms (a masked
+    autoregressive flow: the density of a given z takes one network pass per step, a draw takes
+    ``latent_dim`` passes). Built on ``pyro.distributions.transforms``; consecutive steps read the
+    dimensions in opposite orders. Starts as the identity up to small weights (N(0, I)-like)."""
+
+    def __init__(self, latent_dim: int, steps: int = 2, hidden: int = 0, **_):
+        super().__init__()
+        from pyro.distributions.transforms import AffineAutoregressive
+        from pyro.nn import AutoRegressiveNN
+
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"a flow prior needs a whole number >= 1 of steps (--prior-steps), got {steps!r}")
+        self.latent_dim, self.steps = latent_dim, steps
+        width = int(hidden) or 2 * latent_dim
+        self.register_buffer("loc", torch.zeros(latent_dim))
+        self.register_buffer("scale", torch.ones(latent_dim))
+        self.flows = nn.ModuleList(
+            AffineAutoregressive(AutoRegressiveNN(latent_dim, [width], permutation=_order(latent_dim, i)), stable=True)
+            for i in range(steps))
+
+    def forward(self):
+        # density direction: log p(z) runs each transform forward on z (its inverse is the draw)
+        return dist.TransformedDistribution(dist.Normal(self.loc, self.scale).to_event(1),
+                                            [f.inv for f in reversed(self.flows)])
+
+
+def _order(dim: int, step: int) -> torch.Tensor:
+    """The variable order of an autoregressive step: 0..d-1, reversed every other step."""
+    order = torch.arange(dim)
+    return order.flip(0) if step % 2 else order
+
+
+@register_prior("vampprior")
+class VampPrior(nn.Module):
+    """The VampPrior (Tomczak & Welling 2018): p(z) = (1/K) sum_k q(z | u_k), the family's own
+    guide at K learned pseudo-inputs u_k. Needs an encoder ``x -> (loc, scale)``: a family calls
+    :meth:`attach` with it (the VAE does), the prior keeps no copy of the encoder's parameters.
+    Pseudo-inputs start as uniform noise in [0, 1] squeezed towards 0.5 and stay in [0, 1]."""
+
+    needs_encoder = True
+
+    def __init__(self, latent_dim: int, components: int = 500, data_shape=None, **_):
+        super().__init__()
+        if isinstance(components, bool) or not isinstance(components, int) or components < 1:
+            raise ValueError(f"a VampPrior needs a whole number >= 1 of pseudo-inputs (--prior-components), got "
+                             f"{components!r}")
+        if data_shape is None:
+            raise ValueError("a VampPrior needs the shape of one data point (data_shape)")
+        self.latent_dim, self.components = latent_dim, components
+        self.data_shape = tuple(data_shape)
+        self.pseudo_logits = nn.Parameter(0.1 * torch.randn(components, *self.data_shape))
+        self._encoder = None
+
+    def attach(self, encoder) -> None:
+        """Use ``encoder`` (a callable ``x -> (loc, scale)``, not registered as a submodule)."""
+        object.__setattr__(self, "_encoder", encoder)
+
+    def pseudo_inputs(self) -> torch.Tensor:
+        return torch.sigmoid(self.pseudo_logits)
+
+    def forward(self):
+        if self._encoder is None:
+            raise ValueError("the VampPrior has no encoder: a family must call prior.attach(encoder) (the VAE "
+                               "does; use it with --model vae or iaf)")
+        loc, scale = self._encoder(self.pseudo_inputs())
+        mix = dist.Categorical(logits=torch.zeros(self.components, device=loc.device))
+        return dist.MixtureSameFamily(mix, dist.Normal(loc, scale).to_event(1))
 
 
 def check_prior(prior: nn.Module, latent_dim: int) -> None:

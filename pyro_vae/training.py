@@ -476,8 +476,10 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
     data_gen = torch.Generator(device=device).manual_seed(cfg.seed)
     if world > 1:
         torch.manual_seed(cfg.seed + 1000 * rank)
+    if objective is not None and cfg.free_bits:
+        raise ValueError("fit(objective=...) and free_bits: free bits replace the ELBO objective; pass one of them")
     loss_fn = Loss(family, make_objective(objective if objective is not None else cfg.objective, family,
-                                          cfg.num_particles), precision=cfg.precision)
+                                          cfg.num_particles, free_bits=cfg.free_bits), precision=cfg.precision)
     optimizer = make_optimizer(family.parameters(), cfg.lr)
     params = [p for p in family.parameters() if p.requires_grad]
     select = getattr(family, "select_by", "elbo")
@@ -535,6 +537,8 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
         stop = _StopRequests().__enter__()
         for epoch in range(state.epoch, cfg.epochs):
             family.train()
+            if callable(getattr(family, "on_epoch", None)):
+                family.on_epoch(epoch, cfg.epochs)  # a family's schedule (e.g. a relaxation temperature)
             t0 = time.perf_counter()
             epoch_start = data_gen.get_state()  # binarization and order of this epoch follow from it
             train_data = data.train

@@ -1,7 +1,9 @@
 """Model families. Every family meets the contract of :mod:`pyro_vae.models.base`.
 
 Built-in: ``vae`` (:class:`VAE`), ``ae`` (the autoencoder as a Pyro program, :class:`AE`), ``ssvae`` (Kingma et al.'s M2, :class:`SSVAE`), ``cvae``
-(Sohn et al.'s conditional VAE, :class:`CVAE`). A user's family registers the same way::
+(Sohn et al.'s conditional VAE, :class:`CVAE`), ``hvae`` (L stochastic layers, bottom-up or ladder guide,
+:class:`HierarchicalVAE`), ``iaf`` (an inverse-autoregressive-flow guide, :class:`IAFVAE`), ``gmvae`` (a
+Gaussian-mixture VAE for clustering, :class:`GMVAE`). A user's family registers the same way::
 
     @register_model("mine")
     class Mine(Family):
@@ -77,7 +79,15 @@ from .ae import AE, AEConfig  # noqa: E402
 register_model("ssvae")(SSVAE)
 register_model("cvae")(CVAE)
 register_model("ae")(AE)
+from .hierarchical import HierarchicalConfig, HierarchicalVAE  # noqa: E402
+from .iaf import IAFConfig, IAFVAE  # noqa: E402
+from .gmvae import GMVAE, GMVAEConfig  # noqa: E402
 
-__all__ = ["VAE", "VAEConfig", "AE", "AEConfig", "SSVAE", "SSVAEConfig", "CVAE", "CVAEConfig", "Family", "ContractError",
+register_model("hvae")(HierarchicalVAE)
+register_model("iaf")(IAFVAE)
+register_model("gmvae")(GMVAE)
+
+__all__ = ["HierarchicalVAE", "HierarchicalConfig", "IAFVAE", "IAFConfig", "GMVAE", "GMVAEConfig",
+           "VAE", "VAEConfig", "AE", "AEConfig", "SSVAE", "SSVAEConfig", "CVAE", "CVAEConfig", "Family", "ContractError",
            "check_family", "data_plate", "build_model", "register_model", "MODELS", "model_options",
            "complete_config"]

@@ -60,6 +60,25 @@ def cat_broadcast(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cat([a.expand(*lead, a.shape[-1]), b.expand(*lead, b.shape[-1])], -1)
 
 
+def with_label(x: torch.Tensor, y1h: torch.Tensor, data_shape, conv: bool) -> torch.Tensor:
+    """x with a (one-hot or soft) label vector attached, as the input of q(z|x,y): constant extra
+    channels for a conv encoder of images, extra entries of the flattened x for an MLP."""
+    if conv and len(data_shape) == 3:
+        lead = torch.broadcast_shapes(x.shape[:-3], y1h.shape[:-1])
+        h, w = data_shape[1:]
+        return torch.cat([x.expand(*lead, *x.shape[-3:]),
+                          y1h.expand(*lead, y1h.shape[-1])[..., None, None].expand(*lead, -1, h, w)], -3)
+    flat = x.reshape(*x.shape[:x.dim() - len(data_shape)], -1)
+    return cat_broadcast(flat, y1h)
+
+
+def label_encoder_shape(network: str, data_shape, num_classes: int) -> tuple:
+    """The input shape of q(z|x,y) for :func:`with_label`."""
+    if network == "conv":
+        return (data_shape[0] + num_classes,) + tuple(data_shape[1:])
+    return (math.prod(data_shape) + num_classes,)
+
+
 class Classifier(nn.Module):
     """logits of q(y|x): the family's encoder network with ``num_classes`` outputs (its location
     head), so the supervised-only baseline can be built with the very same architecture."""
@@ -107,11 +126,8 @@ class SSVAE(Family):
         data_shape = tuple(data_shape)
         k, d = num_classes, config.latent_dim
         # q(z|x,y) sees y as extra input: a flat vector for the MLP, constant channels for conv
-        if config.network == "conv":
-            enc_shape = (data_shape[0] + k,) + data_shape[1:]
-        else:
-            enc_shape = (math.prod(data_shape) + k,)
-        encoder, _ = build_networks(config.network, enc_shape, d, config.hidden)
+        encoder, _ = build_networks(config.network, label_encoder_shape(config.network, data_shape, k), d,
+                                    config.hidden)
         _, decoder = build_networks(config.network, data_shape, d + k, config.hidden)
         return cls(Classifier(config.network, data_shape, k, config.hidden), encoder, decoder,
                    build_prior(config.prior, d, **config.prior_kwargs),
@@ -139,13 +155,7 @@ class SSVAE(Family):
 
     def _encode_input(self, x, y1h):
         """x with the one-hot label attached, for q(z|x,y)."""
-        if len(self.encoder.data_shape) == 3 and len(self.data_shape) == 3:  # conv: label channels
-            lead = torch.broadcast_shapes(x.shape[:-3], y1h.shape[:-1])
-            h, w = self.data_shape[1:]
-            return torch.cat([x.expand(*lead, *x.shape[-3:]),
-                              y1h.expand(*lead, y1h.shape[-1])[..., None, None].expand(*lead, -1, h, w)], -3)
-        flat = x.reshape(*x.shape[:x.dim() - len(self.data_shape)], -1)
-        return cat_broadcast(flat, y1h)
+        return with_label(x, y1h, self.data_shape, conv=len(self.encoder.data_shape) == 3)
 
     def model(self, x=None, y=None, labelled=None, kl_weight=1.0, num_data=None):
         """p(y) p(z) p(x|y,z). ``y`` with ``labelled``: labels observed where the mask is True;

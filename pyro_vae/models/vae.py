@@ -154,6 +154,8 @@ class VAE(Family):
         self.prior, self.likelihood = prior, likelihood
         self.data_shape = tuple(int(s) for s in data_shape)
         self.latent_dim = int(latent_dim)
+        if getattr(prior, "needs_encoder", False):  # the VampPrior: a mixture of this guide at pseudo-inputs
+            prior.attach(self.encoder)
         check_prior(prior, self.latent_dim)
         check_noise(noise, noise_rate)
         if estimator not in ESTIMATORS:
@@ -175,7 +177,7 @@ class VAE(Family):
     @classmethod
     def from_config(cls, config: VAEConfig, data_shape, num_classes=None) -> "VAE":
         encoder, decoder = build_networks(config.network, data_shape, config.latent_dim, config.hidden)
-        prior = build_prior(config.prior, config.latent_dim, **config.prior_kwargs)
+        prior = build_prior(config.prior, config.latent_dim, data_shape=data_shape, **config.prior_kwargs)
         likelihood = build_likelihood(config.likelihood, data_shape, **config.likelihood_kwargs)
         return cls(encoder, decoder, prior, likelihood, data_shape, config.latent_dim, noise=config.noise,
                    noise_rate=config.noise_rate, estimator=config.estimator)

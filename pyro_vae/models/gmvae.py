@@ -1,0 +1,245 @@
+"""A Gaussian-mixture VAE for clustering: M2 with no labels at all (Kingma et al. 2014's
+structure with the class as a cluster; the p(z|y) form of Dilokthanakul et al. 2016 and Shu's
+GMVAE).
+
+    model:  y ~ Cat(1/K),  z ~ N(mu_y, diag sigma_y^2),  x ~ p(x | decoder(z))
+    guide:  y ~ q(y|x) = Cat(classifier(x)),  z ~ q(z|x,y) = N(encoder(x, y))
+
+``discrete="enumerate"`` (the default): the guide marks y ``enumerate="parallel"``, so
+``TraceEnum_ELBO`` and the evaluator sum the K clusters out exactly. ``discrete="relaxed"``: y is
+a Concrete / Gumbel-softmax relaxation (Maddison et al. 2017; Jang et al. 2017) of the one-hot
+cluster, reparameterized, for a K too large to enumerate; its temperature falls each epoch,
+tau_e = max(temperature_min, temperature * exp(-anneal_rate * e)) (:meth:`GMVAE.on_epoch`),
+and log p(x) is then that of the relaxed model.
+
+Measures: ``cluster_accuracy``, the test accuracy of argmax q(y|x) after the best one-to-one
+matching of clusters to classes (the Hungarian algorithm; many-to-one by majority when K differs
+from the number of classes), the usual unsupervised clustering accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from torch import nn
+
+from ..likelihoods import build_likelihood
+from ..networks import build_networks
+from .base import GENERIC_FIGURES, Family, batch_size_of, data_plate, option
+from .ssvae import Classifier, label_encoder_shape, one_hot, with_label
+from .vae import NetworkConfig
+
+DISCRETE = ("enumerate", "relaxed")
+
+
+@dataclass
+class GMVAEConfig(NetworkConfig):
+    """Options of the Gaussian-mixture VAE (each one a ``pyro-vae train`` flag)."""
+
+    latent_dim: int = option(16, "size of z")
+    clusters: int = option(10, "number of mixture components K (the cluster variable's values)", min=2)
+    discrete: str = option("enumerate", "enumerate: the cluster is summed out exactly (TraceEnum_ELBO); relaxed: "
+                                        "a Concrete / Gumbel-softmax relaxation, for K too large to enumerate",
+                           choices=DISCRETE)
+    temperature: float = option(1.0, "relaxed: the Concrete temperature of the first epoch")
+    temperature_min: float = option(0.5, "relaxed: the lowest temperature")
+    anneal_rate: float = option(0.03, "relaxed: temperature = max(min, start * exp(-rate * epoch))", min=0)
+
+
+def assignment(cost: torch.Tensor) -> torch.Tensor:
+    """The one-to-one assignment of rows to columns with the least total cost (the Hungarian
+    algorithm with potentials, O(n^3)); ``cost`` (n, m) with n <= m. Returns the column of each row."""
+    n, m = cost.shape
+    if n > m:
+        raise ValueError(f"assignment needs no more rows than columns, got {n} x {m}")
+    c = cost.double().tolist()
+    inf = float("inf")
+    u, v = [0.0] * (n + 1), [0.0] * (m + 1)
+    match, way = [0] * (m + 1), [0] * (m + 1)  # match[j]: row (1-based) assigned to column j
+    for i in range(1, n + 1):
+        match[0], j0 = i, 0
+        minv, used = [inf] * (m + 1), [False] * (m + 1)
+        while match[j0]:
+            used[j0] = True
+            i0, delta, j1 = match[j0], inf, 0
+            for j in range(1, m + 1):
+                if not used[j]:
+                    cur = c[i0 - 1][j - 1] - u[i0] - v[j]
+                    if cur < minv[j]:
+                        minv[j], way[j] = cur, j0
+                    if minv[j] < delta:
+                        delta, j1 = minv[j], j
+            for j in range(m + 1):
+                if used[j]:
+                    u[match[j]] += delta
+                    v[j] -= delta
+                else:
+                    minv[j] -= delta
+            j0 = j1
+        while j0:
+            j1 = way[j0]
+            match[j0] = match[j1]
+            j0 = j1
+    out = torch.empty(n, dtype=torch.long)
+    for j in range(1, m + 1):
+        if match[j]:
+            out[match[j] - 1] = j - 1
+    return out
+
+
+def cluster_accuracy(clusters: torch.Tensor, labels: torch.Tensor, num_clusters: int, num_classes: int) -> float:
+    """Accuracy of ``clusters`` as predictions of ``labels`` after mapping each cluster to a class:
+    the best one-to-one map when K == number of classes, else each cluster to its majority class."""
+    counts = torch.zeros(num_clusters, num_classes, dtype=torch.long)
+    counts.index_put_((clusters.long().cpu(), labels.long().cpu()), torch.ones_like(labels, dtype=torch.long).cpu(),
+                      accumulate=True)
+    if num_clusters == num_classes:
+        mapping = assignment(-counts.double())
+    else:
+        mapping = counts.argmax(1)
+    return (mapping[clusters.long().cpu()] == labels.long().cpu()).double().mean().item()
+
+
+class GMVAE(Family):
+    """A VAE with a K-way cluster y above z; see the module docstring."""
+
+    Config = GMVAEConfig
+    latent_sites = ("y", "z")
+    figures = tuple(f for f in GENERIC_FIGURES if f != "manifold") + ("clusters",)
+    figure_titles = {"clusters": "Samples from each mixture component (one row per cluster)"}
+    metric_notes = {"cluster_accuracy": "argmax q(y|x), clusters matched one-to-one to classes (Hungarian)"}
+
+    def __init__(self, classifier, encoder, decoder, likelihood, data_shape, latent_dim, clusters,
+                 discrete="enumerate", temperature=1.0, temperature_min=0.5, anneal_rate=0.03):
+        super().__init__()
+        if discrete not in DISCRETE:
+            raise ValueError(f"discrete must be one of {', '.join(DISCRETE)}, got {discrete!r}")
+        if not (temperature > 0 and temperature_min > 0):
+            raise ValueError(f"the relaxation temperatures must be > 0, got {temperature} and {temperature_min}")
+        self.classifier, self.encoder, self.decoder, self.likelihood = classifier, encoder, decoder, likelihood
+        self.data_shape = tuple(int(s) for s in data_shape)
+        self.latent_dim, self.clusters, self.discrete = int(latent_dim), int(clusters), discrete
+        self.temperature_start, self.temperature_min, self.anneal_rate = temperature, temperature_min, anneal_rate
+        self.register_buffer("temperature", torch.tensor(float(temperature)))
+        self.register_buffer("cluster_logits", torch.zeros(self.clusters))  # p(y) uniform
+        # the components start spread out (N(0, I) draws) so they do not collapse onto each other
+        self.cluster_locs = nn.Parameter(torch.randn(self.clusters, self.latent_dim))
+        self.cluster_log_scales = nn.Parameter(torch.zeros(self.clusters, self.latent_dim))
+
+    @property
+    def default_objective(self) -> str:
+        return "enum" if self.discrete == "enumerate" else "trace"
+
+    @property
+    def max_plate_nesting(self) -> int:
+        return 1
+
+    @classmethod
+    def from_config(cls, config: GMVAEConfig, data_shape, num_classes=None) -> "GMVAE":
+        if config.prior != "standard_normal":
+            raise ValueError("the Gaussian-mixture VAE's prior is its mixture p(y) p(z|y); --prior does not apply")
+        data_shape, k, d = tuple(data_shape), config.clusters, config.latent_dim
+        encoder, _ = build_networks(config.network, label_encoder_shape(config.network, data_shape, k), d,
+                                    config.hidden)
+        _, decoder = build_networks(config.network, data_shape, d, config.hidden)
+        return cls(Classifier(config.network, data_shape, k, config.hidden), encoder, decoder,
+                   build_likelihood(config.likelihood, data_shape, **config.likelihood_kwargs), data_shape, d, k,
+                   config.discrete, config.temperature, config.temperature_min, config.anneal_rate)
+
+    def on_epoch(self, epoch: int, epochs: int) -> None:
+        """The relaxation's temperature for this epoch (a function of the epoch alone, so a resumed
+        run has the same schedule)."""
+        tau = max(self.temperature_min, self.temperature_start * math.exp(-self.anneal_rate * epoch))
+        self.temperature.fill_(tau)
+
+    # ------------------------------------------------------------------ Pyro programs
+    def _cluster(self, logits):
+        if self.discrete == "enumerate":
+            return dist.Categorical(logits=logits), {"enumerate": "parallel"}
+        return dist.RelaxedOneHotCategorical(self.temperature, logits=logits), {}
+
+    def _component(self, y):
+        """p(z|y): the cluster's Gaussian (a soft one-hot y mixes the parameters)."""
+        if self.discrete == "enumerate":
+            return dist.Normal(self.cluster_locs[y], self.cluster_log_scales[y].exp()).to_event(1)
+        return dist.Normal(y @ self.cluster_locs, (y @ self.cluster_log_scales).exp()).to_event(1)
+
+    def _as_vector(self, y):
+        return one_hot(y, self.clusters) if self.discrete == "enumerate" else y
+
+    def model(self, x=None, kl_weight=1.0, num_data=None):
+        """p(y) p(z|y) p(x|z); ``x=None`` draws from the prior predictive."""
+        pyro.module(self.pyro_name, self)
+        self.check_shape(x)
+        with data_plate(batch_size_of(x), num_data):
+            with poutine.scale(scale=kl_weight):
+                y = pyro.sample("y", self._cluster(self.cluster_logits)[0])
+                z = pyro.sample("z", self._component(y))
+            return pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
+
+    def guide(self, x, kl_weight=1.0, num_data=None):
+        """q(y|x) q(z|x,y), y enumerated or relaxed."""
+        pyro.module(self.pyro_name, self)
+        self.check_shape(x)
+        with data_plate(x.shape[0], num_data), poutine.scale(scale=kl_weight):
+            q_y, infer = self._cluster(self.classifier(x))
+            y = pyro.sample("y", q_y, infer=infer)
+            loc, scale = self.encoder(self._encoder_input(x, self._as_vector(y)))
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    def _encoder_input(self, x, y_vec):
+        return with_label(x, y_vec, self.data_shape, conv=len(self.encoder.data_shape) == 3)
+
+    # ------------------------------------------------------------------ measures and figures
+    @torch.no_grad()
+    def predict(self, x, batch_size: int = 1000) -> torch.Tensor:
+        """The most probable cluster under q(y|x) for every row of ``x``."""
+        return torch.cat([self.classifier(x[i:i + batch_size]).argmax(-1) for i in range(0, x.shape[0], batch_size)])
+
+    @torch.no_grad()
+    def metrics(self, batch) -> dict:
+        if batch.y is None:
+            return {}
+        num_classes = int(batch.y.max().item()) + 1
+        return {"cluster_accuracy": cluster_accuracy(self.predict(batch.x), batch.y, self.clusters,
+                                                     max(num_classes, 2))}
+
+    @torch.no_grad()
+    def encode(self, x):
+        """(loc, scale) of q(z | x, y = its most probable cluster)."""
+        self.check_shape(x)
+        y = self.predict(x)
+        return self.encoder(self._encoder_input(x, one_hot(y, self.clusters)))
+
+    @torch.no_grad()
+    def decode(self, z):
+        return self.likelihood.mean(self.decoder(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x, sample_z: bool = False):
+        loc, scale = self.encode(x)
+        return self.decode(loc + scale * torch.randn_like(scale) if sample_z else loc)
+
+    @torch.no_grad()
+    def sample(self, n: int, mean: bool = True, cluster=None):
+        """``n`` images: y ~ p(y) (or the given ``cluster``), z ~ p(z|y), shown as E[x|z]."""
+        device = self.cluster_locs.device
+        y = (dist.Categorical(logits=self.cluster_logits).sample((n,)) if cluster is None
+             else torch.full((n,), int(cluster), dtype=torch.long, device=device))
+        z = dist.Normal(self.cluster_locs[y], self.cluster_log_scales[y].exp()).sample()
+        params = self.decoder(z)
+        return self.likelihood.mean(params) if mean else self.likelihood(params).sample()
+
+    def figure(self, name, data, path):
+        from .. import plots
+
+        if name == "clusters":
+            rows = torch.stack([self.sample(10, cluster=k) for k in range(self.clusters)])
+            return plots.plot_image_rows(rows.reshape(self.clusters, 10, *self.data_shape).cpu(), path,
+                                         "Samples from each mixture component (one row per cluster, E[x|z])")
+        return super().figure(name, data, path)
