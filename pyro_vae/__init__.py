@@ -10,10 +10,12 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import Batch, DataError, Dataset, load_data, select_labels
 from .likelihoods import (BernoulliLikelihood, ContinuousBernoulliLikelihood, GaussianLikelihood,
                           LaplaceLikelihood, Likelihood, register_likelihood)
-from .models import AE, CVAE, SSVAE, VAE, ContractError, Family, build_model, data_plate, register_model
+from .models import (AE, CVAE, GMVAE, IAFVAE, SSVAE, VAE, ContractError, Family, HierarchicalVAE, build_model,
+                     data_plate, register_model)
 from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from .objectives import Loss, make_objective, register_objective
-from .priors import DiagonalGaussian, MixtureOfGaussians, StandardNormal, register_prior
+from .importance import IWAE, FreeBitsELBO, StickingTheLanding
+from .priors import DiagonalGaussian, FlowPrior, MixtureOfGaussians, StandardNormal, VampPrior, register_prior
 from .run import RunDir, finish_run
 from .training import TrainingDiverged, fit
 from .estimators import gradient_variance
@@ -31,5 +33,6 @@ __all__ = [
     "register_model", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "Loss", "make_objective",
     "register_objective", "DiagonalGaussian", "MixtureOfGaussians", "StandardNormal", "register_prior",
     "RunDir", "finish_run", "TrainingDiverged", "fit", "evaluate", "gradient_variance", "m1_classify",
-    "fit_code_mixture", "generate",
+    "fit_code_mixture", "generate", "HierarchicalVAE", "IAFVAE", "GMVAE", "IWAE", "StickingTheLanding",
+    "FreeBitsELBO", "FlowPrior", "VampPrior",
 ]

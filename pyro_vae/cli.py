@@ -328,6 +328,13 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
                        formatter_class=_Help)
     _data_args(t)
     t.add_argument("--val-fraction", type=_fraction, default=0.1, help="share of the training data held out for validation")
+    t.add_argument("--stream", default="auto", choices=["auto", "on", "off"],
+                   help="read the training split of a .npy file or an image folder from disk batch by batch "
+                        "(memory-mapped; images opened when needed) instead of loading it: on, off, or auto "
+                        "(when it would take more than half the memory available); the validation split is loaded")
+    t.add_argument("--workers", type=_nonneg_int, default=0,
+                   help="with streamed data: processes that read batches ahead of training (0: read in the "
+                        "training process)")
     _plugin_arg(t)
     _model_args(t)
     _train_args(t)
@@ -448,7 +455,7 @@ def _load_splits(data_cfg: dict, dataset=None, data_dir=None):
     ddir = data_dir if data_dir is not None else data_cfg.get("data_dir")
     try:
         return name, load_data(name, ddir, val_fraction=data_cfg.get("val_fraction", 0.1),
-                               seed=data_cfg.get("split_seed", 0))
+                               seed=data_cfg.get("split_seed", 0), stream=data_cfg.get("stream", "off"))
     except DataError as e:
         if dataset is not None or "unknown data set" not in str(e):
             raise
@@ -531,11 +538,13 @@ def cmd_train(a) -> int:
     _check_out(out, a.resume)
     from .data import load_data
 
-    splits = load_data(a.dataset, a.data_dir, val_fraction=a.val_fraction, seed=a.seed)
+    splits = load_data(a.dataset, a.data_dir, val_fraction=a.val_fraction, seed=a.seed, stream=a.stream,
+                       workers=a.workers)
     mcfg = model_config_from_args(a, splits.train.data_shape, num_classes_of(splits.train), a.plugin)
     tcfg = train_config_from_args(a)
     data_cfg = {"dataset": a.dataset, "data_dir": a.data_dir, "val_fraction": a.val_fraction,
                 "split_seed": a.seed, "train_size": len(splits.train), "val_size": len(splits.val),
+                "stream": a.stream, "streamed": type(splits.train).__name__ == "StreamedData", "workers": a.workers,
                 "test": splits.test_source or None}
     extra = {"data": data_cfg, "command": getattr(a, "command_line", None)}
     if a.config:

@@ -248,8 +248,13 @@ def check_val_fraction(val_fraction) -> None:
 
 def split(ds: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     """Seeded random split into (train, validation)."""
+    train_pos, val_pos = split_positions(len(ds), val_fraction, seed)
+    return ds.subset(train_pos), ds.subset(val_pos)
+
+
+def split_positions(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The positions of the training and validation points of a seeded split of ``n`` points."""
     check_val_fraction(val_fraction)
-    n = len(ds)
     if n < 2:
         raise DataError(f"cannot split {n} data point{'s' if n != 1 else ''} into train and validation: "
                         f"need at least 2")
@@ -258,7 +263,7 @@ def split(ds: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset
         raise DataError(f"val_fraction (--val-fraction) {val_fraction} leaves no training data: cannot split {n} "
                         f"data points into train and validation; use a smaller --val-fraction or more data")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return ds.subset(perm[n_val:]), ds.subset(perm[:n_val])
+    return perm[n_val:], perm[:n_val]
 
 
 # ---------------------------------------------------------------------- MNIST files
@@ -576,13 +581,20 @@ def load_image_folder(path: Path) -> Dataset:
 
 # ---------------------------------------------------------------------- entry point
 def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0,
-              download: bool = True) -> Splits:
+              download: bool = True, stream: str = "off", workers: int = 0) -> Splits:
     """Load a named data set or a path, and split off a seeded validation set.
 
     ``data_dir`` is where torchvision data sets live (default ``./data``); for ``mnist5k`` it is
-    where to look for the official MNIST test-set files.
+    where to look for the official MNIST test-set files. ``stream`` (``off``, ``on``, ``auto``:
+    when the data would not fit the memory budget) makes the training split of a ``.npy`` file or
+    an image folder a :class:`~pyro_vae.streaming.StreamedData`, read batch by batch by
+    ``workers`` processes (:mod:`pyro_vae.streaming`); the validation split is loaded.
     """
     check_val_fraction(val_fraction)
+    if stream not in ("off", "on", "auto"):
+        raise DataError(f"stream (--stream) must be off, on or auto, got {stream!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise DataError(f"workers (--workers) must be a whole number >= 0, got {workers!r}")
     if not isinstance(name, (str, Path)):
         raise DataError(f"a data set is a name or a path, got {type(name).__name__}")
     name = str(name)
@@ -608,6 +620,18 @@ def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0
             f"unknown data set {name!r}: not one of mnist5k, {', '.join(TORCHVISION)}, and no such "
             f"file or folder"
         )
+    streamable = path.is_dir() or (path.is_file() and path.suffix.lower() == ".npy")
+    if stream == "on" and not streamable:
+        raise DataError(f"--stream on reads a .npy file or a folder of images batch by batch; {path} is neither "
+                        f"(save the images with numpy.save, or use --stream off)")
+    if stream != "off" and streamable:
+        from .streaming import ImageFolderSource, NpySource, StreamedData, should_stream
+
+        source = ImageFolderSource(path) if path.is_dir() else NpySource(path)
+        if should_stream(source, stream):
+            data = StreamedData(source, y=getattr(source, "labels", None), workers=workers)
+            train, val = data.split(*split_positions(len(data), val_fraction, seed))
+            return Splits(train, val, None, str(path), "")
     if path.is_dir():
         ds = load_image_folder(path)
     elif path.is_file() and path.suffix.lower() in (".npy", ".npz", ".pt", ".pth"):
@@ -650,6 +674,8 @@ def for_evaluation(ds: Batch, binarize_mode: str) -> Batch:
     ``dynamic``), they are binarized once with seed :data:`EVAL_BINARIZATION_SEED`, so every
     evaluation of a run (each epoch's validation, ``evaluate``, the figures) sees the same
     binary images; with ``none`` they are used as given."""
+    if hasattr(ds, "to_batch"):  # a streamed split: the commands that ask for it need it in memory
+        ds = ds.to_batch()
     if binarize_mode == "none":
         return ds
     return ds.replace(x=binarize(ds.x, seed=EVAL_BINARIZATION_SEED))
@@ -700,4 +726,4 @@ def select_labels(ds: Batch, num_labels: int, seed: int = 0, num_classes: int | 
         chosen.append(members[torch.randperm(members.numel(), generator=g)[:per_class]])
     mask = torch.zeros(len(ds), dtype=torch.bool)
     mask[torch.cat(chosen)] = True
-    return ds.replace(labelled=mask.to(ds.x.device))
+    return ds.replace(labelled=mask.to(ds.y.device))

@@ -139,7 +139,8 @@ class VampPrior(nn.Module):
             raise ValueError(f"a VampPrior needs a whole number >= 1 of pseudo-inputs (--prior-components), got "
                              f"{components!r}")
         if data_shape is None:
-            raise ValueError("a VampPrior needs the shape of one data point (data_shape)")
+            raise ValueError("a VampPrior is a mixture of the family's own guide: it needs a family that passes "
+                             "data_shape and attaches its encoder (--model vae or iaf)")
         self.latent_dim, self.components = latent_dim, components
         self.data_shape = tuple(data_shape)
         self.pseudo_logits = nn.Parameter(0.1 * torch.randn(components, *self.data_shape))

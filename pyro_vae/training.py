@@ -150,16 +150,27 @@ def _all_mean(value: torch.Tensor, world: int) -> torch.Tensor:
 # ---------------------------------------------------------------------- data
 @dataclass
 class TrainData:
-    """The data of a run, checked and on the device."""
+    """The data of a run, checked; on the device, or read batch by batch (``streamed``)."""
 
-    train: Batch  # statically binarized if asked; the labelled mask set by --labels
+    train: Batch  # statically binarized if asked; the labelled mask set by --labels (or a StreamedData)
     val: Batch  # binarized by the evaluation rule (data.for_evaluation)
     labelled_idx: torch.Tensor | None = None  # semi-supervised: the labelled training points
     labelled_batch_size: int = 0
+    device: torch.device = torch.device("cpu")
+    likelihood_check: object = None  # checks a streamed batch against the likelihood's support
+    on_host: bool = False  # in host memory (too large for the GPU): each batch is moved when used
 
     @property
     def n(self) -> int:
         return len(self.train)
+
+    @property
+    def streamed(self) -> bool:
+        return not isinstance(self.train, Batch)
+
+    @property
+    def moved_per_batch(self) -> bool:
+        return self.streamed or self.on_host
 
 
 def _check_x(family, ds: Batch, cfg: TrainConfig, seed_offset: int, what: str) -> torch.Tensor:
@@ -182,13 +193,21 @@ def _check_x(family, ds: Batch, cfg: TrainConfig, seed_offset: int, what: str) -
 
 def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> TrainData:
     """Checked training and validation data on ``device``; the labelled subset drawn (seeded)
-    when ``cfg.labels`` is set."""
-    for ds, what in ((train, "training"), (val, "validation")):
+    when ``cfg.labels`` is set. A streamed training split (:class:`pyro_vae.streaming.StreamedData`)
+    stays on disk: its first rows are checked here, every batch when it is read."""
+    streamed = not isinstance(train, Batch)
+    for ds, what in ((train.head(16) if streamed else train, "training"), (val, "validation")):
         try:
             family.check_batch(ds)
         except ValueError as e:
             raise ValueError(f"{what} data: {e}") from None
-    train = train.replace(x=_check_x(family, train, cfg, 0, "training"))
+    if streamed:
+        if cfg.binarize == "static":
+            raise DataError("--binarize static needs the whole training set in memory; with streamed data use "
+                            "--binarize dynamic, or binarize the file once beforehand and use --binarize none")
+        _check_x(family, train.head(256), cfg, 0, "training")
+    else:
+        train = train.replace(x=_check_x(family, train, cfg, 0, "training"))
     check_finite(val.x, "validation data")
     val = for_evaluation(val, cfg.binarize)
     val = val.replace(x=_check_x(family, val, dataclasses.replace(cfg, binarize="none"), 1, "validation"))
@@ -199,7 +218,15 @@ def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> 
         per_batch = cfg.labelled_batch_size
         if per_batch is None:
             per_batch = min(len(labelled_idx), max(1, cfg.batch_size // 2))
-    return TrainData(train.to(device), val.to(device), labelled_idx, per_batch)
+    check = getattr(getattr(family, "likelihood", None), "check_data", None)
+    device = torch.device(device)
+    if not streamed and device.type == "cuda":
+        from .streaming import memory_budget
+
+        if train.x.numel() * train.x.element_size() > memory_budget(device):
+            # more than the GPU can hold beside the model: the data stay in host memory, batches move
+            return TrainData(train, val.to(device), labelled_idx, per_batch, device, check, on_host=True)
+    return TrainData(train if streamed else train.to(device), val.to(device), labelled_idx, per_batch, device, check)
 
 
 def epoch_batches(data: TrainData, cfg: TrainConfig, generator):
@@ -207,7 +234,52 @@ def epoch_batches(data: TrainData, cfg: TrainConfig, generator):
     random order, plus ``labelled_batch_size`` labelled points per batch when semi-supervised."""
     if data.labelled_idx is not None and data.labelled_batch_size > 0:
         return mixed_batches(data.n, cfg.batch_size, data.labelled_idx, data.labelled_batch_size, generator)
-    return batches(data.n, cfg.batch_size, shuffle=True, device=data.train.x.device, generator=generator)
+    return batches(data.n, cfg.batch_size, shuffle=True, device=data.device, generator=generator)
+
+
+def epoch_data(data: TrainData, cfg: TrainConfig, generator, rank: int = 0, world: int = 1, first: int = 0):
+    """Yield ``(i, size, batch)`` for the training batches of one epoch from batch ``first`` on:
+    ``size`` data points in batch i, of which ``batch`` (on the device) is this rank's slice.
+
+    The order comes from :func:`epoch_batches`; with ``--binarize dynamic`` each batch is binarized
+    on the device with a generator seeded from one number the epoch draws from ``generator`` and
+    the batch's index, so the draws do not depend on how the data are held (in memory, or
+    streamed and read by worker processes). A streamed batch is checked when read (finite values,
+    the binarization range, the likelihood's support), without a device sync."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=data.device).item()) \
+        if cfg.binarize == "dynamic" else 0
+    index_batches = list(epoch_batches(data, cfg, generator))
+    mine = [idx[rank::world] for idx in index_batches[first:]]
+    if data.streamed:
+        parts = (Batch(*part) for part in data.train.loader([m.cpu() for m in mine]))
+    else:
+        parts = (data.train.subset(m.to(data.train.x.device)) for m in mine)
+    for i, (idx, part) in enumerate(zip(index_batches[first:], parts), start=first):
+        if data.streamed:
+            part = _checked_stream_batch(part, data, cfg, i)
+        if data.moved_per_batch:
+            part = part.to(data.device)
+        if cfg.binarize == "dynamic":
+            g = torch.Generator(device=data.device).manual_seed(seed + i * world + rank)
+            part = part.replace(x=torch.bernoulli(part.x, generator=g))
+        yield i, idx.numel(), part
+
+
+def _checked_stream_batch(part: Batch, data: TrainData, cfg: TrainConfig, i: int) -> Batch:
+    from .data import check_finite
+
+    where = f"training data (streamed batch {i})"
+    check_finite(part.x, where)
+    if cfg.binarize == "dynamic":
+        if part.x.numel() and (part.x.min() < 0 or part.x.max() > 1):
+            raise DataError(f"{where}: binarization treats pixel values as probabilities and needs them in "
+                            f"[0, 1]; got min {part.x.min().item():.4g}, max {part.x.max().item():.4g}")
+    elif data.likelihood_check is not None:
+        try:
+            data.likelihood_check(part.x)
+        except ValueError as e:
+            raise DataError(f"{where}: {e}") from None
+    return part
 
 
 # ---------------------------------------------------------------------- one step, one validation
@@ -375,7 +447,8 @@ class ConfigMismatch(ValueError):
 
 
 ALWAYS_CHANGEABLE = ("train.epochs",)  # the total epoch count: extending a run is what resuming is for
-IGNORED_ON_RESUME = ("command", "versions", "resumes", "reproduced_from", "objective", "data.test")
+IGNORED_ON_RESUME = ("command", "versions", "resumes", "reproduced_from", "objective", "data.test",
+                     "data.stream", "data.streamed", "data.workers")  # how the data are read: same batches either way
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -541,27 +614,22 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
                 family.on_epoch(epoch, cfg.epochs)  # a family's schedule (e.g. a relaxation temperature)
             t0 = time.perf_counter()
             epoch_start = data_gen.get_state()  # binarization and order of this epoch follow from it
-            train_data = data.train
-            if cfg.binarize == "dynamic":
-                train_data = train_data.replace(x=torch.bernoulli(train_data.x, generator=data_gen))
             total, seen, first = torch.zeros((), device=device), 0, 0
             if state.in_epoch is not None:  # resuming inside this epoch: skip the batches it did
                 first, seen = state.in_epoch["batch"], state.in_epoch["seen"]
                 total = torch.tensor(state.in_epoch["total"], device=device)
             bar = tqdm(total=n, initial=min(seen, n), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img",
                        disable=not progress, leave=False, dynamic_ncols=True)
-            for i, idx in enumerate(epoch_batches(data, cfg, data_gen)):
-                if i < first:
-                    continue
+            for i, size, part in epoch_data(data, cfg, data_gen, rank, world, first):
                 if state.in_epoch is not None:  # the Monte Carlo stream as it was when interrupted
                     _set_rng_state(state.in_epoch["rng"])
                     state.in_epoch = None
-                if idx.numel() < world:
+                if size < world:
                     break  # a last batch too small to give every rank a data point
                 kl_w = kl_weight_at(state.step, steps_per_epoch, cfg)
                 try:
-                    loss = train_step(step_fn, optimizer, params, train_data.subset(idx[rank::world]), kl_w, n,
-                                      cfg, world, check_args=state.step == 0)
+                    loss = train_step(step_fn, optimizer, params, part, kl_w, n, cfg, world,
+                                      check_args=state.step == 0)
                 except TrainingDiverged as e:
                     bar.close()
                     where = (f"The last good checkpoint is {run.last} (epoch {state.epoch}). "
@@ -569,12 +637,12 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
                     raise TrainingDiverged(
                         f"{str(e).replace('the ', '', 1)} at epoch {epoch + 1}, step {state.step}; stopped. {where}"
                         f"Try a lower --lr or --clip-norm.") from None
-                total += loss * idx.numel()
-                seen += idx.numel()
+                total += loss * size
+                seen += size
                 state.step += 1
                 if progress and i % 10 == 0:
                     bar.set_postfix(loss=f"{loss.item():.2f}", kl_w=f"{kl_w:.3g}")
-                bar.update(min(idx.numel(), n - bar.n))
+                bar.update(min(size, n - bar.n))
                 if stop.signum is not None:
                     bar.close()
                     _interrupt(stop, state, run if writes else None, family, model_config, optimizer, cfg, extra_config,

@@ -250,3 +250,22 @@ def test_cli_trains_the_family_members(tmp_path, capsys):
                      "--eval-k", "5", "--no-plots", "--out", str(run), "--device", "cpu"]) == 0, name
         assert (run / "metrics_test.json").exists(), name
         assert main(["sample", str(run), "-n", "4", "--out", str(run / "s.png")]) == 0, name
+
+
+def test_parts_that_do_not_fit_are_refused_by_name():
+    with pytest.raises(ValueError, match="attaches its encoder"):
+        build_model(ModelConfig(model="hvae", data_shape=(1, 28, 28), latent_dims=(4, 2), prior="vampprior"))
+    with pytest.raises(ValueError, match="attaches its encoder"):
+        build_model(ModelConfig(model="ae", data_shape=(1, 28, 28), prior="vampprior", prior_term="on"))
+    with pytest.raises(ValueError, match="reparameterized"):
+        build_model(ModelConfig(model="iaf", data_shape=(1, 28, 28), estimator="score"))
+    with pytest.raises(ValueError, match="at least 2 stochastic layers"):
+        build_model(ModelConfig(model="hvae", data_shape=(1, 28, 28), latent_dims=(4,)))
+    with pytest.raises(ValueError, match="ladder guide is built from MLPs"):
+        build_model(ModelConfig(model="hvae", data_shape=(1, 28, 28), network="conv", guide="ladder"))
+    with pytest.raises(ValueError, match="prior"):
+        build_model(ModelConfig(model="gmvae", data_shape=(1, 28, 28), prior="mixture"))
+    with pytest.raises(ValueError, match="free bits"):
+        from pyro_vae.objectives import make_objective
+
+        make_objective("auto", build_model(ModelConfig(model="gmvae", data_shape=(1, 28, 28))), free_bits=0.5)

@@ -27,6 +27,9 @@ with ``args = family.args(batch)``. The rules:
 * **Prior draws.** ``model(None)`` (``x=None``) samples x from the prior predictive, Pyro's own
   convention, so ``pyro.infer.Predictive(family.model, num_samples=n)()`` draws images.
 * **Terms outside the ELBO** (M2's classifier loss): :meth:`extra_loss`, added to the loss.
+* **Schedules.** An optional ``on_epoch(epoch, epochs)`` is called at the start of every training
+  epoch (also the first one of a resumed run): a schedule that is a function of the epoch, kept in
+  a buffer so checkpoints hold it (the Gaussian-mixture VAE's relaxation temperature).
 * **Point-mass guides.** ``point_estimate = True`` (the autoencoder) makes the evaluator report
   the ELBO, log p(x) and the inference gap as undefined, with ``undefined_note`` as the reason.
 * **Measures and figures.** :meth:`metrics` adds family measures (test accuracy) to evaluation

@@ -63,7 +63,7 @@ class IAFVAE(VAE):
         base = VAE.from_config(config, data_shape)
         return cls(base.encoder, base.decoder, base.prior, base.likelihood, data_shape, config.latent_dim,
                    flow_steps=config.flow_steps, flow_hidden=config.flow_hidden, noise=config.noise,
-                   noise_rate=config.noise_rate)
+                   noise_rate=config.noise_rate, estimator=config.estimator)
 
     def posterior(self, x) -> dist.TransformedDistribution:
         """q(z|x): the encoder's Gaussian pushed through the flow."""
