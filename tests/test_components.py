@@ -12,7 +12,11 @@ from pyro_vae.priors import PRIORS, build_prior, check_prior
 
 @pytest.mark.parametrize("name", sorted(PRIORS))
 def test_priors_give_one_latent_vector(name):
-    p = build_prior(name, 6)
+    p = build_prior(name, 6, data_shape=(1, 4, 4))
+    if getattr(p, "needs_encoder", False):  # the VampPrior: a mixture of an encoder at pseudo-inputs
+        from pyro_vae.networks import MLPEncoder
+
+        p.attach(MLPEncoder((1, 4, 4), 6, (8,)))
     d = p()
     assert tuple(d.event_shape) == (6,) and tuple(d.batch_shape) == ()
     z = d.sample((4,))
