@@ -161,6 +161,22 @@ class Family(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} lists figure {name!r} but does not draw it")
 
 
+class CodeFigures:
+    """``decode`` and ``reconstruct`` for a family whose ``encode(x)`` gives ``(loc, scale)`` of the
+    code its ``decoder`` reads, with a ``likelihood`` (the generic figures use them)."""
+
+    @torch.no_grad()
+    def decode(self, z):
+        """E[x|z] (the likelihood's mean) for codes ``z (..., latent_dim)``."""
+        return self.likelihood.mean(self.decoder(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x, sample_z: bool = False):
+        """E[x|z] at z = the code's mean given x (or one draw of it when ``sample_z``)."""
+        loc, scale = self.encode(x)
+        return self.decode(loc + scale * torch.randn_like(scale) if sample_z else loc)
+
+
 # ---------------------------------------------------------------------- checks
 class ContractError(TypeError):
     """A module that does not meet the model contract."""
@@ -206,5 +222,5 @@ def config_fields(config_cls) -> list:
     return list(dataclasses.fields(config_cls)) if dataclasses.is_dataclass(config_cls) else []
 
 
-__all__ = ["Family", "ContractError", "check_family", "data_plate", "batch_size_of", "GENERIC_FIGURES",
+__all__ = ["Family", "CodeFigures", "ContractError", "check_family", "data_plate", "batch_size_of", "GENERIC_FIGURES",
            "NoOptions", "config_fields", "option"]

@@ -30,8 +30,8 @@ from torch import nn
 
 from ..likelihoods import build_likelihood
 from ..networks import build_networks
-from .base import GENERIC_FIGURES, Family, batch_size_of, data_plate, option
-from .ssvae import Classifier, label_encoder_shape, one_hot, with_label
+from .base import GENERIC_FIGURES, CodeFigures, Family, batch_size_of, data_plate, option
+from .ssvae import Classifier, label_encoder_shape, most_probable, one_hot, with_label
 from .vae import NetworkConfig
 
 DISCRETE = ("enumerate", "relaxed")
@@ -105,7 +105,7 @@ def cluster_accuracy(clusters: torch.Tensor, labels: torch.Tensor, num_clusters:
     return (mapping[clusters.long().cpu()] == labels.long().cpu()).double().mean().item()
 
 
-class GMVAE(Family):
+class GMVAE(CodeFigures, Family):
     """A VAE with a K-way cluster y above z; see the module docstring."""
 
     Config = GMVAEConfig
@@ -196,10 +196,9 @@ class GMVAE(Family):
         return with_label(x, y_vec, self.data_shape, conv=len(self.encoder.data_shape) == 3)
 
     # ------------------------------------------------------------------ measures and figures
-    @torch.no_grad()
     def predict(self, x, batch_size: int = 1000) -> torch.Tensor:
         """The most probable cluster under q(y|x) for every row of ``x``."""
-        return torch.cat([self.classifier(x[i:i + batch_size]).argmax(-1) for i in range(0, x.shape[0], batch_size)])
+        return most_probable(self.classifier, x, batch_size)
 
     @torch.no_grad()
     def metrics(self, batch) -> dict:
@@ -215,15 +214,6 @@ class GMVAE(Family):
         self.check_shape(x)
         y = self.predict(x)
         return self.encoder(self._encoder_input(x, one_hot(y, self.clusters)))
-
-    @torch.no_grad()
-    def decode(self, z):
-        return self.likelihood.mean(self.decoder(z))
-
-    @torch.no_grad()
-    def reconstruct(self, x, sample_z: bool = False):
-        loc, scale = self.encode(x)
-        return self.decode(loc + scale * torch.randn_like(scale) if sample_z else loc)
 
     @torch.no_grad()
     def sample(self, n: int, mean: bool = True, cluster=None):

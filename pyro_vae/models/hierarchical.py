@@ -28,7 +28,7 @@ from torch import nn
 from ..likelihoods import build_likelihood
 from ..networks import GaussianHead, MLPEncoder, _mlp, build_networks
 from ..priors import build_prior, check_prior
-from .base import GENERIC_FIGURES, Family, batch_size_of, data_plate, option
+from .base import GENERIC_FIGURES, CodeFigures, Family, batch_size_of, data_plate, option
 from .vae import NetworkConfig
 
 GUIDES = ("bottomup", "ladder")
@@ -68,7 +68,7 @@ class LadderStep(nn.Module):
         return h, self.head(h)
 
 
-class HierarchicalVAE(Family):
+class HierarchicalVAE(CodeFigures, Family):
     """A VAE with ``len(latent_dims)`` >= 2 stochastic layers; see the module docstring."""
 
     Config = HierarchicalConfig
@@ -176,16 +176,6 @@ class HierarchicalVAE(Family):
         for layer in reversed(range(len(ups) - 1)):
             loc, scale = self._merged(ups[layer], loc, layer)
         return loc, scale
-
-    @torch.no_grad()
-    def decode(self, z):
-        """E[x | z_1]."""
-        return self.likelihood.mean(self.decoder(z))
-
-    @torch.no_grad()
-    def reconstruct(self, x, sample_z: bool = False):
-        loc, scale = self.encode(x)
-        return self.decode(loc + scale * torch.randn_like(scale) if sample_z else loc)
 
     @torch.no_grad()
     def sample(self, n: int, mean: bool = True):

@@ -79,6 +79,12 @@ def label_encoder_shape(network: str, data_shape, num_classes: int) -> tuple:
     return (math.prod(data_shape) + num_classes,)
 
 
+@torch.no_grad()
+def most_probable(classifier, x, batch_size: int = 1000) -> torch.Tensor:
+    """argmax of ``classifier``'s logits for every row of ``x``, in batches."""
+    return torch.cat([classifier(x[i:i + batch_size]).argmax(-1) for i in range(0, x.shape[0], batch_size)])
+
+
 class Classifier(nn.Module):
     """logits of q(y|x): the family's encoder network with ``num_classes`` outputs (its location
     head), so the supervised-only baseline can be built with the very same architecture."""
@@ -199,10 +205,9 @@ class SSVAE(Family):
         nll = F.cross_entropy(self.classifier(batch.x[mask]), batch.y[mask])
         return self.aux_weight * (num_data or len(batch)) * nll
 
-    @torch.no_grad()
     def predict(self, x, batch_size: int = 1000) -> torch.Tensor:
         """argmax q(y|x) for every row of ``x``."""
-        return torch.cat([self.classifier(x[i:i + batch_size]).argmax(-1) for i in range(0, x.shape[0], batch_size)])
+        return most_probable(self.classifier, x, batch_size)
 
     @torch.no_grad()
     def metrics(self, batch) -> dict:

@@ -25,7 +25,7 @@ from torch import nn
 from ..likelihoods import build_likelihood
 from ..networks import build_networks
 from ..priors import build_prior, check_prior
-from .base import Family, batch_size_of, data_plate, option
+from .base import CodeFigures, Family, batch_size_of, data_plate, option
 
 
 NOISES = ("none", "mask", "gaussian")
@@ -129,7 +129,7 @@ def _library_parts(*modules) -> bool:
                for module in modules for m in module.modules())
 
 
-class VAE(Family):
+class VAE(CodeFigures, Family):
     """A VAE from four replaceable parts.
 
     Args:
@@ -227,18 +227,6 @@ class VAE(Family):
         """Return ``(loc, scale)`` of q(z|x)."""
         self.check_shape(x)
         return self.encoder(x)
-
-    @torch.no_grad()
-    def decode(self, z):
-        """Return E[x|z] (the likelihood's mean) for latents ``z (..., latent_dim)``."""
-        return self.likelihood.mean(self.decoder(z))
-
-    @torch.no_grad()
-    def reconstruct(self, x, sample_z: bool = False):
-        """E[x|z] at z = E_q[z|x] (or one draw from q when ``sample_z``)."""
-        loc, scale = self.encode(x)
-        z = loc + scale * torch.randn_like(scale) if sample_z else loc
-        return self.decode(z)
 
     @torch.no_grad()
     def sample(self, n: int, mean: bool = True):
