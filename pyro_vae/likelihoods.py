@@ -19,6 +19,7 @@ import math
 import pyro.distributions as dist
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .registry import Registry
 
@@ -53,12 +54,28 @@ class Likelihood(nn.Module):
             raise ValueError(f"data contain NaN or Inf values; {type(self).__name__} needs finite data")
 
 
+class BernoulliImage(dist.Independent):
+    """Independent Bernoulli(logits) over the last ``reinterpreted_batch_ndims`` dims, whose
+    ``log_prob`` sums them as ``<x, logits> - sum softplus(logits)`` (the same number as the
+    per-element Bernoulli log-density summed, in about half the passes over the logits: this is
+    most of the evaluator's work at k = 5000 samples per image)."""
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        logits = self.base_dist.logits
+        n = self.reinterpreted_batch_ndims
+        flat_logits = logits.reshape(*logits.shape[: logits.dim() - n], -1)
+        flat_value = value.reshape(*value.shape[: value.dim() - n], -1).to(flat_logits.dtype)
+        return torch.linalg.vecdot(flat_logits, flat_value) - F.softplus(flat_logits).sum(-1)
+
+
 @register_likelihood("bernoulli")
 class BernoulliLikelihood(Likelihood):
     """x_i ~ Bernoulli(sigmoid(params_i)): binary data only (use --binarize for grey images)."""
 
     def forward(self, params):
-        return dist.Bernoulli(logits=params).to_event(self.event_dim)
+        return BernoulliImage(dist.Bernoulli(logits=params), self.event_dim)
 
     def mean(self, params):
         return torch.sigmoid(params)
