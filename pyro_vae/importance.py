@@ -130,13 +130,17 @@ class _Weights:
         self.particle_dim = -(max_plate_nesting + 1)
         vec = lambda fn: _vectorized(fn, num_particles, self.particle_dim)  # noqa: E731
         guide_trace = poutine.trace(vec(guide)).get_trace(*args, **kwargs)
-        self.scaled_w = {}  # filled once the weights are known; read by the hooks during backward
+        # filled once the weights are known; read by the hooks during backward. The hooks hold this
+        # dict alone: a hook that held the traces (which hold the hooked tensors) would make a cycle
+        # through autograd's C++ graph that Python's garbage collector cannot see, keeping every
+        # step's graph alive.
+        self.scaled_w = {}
         values = {}
         if hook_values:  # the model and log q see views of z whose incoming gradient is scaled by w~
             for name, site in guide_trace.nodes.items():
                 if _scored(site) and not site["is_observed"]:
                     view = site["value"].view_as(site["value"])
-                    view.register_hook(self._hook(site["fn"].event_dim))
+                    view.register_hook(_scale_by(self.scaled_w, site["fn"].event_dim))
                     values[name] = view
         replay_from = _replayed_trace(guide_trace, values) if values else guide_trace
         model_trace = poutine.trace(poutine.replay(vec(model), trace=replay_from)).get_trace(*args, **kwargs)
@@ -169,11 +173,15 @@ class _Weights:
             lp = lp * (scale / self.data_scale)
         return lp
 
-    def _hook(self, event_dim: int):
-        def hook(grad):
-            w = self.scaled_w["w"]
-            return grad * w.reshape(w.shape + (1,) * event_dim)
-        return hook
+
+
+def _scale_by(holder: dict, event_dim: int):
+    """A gradient hook multiplying by ``holder["w"]`` (the normalised weights, laid out like the
+    log-densities) over the site's event dims."""
+    def hook(grad):
+        w = holder["w"]
+        return grad * w.reshape(w.shape + (1,) * event_dim)
+    return hook
 
 
 def _mpn(objective, guide) -> int:

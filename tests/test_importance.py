@@ -230,3 +230,30 @@ def test_objectives_by_name_and_their_errors():
         IWAE(2).differentiable_loss(enum_model, enum_guide, _x())
     with pytest.raises(ValueError, match="method of an nn.Module"):
         IWAE(2, "dreg").differentiable_loss(vae.model, lambda x, **kw: vae.guide(x), _x())
+
+
+@pytest.mark.parametrize("estimator", ["plain", "dreg"])
+def test_a_training_step_leaves_nothing_behind(estimator):
+    """The DReG hooks must not tie the step's graph into a cycle the garbage collector cannot
+    free (that once kept every step's graph: memory grew without bound)."""
+    import gc
+    import weakref
+
+    vae, *_ = _vae()
+    x = _x()
+    refs = []
+    original = _Weights.__init__
+
+    def recording(self, *a, **k):
+        original(self, *a, **k)
+        refs.append(weakref.ref(self.log_w))
+
+    _Weights.__init__ = recording
+    try:
+        loss = IWAE(4, estimator).differentiable_loss(vae.model, vae.guide, x)
+        loss.backward()
+        del loss
+    finally:
+        _Weights.__init__ = original
+    gc.collect()
+    assert refs and refs[0]() is None, "the step's log weights (and graph) are still alive"
