@@ -41,7 +41,7 @@ from pyro import poutine
 from torch import nn
 from torch.distributions import Independent, kl_divergence
 
-from .evaluation import _data_dim, _scored, _site_log_prob
+from .evaluation import _scored, _site_log_prob
 
 PARTICLES = "_iw_particles"
 ESTIMATORS = ("plain", "dreg")

@@ -91,17 +91,13 @@ class HierarchicalVAE(CodeFigures, Family):
         self.latent_sites = tuple(f"z{i + 1}" for i in range(len(self.latent_dims)))
         check_prior(prior, self.latent_dims[-1])
 
-    @property
-    def default_objective(self) -> str:
-        return "trace"
-
     @classmethod
     def from_config(cls, config: HierarchicalConfig, data_shape, num_classes=None) -> "HierarchicalVAE":
         dims = tuple(config.latent_dims)
         if len(dims) < 2:
             raise ValueError(f"a hierarchical VAE needs at least 2 stochastic layers: --latent-dims with 2 or "
                              f"more sizes, got {dims}")
-        encoder, decoder = build_networks(config.network, data_shape, dims[0], config.hidden)
+        encoder, decoder = build_networks(config.network, data_shape, dims[0], config.hidden)  # encoder: bottomup only
         up = tuple(config.upper_hidden)
         if config.guide == "ladder":
             if config.network != "mlp":
