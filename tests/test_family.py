@@ -16,7 +16,7 @@ from pyro_vae import evaluation as ev
 from pyro_vae.cli import main
 from pyro_vae.models.gmvae import assignment, cluster_accuracy
 from pyro_vae.models.hierarchical import precision_weighted
-from pyro_vae.priors import FlowPrior, VampPrior
+from pyro_vae.priors import DiagonalNormalMixture, FlowPrior, VampPrior
 
 SMALL = {"hidden": (64,)}
 MEMBERS = {
@@ -128,6 +128,29 @@ def test_vampprior_is_the_mixture_of_the_guide_at_its_pseudo_inputs():
     assert "prior.pseudo_logits" in names and not any(n.startswith("prior._encoder") for n in names)
     with pytest.raises(ValueError, match="encoder"):
         VampPrior(4, components=3, data_shape=(1, 28, 28))()
+
+
+def test_diagonal_normal_mixture_matches_mixture_same_family_in_value_gradient_and_plate():
+    torch.manual_seed(0)
+    logits, loc = torch.randn(30, requires_grad=True), torch.randn(30, 6, requires_grad=True)
+    log_scale = (0.5 * torch.randn(30, 6) - 1).requires_grad_()
+    fast = DiagonalNormalMixture(logits, loc, log_scale.exp())
+    slow = dist.MixtureSameFamily(dist.Categorical(logits=logits), dist.Normal(loc, log_scale.exp()).to_event(1))
+    z = 2 * torch.randn(4, 11, 6)
+    assert fast.batch_shape == () and fast.event_shape == (6,)
+    assert torch.allclose(fast.log_prob(z), slow.log_prob(z), atol=1e-3, rtol=1e-5)
+    g_fast = torch.autograd.grad(fast.log_prob(z).sum(), (logits, loc, log_scale))
+    g_slow = torch.autograd.grad(slow.log_prob(z).sum(), (logits, loc, log_scale))
+    for a, b in zip(g_fast, g_slow):
+        assert torch.allclose(a, b, atol=1e-3, rtol=1e-4)
+    # inside a plate Pyro expands the prior to the batch: the value is the same, per data point
+    with pyro.plate("data", 11):
+        tr = pyro.poutine.trace(lambda: pyro.sample("z", fast)).get_trace()
+    site = tr.nodes["z"]
+    assert site["fn"].batch_shape == (11,) and isinstance(site["fn"], DiagonalNormalMixture)
+    assert torch.allclose(site["fn"].log_prob(site["value"]), slow.log_prob(site["value"]), atol=1e-3)
+    with pytest.raises(ValueError, match="logits"):
+        DiagonalNormalMixture(torch.zeros(3), torch.zeros(4, 2), torch.ones(4, 2))
 
 
 def test_flow_prior_density_is_the_change_of_variables():
