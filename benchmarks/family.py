@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import platform
 import sys
 import time
@@ -135,8 +136,9 @@ def run_row(name, a, train, test, log) -> dict:
            "train_time_s": train_s, "eval_time_s": eval_s, "final_val_elbo_train_subset": summary["final_val_elbo"],
            "parameters": sum(p.numel() for p in family.parameters()),
            "threads": torch.get_num_threads()}
-    if "cluster_accuracy" in metrics:
-        row["cluster_accuracy"] = metrics["cluster_accuracy"]["value"]
+    for m in ("cluster_accuracy", "clusters_used", "cluster_entropy", "cluster_information"):
+        if m in metrics:
+            row[m] = metrics[m]["value"]
     log(f"[{name}] log p(x) {row['log_px']:.2f}  ELBO {row['elbo']:.2f}  active {active}  "
         f"train {train_s:.0f} s  eval {eval_s:.0f} s")
     return row
@@ -217,6 +219,9 @@ def write_table(rows: dict, a, command: str, path: Path) -> str:
         note = r["what"]
         if "cluster_accuracy" in r:
             note += f"; test cluster accuracy {r['cluster_accuracy']:.3f}"
+        if "clusters_used" in r:
+            note += (f" ({r['clusters_used']:.0f} of 10 clusters used, I(x; y) {r['cluster_information']:.2f} "
+                     f"of {math.log(10):.2f} nats)")
         lines.append(f"| {r['label']} | {r['log_px']:.2f} ± {r['log_px_se']:.2f} | {r['elbo']:.2f} | "
                      f"{r['final_val_elbo_train_subset']:.2f} | {_active(r)} | "
                      f"{r['kl']:.1f} | {_duration(r['train_time_s'])} | {r['parameters']:,} | {note} |")

@@ -32,6 +32,7 @@ either an object passed to ``fit(..., objective=obj)`` or a factory registered b
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import torch
@@ -213,6 +214,8 @@ class Loss(nn.Module):
         # ``family.model`` access makes a new bound-method object (a retrace per step).
         self._model, self._guide = family.model, family.guide
         self._compiles = _compiles(self.objective)  # checked once, not every step
+        # an extra_loss that takes kl_weight gets it (a term that must follow warm-up and beta)
+        self._extra_kw = "kl_weight" in inspect.signature(family.extra_loss).parameters
 
     def forward(self, batch, kl_weight, num_data=None):
         if not torch.is_tensor(kl_weight):
@@ -237,7 +240,10 @@ class Loss(nn.Module):
             _rng_restore(rng)
             loss = self.objective.differentiable_loss(self._model, self._guide, *args, kl_weight,
                                                       num_data=num_data)
-        extra = self.family.extra_loss(batch, num_data=num_data)
+        if self._extra_kw:
+            extra = self.family.extra_loss(batch, num_data=num_data, kl_weight=kl_weight)
+        else:
+            extra = self.family.extra_loss(batch, num_data=num_data)
         return loss if extra is None else loss + extra
 
 

@@ -239,6 +239,63 @@ def test_gmvae_sums_the_clusters_out_exactly_in_evaluation():
     assert torch.allclose(lw, terms.reshape(3, -1).logsumexp(0), atol=1e-4)
 
 
+def test_gmvae_reports_how_much_its_clusters_are_used():
+    """A collapsed q(y|x) (uniform) shows entropy log K, no information and one cluster; a q(y|x)
+    that puts each point on a cluster of its own (two clusters, half the points each) shows
+    information log 2 and two clusters."""
+    fam = build_model(ModelConfig(model="gmvae", data_shape=(1, 28, 28), latent_dim=4, hidden=(16,), clusters=4))
+    x = torch.zeros(10, 1, 28, 28)
+    x[5:] = 1.0
+    class Fixed(torch.nn.Module):
+        def __init__(self, fn):
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, v):
+            return self.fn(v)
+
+    fam.classifier = Fixed(lambda v: torch.zeros(len(v), 4))
+    use = fam.cluster_use(x, batch_size=3)
+    assert use["clusters_used"] == 1 and use["cluster_entropy"] == pytest.approx(math.log(4))
+    assert use["cluster_information"] == pytest.approx(0.0, abs=1e-6)
+    fam.classifier = Fixed(lambda v: torch.tensor([[30.0, 0, 0, 0], [0, 0, 30.0, 0]])[v.flatten(1)[:, 0].long()])
+    use = fam.cluster_use(x, batch_size=3)
+    assert use["clusters_used"] == 2 and use["cluster_entropy"] == pytest.approx(0.0, abs=1e-6)
+    assert use["cluster_information"] == pytest.approx(math.log(2), abs=1e-6)
+    metrics = fam.metrics(Batch(x, y=torch.tensor([3] * 5 + [7] * 5)))
+    assert metrics["cluster_accuracy"] == 1.0 and metrics["clusters_used"] == 2
+
+
+def test_gmvae_minimum_information_constraint_replaces_the_cluster_kl_below_its_floor():
+    """With lambda above the batch's cluster KL the loss gains kl_weight * N * (lambda - KL): its
+    value is the ELBO's with max(lambda, KL) in place of KL, and the cluster KL's gradient is gone."""
+    from pyro_vae.objectives import Loss
+    torch.manual_seed(0)
+    opts = dict(model="gmvae", data_shape=(1, 28, 28), latent_dim=4, hidden=(16,), clusters=3)
+    plain = build_model(ModelConfig(**opts))
+    floored = build_model(ModelConfig(**opts, cluster_free_bits=5.0))
+    floored.load_state_dict(plain.state_dict())
+    batch = Batch(torch.bernoulli(torch.rand(6, 1, 28, 28)))
+    w = torch.tensor(0.7)
+    kl = plain.cluster_kl(batch.x).mean()
+    assert 0 <= kl.item() < 5.0
+    torch.manual_seed(1)
+    base = Loss(plain)(batch, w, num_data=60)
+    torch.manual_seed(1)
+    got = Loss(floored)(batch, w, num_data=60)
+    assert torch.allclose(got - base, w * 60 * (5.0 - kl), rtol=1e-5)
+    params = list(floored.classifier.parameters())
+    g_got = torch.autograd.grad(got, params, allow_unused=True)  # (the network's unused scale head: None)
+    g_want = torch.autograd.grad(base - w * 60 * plain.cluster_kl(batch.x).mean(), list(plain.classifier.parameters()),
+                                 allow_unused=True)
+    assert sum(a is not None for a in g_got) >= 2
+    for a, b in zip(g_got, g_want):
+        assert (a is None and b is None) or torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    assert plain.extra_loss(batch) is None
+    with pytest.raises(ValueError, match="enumerate"):
+        build_model(ModelConfig(**opts, discrete="relaxed", cluster_free_bits=1.0))
+
+
 def test_free_bits_keep_units_active_that_the_elbo_shuts_down(digits):
     """With beta = 4 the ELBO switches units off within a few epochs (22 of 32 left when this was
     written); free bits keep each unit's KL at the floor, so all stay in use."""

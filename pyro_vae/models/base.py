@@ -130,7 +130,9 @@ class Family(nn.Module):
         raise NotImplementedError
 
     def extra_loss(self, batch, num_data=None):
-        """Loss terms outside the ELBO, on the same per-data-set scale (None: none)."""
+        """Loss terms outside the ELBO, on the same per-data-set scale (None: none). A family whose
+        ``extra_loss`` also declares a ``kl_weight`` parameter receives the step's KL weight (a
+        0-d tensor: beta times warm-up) as well."""
         return None
 
     @torch.no_grad()

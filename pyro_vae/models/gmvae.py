@@ -14,7 +14,9 @@ and log p(x) is then that of the relaxed model.
 
 Measures: ``cluster_accuracy``, the test accuracy of argmax q(y|x) after the best one-to-one
 matching of clusters to classes (the Hungarian algorithm; many-to-one by majority when K differs
-from the number of classes), the usual unsupervised clustering accuracy.
+from the number of classes), the usual unsupervised clustering accuracy; and how much the
+clusters are used at all (``clusters_used``, ``cluster_entropy``, ``cluster_information``): a
+GMVAE can leave y unused ("cluster degeneracy", Dilokthanakul et al. 2016), and these show it.
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ class GMVAEConfig(NetworkConfig):
     temperature: float = option(1.0, "relaxed: the Concrete temperature of the first epoch")
     temperature_min: float = option(0.5, "relaxed: the lowest temperature")
     anneal_rate: float = option(0.03, "relaxed: temperature = max(min, start * exp(-rate * epoch))", min=0)
+    cluster_free_bits: float = option(0.0, "minimum information constraint (Dilokthanakul et al. 2016): the "
+                                           "cluster's KL(q(y|x) || p(y)), averaged over the batch, costs nothing "
+                                           "below this many nats (log K frees it entirely); 0: the plain ELBO",
+                                      min=0)
 
 
 def assignment(cost: torch.Tensor) -> torch.Tensor:
@@ -112,10 +118,15 @@ class GMVAE(CodeFigures, Family):
     latent_sites = ("y", "z")
     figures = tuple(f for f in GENERIC_FIGURES if f != "manifold") + ("clusters",)
     figure_titles = {"clusters": "Samples from each mixture component (one row per cluster)"}
-    metric_notes = {"cluster_accuracy": "argmax q(y|x), clusters matched one-to-one to classes (Hungarian)"}
+    metric_notes = {"cluster_accuracy": "argmax q(y|x), clusters matched one-to-one to classes (Hungarian)",
+                    "clusters_used": "clusters that are argmax q(y|x) for at least 1% of the points (of K)",
+                    "cluster_entropy": "mean entropy of q(y|x), nats (log K: q(y|x) uniform, the clusters unused)",
+                    "cluster_information": "I(x; y) under q: H[mean q(y|x)] - mean H[q(y|x)], nats (at most "
+                                           "log K; 0: y carries nothing about x)"}
 
     def __init__(self, classifier, encoder, decoder, likelihood, data_shape, latent_dim, clusters,
-                 discrete="enumerate", temperature=1.0, temperature_min=0.5, anneal_rate=0.03):
+                 discrete="enumerate", temperature=1.0, temperature_min=0.5, anneal_rate=0.03,
+                 cluster_free_bits=0.0):
         super().__init__()
         if discrete not in DISCRETE:
             raise ValueError(f"discrete must be one of {', '.join(DISCRETE)}, got {discrete!r}")
@@ -125,6 +136,12 @@ class GMVAE(CodeFigures, Family):
         self.data_shape = tuple(int(s) for s in data_shape)
         self.latent_dim, self.clusters, self.discrete = int(latent_dim), int(clusters), discrete
         self.temperature_start, self.temperature_min, self.anneal_rate = temperature, temperature_min, anneal_rate
+        if not cluster_free_bits >= 0:
+            raise ValueError(f"cluster_free_bits must be >= 0 nats, got {cluster_free_bits}")
+        if cluster_free_bits and discrete != "enumerate":
+            raise ValueError("cluster_free_bits needs the exact cluster KL of --discrete enumerate; the relaxed "
+                             "ELBO scores a Concrete sample instead")
+        self.cluster_free_bits = float(cluster_free_bits)
         self.register_buffer("temperature", torch.tensor(float(temperature)))
         self.register_buffer("cluster_logits", torch.zeros(self.clusters))  # p(y) uniform
         # the components start spread out (N(0, I) draws) so they do not collapse onto each other
@@ -149,7 +166,8 @@ class GMVAE(CodeFigures, Family):
         _, decoder = build_networks(config.network, data_shape, d, config.hidden)
         return cls(Classifier(config.network, data_shape, k, config.hidden), encoder, decoder,
                    build_likelihood(config.likelihood, data_shape, **config.likelihood_kwargs), data_shape, d, k,
-                   config.discrete, config.temperature, config.temperature_min, config.anneal_rate)
+                   config.discrete, config.temperature, config.temperature_min, config.anneal_rate,
+                   config.cluster_free_bits)
 
     def on_epoch(self, epoch: int, epochs: int) -> None:
         """The relaxation's temperature for this epoch (a function of the epoch alone, so a resumed
@@ -192,6 +210,23 @@ class GMVAE(CodeFigures, Family):
             loc, scale = self.encoder(self._encoder_input(x, self._as_vector(y)))
             pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
+    def cluster_kl(self, x) -> torch.Tensor:
+        """KL(q(y|x) || p(y)) per point, exactly (the sum over the K clusters)."""
+        log_q = torch.log_softmax(self.classifier(x), -1)
+        log_p = torch.log_softmax(self.cluster_logits, -1)
+        return (log_q.exp() * (log_q - log_p)).sum(-1)
+
+    def extra_loss(self, batch, num_data=None, kl_weight=1.0):
+        """The minimum information constraint (free bits on the cluster, Dilokthanakul et al. 2016):
+        while the batch's mean KL(q(y|x) || p(y)) is below ``cluster_free_bits`` (lambda), add
+        ``kl_weight * N * (lambda - KL)``, so that the loss holds ``kl_weight * N * max(lambda, KL)``
+        in place of the ELBO's ``kl_weight * N * KL``: no pull towards a uniform q(y|x) below lambda,
+        the "cluster degeneracy" in which y is left unused. None with lambda = 0 (the ELBO)."""
+        if self.cluster_free_bits == 0:
+            return None
+        kl = self.cluster_kl(batch.x).mean()
+        return kl_weight * (num_data or len(batch)) * torch.relu(self.cluster_free_bits - kl)
+
     def _encoder_input(self, x, y_vec):
         return with_label(x, y_vec, self.data_shape, conv=len(self.encoder.data_shape) == 3)
 
@@ -201,12 +236,28 @@ class GMVAE(CodeFigures, Family):
         return most_probable(self.classifier, x, batch_size)
 
     @torch.no_grad()
+    def cluster_use(self, x, batch_size: int = 1000) -> dict:
+        """How much the clusters are used on ``x``: ``clusters_used`` (argmax of q(y|x) for >= 1% of
+        the points), ``cluster_entropy`` (mean H[q(y|x)]) and ``cluster_information`` (the mutual
+        information of x and y under q). A collapsed GMVAE shows one cluster, or entropy log K."""
+        logp = torch.cat([torch.log_softmax(self.classifier(x[i:i + batch_size]), -1)
+                          for i in range(0, x.shape[0], batch_size)])
+        q = logp.exp()
+        entropy = -(q * logp).sum(-1).mean()
+        marginal = q.mean(0)
+        marginal_entropy = -(marginal * marginal.clamp_min(1e-30).log()).sum()
+        share = torch.bincount(logp.argmax(-1), minlength=self.clusters).double() / len(x)
+        return {"clusters_used": float((share >= 0.01).sum()), "cluster_entropy": entropy.item(),
+                "cluster_information": (marginal_entropy - entropy).item()}
+
+    @torch.no_grad()
     def metrics(self, batch) -> dict:
-        if batch.y is None:
-            return {}
-        num_classes = int(batch.y.max().item()) + 1
-        return {"cluster_accuracy": cluster_accuracy(self.predict(batch.x), batch.y, self.clusters,
-                                                     max(num_classes, 2))}
+        out = self.cluster_use(batch.x)
+        if batch.y is not None:
+            num_classes = int(batch.y.max().item()) + 1
+            out["cluster_accuracy"] = cluster_accuracy(self.predict(batch.x), batch.y, self.clusters,
+                                                       max(num_classes, 2))
+        return out
 
     @torch.no_grad()
     def encode(self, x):
