@@ -508,6 +508,7 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
     CLI: test evaluation with ``eval_k`` importance samples, figures and report
     (:func:`pyro_vae.run.finish_run`; needs ``model_config`` to rebuild the best checkpoint).
     ``objective``: an object with ``differentiable_loss`` to use instead of ``cfg.objective``.
+    ``log``: where the per-epoch lines go (a callable taking a string; None: nowhere).
 
     ``resume=True`` continues from ``checkpoint_last.pt`` (also one written mid-epoch by Ctrl-C or
     SIGTERM) bit for bit on CPU, and refuses settings that differ from the stored run's
@@ -525,6 +526,7 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
     """
     from tqdm.auto import tqdm
 
+    log = log if log is not None else (lambda message: None)
     cfg = (cfg if cfg is not None else TrainConfig()).check()
     check_family(family)
     if test is not None and (run_dir is None or model_config is None):
