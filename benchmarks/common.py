@@ -30,6 +30,19 @@ def start(a, argv=None):
     return command, splits
 
 
+def write_results(out, lines, rows) -> None:
+    """Write a benchmark's table (``lines``) to ``out`` (.md) and its ``rows`` beside it (.json),
+    then print the table."""
+    import json
+    from pathlib import Path
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    print("\n".join(lines))
+
+
 def feature_classifier(splits):
     """The generation scores' classifier, trained on the training images binarized once (seed 0)
     and all their labels; cached, so every benchmark scores with the same network."""

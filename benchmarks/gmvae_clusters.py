@@ -16,7 +16,6 @@ Writes ``benchmarks/results/gmvae_clusters.md`` (and ``.json``).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -28,7 +27,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 import torch  # noqa: E402
 
-from benchmarks.common import DATA_DIR, start  # noqa: E402
+from benchmarks.common import DATA_DIR, start, write_results  # noqa: E402
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit  # noqa: E402
 from pyro_vae.data import for_evaluation, load_mnist5k  # noqa: E402
 
@@ -86,11 +85,7 @@ def main(argv=None):
         lines.append(f"| {r['init']:g} N(0, I) | {r['free_bits']:g} | {r['clusters_used']:.0f} of 10 | "
                      f"{r['cluster_information']:.2f} | {r['cluster_entropy']:.2f} | {r['cluster_accuracy']:.3f} | "
                      f"{r['val_elbo']:.2f} | {r['seconds']:.0f} s |")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-    print("\n".join(lines))
+    write_results(a.out, lines, rows)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ sampling with k samples.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -26,7 +25,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from benchmarks.common import DATA_DIR, start  # noqa: E402
+from benchmarks.common import DATA_DIR, start, write_results  # noqa: E402
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit  # noqa: E402
 from pyro_vae.data import for_evaluation, load_mnist5k  # noqa: E402
 from pyro_vae.evaluation import evaluate  # noqa: E402
@@ -94,11 +93,7 @@ def main(argv=None):
         busy = sum(v > 0.1 for v in r["kl_per_dim"])
         lines.append(f"| {r['setting']} | {r['active_units']}/50 | {r['kl']:.2f} | {r['elbo']:.2f} | "
                      f"{r['log_px']:.2f} ± {r['log_px_se']:.2f} | {busy} |")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-    print("\n".join(lines))
+    write_results(a.out, lines, rows)
 
 
 if __name__ == "__main__":
