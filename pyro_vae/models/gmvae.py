@@ -240,26 +240,32 @@ class GMVAE(CodeFigures, Family):
         return most_probable(self.classifier, x, batch_size)
 
     @torch.no_grad()
-    def cluster_use(self, x, batch_size: int = 1000) -> dict:
+    def cluster_log_probs(self, x, batch_size: int = 1000) -> torch.Tensor:
+        """log q(y|x) for every row of ``x`` (N, K), in batches."""
+        return torch.cat([torch.log_softmax(self.classifier(x[i:i + batch_size]), -1)
+                          for i in range(0, x.shape[0], batch_size)])
+
+    def cluster_use(self, x, batch_size: int = 1000, log_q=None) -> dict:
         """How much the clusters are used on ``x``: ``clusters_used`` (argmax of q(y|x) for >= 1% of
         the points), ``cluster_entropy`` (mean H[q(y|x)]) and ``cluster_information`` (the mutual
-        information of x and y under q). A collapsed GMVAE shows one cluster, or entropy log K."""
-        logp = torch.cat([torch.log_softmax(self.classifier(x[i:i + batch_size]), -1)
-                          for i in range(0, x.shape[0], batch_size)])
-        q = logp.exp()
-        entropy = -(q * logp).sum(-1).mean()
+        information of x and y under q). A collapsed GMVAE shows one cluster, or entropy log K.
+        ``log_q``: :meth:`cluster_log_probs` of ``x`` when already computed."""
+        log_q = self.cluster_log_probs(x, batch_size) if log_q is None else log_q
+        q = log_q.exp()
+        entropy = -(q * log_q).sum(-1).mean()
         marginal = q.mean(0)
         marginal_entropy = -(marginal * marginal.clamp_min(1e-30).log()).sum()
-        share = torch.bincount(logp.argmax(-1), minlength=self.clusters).double() / len(x)
+        share = torch.bincount(log_q.argmax(-1), minlength=self.clusters).double() / len(log_q)
         return {"clusters_used": float((share >= 0.01).sum()), "cluster_entropy": entropy.item(),
                 "cluster_information": (marginal_entropy - entropy).item()}
 
     @torch.no_grad()
     def metrics(self, batch) -> dict:
-        out = self.cluster_use(batch.x)
+        log_q = self.cluster_log_probs(batch.x)  # one pass of the classifier for every measure
+        out = self.cluster_use(batch.x, log_q=log_q)
         if batch.y is not None:
             num_classes = int(batch.y.max().item()) + 1
-            out["cluster_accuracy"] = cluster_accuracy(self.predict(batch.x), batch.y, self.clusters,
+            out["cluster_accuracy"] = cluster_accuracy(log_q.argmax(-1), batch.y, self.clusters,
                                                        max(num_classes, 2))
         return out
 
