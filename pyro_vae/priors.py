@@ -24,6 +24,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from .distributions import UnitNormal
 from .registry import Registry
 
 PRIORS = Registry("prior")
@@ -86,7 +87,7 @@ class StandardNormal(nn.Module):
         self.register_buffer("scale", torch.ones(latent_dim))
 
     def forward(self):
-        return dist.Normal(self.loc, self.scale).to_event(1)
+        return UnitNormal(self.loc, self.scale).to_event(1)
 
 
 @register_prior("diagonal_gaussian")

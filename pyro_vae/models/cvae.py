@@ -28,6 +28,7 @@ import torch
 from pyro import poutine
 from torch import nn
 
+from ..distributions import ReparamNormal
 from ..likelihoods import build_likelihood
 from ..networks import MLPDecoder, MLPEncoder
 from ..priors import build_prior, check_prior
@@ -193,7 +194,7 @@ class CVAE(Family):
         with data_plate(x.shape[0], num_data):
             loc, scale = self.encoder(cat_broadcast(x.reshape(x.shape[0], -1), c))
             with poutine.scale(scale=kl_weight):
-                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+                pyro.sample("z", ReparamNormal(loc, scale).to_event(1))
 
     # ------------------------------------------------------------------ helpers for figures
     def _class_condition(self, condition, n, device):

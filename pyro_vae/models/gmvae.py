@@ -30,6 +30,7 @@ import torch
 from pyro import poutine
 from torch import nn
 
+from ..distributions import ReparamNormal
 from ..likelihoods import build_likelihood
 from ..networks import build_networks
 from .base import GENERIC_FIGURES, CodeFigures, Family, batch_size_of, data_plate, option
@@ -212,7 +213,7 @@ class GMVAE(CodeFigures, Family):
             q_y, infer = self._cluster(self.classifier(x))
             y = pyro.sample("y", q_y, infer=infer)
             loc, scale = self.encoder(self._encoder_input(x, self._as_vector(y)))
-            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+            pyro.sample("z", ReparamNormal(loc, scale).to_event(1))
 
     def cluster_kl(self, x) -> torch.Tensor:
         """KL(q(y|x) || p(y)) per point, exactly (the sum over the K clusters)."""

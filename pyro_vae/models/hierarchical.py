@@ -25,6 +25,7 @@ import torch
 from pyro import poutine
 from torch import nn
 
+from ..distributions import ReparamNormal
 from ..likelihoods import build_likelihood
 from ..networks import GaussianHead, MLPEncoder, _mlp, build_networks
 from ..priors import build_prior, check_prior
@@ -137,12 +138,12 @@ class HierarchicalVAE(CodeFigures, Family):
                 h = x
                 for layer, encoder in enumerate(self.encoders):
                     loc, scale = encoder(h)
-                    h = pyro.sample(f"z{layer + 1}", dist.Normal(loc, scale).to_event(1))
+                    h = pyro.sample(f"z{layer + 1}", ReparamNormal(loc, scale).to_event(1))
                 return
             ups = self._bottom_up(x)
-            z = pyro.sample(f"z{len(ups)}", dist.Normal(*ups[-1]).to_event(1))
+            z = pyro.sample(f"z{len(ups)}", ReparamNormal(*ups[-1]).to_event(1))
             for layer in reversed(range(len(ups) - 1)):
-                z = pyro.sample(f"z{layer + 1}", dist.Normal(*self._merged(ups[layer], z, layer)).to_event(1))
+                z = pyro.sample(f"z{layer + 1}", ReparamNormal(*self._merged(ups[layer], z, layer)).to_event(1))
 
     def _bottom_up(self, x):
         """The ladder guide's deterministic pass: ``[(mu^_l, sigma^_l) for l = 1..L]``."""

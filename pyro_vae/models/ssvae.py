@@ -32,6 +32,7 @@ from pyro import poutine
 from torch import nn
 from torch.nn import functional as F
 
+from ..distributions import ReparamNormal
 from ..likelihoods import build_likelihood
 from ..networks import build_networks
 from ..priors import build_prior, check_prior
@@ -193,7 +194,7 @@ class SSVAE(Family):
                                     infer={"enumerate": "parallel"})
             loc, scale = self.encoder(self._encode_input(x, one_hot(y, self.num_classes)))
             with poutine.scale(scale=kl_weight):
-                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+                pyro.sample("z", ReparamNormal(loc, scale).to_event(1))
 
     def extra_loss(self, batch, num_data=None):
         """alpha * mean over the batch's labelled points of -log q(y|x), alpha = aux_weight * N."""

@@ -22,6 +22,7 @@ import torch
 from pyro import poutine
 from torch import nn
 
+from ..distributions import ReparamNormal
 from ..likelihoods import build_likelihood
 from ..networks import build_networks
 from ..priors import build_prior, check_prior
@@ -208,7 +209,7 @@ class VAE(CodeFigures, Family):
             loc, scale = self.encoder(self.encoder_input(x))
             infer = {}
             if self.estimator == "reparam":
-                q = dist.Normal(loc, scale)
+                q = ReparamNormal(loc, scale)
             else:
                 q = ScoreFunctionNormal(loc, scale)
                 baseline = {}

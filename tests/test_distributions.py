@@ -1,0 +1,90 @@
+"""The shorter log-densities (pyro_vae.distributions) against torch's Normal: same values, same
+gradients, same random stream; and the JIT objective's lean graph against Trace_ELBO."""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import Trace_ELBO
+
+from pyro_vae import Batch, ModelConfig, build_model
+from pyro_vae.distributions import ReparamNormal, UnitNormal
+from pyro_vae.objectives import Loss, make_objective
+
+
+def test_unit_normal_log_prob_and_expand_match_normal():
+    z = torch.randn(6, 4) * 3
+    ref = dist.Normal(torch.zeros(4), torch.ones(4))
+    d = UnitNormal(torch.zeros(4), torch.ones(4))
+    assert torch.allclose(d.log_prob(z), ref.log_prob(z), atol=1e-6)
+    e = d.expand((6, 4)).to_event(1)
+    assert isinstance(e.base_dist, UnitNormal) and e.log_prob(z).shape == (6,)
+    assert torch.allclose(e.log_prob(z), ref.expand((6, 4)).to_event(1).log_prob(z), atol=1e-5)
+
+
+@pytest.mark.parametrize("sample_shape", [(), (3,)])
+def test_reparam_normal_at_its_draw_has_normal_value_and_total_gradient(sample_shape):
+    loc = torch.randn(5, 4, requires_grad=True)
+    raw = torch.randn(5, 4, requires_grad=True)
+
+    def run(cls):
+        torch.manual_seed(0)
+        q = cls(loc * 2.0, torch.nn.functional.softplus(raw) + 0.1)
+        z = q.rsample(sample_shape)
+        value = (q.log_prob(z) + z.sin()).sum()  # log q at the draw, plus a term of z alone
+        return z, value, torch.autograd.grad(value, (loc, raw))
+
+    (z1, v1, g1), (z2, v2, g2) = run(dist.Normal), run(ReparamNormal)
+    assert torch.equal(z1, z2)  # the same random stream and sample
+    assert v1.item() == pytest.approx(v2.item(), rel=1e-6)
+    for a, b in zip(g1, g2):
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+    # any other value takes the general formula
+    q = ReparamNormal(torch.zeros(4), torch.ones(4) * 2)
+    q.rsample()
+    other = torch.randn(4)
+    assert torch.allclose(q.log_prob(other), dist.Normal(torch.zeros(4), torch.ones(4) * 2).log_prob(other))
+
+
+def _grads(family, objective, x, seed=1):
+    loss_fn = Loss(family, objective)
+    loss_fn(Batch(x), torch.tensor(0.7), num_data=100)  # compile (rng-neutral)
+    pyro.set_rng_seed(seed)
+    family.zero_grad()
+    loss = loss_fn(Batch(x), torch.tensor(0.7), num_data=100)
+    loss.backward()
+    return loss.item(), torch.cat([p.grad.flatten() for p in family.parameters()]), loss_fn
+
+
+@pytest.mark.parametrize("config", [dict(), dict(prior="vampprior", prior_kwargs={"components": 3}),
+                                    dict(model="hvae", latent_dims=(4, 2), upper_hidden=(8,), guide="ladder")])
+def test_jit_lean_graph_matches_trace_elbo_across_batch_sizes(config):
+    """The default objective of a library VAE compiles the -ELBO as one traced module: its loss and
+    gradient are Trace_ELBO's (with torch's own Normal: this also checks the shorter densities in
+    a whole program), at the batch size it was compiled for and at another."""
+    torch.manual_seed(0)
+    cfg = dict(data_shape=(1, 8, 8), latent_dim=4, hidden=(16,), **config)
+    family = build_model(ModelConfig(**cfg))
+    x = (torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    jit = make_objective("jit", family)
+    for b in (12, 5):
+        lb, gb, loss_fn = _grads(family, jit, x[:b])
+        with pytest.MonkeyPatch.context() as mp:  # the reference: torch's Normal everywhere
+            mp.setattr(ReparamNormal, "log_prob", dist.Normal.log_prob)
+            mp.setattr(UnitNormal, "log_prob", dist.Normal.log_prob)
+            la, ga, _ = _grads(family, Trace_ELBO(), x[:b])
+        assert la == pytest.approx(lb, rel=1e-5)
+        assert torch.allclose(ga, gb, rtol=1e-4, atol=1e-3), (ga - gb).abs().max()
+    assert [g is not None for _, g in jit._lean_graphs.values()] == [True]  # one graph, both sizes
+
+
+def test_jit_falls_back_to_pyros_graph_for_score_function_guides():
+    torch.manual_seed(0)
+    family = build_model(ModelConfig(data_shape=(1, 8, 8), latent_dim=4, hidden=(16,), estimator="score"))
+    x = (torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    jit = make_objective("jit", family)
+    lb, gb, _ = _grads(family, jit, x)
+    la, ga, _ = _grads(family, Trace_ELBO(), x)
+    assert [g for _, g in jit._lean_graphs.values()] == [None]  # not reparameterized: Pyro's compiled path
+    assert la == pytest.approx(lb, rel=1e-5)
+    assert torch.allclose(ga, gb, rtol=1e-4, atol=1e-3)
