@@ -322,6 +322,14 @@ def write(a, command, results, ev):
             ratio = r["images_per_s"] / base["images_per_s"] if base and "skipped" not in base else float("nan")
             cells += [f"{r['images_per_s']:,.0f} ({ratio:.2f}x)", f"{r['peak_rss_mb']:.0f}"]
         lines.append(f"| {NAMES[row]} | " + " | ".join(cells) + " |")
+    same = []  # the second bar: pyro-vae against the loop given pyro-vae's own optimizer
+    for b in a.batch_sizes:
+        r, base = by.get(("pyro-vae-default", b)), by.get(("plain-fused-adam", b))
+        if r and base and "skipped" not in r and "skipped" not in base:
+            same.append(f"batch {b}: {r['images_per_s'] / base['images_per_s']:.3f}")
+    if same:
+        lines += ["", "pyro-vae default ÷ hand-written loop with the same optimizer (fused Adam): " + ", ".join(same)
+                  + "."]
     if ev is not None:
         lines += ["", "## Evaluation", ""]
         if "skipped" in ev:
