@@ -88,3 +88,34 @@ def test_jit_falls_back_to_pyros_graph_for_score_function_guides():
     assert [g for _, g in jit._lean_graphs.values()] == [None]  # not reparameterized: Pyro's compiled path
     assert la == pytest.approx(lb, rel=1e-5)
     assert torch.allclose(ga, gb, rtol=1e-4, atol=1e-3)
+
+
+def test_jit_falls_back_when_a_guide_uses_a_param_store_parameter():
+    """A pyro.param outside the module cannot be read by a graph traced over the module: the
+    objective must take Pyro's compiled path, and the gradient must reach that parameter."""
+    from torch import nn
+
+    from pyro_vae.objectives import JitTraceELBO
+
+    class Own(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 2)
+
+        def model(self, x, kl_weight=1.0, num_data=None):
+            pyro.module("own", self)
+            with pyro.plate("data", x.shape[0]):
+                z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+                pyro.sample("x", dist.Normal(z.sum(-1, keepdim=True).expand(-1, 3), 1.0).to_event(1), obs=x)
+
+        def guide(self, x, kl_weight=1.0, num_data=None):
+            s = pyro.param("own_scale", torch.ones(2), constraint=dist.constraints.positive)
+            with pyro.plate("data", x.shape[0]):
+                pyro.sample("z", dist.Normal(self.lin(x), s).to_event(1))
+
+    pyro.clear_param_store()
+    family, objective = Own(), JitTraceELBO(ignore_jit_warnings=True)
+    objective.differentiable_loss(family.model, family.guide, torch.randn(5, 3), torch.tensor(1.0)).backward()
+    assert [g for _, g in objective._lean_graphs.values()] == [None]
+    assert pyro.param("own_scale").unconstrained().grad.abs().sum() > 0
+    pyro.clear_param_store()
