@@ -32,7 +32,9 @@ either an object passed to ``fit(..., objective=obj)`` or a factory registered b
 
 from __future__ import annotations
 
+import functools
 import inspect
+import operator
 import warnings
 
 import pyro
@@ -95,14 +97,15 @@ class _ReparamELBO(nn.Module):
         model, guide = self._programs
         guide_trace = poutine.trace(guide).get_trace(*args, **self._kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **self._kwargs)
-        loss = 0.0
-        for trace, sign in ((guide_trace, 1.0), (model_trace, -1.0)):
-            trace = prune_subsample_sites(trace)
-            trace.compute_log_prob()
-            for site in trace.nodes.values():
-                if site["type"] == "sample":
-                    loss = loss + site["log_prob_sum"] if sign > 0 else loss - site["log_prob_sum"]
-        return loss
+        return _log_prob_total(guide_trace) - _log_prob_total(model_trace)
+
+
+def _log_prob_total(trace):
+    """The sum of the (scaled) log-densities of a trace's sample sites."""
+    trace = prune_subsample_sites(trace)
+    trace.compute_log_prob()
+    terms = [site["log_prob_sum"] for site in trace.nodes.values() if site["type"] == "sample"]
+    return functools.reduce(operator.add, terms) if terms else 0.0
 
 
 def _reparameterized(model, guide, args, kwargs, max_plate_nesting) -> bool:
@@ -149,6 +152,8 @@ class JitTraceELBO(infer.JitTrace_ELBO):
     def _lean_graph(self, model, guide, args, kwargs):
         family = getattr(model, "__self__", None)
         if self.num_particles != 1 or not isinstance(family, nn.Module) or getattr(guide, "__self__", None) is not family:
+            return None
+        if any(torch.is_tensor(v) for v in kwargs.values()):  # would be baked into the graph: Pyro's path
             return None
         try:
             key = (model.__func__, guide.__func__, family.training, _autocast_state(),
