@@ -65,12 +65,60 @@ def parse_args(argv=None):
     p.add_argument("--eval-images", type=int, default=1000, help="test images for the evaluation rows (0: skip)")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "throughput.md"))
+    p.add_argument("--paired-rounds", type=int, default=10,
+                   help="rounds of the paired comparison (pyro-vae default against the fused-Adam loop in one "
+                        "process, alternating blocks of seconds/4 each); 0: skip")
     p.add_argument("--worker", nargs=2, metavar=("ROW", "BATCH"), help=argparse.SUPPRESS)
+    p.add_argument("--paired-worker", type=int, metavar="BATCH", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
 # ---------------------------------------------------------------------- one row, in its own process
 def worker(row: str, batch: int, a) -> dict:
+    import torch
+
+    step, it = make_step(row, batch, a)
+    for _ in range(10):
+        step(next(it))
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < a.seconds:
+        step(next(it))
+        steps += 1
+    seconds = time.perf_counter() - t0
+    return {"row": row, "batch": batch, "images_per_s": steps * batch / seconds, "steps": steps,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "threads": torch.get_num_threads()}
+
+
+PAIRED = ("pyro-vae-default", "plain-fused-adam")  # the issue's "same optimizer" comparison
+
+
+def paired_worker(batch: int, a) -> dict:
+    """pyro-vae's default against the hand-written loop with the same (fused) optimizer, in one
+    process: short blocks of each, alternating, so that drift of the machine between processes
+    does not enter the ratio. Returns the median, min and max of the block-pair ratios."""
+    import statistics
+
+    made = {row: make_step(row, batch, a) for row in PAIRED}
+    for step, it in made.values():
+        for _ in range(10):
+            step(next(it))
+    block, ratios = a.seconds / 4, []
+    for _ in range(a.paired_rounds):
+        rate = {}
+        for row, (step, it) in made.items():
+            steps, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < block:
+                step(next(it))
+                steps += 1
+            rate[row] = steps * batch / (time.perf_counter() - t0)
+        ratios.append(rate[PAIRED[0]] / rate[PAIRED[1]])
+    return {"batch": batch, "median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+            "rounds": a.paired_rounds, "block_s": block}
+
+
+def make_step(row: str, batch: int, a):
+    """``(step, batches)``: one training step of ``row`` on a batch, and an endless batch iterator."""
     import torch
     from torch.nn import functional as F
 
@@ -205,18 +253,7 @@ def worker(row: str, batch: int, a) -> dict:
             opt.step()
     else:
         raise ValueError(row)
-
-    it = batches()
-    for _ in range(10):
-        step(next(it))
-    steps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < a.seconds:
-        step(next(it))
-        steps += 1
-    seconds = time.perf_counter() - t0
-    return {"row": row, "batch": batch, "images_per_s": steps * batch / seconds, "steps": steps,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "threads": torch.get_num_threads()}
+    return step, batches()
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -273,6 +310,9 @@ def main(argv=None):
     if a.worker:
         print(json.dumps(worker(a.worker[0], int(a.worker[1]), a)))
         return
+    if a.paired_worker:
+        print(json.dumps(paired_worker(a.paired_worker, a)))
+        return
     argv_used = sys.argv if argv is None else [sys.argv[0], *argv]
     command = " ".join(shlex.quote(s) for s in ["python", *argv_used])
     results = []
@@ -289,14 +329,25 @@ def main(argv=None):
             print(f"batch {batch:5d}  {NAMES[row]:40s} "
                   + (f"{r['images_per_s']:9,.0f} img/s  {r['peak_rss_mb']:6.0f} MB" if "skipped" not in r
                      else r["skipped"]), flush=True)
+    paired = []
+    for batch in a.batch_sizes if a.paired_rounds else []:
+        cmd = [sys.executable, __file__, "--paired-worker", str(batch), "--seconds", str(a.seconds),
+               "--threads", str(a.threads), "--paired-rounds", str(a.paired_rounds)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"paired comparison at batch {batch} failed:\n{out.stderr}")
+        paired.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        r = paired[-1]
+        print(f"batch {batch:5d}  paired: pyro-vae default / fused-Adam loop  median {r['median']:.3f} "
+              f"(min {r['min']:.3f}, max {r['max']:.3f})", flush=True)
     ev = evaluation(a) if a.eval_images else None
     if ev and "skipped" not in ev:
         print(f"evaluation: library {ev['library_s']:.1f} s, raw {ev['raw_s']:.1f} s (ratio {ev['ratio']:.3f})",
               flush=True)
-    write(a, command, results, ev)
+    write(a, command, results, ev, paired)
 
 
-def write(a, command, results, ev):
+def write(a, command, results, ev, paired=()):
     import torch
 
     out = Path(a.out)
@@ -328,8 +379,13 @@ def write(a, command, results, ev):
         if r and base and "skipped" not in r and "skipped" not in base:
             same.append(f"batch {b}: {r['images_per_s'] / base['images_per_s']:.3f}")
     if same:
-        lines += ["", "pyro-vae default ÷ hand-written loop with the same optimizer (fused Adam): " + ", ".join(same)
-                  + "."]
+        lines += ["", "pyro-vae default ÷ hand-written loop with the same optimizer (fused Adam), from the rows "
+                  "above: " + ", ".join(same) + "."]
+    if paired:
+        lines += ["", f"The same ratio measured paired: both in one process, {paired[0]['rounds']} rounds of "
+                  f"alternating {paired[0]['block_s']:g}-s blocks, median of the rounds' ratios (min-max): "
+                  + ", ".join(f"batch {r['batch']}: {r['median']:.3f} ({r['min']:.3f}-{r['max']:.3f})"
+                              for r in paired) + "."]
     if ev is not None:
         lines += ["", "## Evaluation", ""]
         if "skipped" in ev:
@@ -347,8 +403,8 @@ def write(a, command, results, ev):
                       f"Mean log p(x) difference library - raw: {ev['mean_diff']:+.4f} nats (independent draws)."]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"command": command, "training": results, "evaluation": ev},
-                                                   indent=1))
+    out.with_suffix(".json").write_text(json.dumps({"command": command, "training": results, "evaluation": ev,
+                                                    "paired": list(paired)}, indent=1))
     print("\n".join(lines))
 
 
