@@ -21,11 +21,17 @@ Rows:
   trained by the same hand-written step with default Adam, when ``pythae`` is installed
   (``pip install pythae``; an optional benchmark dependency).
 
+Paired: the ratio of **pyro-vae default** to **hand-written, fused Adam** (the same optimizer)
+measured once more with both in one process, alternating blocks of ``--seconds``/4 for
+``--paired-rounds`` rounds (median and range of the rounds' ratios), so that drift of the machine
+between the row processes does not enter it.
+
 Evaluation: log p(x) with k importance samples on the first ``--eval-images`` test images,
 through ``pyro_vae.evaluation.log_marginal``, against a hand-written evaluator of the same
 network (encoder, k draws, decoder, log-densities, log-sum-exp) with the same chunking.
 
-    python benchmarks/throughput.py                      # about 6 minutes alone, 2 threads
+    python benchmarks/throughput.py                      # about 7 minutes alone, 2 threads
+    python benchmarks/throughput.py --seconds 10         # the README's figures, about 9 minutes
     python benchmarks/throughput.py --batch-sizes 256 --seconds 1 --eval-images 100 --out /tmp/t.md
 """
 
