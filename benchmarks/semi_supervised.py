@@ -69,6 +69,8 @@ def parse_args(argv=None):
                         "accuracy of 0.1, 1, 5, 50 here)")
     p.add_argument("--stacked-aux-weight", type=float, default=1.0,
                    help="the same for M2 on M1's codes (1 had the best validation accuracy of 0.1, 1, 10)")
+    p.add_argument("--classifier-dropout", type=float, default=0.0,
+                   help="input dropout of q(y|x) while training, in M2 and in the supervised-only classifier alike")
     p.add_argument("--labelled-batch-size", type=int, default=None, help="labelled images per batch (None: library default)")
     p.add_argument("--stacked", action="store_true", help="also M1 + M2 (M2 on a VAE's latent means)")
     p.add_argument("--m1-epochs", type=int, default=50, help="epochs of the M1 VAE (--stacked)")
@@ -94,7 +96,8 @@ def accuracy(classify, data: Batch) -> float:
 def supervised_only(train: Batch, val: Batch, test: Batch, a, seed: int, binary: bool = True) -> dict:
     """q(y|x)'s network on the labelled points alone; best validation accuracy kept."""
     set_seed(seed)
-    net = Classifier(a.network if len(train.data_shape) == 3 else "mlp", train.data_shape, 10, (a.hidden,))
+    net = Classifier(a.network if len(train.data_shape) == 3 else "mlp", train.data_shape, 10, (a.hidden,),
+                     a.classifier_dropout)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     lab = train.subset(train.labelled)
     g = torch.Generator().manual_seed(seed)
@@ -119,6 +122,7 @@ def m2(train: Batch, val: Batch, test: Batch, a, seed: int, data_shape, likeliho
        binarize="dynamic", log_px=True, epochs=None, aux_weight=None) -> dict:
     mc = ModelConfig(model="ssvae", data_shape=data_shape, num_classes=10, latent_dim=a.latent_dim,
                      hidden=(a.hidden,), aux_weight=aux_weight or a.aux_weight, likelihood=likelihood,
+                     classifier_dropout=a.classifier_dropout,
                      network=a.network if len(data_shape) == 3 else "mlp",
                      likelihood_kwargs={"learn_scale": True} if likelihood == "gaussian" else {})
     set_seed(seed)

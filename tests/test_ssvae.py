@@ -163,3 +163,18 @@ def test_bad_labels_are_named(mnist5k):
         fit(m, sub, sub, TrainConfig(epochs=1, labels=25, device="cpu"), progress=False)
     with pytest.raises(ValueError, match="has only"):
         fit(m, sub, sub, TrainConfig(epochs=1, labels=1000, device="cpu"), progress=False)
+
+
+def test_classifier_dropout_acts_in_training_only():
+    """``classifier_dropout`` drops input pixels of q(y|x) while training; evaluation (and the
+    accuracy reported) sees the whole image. A rate outside [0, 1) is refused by name."""
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(model="ssvae", data_shape=(6,), num_classes=C, latent_dim=2, hidden=(8,),
+                                classifier_dropout=0.5))
+    x = torch.rand(4, 6)
+    m.train()
+    assert not torch.allclose(m.classifier(x), m.classifier(x))  # two dropout masks
+    m.eval()
+    assert torch.equal(m.classifier(x), m.classifier(x))
+    with pytest.raises(ValueError, match="classifier dropout"):
+        build_model(ModelConfig(model="ssvae", data_shape=(6,), num_classes=C, latent_dim=2, classifier_dropout=1.0))

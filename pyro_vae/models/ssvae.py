@@ -49,6 +49,7 @@ class SSVAEConfig(NetworkConfig):
 
     hidden: tuple = option((500,), "hidden layer sizes of the classifier, encoder and decoder")
     aux_weight: float = option(0.1, "weight of the classifier loss on the labels, alpha / N (Kingma et al.: 0.1)", min=0)
+    classifier_dropout: float = option(0.0, "dropout on the classifier's input pixels while training (0: none)", min=0)
 
 
 def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -90,11 +91,16 @@ class Classifier(nn.Module):
     """logits of q(y|x): the family's encoder network with ``num_classes`` outputs (its location
     head), so the supervised-only baseline can be built with the very same architecture."""
 
-    def __init__(self, network: str, data_shape, num_classes: int, hidden):
+    def __init__(self, network: str, data_shape, num_classes: int, hidden, dropout: float = 0.0):
         super().__init__()
         self.net, _ = build_networks(network, data_shape, num_classes, hidden)
+        if not 0 <= dropout < 1:
+            raise ValueError(f"classifier dropout must be in [0, 1), got {dropout}")
+        self.dropout = float(dropout)
 
     def forward(self, x):
+        if self.dropout and self.training:
+            x = F.dropout(x, self.dropout, training=True)
         return self.net(x)[0]
 
 
@@ -136,7 +142,7 @@ class SSVAE(Family):
         encoder, _ = build_networks(config.network, label_encoder_shape(config.network, data_shape, k), d,
                                     config.hidden)
         _, decoder = build_networks(config.network, data_shape, d + k, config.hidden)
-        return cls(Classifier(config.network, data_shape, k, config.hidden), encoder, decoder,
+        return cls(Classifier(config.network, data_shape, k, config.hidden, config.classifier_dropout), encoder, decoder,
                    build_prior(config.prior, d, **config.prior_kwargs),
                    build_likelihood(config.likelihood, data_shape, **config.likelihood_kwargs),
                    data_shape, d, k, config.aux_weight)
