@@ -293,6 +293,18 @@ def make_optimizer(params, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr)
 
 
+_KL = [None, None]  # the last KL weight as a tensor: (value, device) and the tensor
+
+
+def _kl_tensor(kl_weight: float, device) -> torch.Tensor:
+    """The KL weight as a 0-d tensor (a graph input of the JIT objectives), made once per value:
+    after warm-up every step reuses one tensor instead of creating it."""
+    key = (float(kl_weight), torch.device(device))
+    if _KL[0] != key:
+        _KL[:] = [key, torch.tensor(key[0], device=device)]
+    return _KL[1]
+
+
 def train_step(step_fn, optimizer, params, batch: Batch, kl_weight: float, num_data: int, cfg: TrainConfig,
                world: int = 1, check_args: bool = False) -> torch.Tensor:
     """One optimizer step on the per-data-point loss; raises :class:`TrainingDiverged` on a
@@ -303,15 +315,16 @@ def train_step(step_fn, optimizer, params, batch: Batch, kl_weight: float, num_d
     detected by its value)."""
     try:
         with pyro.validation_enabled(check_args):
-            loss = step_fn(batch, torch.tensor(kl_weight, device=batch.x.device), num_data=num_data) / num_data
+            loss = step_fn(batch, _kl_tensor(kl_weight, batch.x.device), num_data=num_data) / num_data
     except ValueError:
         # a distribution refusing NaN arguments: a numerical fault if the parameters are no longer
         # finite (checked by value), else a genuine error in the programs or the data
         if not all(bool(torch.isfinite(p).all()) for p in params):
             raise TrainingDiverged("the parameters became NaN or infinite") from None
         raise
-    finite = _all_mean(torch.isfinite(loss).float(), world) if world > 1 else torch.isfinite(loss)
-    if not finite == 1:
+    # one read of the loss per step either way (cheaper than a tensor test: about 20 us at batch 32)
+    finite = _all_mean(torch.isfinite(loss).float(), world) == 1 if world > 1 else math.isfinite(loss.item())
+    if not finite:
         raise TrainingDiverged("the loss became NaN or infinite")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
