@@ -194,12 +194,34 @@ class JitTraceELBO(infer.JitTrace_ELBO):
                 traced = torch.jit.trace(module, tensors, check_trace=False)
         except RuntimeError:  # e.g. a parameter the family does not own (not traceable as a module)
             return None
-        if specialize:
-            _specialize(traced.graph)
+        if specialize and not _data_dependent_shapes(traced.graph):
+            try:
+                _specialize(traced.graph)
+            except RuntimeError:  # a pass this torch version refuses: trace again, shape-generic
+                return self._trace_lean(family, model, guide, args, kwargs, specialize=False)
         if all(p.dtype == torch.float32 for p in family.parameters()) and \
                 all(t.dtype != torch.float64 for t in tensors):
             _float32_constants(traced)
         return traced
+
+
+# operations whose output shape depends on tensor values, not only on input shapes
+_VALUE_SHAPED = ("aten::index", "aten::nonzero", "aten::masked_select", "aten::_unique2", "aten::unique_dim",
+                 "aten::unique_consecutive", "aten::repeat_interleave", "aten::bincount", "aten::histc",
+                 "aten::masked_scatter", "aten::index_put", "aten::index_put_", "aten::nonzero_numpy")
+
+
+def _data_dependent_shapes(graph) -> bool:
+    """Whether a traced graph (its submodules' calls included) has an operation whose output
+    shape depends on values (a boolean-mask index, ``nonzero``, ...): then a size seen while
+    tracing need not hold at the next call with inputs of the same shapes, and the graph is not
+    specialized."""
+    graph = graph.copy()
+    for _ in range(32):
+        torch._C._jit_pass_inline(graph)
+        if not graph.findAllNodes("prim::CallMethod"):
+            break
+    return any(graph.findAllNodes(kind) for kind in _VALUE_SHAPED)
 
 
 def _specialize(graph) -> int:

@@ -122,3 +122,41 @@ def test_jit_falls_back_when_a_guide_uses_a_param_store_parameter():
     assert [g for _, g in objective._lean_graphs.values()] == [None]
     assert pyro.param("own_scale").unconstrained().grad.abs().sum() > 0
     pyro.clear_param_store()
+
+
+def test_jit_does_not_specialize_a_graph_with_value_dependent_shapes():
+    """A boolean-mask index makes a size depend on the data, not on the input shapes: such a
+    graph stays shape-generic (a size folded at tracing would be wrong at the next batch), and
+    the loss stays Trace_ELBO's on batches of one shape but different masks."""
+    from torch import nn
+
+    from pyro_vae.objectives import JitTraceELBO
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 2)
+
+        def model(self, x, kl_weight=1.0, num_data=None):
+            with pyro.plate("data", x.shape[0]):
+                z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+                pyro.sample("x", dist.Normal(z.sum(-1, keepdim=True).expand(-1, 3), 1.0).to_event(1), obs=x)
+            positive = x[x > 0]  # as many entries as the data has positive values
+            pyro.factor("positive", -positive.reshape(positive.shape[0], 1).square().sum())
+
+        def guide(self, x, kl_weight=1.0, num_data=None):
+            with pyro.plate("data", x.shape[0]):
+                pyro.sample("z", dist.Normal(self.lin(x), 1.0).to_event(1))
+
+    family, objective = Masked(), JitTraceELBO(ignore_jit_warnings=True)
+    g = torch.Generator().manual_seed(0)
+    objective.differentiable_loss(family.model, family.guide, torch.randn(5, 3, generator=g), torch.tensor(1.0))
+    for _ in range(3):  # after the compile (which draws random numbers of its own)
+        x = torch.randn(5, 3, generator=g)
+        pyro.set_rng_seed(1)
+        lean = objective.differentiable_loss(family.model, family.guide, x, torch.tensor(1.0))
+        pyro.set_rng_seed(1)
+        reference = Trace_ELBO().differentiable_loss(family.model, family.guide, x, torch.tensor(1.0))
+        assert lean.item() == pytest.approx(reference.item(), rel=1e-5)
+    [(_, graphs)] = objective._lean_graphs.values()
+    assert len(graphs) == 1  # one (shape-generic) graph for the one input shape
