@@ -216,12 +216,17 @@ def _data_dependent_shapes(graph) -> bool:
     shape depends on values (a boolean-mask index, ``nonzero``, ...): then a size seen while
     tracing need not hold at the next call with inputs of the same shapes, and the graph is not
     specialized."""
-    graph = graph.copy()
+    graph = _inline_all(graph.copy())
+    return any(graph.findAllNodes(kind) for kind in _VALUE_SHAPED)
+
+
+def _inline_all(graph):
+    """Inline every submodule call of a traced graph, in place (one nesting level per pass)."""
     for _ in range(32):
         torch._C._jit_pass_inline(graph)
         if not graph.findAllNodes("prim::CallMethod"):
             break
-    return any(graph.findAllNodes(kind) for kind in _VALUE_SHAPED)
+    return graph
 
 
 def _specialize(graph) -> int:
@@ -235,10 +240,7 @@ def _specialize(graph) -> int:
     submodule call is an interpreter frame of its own. At small batches that is several per cent
     of a step. The arithmetic is the same; only its constant part is done once. Returns the
     number of sizes folded."""
-    for _ in range(32):  # one nesting level of submodule calls per pass
-        torch._C._jit_pass_inline(graph)
-        if not graph.findAllNodes("prim::CallMethod"):
-            break
+    _inline_all(graph)
     folded = 0
     for node in graph.findAllNodes("aten::size"):
         inputs = list(node.inputs())
