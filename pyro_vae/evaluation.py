@@ -145,9 +145,24 @@ def log_weights(model, guide, *args, num_particles: int = 1, data_plate: str = "
     return total.reshape(total.shape[0], -1).expand(num_particles, -1)
 
 
-def _auto_chunk(num_particles, batch, data_numel, budget=2**25, enum_size=1):
+CHUNK_NUMBERS = 2**25  # the most decoder outputs per chunk: larger chunks run no faster on a CPU
+WORKING_COPIES = 8  # tensors of the decoder output's size alive at once (logits, activations, log-densities)
+
+
+def chunk_budget(device="cpu", cap: int = CHUNK_NUMBERS) -> int:
+    """How many decoder outputs one particle chunk may hold: ``cap``, or less where the free
+    memory of ``device`` (the share that :func:`pyro_vae.streaming.memory_budget` allows, over
+    ``WORKING_COPIES`` float32 copies) is smaller."""
+    from .streaming import memory_budget
+
+    return max(1, min(cap, memory_budget(device) // (4 * WORKING_COPIES)))
+
+
+def _auto_chunk(num_particles, batch, data_numel, budget=None, enum_size=1, device="cpu"):
     """Particles per chunk so that one chunk's decoder output (times the number of enumerated
-    values of the discrete latents) has at most ``budget`` numbers."""
+    values of the discrete latents) has at most ``budget`` numbers (default: :func:`chunk_budget`
+    of ``device``, chosen from its free memory)."""
+    budget = chunk_budget(device) if budget is None else budget
     return max(1, min(num_particles, budget // max(1, batch * data_numel * enum_size)))
 
 
@@ -170,7 +185,7 @@ def log_marginal_batch(model, guide, *args, num_particles=1000, chunk_size=None,
         mpn = _max_plate_nesting(model, guide, args, kwargs)
     x = args[0]
     chunk = chunk_size or _auto_chunk(num_particles, x.shape[0], x[0].numel(),
-                                      enum_size=_enum_size(guide, args, kwargs, mpn))
+                                      enum_size=_enum_size(guide, args, kwargs, mpn), device=x.device)
     acc = None
     done = 0
     while done < num_particles:

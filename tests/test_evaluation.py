@@ -93,6 +93,33 @@ def test_exact_posterior_guide_makes_the_elbo_equal_log_px():
     assert torch.allclose(ev.log_marginal(vae.model, vae.guide, x, num_particles=10, chunk_size=3), exact, atol=1e-4)
 
 
+def test_particle_chunks_follow_free_memory(monkeypatch):
+    """The automatic chunk shrinks with the free memory the device reports, and the estimate
+    does not depend on it."""
+    from pyro_vae import streaming
+
+    vae, W, b = _ppca_vae()  # the exact posterior as guide: every weight is log p(x), whatever the chunks
+    x = _data(n=4)
+    exact = _exact_log_px(x, W, b)
+    assert ev._auto_chunk(5000, 100, 784) == ev.CHUNK_NUMBERS // (100 * 784)  # plenty free: the cap
+    seen = []
+    real = ev.log_marginal_batch
+
+    def spy(*args, **kwargs):
+        seen.append(ev._auto_chunk(40, x.shape[0], D))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ev, "log_marginal_batch", spy)
+    torch.manual_seed(0)
+    roomy = ev.log_marginal(vae.model, vae.guide, x, num_particles=40)
+    monkeypatch.setattr(streaming, "memory_budget", lambda device="cpu": 4 * ev.WORKING_COPIES * 3 * 4 * D)
+    torch.manual_seed(0)
+    tight = ev.log_marginal(vae.model, vae.guide, x, num_particles=40)
+    assert seen == [40, 3]  # 3 particles x 4 points x D numbers fit the reported memory
+    assert torch.allclose(roomy, exact, atol=1e-4) and torch.allclose(tight, exact, atol=1e-4)
+    assert ev.chunk_budget("cpu") == 3 * 4 * D
+
+
 def test_elbo_is_below_log_px_for_an_imperfect_guide():
     vae, W, b = _ppca_vae(shift=0.3, scale_factor=1.6)
     x = _data(n=20)
