@@ -72,6 +72,9 @@ def parse_args(argv=None):
     p.add_argument("--classifier-dropout", type=float, default=0.0,
                    help="input dropout of q(y|x) while training, in M2 and in the supervised-only classifier alike")
     p.add_argument("--labelled-batch-size", type=int, default=None, help="labelled images per batch (None: library default)")
+    p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
+                   help="M2's learning-rate schedule (TrainConfig.lr_schedule)")
+    p.add_argument("--verbose", action="store_true", help="print M2's epochs (validation ELBO and accuracy)")
     p.add_argument("--stacked", action="store_true", help="also M1 + M2 (M2 on a VAE's latent means)")
     p.add_argument("--m1-epochs", type=int, default=50, help="epochs of the M1 VAE (--stacked)")
     p.add_argument("--stacked-epochs", type=int, default=100, help="epochs of M2 on M1's codes (--stacked)")
@@ -131,8 +134,8 @@ def m2(train: Batch, val: Batch, test: Batch, a, seed: int, data_shape, likeliho
         summary = fit(family, train, val, TrainConfig(epochs=epochs or a.epochs, batch_size=100, lr=1e-3, patience=None,
                                                       labels=train.num_labelled, binarize=binarize,
                                                       labelled_batch_size=a.labelled_batch_size, seed=seed,
-                                                      device="cpu"),
-                      run, mc, progress=False, log=lambda *_: None)
+                                                      lr_schedule=a.lr_schedule, device="cpu"),
+                      run, mc, progress=False, log=print if a.verbose else None)
         best, _ = load_checkpoint(Path(run) / "checkpoint_best.pt")
     best.eval()
     out = {"test_accuracy": best.metrics(test)["accuracy"], "val_accuracy": summary["best_val_accuracy"],
@@ -239,7 +242,8 @@ def write(a, command, results):
         "test set binarized once with seed 0",
         f"- networks: {a.network.upper()}, {a.hidden} hidden units, z of {a.latent_dim}; M2 aux weight alpha/N = {a.aux_weight}, "
         f"{a.epochs} epochs, batch 100 (+ labelled images per batch: "
-        f"{a.labelled_batch_size or 'library default min(L, 50)'}), Adam 1e-3, TraceEnum_ELBO (y summed out)",
+        f"{a.labelled_batch_size or 'library default min(L, 50)'}), Adam 1e-3"
+        f"{' with a cosine schedule' if a.lr_schedule == 'cosine' else ''}, TraceEnum_ELBO (y summed out)",
         f"- supervised only: q(y|x)'s network class and sizes, labelled images alone, {a.sup_epochs} epochs",
         f"- log p(x) (M2, first label seed): label summed out exactly, z by importance sampling with "
         f"k = {a.k}, on the first {a.eval_images} test images, nats per image",

@@ -265,6 +265,9 @@ def _train_args(t):
     g.add_argument("--epochs", type=_positive_int, default=100, help="number of passes over the training data (total, also when resuming)")
     g.add_argument("--batch-size", type=_positive_int, default=128, help="images per SVI step")
     g.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
+    g.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
+                   help="constant, or cosine: the learning rate falls from --lr to near 0 over the run's --epochs "
+                        "(half a cosine, step by step)")
     g.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (beta-VAE): scales every latent site")
     g.add_argument("--warmup-epochs", type=_nonneg_float, default=0.0, help="KL weight rises linearly to beta over this many epochs")
     g.add_argument("--free-bits", type=_nonneg_float, default=0.0,
@@ -440,7 +443,7 @@ def model_config_from_args(a, data_shape, num_classes, plugins=()) -> ModelConfi
 
 
 def train_config_from_args(a) -> TrainConfig:
-    return TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, beta=a.beta,
+    return TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, lr_schedule=a.lr_schedule, beta=a.beta,
                        warmup_epochs=a.warmup_epochs, free_bits=a.free_bits, objective=a.objective, num_particles=a.num_particles,
                        clip_norm=a.clip_norm, seed=a.seed, device=a.device, patience=a.patience or None,
                        binarize=a.binarize, val_batch_size=a.val_batch_size, labels=a.labels,

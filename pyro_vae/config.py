@@ -69,6 +69,7 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 128
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant, or cosine: lr * (1 + cos(pi * step / steps)) / 2 over the run
     beta: float = 1.0  # final weight of the KL term
     warmup_epochs: float = 0.0  # KL weight rises linearly from ~0 to beta over this many epochs
     free_bits: float = 0.0  # nats per latent dimension below which its KL is not pushed down (0: off)
@@ -100,6 +101,8 @@ class TrainConfig:
         if not isinstance(self.objective, str):
             bad.append(f"objective must be a registered name (a run's config is saved as JSON); pass an "
                        f"objective object to fit(..., objective=obj) instead, got {type(self.objective).__name__}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            bad.append(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
         if self.binarize not in ("none", "static", "dynamic"):
             bad.append(f"binarize must be none, static or dynamic, got {self.binarize!r}")
         for name in ("epochs", "batch_size", "num_particles", "val_batch_size"):

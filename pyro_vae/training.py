@@ -132,6 +132,15 @@ def kl_weight_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     return cfg.beta * min(1.0, (step + 1) / warm)
 
 
+def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """The learning rate of step ``step`` (0-based) of ``total_steps``: ``cfg.lr`` throughout, or
+    with ``lr_schedule="cosine"`` cfg.lr * (1 + cos(pi * step / total_steps)) / 2, from cfg.lr
+    down to near 0 at the last step (a function of the step alone, so a resumed run follows it)."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
+
+
 def _distributed():
     """(rank, world size) under torch.distributed (e.g. torchrun), else (0, 1)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -642,6 +651,9 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
                 if size < world:
                     break  # a last batch too small to give every rank a data point
                 kl_w = kl_weight_at(state.step, steps_per_epoch, cfg)
+                if cfg.lr_schedule != "constant":
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr_at(state.step, steps_per_epoch * cfg.epochs, cfg)
                 try:
                     loss = train_step(step_fn, optimizer, params, part, kl_w, n, cfg, world,
                                       check_args=state.step == 0)
@@ -683,6 +695,8 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
             row = {"epoch": epoch + 1, "step": state.step, "train_loss": _all_mean(total, world).item() / seen,
                    **{f"val_{k}": v for k, v in measures.items()},
                    "kl_weight": kl_weight_at(state.step - 1, steps_per_epoch, cfg),
+                   **({"lr": lr_at(state.step - 1, steps_per_epoch * cfg.epochs, cfg)}
+                      if cfg.lr_schedule != "constant" else {}),
                    "images_per_s": seen / train_time, "time_s": train_time}
             state.history.append(row)
             if writes:

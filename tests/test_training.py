@@ -226,3 +226,31 @@ def test_hand_built_model_checkpoints_and_resumes(grey, tmp_path):
     fit(straight, train, val, _cfg(epochs=2, binarize="none"), tmp_path / "s", **quiet)
     for p, q in zip(straight.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
+
+
+def test_cosine_learning_rate_schedule(grey, tmp_path):
+    """--lr-schedule cosine: the optimizer's rate falls from lr by half a cosine over the run's
+    steps (recorded per epoch); the rate is a function of the step alone, so a resumed run
+    follows the schedule of its --epochs."""
+    cfg = _cfg(epochs=3, lr_schedule="cosine")
+    assert training.lr_at(0, 30, cfg) == cfg.lr
+    assert training.lr_at(15, 30, cfg) == pytest.approx(cfg.lr / 2)
+    assert training.lr_at(29, 30, cfg) < cfg.lr * 0.01
+    assert training.lr_at(29, 30, _cfg()) == _cfg().lr  # the default stays constant
+    with pytest.raises(ValueError, match="lr_schedule must be constant or cosine"):
+        _cfg(lr_schedule="linear").check()
+    train, val = grey
+    torch.manual_seed(0)
+    straight = build_model(MC)
+    fit(straight, train, val, cfg, tmp_path / "a", MC, progress=False, log=None)
+    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows] == pytest.approx([training.lr_at(s - 1, 30, cfg) for s in (10, 20, 30)])
+    assert rows[0]["lr"] > rows[1]["lr"] > rows[2]["lr"]
+    torch.manual_seed(0)
+    first = build_model(MC)
+    fit(first, train, val, _cfg(epochs=1, lr_schedule="cosine"), tmp_path / "b", MC, progress=False, log=None)
+    resumed, _ = load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")
+    fit(resumed, train, val, cfg, tmp_path / "b", MC, resume=True, progress=False, log=None)
+    # a 1-epoch run extended to 3 on resume: its later epochs follow the 3-epoch schedule
+    later = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in later[1:]] == pytest.approx([r["lr"] for r in rows[1:]])
