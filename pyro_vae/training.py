@@ -546,179 +546,56 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
     gradients are averaged, so each step matches single-process training on the whole batch
     in expectation. Rank 0 alone writes files and logs.
     """
-    from tqdm.auto import tqdm
-
     log = log if log is not None else (lambda message: None)
     cfg = (cfg if cfg is not None else TrainConfig()).check()
     check_family(family)
     if test is not None and (run_dir is None or model_config is None):
         raise ValueError("fit(test=...) evaluates the best checkpoint at the end: it needs run_dir and "
                          "model_config (to rebuild the model from the checkpoint)")
-    if model_config is not None:
-        model_config = complete_config(model_config)
+    if objective is not None and cfg.free_bits:
+        raise ValueError("fit(objective=...) and free_bits: free bits replace the ELBO objective; pass one of them")
+    model_config = complete_config(model_config) if model_config is not None else None
     rank, world = _distributed()
     if rank != 0:
         progress, log = False, (lambda *_: None)
     device = select_device(cfg.device)
     run = RunDir(run_dir) if run_dir is not None else None
-    writes = run is not None and rank == 0
 
     set_seed(cfg.seed)
     family.to(device)
     data = prepare_data(family, train, val, cfg, device)
-    n = data.n
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
     # shuffling and dynamic binarization draw from their own generator, seeded alike on every
     # rank; the global RNG (Monte Carlo samples of z) gets a different stream per rank
     data_gen = torch.Generator(device=device).manual_seed(cfg.seed)
     if world > 1:
         torch.manual_seed(cfg.seed + 1000 * rank)
-    if objective is not None and cfg.free_bits:
-        raise ValueError("fit(objective=...) and free_bits: free bits replace the ELBO objective; pass one of them")
     loss_fn = Loss(family, make_objective(objective if objective is not None else cfg.objective, family,
                                           cfg.num_particles, free_bits=cfg.free_bits), precision=cfg.precision)
-    optimizer = make_optimizer(family.parameters(), cfg.lr)
-    params = [p for p in family.parameters() if p.requires_grad]
-    select = getattr(family, "select_by", "elbo")
-
-    state = TrainState()
+    loop = _Loop(family, cfg, data, loss_fn, make_optimizer(family.parameters(), cfg.lr), data_gen, device,
+                 rank, world, run if rank == 0 else None, model_config, extra_config, log, progress)
     lock = None
-    if writes:
-        from .files import RunLock
-
-        lock = RunLock(run.path, command=(extra_config or {}).get("command")).acquire()
-        if lock.stale:
-            log(f"note: {run} was left locked by {RunLock.describe(lock.stale)}, which is no longer running; "
-                f"taking it over")
     try:
+        if loop.run is not None:
+            from .files import RunLock
+
+            lock = RunLock(run.path, command=(extra_config or {}).get("command")).acquire()
+            if lock.stale:
+                log(f"note: {run} was left locked by {RunLock.describe(lock.stale)}, which is no longer running; "
+                    f"taking it over")
         if run is not None:
-            new_config = {"model": model_config.to_dict() if model_config else None,
-                          "train": dataclasses.asdict(cfg), "world_size": world,
-                          "objective": type(loss_fn.objective).__name__, "versions": versions(),
-                          **(extra_config or {})}
-            if resume:
-                if not run.last.exists():
-                    raise CheckpointError(f"--resume: no {RunDir.LAST} in {run} to resume from")
-                stored = run.read_json(run.config) or {}
-                # before touching anything (a run folder without config.json has nothing to compare)
-                changed = check_resume_config(stored, new_config, allow_changes) if stored else {}
-                state = resume_state(run, family, optimizer, data_gen, device)
-                if world > 1:  # rank 0's saved stream: give each rank its own again
-                    torch.manual_seed(cfg.seed + 1000 * rank + 7919 * state.epoch)
-                if writes:
-                    _write_metrics(run.metrics, state.history)
-                log(f"resuming {run} after epoch {state.epoch} (best validation {select} {state.best:.4g})")
-            elif run.exists():
-                raise FileExistsError(f"{run} already holds a run; pass --resume to continue it "
-                                      f"or choose another --out folder")
-            if resume:
-                resumes = stored.get("resumes", [])
-                resumes.append({"at_epoch": state.epoch, "at_step": state.step, "command": new_config.get("command"),
-                                "changed": changed, "versions": new_config["versions"]})
-                new_config = {**new_config, "resumes": resumes}
-                if stored.get("command") is not None:
-                    new_config["command"] = stored["command"]  # the command that started the run
-            if writes:
-                run.mkdir()
-                save_json(run.config, new_config)
-
-        step_fn = loss_fn
-        if world > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            step_fn = DistributedDataParallel(loss_fn, device_ids=[device.index] if device.type == "cuda" else None)
-
-        tb = TensorBoardLog(run.tensorboard) if tensorboard and writes else None
+            loop.state = _start_run(loop, run, resume, allow_changes)
+        loop.open(tensorboard)
         t_start = time.perf_counter()
         stopped_early = False
-        stop = _StopRequests().__enter__()
-        for epoch in range(state.epoch, cfg.epochs):
-            family.train()
-            if callable(getattr(family, "on_epoch", None)):
-                family.on_epoch(epoch, cfg.epochs)  # a family's schedule (e.g. a relaxation temperature)
-            t0 = time.perf_counter()
-            epoch_start = data_gen.get_state()  # binarization and order of this epoch follow from it
-            total, seen, first = torch.zeros((), device=device), 0, 0
-            if state.in_epoch is not None:  # resuming inside this epoch: skip the batches it did
-                first, seen = state.in_epoch["batch"], state.in_epoch["seen"]
-                total = torch.tensor(state.in_epoch["total"], device=device)
-            bar = tqdm(total=n, initial=min(seen, n), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img",
-                       disable=not progress, leave=False, dynamic_ncols=True)
-            for i, size, part in epoch_data(data, cfg, data_gen, rank, world, first):
-                if state.in_epoch is not None:  # the Monte Carlo stream as it was when interrupted
-                    _set_rng_state(state.in_epoch["rng"])
-                    state.in_epoch = None
-                if size < world:
-                    break  # a last batch too small to give every rank a data point
-                kl_w = kl_weight_at(state.step, steps_per_epoch, cfg)
-                if cfg.lr_schedule != "constant":
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr_at(state.step, steps_per_epoch * cfg.epochs, cfg)
-                try:
-                    loss = train_step(step_fn, optimizer, params, part, kl_w, n, cfg, world,
-                                      check_args=state.step == 0)
-                except TrainingDiverged as e:
-                    bar.close()
-                    where = (f"The last good checkpoint is {run.last} (epoch {state.epoch}). "
-                             if writes and run.last.exists() else "No checkpoint was written yet. ")
-                    raise TrainingDiverged(
-                        f"{str(e).replace('the ', '', 1)} at epoch {epoch + 1}, step {state.step}; stopped. {where}"
-                        f"Try a lower --lr or --clip-norm.") from None
-                total += loss * size
-                seen += size
-                state.step += 1
-                if progress and i % 10 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.2f}", kl_w=f"{kl_w:.3g}")
-                bar.update(min(size, n - bar.n))
-                if stop.signum is not None:
-                    bar.close()
-                    _interrupt(stop, state, run if writes else None, family, model_config, optimizer, cfg, extra_config,
-                               epoch_start, {"batch": i + 1, "seen": seen, "total": total.item(), "rng": _rng_state()},
-                               log)
-            bar.close()
-            train_time = time.perf_counter() - t0
-            if not all(bool(torch.isfinite(p).all()) for p in params):  # a finite loss, then a wild step
-                where = (f"The last good checkpoint is {run.last} (epoch {state.epoch}). "
-                         if writes and run.last.exists() else "No checkpoint was written yet. ")
-                raise TrainingDiverged(f"the parameters became NaN or infinite in epoch {epoch + 1}; stopped. "
-                                       f"{where}Try a lower --lr or --clip-norm.")
-            family.eval()
-            measures = {k: _all_mean(torch.tensor(float(v), device=device), world).item()
-                        for k, v in validate(family, data.val, cfg).items()}
-            if not math.isfinite(measures["elbo"]):
-                raise TrainingDiverged(f"validation ELBO is {measures['elbo']} after epoch {epoch + 1}; stopped. "
-                                       f"Try a lower --lr or --clip-norm.")
-            value = measures[select]
-            improved = value > state.best
-            state.best, state.bad_epochs = (value, 0) if improved else (state.best, state.bad_epochs + 1)
-            state.epoch = epoch + 1
-            row = {"epoch": epoch + 1, "step": state.step, "train_loss": _all_mean(total, world).item() / seen,
-                   **{f"val_{k}": v for k, v in measures.items()},
-                   "kl_weight": kl_weight_at(state.step - 1, steps_per_epoch, cfg),
-                   **({"lr": lr_at(state.step - 1, steps_per_epoch * cfg.epochs, cfg)}
-                      if cfg.lr_schedule != "constant" else {}),
-                   "images_per_s": seen / train_time, "time_s": train_time}
-            state.history.append(row)
-            if writes:
-                _write_metrics(run.metrics, state.history)
-                save_checkpoints(run, family, model_config, optimizer, cfg, state, data_gen, improved, extra_config)
-            if tb is not None:
-                tb.epoch(row, family, data.val)
-            extra = "".join(f"  val {k} {v:.4f}" for k, v in measures.items() if k != "elbo")
-            val_name = "objective" if getattr(family, "point_estimate", False) else "ELBO"  # an AE has no ELBO
-            log(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.2f}  val {val_name} {measures['elbo']:.2f} nats/img"
-                f"{extra}  ({row['images_per_s']:.0f} img/s){'  *' if improved else ''}")
-            if stop.signum is not None:
-                _interrupt(stop, state, None, family, model_config, optimizer, cfg, extra_config, None, None, log,
-                           where=run.last if writes else None)
-            if cfg.patience is not None and state.bad_epochs >= cfg.patience:
-                log(f"early stopping: no better validation {select} for {cfg.patience} epochs")
+        for epoch in range(loop.state.epoch, cfg.epochs):
+            total, seen, seconds = loop.train_epoch(epoch)
+            if loop.end_epoch(epoch, total, seen, seconds):
                 stopped_early = True
                 break
-        stop.__exit__()
+        loop.close()
 
-        summary = _summary(state, select, stopped_early, time.perf_counter() - t_start, device, world)
-        if writes:
+        summary = _summary(loop.state, loop.select, stopped_early, time.perf_counter() - t_start, device, world)
+        if loop.run is not None:
             save_json(run.summary, summary)
             if test is not None:
                 from .run import finish_run
@@ -728,12 +605,172 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
                 summary = run.read_json(run.summary)
         return summary
     finally:
-        if "stop" in locals():
-            stop.__exit__()
-        if locals().get("tb") is not None:
-            tb.close()
+        loop.close()
         if lock is not None:
             lock.release()
+
+
+def _start_run(loop: "_Loop", run: RunDir, resume: bool, allow_changes) -> TrainState:
+    """The run folder at the start: a new run's ``config.json``; or for ``resume`` the stored
+    config checked against this one, the state of ``checkpoint_last.pt`` loaded and the
+    resume recorded in ``config.json``. Returns the state to train on from."""
+    cfg, log, state = loop.cfg, loop.log, TrainState()
+    new_config = {"model": loop.model_config.to_dict() if loop.model_config else None,
+                  "train": dataclasses.asdict(cfg), "world_size": loop.world,
+                  "objective": type(loop.loss_fn.objective).__name__, "versions": versions(),
+                  **(loop.extra_config or {})}
+    if resume:
+        if not run.last.exists():
+            raise CheckpointError(f"--resume: no {RunDir.LAST} in {run} to resume from")
+        stored = run.read_json(run.config) or {}
+        # before touching anything (a run folder without config.json has nothing to compare)
+        changed = check_resume_config(stored, new_config, allow_changes) if stored else {}
+        state = resume_state(run, loop.family, loop.optimizer, loop.data_gen, loop.device)
+        if loop.world > 1:  # rank 0's saved stream: give each rank its own again
+            torch.manual_seed(cfg.seed + 1000 * loop.rank + 7919 * state.epoch)
+        if loop.run is not None:
+            _write_metrics(run.metrics, state.history)
+        log(f"resuming {run} after epoch {state.epoch} (best validation {loop.select} {state.best:.4g})")
+        resumes = stored.get("resumes", [])
+        resumes.append({"at_epoch": state.epoch, "at_step": state.step, "command": new_config.get("command"),
+                        "changed": changed, "versions": new_config["versions"]})
+        new_config = {**new_config, "resumes": resumes}
+        if stored.get("command") is not None:
+            new_config["command"] = stored["command"]  # the command that started the run
+    elif run.exists():
+        raise FileExistsError(f"{run} already holds a run; pass --resume to continue it "
+                              f"or choose another --out folder")
+    if loop.run is not None:
+        run.mkdir()
+        save_json(run.config, new_config)
+    return state
+
+
+class _Loop:
+    """The pieces of one training run that its epochs share. ``run`` is the run folder where
+    this process writes files (None without one, and on every rank but 0 under DDP)."""
+
+    def __init__(self, family, cfg, data, loss_fn, optimizer, data_gen, device, rank, world, run, model_config,
+                 extra_config, log, progress):
+        self.family, self.cfg, self.data, self.loss_fn, self.optimizer = family, cfg, data, loss_fn, optimizer
+        self.data_gen, self.device, self.rank, self.world, self.run = data_gen, device, rank, world, run
+        self.model_config, self.extra_config, self.log, self.progress = model_config, extra_config, log, progress
+        self.params = [p for p in family.parameters() if p.requires_grad]
+        self.select = getattr(family, "select_by", "elbo")
+        self.steps_per_epoch = math.ceil(data.n / cfg.batch_size)
+        self.state = TrainState()
+        self.step_fn, self.stop, self.tb = loss_fn, None, None
+
+    def open(self, tensorboard: bool) -> None:
+        """Wrap the loss for DDP, open TensorBoard, and start catching Ctrl-C and SIGTERM."""
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.step_fn = DistributedDataParallel(
+                self.loss_fn, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.tb = TensorBoardLog(self.run.tensorboard) if tensorboard and self.run is not None else None
+        self.stop = _StopRequests().__enter__()
+
+    def close(self) -> None:
+        if self.stop is not None:
+            self.stop.__exit__()
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        where = (f"The last good checkpoint is {self.run.last} (epoch {self.state.epoch}). "
+                 if self.run is not None and self.run.last.exists() else "No checkpoint was written yet. ")
+        return TrainingDiverged(f"{what}; stopped. {where}Try a lower --lr or --clip-norm.")
+
+    def train_epoch(self, epoch: int):
+        """One pass over the training data (from where an interrupted epoch stopped). Returns the
+        summed loss (a tensor), the number of data points and the seconds it took."""
+        from tqdm.auto import tqdm
+
+        cfg, state, data = self.cfg, self.state, self.data
+        self.family.train()
+        if callable(getattr(self.family, "on_epoch", None)):
+            self.family.on_epoch(epoch, cfg.epochs)  # a family's schedule (e.g. a relaxation temperature)
+        t0 = time.perf_counter()
+        epoch_start = self.data_gen.get_state()  # binarization and order of this epoch follow from it
+        total, seen, first = torch.zeros((), device=self.device), 0, 0
+        if state.in_epoch is not None:  # resuming inside this epoch: skip the batches it did
+            first, seen = state.in_epoch["batch"], state.in_epoch["seen"]
+            total = torch.tensor(state.in_epoch["total"], device=self.device)
+        bar = tqdm(total=data.n, initial=min(seen, data.n), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img",
+                   disable=not self.progress, leave=False, dynamic_ncols=True)
+        for i, size, part in epoch_data(data, cfg, self.data_gen, self.rank, self.world, first):
+            if state.in_epoch is not None:  # the Monte Carlo stream as it was when interrupted
+                _set_rng_state(state.in_epoch["rng"])
+                state.in_epoch = None
+            if size < self.world:
+                break  # a last batch too small to give every rank a data point
+            kl_w = kl_weight_at(state.step, self.steps_per_epoch, cfg)
+            if cfg.lr_schedule != "constant":
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr_at(state.step, self.steps_per_epoch * cfg.epochs, cfg)
+            try:
+                loss = train_step(self.step_fn, self.optimizer, self.params, part, kl_w, data.n, cfg, self.world,
+                                  check_args=state.step == 0)
+            except TrainingDiverged as e:
+                bar.close()
+                raise self._diverged(f"{str(e).replace('the ', '', 1)} at epoch {epoch + 1}, "
+                                     f"step {state.step}") from None
+            total += loss * size
+            seen += size
+            state.step += 1
+            if self.progress and i % 10 == 0:
+                bar.set_postfix(loss=f"{loss.item():.2f}", kl_w=f"{kl_w:.3g}")
+            bar.update(min(size, data.n - bar.n))
+            if self.stop.signum is not None:
+                bar.close()
+                _interrupt(self.stop, state, self.run, self.family, self.model_config, self.optimizer, cfg,
+                           self.extra_config, epoch_start,
+                           {"batch": i + 1, "seen": seen, "total": total.item(), "rng": _rng_state()}, self.log)
+        bar.close()
+        return total, seen, time.perf_counter() - t0
+
+    def end_epoch(self, epoch: int, total, seen: int, seconds: float) -> bool:
+        """Validate, keep the best, write metrics, checkpoints and logs. Returns True when early
+        stopping ends the run."""
+        cfg, state, run = self.cfg, self.state, self.run
+        if not all(bool(torch.isfinite(p).all()) for p in self.params):  # a finite loss, then a wild step
+            raise self._diverged(f"the parameters became NaN or infinite in epoch {epoch + 1}")
+        self.family.eval()
+        measures = {k: _all_mean(torch.tensor(float(v), device=self.device), self.world).item()
+                    for k, v in validate(self.family, self.data.val, cfg).items()}
+        if not math.isfinite(measures["elbo"]):
+            raise TrainingDiverged(f"validation ELBO is {measures['elbo']} after epoch {epoch + 1}; stopped. "
+                                   f"Try a lower --lr or --clip-norm.")
+        value = measures[self.select]
+        improved = value > state.best
+        state.best, state.bad_epochs = (value, 0) if improved else (state.best, state.bad_epochs + 1)
+        state.epoch = epoch + 1
+        row = {"epoch": epoch + 1, "step": state.step, "train_loss": _all_mean(total, self.world).item() / seen,
+               **{f"val_{k}": v for k, v in measures.items()},
+               "kl_weight": kl_weight_at(state.step - 1, self.steps_per_epoch, cfg),
+               **({"lr": lr_at(state.step - 1, self.steps_per_epoch * cfg.epochs, cfg)}
+                  if cfg.lr_schedule != "constant" else {}),
+               "images_per_s": seen / seconds, "time_s": seconds}
+        state.history.append(row)
+        if run is not None:
+            _write_metrics(run.metrics, state.history)
+            save_checkpoints(run, self.family, self.model_config, self.optimizer, cfg, state, self.data_gen,
+                             improved, self.extra_config)
+        if self.tb is not None:
+            self.tb.epoch(row, self.family, self.data.val)
+        extra = "".join(f"  val {k} {v:.4f}" for k, v in measures.items() if k != "elbo")
+        val_name = "objective" if getattr(self.family, "point_estimate", False) else "ELBO"  # an AE has no ELBO
+        self.log(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.2f}  val {val_name} {measures['elbo']:.2f} "
+                 f"nats/img{extra}  ({row['images_per_s']:.0f} img/s){'  *' if improved else ''}")
+        if self.stop.signum is not None:
+            _interrupt(self.stop, state, None, self.family, self.model_config, self.optimizer, cfg,
+                       self.extra_config, None, None, self.log, where=run.last if run is not None else None)
+        if cfg.patience is not None and state.bad_epochs >= cfg.patience:
+            self.log(f"early stopping: no better validation {self.select} for {cfg.patience} epochs")
+            return True
+        return False
 
 
 def _interrupt(stop, state, run, family, model_config, optimizer, cfg, extra_config, epoch_start, in_epoch, log,
