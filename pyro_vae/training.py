@@ -5,11 +5,10 @@ optimizer, in steps a reader can see at once.
 
     data = prepare_data(family, train, val, cfg, device)      # checks, binarization, label subset
     loss_fn = Loss(family, make_objective(cfg.objective, family, cfg.num_particles))
+    state = _start_run(...)                                    # config.json; or --resume's checkpoint
     for epoch in ...:
-        for batch in epoch_batches(data, cfg, generator):     # every per-example tensor together
-            train_step(...)                                    # (loss / N).backward(); optimizer.step()
-        validate(family, data.val, cfg)                        # validation ELBO + family measures
-        save_checkpoints(...)                                  # atomic; best by family.select_by
+        loop.train_epoch(epoch)       # for batch in epoch_data(...): train_step(...)  ((loss / N).backward())
+        loop.end_epoch(epoch, ...)    # validate(...), metrics, save_checkpoints(...), early stopping
 
 The run folder (:class:`pyro_vae.run.RunDir`) gets ``config.json``, ``metrics.jsonl`` (one JSON
 line per epoch), ``checkpoint_last.pt`` (every epoch), ``checkpoint_best.pt`` (best validation
