@@ -44,7 +44,7 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit, load_checkpoint  # noqa: E402
-from pyro_vae.data import for_evaluation, select_labels  # noqa: E402
+from pyro_vae.data import for_evaluation, select_labels, shift_images  # noqa: E402
 from pyro_vae.evaluation import log_marginal  # noqa: E402
 from pyro_vae.generation import generation_scores  # noqa: E402
 from pyro_vae.models.ssvae import Classifier  # noqa: E402
@@ -72,6 +72,9 @@ def parse_args(argv=None):
     p.add_argument("--classifier-dropout", type=float, default=0.0,
                    help="input dropout of q(y|x) while training, in M2 and in the supervised-only classifier alike")
     p.add_argument("--labelled-batch-size", type=int, default=None, help="labelled images per batch (None: library default)")
+    p.add_argument("--augment-shift", type=int, default=0,
+                   help="random translations of the training images by up to this many pixels "
+                        "(TrainConfig.augment_shift), in M2 and in the supervised-only classifier alike")
     p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
                    help="M2's learning-rate schedule (TrainConfig.lr_schedule)")
     p.add_argument("--verbose", action="store_true", help="print M2's epochs (validation ELBO and accuracy)")
@@ -107,9 +110,11 @@ def supervised_only(train: Batch, val: Batch, test: Batch, a, seed: int, binary:
     best, best_state, t0 = -1.0, None, time.perf_counter()
     for epoch in range(a.sup_epochs):
         net.train()
-        x = torch.bernoulli(lab.x, generator=g) if binary else lab.x  # dynamic binarization, as M2's data
+        x = lab.x
         for idx in torch.randperm(len(lab), generator=g).split(100):
-            loss = F.cross_entropy(net(x[idx]), lab.y[idx])
+            xb = shift_images(x[idx], a.augment_shift, g) if a.augment_shift and binary else x[idx]
+            xb = torch.bernoulli(xb, generator=g) if binary else xb  # dynamic binarization, as M2's data
+            loss = F.cross_entropy(net(xb), lab.y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -134,7 +139,8 @@ def m2(train: Batch, val: Batch, test: Batch, a, seed: int, data_shape, likeliho
         summary = fit(family, train, val, TrainConfig(epochs=epochs or a.epochs, batch_size=100, lr=1e-3, patience=None,
                                                       labels=train.num_labelled, binarize=binarize,
                                                       labelled_batch_size=a.labelled_batch_size, seed=seed,
-                                                      lr_schedule=a.lr_schedule, device="cpu"),
+                                                      lr_schedule=a.lr_schedule, augment_shift=a.augment_shift,
+                                                      device="cpu"),
                       run, mc, progress=False, log=print if a.verbose else None)
         best, _ = load_checkpoint(Path(run) / "checkpoint_best.pt")
     best.eval()
@@ -243,8 +249,10 @@ def write(a, command, results):
         f"- networks: {a.network.upper()}, {a.hidden} hidden units, z of {a.latent_dim}; M2 aux weight alpha/N = {a.aux_weight}, "
         f"{a.epochs} epochs, batch 100 (+ labelled images per batch: "
         f"{a.labelled_batch_size or 'library default min(L, 50)'}), Adam 1e-3"
+        f"{f', training images shifted by up to {a.augment_shift} pixels' if a.augment_shift else ''}"
         f"{' with a cosine schedule' if a.lr_schedule == 'cosine' else ''}, TraceEnum_ELBO (y summed out)",
-        f"- supervised only: q(y|x)'s network class and sizes, labelled images alone, {a.sup_epochs} epochs",
+        f"- supervised only: q(y|x)'s network class and sizes, labelled images alone, {a.sup_epochs} epochs"
+        f"{f' (shifted alike)' if a.augment_shift else ''}",
         f"- log p(x) (M2, first label seed): label summed out exactly, z by importance sampling with "
         f"k = {a.k}, on the first {a.eval_images} test images, nats per image",
         *([f"- M1 + M2: a VAE (M1, {a.m1_epochs} epochs, MLP {a.hidden}, z of {a.latent_dim}) on all training "

@@ -290,6 +290,10 @@ def _train_args(t):
                    help="semi-supervised: keep this many training labels, the same number per class, drawn with --seed (default: all labels)")
     g.add_argument("--labelled-batch-size", type=_nonneg_int, default=None,
                    help="labelled points added to every training batch with --labels (default: min(labels, batch size / 2))")
+    g.add_argument("--augment-shift", type=_nonneg_int, default=0,
+                   help="data augmentation for image data: each training image moved by a random offset of up to "
+                        "this many pixels (zero-filled) each time a batch uses it; validation and test data as given "
+                        "(0: off)")
     g.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="bf16: the networks run under bfloat16 autocast (faster on CPUs with AMX and on GPUs), "
                         "distributions, log-densities and the loss in float32")
@@ -447,7 +451,8 @@ def train_config_from_args(a) -> TrainConfig:
                        warmup_epochs=a.warmup_epochs, free_bits=a.free_bits, objective=a.objective, num_particles=a.num_particles,
                        clip_norm=a.clip_norm, seed=a.seed, device=a.device, patience=a.patience or None,
                        binarize=a.binarize, val_batch_size=a.val_batch_size, labels=a.labels,
-                       labelled_batch_size=a.labelled_batch_size, precision=a.precision).check()
+                       labelled_batch_size=a.labelled_batch_size, augment_shift=a.augment_shift,
+                       precision=a.precision).check()
 
 
 # ---------------------------------------------------------------------- helpers

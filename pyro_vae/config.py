@@ -83,6 +83,7 @@ class TrainConfig:
     val_batch_size: int = 1000
     labels: int | None = None  # semi-supervised: labels kept (per class alike, seeded); None: all
     labelled_batch_size: int | None = None  # labelled points added to each batch (None: auto)
+    augment_shift: int = 0  # move each training image by up to this many pixels, at random, every time it is used
     precision: str = "fp32"  # fp32, or bf16: networks under bfloat16 autocast, log-densities in float32
 
     def check(self) -> "TrainConfig":
@@ -126,6 +127,8 @@ class TrainConfig:
             bad.append(f"patience must be an integer >= 1 (or None: no early stopping), got {self.patience!r}")
         if self.labels is not None and not whole(self.labels, 1):
             bad.append(f"labels must be an integer >= 1 (or None for all labels), got {self.labels!r}")
+        if not whole(self.augment_shift, 0):
+            bad.append(f"augment_shift must be an integer >= 0 (pixels), got {self.augment_shift!r}")
         if self.labelled_batch_size is not None and not whole(self.labelled_batch_size, 0):
             bad.append(f"labelled_batch_size must be an integer >= 0, got {self.labelled_batch_size!r}")
         if bad:

@@ -220,6 +220,23 @@ def device_problem(name) -> str | None:
     return f"device {name!r}: pyro-vae runs on auto, cpu, cuda or mps"
 
 
+def shift_images(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image of ``x`` (N, C, H, W) moved by its own random whole-pixel offset, up to
+    ``max_shift`` pixels in each direction (uniform), the uncovered border filled with 0: the
+    translation augmentation of image classifiers. One gather over a zero-padded copy."""
+    if max_shift <= 0 or x.numel() == 0:
+        return x
+    if x.dim() != 4:
+        raise DataError(f"shifting images needs data of shape (N, C, H, W), got {tuple(x.shape)}")
+    n, _, h, w = x.shape
+    s = int(max_shift)
+    off = torch.randint(0, 2 * s + 1, (2, n), generator=generator, device=x.device)
+    padded = torch.nn.functional.pad(x, (s, s, s, s))
+    rows = (off[0][:, None] + torch.arange(h, device=x.device))[:, :, None]  # (N, H, 1)
+    cols = (off[1][:, None] + torch.arange(w, device=x.device))[:, None, :]  # (N, 1, W)
+    return padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+
+
 def binarize(x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
     """Draw x_bin ~ Bernoulli(x) for grey values in [0, 1]; seeded (static) when ``seed`` is given."""
     if x.numel() == 0:

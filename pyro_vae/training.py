@@ -38,7 +38,7 @@ from . import evaluation
 from .checkpoint import RESUME_ENTRIES, CheckpointError, load_model_state, read_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig, save_json
 from .data import (Batch, DataError, batches, binarize, check_finite, for_evaluation, mixed_batches,
-                   select_labels)
+                   select_labels, shift_images)
 from .models import complete_config
 from .models.base import check_family
 from .objectives import Loss, make_objective
@@ -204,6 +204,9 @@ def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> 
     when ``cfg.labels`` is set. A streamed training split (:class:`pyro_vae.streaming.StreamedData`)
     stays on disk: its first rows are checked here, every batch when it is read."""
     streamed = not isinstance(train, Batch)
+    if cfg.augment_shift and len(train.data_shape) != 3:
+        raise DataError(f"--augment-shift moves images: it needs image data (C, H, W), got data of shape "
+                        f"{tuple(train.data_shape)}; leave it at 0")
     for ds, what in ((train.head(16) if streamed else train, "training"), (val, "validation")):
         try:
             family.check_batch(ds)
@@ -249,13 +252,16 @@ def epoch_data(data: TrainData, cfg: TrainConfig, generator, rank: int = 0, worl
     """Yield ``(i, size, batch)`` for the training batches of one epoch from batch ``first`` on:
     ``size`` data points in batch i, of which ``batch`` (on the device) is this rank's slice.
 
+    With ``--augment-shift S`` each image is first moved by a random offset of up to S pixels
+    (:func:`pyro_vae.data.shift_images`), drawn from the same per-batch generator.
+
     The order comes from :func:`epoch_batches`; with ``--binarize dynamic`` each batch is binarized
     on the device with a generator seeded from one number the epoch draws from ``generator`` and
     the batch's index, so the draws do not depend on how the data are held (in memory, or
     streamed and read by worker processes). A streamed batch is checked when read (finite values,
     the binarization range, the likelihood's support), without a device sync."""
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=data.device).item()) \
-        if cfg.binarize == "dynamic" else 0
+        if cfg.binarize == "dynamic" or cfg.augment_shift else 0
     index_batches = list(epoch_batches(data, cfg, generator))
     mine = [idx[rank::world] for idx in index_batches[first:]]
     if data.streamed:
@@ -267,9 +273,10 @@ def epoch_data(data: TrainData, cfg: TrainConfig, generator, rank: int = 0, worl
             part = _checked_stream_batch(part, data, cfg, i)
         if data.moved_per_batch:
             part = part.to(data.device)
-        if cfg.binarize == "dynamic":
+        if cfg.binarize == "dynamic" or cfg.augment_shift:
             g = torch.Generator(device=data.device).manual_seed(seed + i * world + rank)
-            part = part.replace(x=torch.bernoulli(part.x, generator=g))
+            x = shift_images(part.x, cfg.augment_shift, g) if cfg.augment_shift else part.x
+            part = part.replace(x=torch.bernoulli(x, generator=g) if cfg.binarize == "dynamic" else x)
         yield i, idx.numel(), part
 
 

@@ -154,3 +154,38 @@ def test_mixed_batches_add_labelled_points_to_every_batch():
     assert sorted(torch.cat([b[:-2] for b in out]).tolist()) == list(range(20))  # every point once
     extra = torch.cat([b[-2:] for b in out])
     assert set(extra.tolist()) <= {3, 7, 11} and len(set(extra[:3].tolist())) == 3  # cycles the labelled set
+
+
+def test_shift_images_moves_each_image_within_its_bound(mnist5k):
+    from pyro_vae.data import shift_images
+
+    x = torch.zeros(200, 1, 7, 7)
+    x[:, 0, 3, 3] = 1.0  # one lit pixel in the centre of every image
+    out = shift_images(x, 2, torch.Generator().manual_seed(0))
+    where = out[:, 0].flatten(1).argmax(1)
+    dr, dc = where // 7 - 3, where % 7 - 3
+    assert out.sum() == 200 and dr.abs().max() == 2 and dc.abs().max() == 2  # moved, never lost
+    assert len(set(zip(dr.tolist(), dc.tolist()))) == 25  # every offset in [-2, 2]^2 occurs
+    digits = mnist5k.x[:64]
+    moved = shift_images(digits, 3, torch.Generator().manual_seed(1))
+    assert moved.shape == digits.shape and not torch.equal(moved, digits)
+    assert torch.allclose(moved.sum((1, 2, 3)), digits.sum((1, 2, 3)))  # MNIST's 4-pixel border: nothing cut
+    assert shift_images(digits, 0) is digits
+    with pytest.raises(DataError, match="shape"):
+        shift_images(torch.zeros(4, 10), 1)
+
+
+def test_training_with_augment_shift(mnist5k, tmp_path):
+    from pyro_vae import Dataset, ModelConfig, TrainConfig, build_model, fit
+
+    train, val = Dataset(mnist5k.x[:300], mnist5k.y[:300]), Dataset(mnist5k.x[300:400])
+    mc = ModelConfig(data_shape=(1, 28, 28), latent_dim=4, hidden=(32,))
+    cfg = TrainConfig(epochs=2, batch_size=100, patience=None, device="cpu", augment_shift=2)
+    summary = fit(build_model(mc), train, val, cfg, progress=False, log=None)
+    assert summary["epochs_run"] == 2
+    with pytest.raises(ValueError, match="augment_shift must be an integer >= 0"):
+        TrainConfig(augment_shift=-1).check()
+    flat = Dataset(mnist5k.x[:300].reshape(300, -1))
+    with pytest.raises(DataError, match="augment-shift moves images"):
+        fit(build_model(ModelConfig(data_shape=(784,), latent_dim=4, hidden=(32,))), flat, flat, cfg,
+            progress=False, log=None)
