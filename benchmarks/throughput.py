@@ -33,8 +33,9 @@ network (encoder, k draws, decoder, log-densities, log-sum-exp) with the same ch
     python benchmarks/throughput.py                      # about 7 minutes alone, 2 threads
     python benchmarks/throughput.py --seconds 10         # the README's figures, about 9 minutes
     python benchmarks/throughput.py --batch-sizes 256 --seconds 1 --eval-images 100 --out /tmp/t.md
-    python benchmarks/throughput.py --batch-sizes --eval-images 10000 --out benchmarks/results/evaluation.md
-                                                         # the evaluation alone, all 10,000 test images
+    python benchmarks/throughput.py --update-evaluation --eval-images 10000
+                                 # the evaluation rows again, on all 10,000 test images (about 14 minutes),
+                                 # the training rows kept from the file's last full run
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--batch-sizes", type=int, nargs="*", default=[32, 256, 1024],
                    help="training batch sizes (none: only the evaluation rows)")
+    p.add_argument("--update-evaluation", action="store_true",
+                   help="measure the evaluation rows only and rewrite --out with them, keeping the training rows "
+                        "(and the command that measured them) from --out's .json")
     p.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS)
     p.add_argument("--seconds", type=float, default=4.0, help="timed training per row and batch size")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every worker")
@@ -337,8 +341,15 @@ def main(argv=None):
         return
     argv_used = sys.argv if argv is None else [sys.argv[0], *argv]
     command = " ".join(shlex.quote(s) for s in ["python", *argv_used])
-    results = []
-    for batch in a.batch_sizes:
+    results, paired, training_command = [], [], None
+    if a.update_evaluation:
+        kept = json.loads(Path(a.out).with_suffix(".json").read_text())
+        results, paired, training_command = kept["training"], kept.get("paired", []), kept["command"]
+        a.batch_sizes = sorted({r["batch"] for r in results})
+        a.rows = [row for row in ROWS if any(r["row"] == row for r in results)]
+        words = shlex.split(training_command)
+        a.seconds = kept.get("seconds", float(words[words.index("--seconds") + 1]) if "--seconds" in words else 4.0)
+    for batch in a.batch_sizes if not a.update_evaluation else []:
         for row in a.rows:
             cmd = [sys.executable, __file__, "--worker", row, str(batch), "--seconds", str(a.seconds),
                    "--threads", str(a.threads)]
@@ -351,8 +362,7 @@ def main(argv=None):
             print(f"batch {batch:5d}  {NAMES[row]:40s} "
                   + (f"{r['images_per_s']:9,.0f} img/s  {r['peak_rss_mb']:6.0f} MB" if "skipped" not in r
                      else r["skipped"]), flush=True)
-    paired = []
-    for batch in a.batch_sizes if a.paired_rounds else []:
+    for batch in a.batch_sizes if a.paired_rounds and not a.update_evaluation else []:
         cmd = [sys.executable, __file__, "--paired-worker", str(batch), "--seconds", str(a.seconds),
                "--threads", str(a.threads), "--paired-rounds", str(a.paired_rounds)]
         out = subprocess.run(cmd, capture_output=True, text=True)
@@ -366,16 +376,17 @@ def main(argv=None):
     if ev and "skipped" not in ev:
         print(f"evaluation: library {ev['library_s']:.1f} s, raw {ev['raw_s']:.1f} s (ratio {ev['ratio']:.3f})",
               flush=True)
-    write(a, command, results, ev, paired)
+    write(a, command, results, ev, paired, training_command)
 
 
-def write(a, command, results, ev, paired=()):
+def write(a, command, results, ev, paired=(), training_command=None):
     import torch
 
     out = Path(a.out)
     by = {(r["row"], r["batch"]): r for r in results}
     lines = ["# Training and evaluation throughput", "",
-             f"- command: `{command}`",
+             *([f"- command (training rows): `{training_command}`", f"- command (evaluation rows): `{command}`"]
+               if training_command else [f"- command: `{command}`"]),
              f"- machine: {platform.processor() or platform.machine()}, cpu, {a.threads} threads per worker "
              f"(`torch.set_num_threads`), torch {torch.__version__}; each row a separate process, run one after "
              "another on an otherwise idle machine",
@@ -427,7 +438,9 @@ def write(a, command, results, ev, paired=()):
                       f"Mean log p(x) difference library - raw: {ev['mean_diff']:+.4f} nats (independent draws)."]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"command": command, "training": results, "evaluation": ev,
+    out.with_suffix(".json").write_text(json.dumps({"command": training_command or command,
+                                                    "evaluation_command": command, "seconds": a.seconds,
+                                                    "training": results, "evaluation": ev,
                                                     "paired": list(paired)}, indent=1))
     print("\n".join(lines))
 
