@@ -684,6 +684,24 @@ class _Loop:
             self.tb.close()
             self.tb = None
 
+    def interrupt(self, epoch_start=None, in_epoch=None):
+        """Ctrl-C or SIGTERM: write the checkpoint the run resumes from (inside an epoch, from
+        ``epoch_start``'s data-generator state with ``in_epoch`` saying how far it got; between
+        epochs, the one just written stands) and raise :class:`TrainingInterrupted`."""
+        name, state, where = signal.Signals(self.stop.signum).name, self.state, None
+        if self.run is not None:
+            if in_epoch is not None:
+                state.in_epoch = in_epoch
+                save_checkpoints(self.run, self.family, self.model_config, self.optimizer, self.cfg, state,
+                                 epoch_start, False, self.extra_config)
+                state.in_epoch = None
+            where = self.run.last
+        self.stop.__exit__()
+        saved = (f"checkpoint written: {where}; continue with --resume" if where is not None else
+                 "nothing written (no run folder)")
+        self.log(f"{name}: stopped at step {state.step}; {saved}")
+        raise TrainingInterrupted(f"{name}: training stopped at step {state.step}; {saved}", self.stop.signum)
+
     def _diverged(self, what: str) -> TrainingDiverged:
         where = (f"The last good checkpoint is {self.run.last} (epoch {self.state.epoch}). "
                  if self.run is not None and self.run.last.exists() else "No checkpoint was written yet. ")
@@ -731,9 +749,7 @@ class _Loop:
             bar.update(min(size, data.n - bar.n))
             if self.stop.signum is not None:
                 bar.close()
-                _interrupt(self.stop, state, self.run, self.family, self.model_config, self.optimizer, cfg,
-                           self.extra_config, epoch_start,
-                           {"batch": i + 1, "seen": seen, "total": total.item(), "rng": _rng_state()}, self.log)
+                self.interrupt(epoch_start, {"batch": i + 1, "seen": seen, "total": total.item(), "rng": _rng_state()})
         bar.close()
         return total, seen, time.perf_counter() - t0
 
@@ -771,29 +787,11 @@ class _Loop:
         self.log(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.2f}  val {val_name} {measures['elbo']:.2f} "
                  f"nats/img{extra}  ({row['images_per_s']:.0f} img/s){'  *' if improved else ''}")
         if self.stop.signum is not None:
-            _interrupt(self.stop, state, None, self.family, self.model_config, self.optimizer, cfg,
-                       self.extra_config, None, None, self.log, where=run.last if run is not None else None)
+            self.interrupt()
         if cfg.patience is not None and state.bad_epochs >= cfg.patience:
             self.log(f"early stopping: no better validation {self.select} for {cfg.patience} epochs")
             return True
         return False
-
-
-def _interrupt(stop, state, run, family, model_config, optimizer, cfg, extra_config, epoch_start, in_epoch, log,
-               where=None):
-    """Write the checkpoint an interrupted run resumes from (inside an epoch: with ``in_epoch``,
-    the position in it) and raise :class:`TrainingInterrupted`."""
-    name = signal.Signals(stop.signum).name
-    if run is not None:
-        state.in_epoch = in_epoch
-        save_checkpoints(run, family, model_config, optimizer, cfg, state, epoch_start, False, extra_config)
-        state.in_epoch = None
-        where = run.last
-    stop.__exit__()
-    saved = (f"checkpoint written: {where}; continue with --resume" if where is not None else
-             "nothing written (no run folder)")
-    log(f"{name}: stopped at step {state.step}; {saved}")
-    raise TrainingInterrupted(f"{name}: training stopped at step {state.step}; {saved}", stop.signum)
 
 
 def versions() -> dict:
