@@ -23,7 +23,7 @@ images); training time. Threads and device are printed.
     python benchmarks/semi_supervised.py --stacked            # the README table (about 22 min alone, 2 threads)
     python benchmarks/semi_supervised.py --network conv --hidden 256 --labels 100 --epochs 20 \
         --latent-dim 4 --aux-weight 10 --k 1000 --eval-images 200 \
-        --out benchmarks/results/semi_supervised_conv_z4.md   # the README's conv M2 (about 35 min)
+        --out benchmarks/results/semi_supervised_conv_z4.md   # the README's conv M2 (about 40 min)
     python benchmarks/semi_supervised.py --epochs 200 --eval-images 10000   # the full budget
     python benchmarks/semi_supervised.py --labels 100 --seeds 0 --epochs 2 --k 10 --out /tmp/smoke.md
 """
@@ -113,9 +113,8 @@ def supervised_only(train: Batch, val: Batch, test: Batch, a, seed: int, binary:
     best, best_state, t0 = -1.0, None, time.perf_counter()
     for epoch in range(a.sup_epochs):
         net.train()
-        x = lab.x
         for idx in torch.randperm(len(lab), generator=g).split(100):
-            xb = shift_images(x[idx], a.augment_shift, g) if a.augment_shift and binary else x[idx]
+            xb = shift_images(lab.x[idx], a.augment_shift, g) if a.augment_shift and binary else lab.x[idx]
             xb = torch.bernoulli(xb, generator=g) if binary else xb  # dynamic binarization, as M2's data
             loss = F.cross_entropy(net(xb), lab.y[idx])
             opt.zero_grad()

@@ -2,7 +2,7 @@
 
     python examples/ss_vae_m2.py --epochs 20                                # tests on validation
     python examples/ss_vae_m2.py --data-dir ../shared/data/mnist --out runs/m2   # official test set
-    python examples/ss_vae_m2.py --conv --data-dir ../shared/data/mnist     # the benchmark's recipe (~10 min)
+    python examples/ss_vae_m2.py --conv --data-dir ../shared/data/mnist     # the benchmark's recipe (~12 min)
 
 M2 generates an image from a class y and a style z. y is observed for the few labelled images
 and a latent for the rest, summed out exactly over the 10 classes (TraceEnum_ELBO, the family's
