@@ -10,9 +10,12 @@ For a batch of B data points and K particles z_k ~ q(z | x_b), drawn in one vect
 
       L_K(x_b) = log (1/K) sum_k w_kb,      loss = -(N/B) sum_b L_K(x_b),
 
-  the importance-weighted bound of *each* x_b. (Pyro's ``RenyiELBO(alpha=0)`` takes the
-  log-mean-exp of the product of the B weights, i.e. of the whole batch's joint weight: a bound on
-  log p(x_1..x_B) that is much looser than the sum of the per-point bounds, pyro-ppl/pyro#3104.)
+  the importance-weighted bound of *each* x_b. (Pyro's ``RenyiELBO(alpha=0)``, pyro-ppl 1.3 to
+  1.9.2, log-mean-exps each element of the plates that every model site shares: on a family of
+  this contract and without ``num_data`` it gives this value and gradient for the same draws. It
+  is the bound of the batch's joint weight, log mean_k prod_b w_kb, only once a site is outside the
+  data plate (which IWAE refuses), and it puts the scale N/B inside the log-mean-exp,
+  sum_b log mean_k w_kb^(N/B). See docs/beyond.md, section 2.)
   ``estimator="dreg"`` gives the doubly-reparameterized gradient of Tucker et al. (2018): the
   model's parameters get the usual sum_k w~_k grad log w_k (w~ the normalised weights), the
   guide's get sum_k w~_k^2 (d log w_k / d z_k)(d z_k / d phi) with log q evaluated at stopped

@@ -116,26 +116,87 @@ def test_iwae_bound_lies_between_the_elbo_and_the_exact_log_px_and_closes_in():
     assert gaps[0] > 0.3 and gaps[3] < 0.02, gaps  # a real gap at k = 1, almost none at k = 2000
 
 
-def test_renyi_alpha_zero_is_a_whole_batch_bound_not_the_per_point_iwae():
-    """pyro-ppl/pyro#3104: RenyiELBO(alpha=0) log-mean-exps the batch's joint weight."""
-    vae, W, b = _vae(shift=1.0, scale_factor=1.5)
-    x = _x(n=8)
-    K = 10
+def _renyi0(model, guide, x, K, seed, **kwargs):
+    """-RenyiELBO(alpha=0).loss after ``pyro.set_rng_seed(seed)``: the same guide draws as an
+    IWAE pass with the same seed, K and plate nesting (one vectorized draw of (K, B, d))."""
+    pyro.set_rng_seed(seed)
     renyi = infer.RenyiELBO(alpha=0, num_particles=K, vectorize_particles=True, max_plate_nesting=1)
-    torch.manual_seed(0)
     with torch.no_grad():
-        r = torch.tensor([-renyi.loss(vae.model, vae.guide, x) for _ in range(100)]).mean()
-        i = torch.stack([IWAE(K).bound(vae.model, vae.guide, x).sum() for _ in range(100)]).mean()
-        # one data point: the batch is the point, the two agree (same draws)
-        one = x[:1]
-        torch.manual_seed(5)
-        r1 = -renyi.loss(vae.model, vae.guide, one)
-        torch.manual_seed(5)
-        i1 = IWAE(K).bound(vae.model, vae.guide, one).sum().item()
-    exact = _exact(x, W, b).sum()
-    assert r1 == pytest.approx(i1, abs=1e-4)
-    assert r < i - 1.0, (r, i)  # the whole-batch bound is far looser
-    assert i < exact + 0.05
+        return -renyi.loss(model, guide, x, **kwargs)
+
+
+def _log_weights(vae, x, K, seed):
+    pyro.set_rng_seed(seed)
+    with torch.no_grad():
+        return IWAE(K).log_weights(vae.model, vae.guide, x)  # (K, B)
+
+
+def _lme(t):
+    return (t.logsumexp(0) - math.log(t.shape[0])).sum().item()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_renyi_alpha_zero_is_the_per_image_iwae_bound_when_every_site_is_in_the_data_plate(seed):
+    """Pyro >= 1.3 (pyro-ppl/pyro#2321) log-mean-exps each element of the plates that every
+    site shares, so for a family of the contract RenyiELBO(alpha=0) is sum_b L_K(x_b): with
+    the same draws, the same value and the same gradient as IWAE, not the joint bound."""
+    vae, *_ = _vae(shift=1.0, scale_factor=1.5)
+    x, K = _x(n=8), 10
+    lw = _log_weights(vae, x, K, seed)
+    per_image, joint = _lme(lw), _lme(lw.sum(1))
+    assert per_image - joint > 20  # the two readings are far apart here: the check below is sharp
+    r = _renyi0(vae.model, vae.guide, x, K, seed)
+    assert r == pytest.approx(per_image, abs=1e-4), (r, per_image, joint)
+    # the gradient too: Renyi's loss_and_grads against IWAE's differentiable_loss, same draws
+    params = list(vae.parameters())
+    for p in params:
+        p.grad = None
+    pyro.set_rng_seed(seed)
+    infer.RenyiELBO(alpha=0, num_particles=K, vectorize_particles=True, max_plate_nesting=1).loss_and_grads(
+        vae.model, vae.guide, x)
+    renyi_grads = [p.grad.clone() for p in params]
+    pyro.set_rng_seed(seed)
+    iwae_grads = torch.autograd.grad(IWAE(K).differentiable_loss(vae.model, vae.guide, x), params)
+    for a, c in zip(renyi_grads, iwae_grads):
+        assert torch.allclose(a, c, rtol=1e-4, atol=1e-4)
+
+
+def test_renyi_alpha_zero_is_the_joint_bound_once_a_site_is_outside_the_data_plate():
+    """A site outside the plate (here a factor of log-density 0: the same joint density) makes
+    the data plate one that not every site shares: Pyro sums it inside the log-mean-exp, so
+    RenyiELBO(alpha=0) becomes the bound of the batch's joint weight (the right bound for a
+    global latent, which couples the images). IWAE refuses such a model."""
+    vae, *_ = _vae(shift=1.0, scale_factor=1.5)
+    x, K = _x(n=8), 10
+
+    def model(x, **kwargs):
+        pyro.factor("outside", torch.tensor(0.0))
+        return vae.model(x, **kwargs)
+
+    lw = _log_weights(vae, x, K, seed=0)
+    r = _renyi0(model, vae.guide, x, K, seed=0)
+    assert r == pytest.approx(_lme(lw.sum(1)), abs=1e-4)
+    assert _lme(lw) - r > 20  # measured: 54.3 nats looser than sum_b L_K(x_b) on these 8 points
+    with pytest.raises(ValueError, match="outside the 'data' plate"):
+        IWAE(K).differentiable_loss(model, vae.guide, x)
+
+
+def test_renyi_puts_the_data_set_scaling_inside_the_log_mean_exp():
+    """With num_data = N (or a subsampled plate), every site carries the scale N/B, and Pyro
+    1.9's RenyiELBO applies it inside the log-mean-exp: sum_b log mean_k w_kb^(N/B), which lies
+    between IWAE's (N/B) sum_b L_K(x_b) and (N/B) sum_b max_k log w_kb (a power mean). IWAE
+    keeps N/B outside, as the ELBO does."""
+    vae, *_ = _vae(shift=1.0, scale_factor=1.5)
+    x, K, N = _x(n=8), 10, 600
+    s = N / x.shape[0]
+    lw = _log_weights(vae, x, K, seed=0)
+    r = _renyi0(vae.model, vae.guide, x, K, seed=0, num_data=N)
+    assert r == pytest.approx(_lme(s * lw), rel=1e-5)
+    pyro.set_rng_seed(0)
+    with torch.no_grad():
+        iwae = -IWAE(K).differentiable_loss(vae.model, vae.guide, x, num_data=N).item()
+    assert iwae == pytest.approx(s * _lme(lw), rel=1e-5)
+    assert iwae + 100 < r <= s * lw.max(0).values.sum().item() + 1e-2  # measured: 1245 nats above
 
 
 def _grads(vae, objective, x, draws, seed=0):
