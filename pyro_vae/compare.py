@@ -11,8 +11,11 @@ or styles) holding
 3. ``DIR/val_curves.png``: the validation -ELBO of every run against epoch on one axis (and
    the validation accuracy beside it when a run has one).
 
-Run folders are read through :class:`pyro_vae.run.RunDir`; the pages are rendered with the
-report's document model (:mod:`pyro_vae.report`).
+Run folders are read through :class:`pyro_vae.run.RunDir` (a damaged file is an error naming it,
+never taken for a missing one); the pages are rendered with the report's document model
+(:mod:`pyro_vae.report`), which escapes every text a run folder or ``--names`` brings. ``--out``
+is never a run folder nor inside one: the comparison's ``index.html`` would replace the run's
+report.
 """
 
 from __future__ import annotations
@@ -43,6 +46,27 @@ def _check_run(path) -> RunDir:
     if not any(p.is_file() for p in files):
         raise ValueError(f"{run.path} is not a run folder (it has none of {names})")
     return run
+
+
+def _check_out(out_dir, runs: list[RunDir]) -> Path:
+    """``--out``: a folder (or none yet) that is not a run folder nor inside one (any of ``runs``,
+    or one with a checkpoint or a run's config.json): the comparison's index.html would replace
+    that run's report, and its other files would mix with the run's."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file; give a folder to write the comparison into")
+    try:
+        where = out_dir.resolve()
+        compared = {run.path.resolve() for run in runs}
+    except (OSError, RuntimeError) as e:  # a loop of symbolic links
+        raise ValueError(f"--out {out_dir}: cannot follow the path ({e}); give a plain folder") from None
+    for folder in (where, *where.parents):
+        if folder in compared or RunDir(folder).is_run():
+            what = "is the run folder" if folder == where else "is inside the run folder"
+            raise ValueError(f"--out {out_dir} {what} {folder}: the comparison would overwrite or mix with that "
+                             f"run's own files (its {HTML} is the run's report); choose a folder outside every run "
+                             f"folder, e.g. --out {folder.parent / 'comparison'}")
+    return out_dir
 
 
 def _display_names(runs: list[RunDir], names) -> list[str]:
@@ -299,7 +323,7 @@ def _blocks(runs, out_dir: Path, figure: Path | None) -> list:
     with_config = [r for r in runs if r.config is not None]
     without = [r.name for r in runs if r.config is None]
     if without:
-        blocks.append(("p", f"No readable {RunDir.CONFIG} in: {', '.join(without)}."))
+        blocks.append(("p", f"No {RunDir.CONFIG} in: {', '.join(without)}."))
     if len(with_config) < 2:
         blocks.append(("p", "Fewer than two configurations: nothing to compare."))
     else:
@@ -337,13 +361,15 @@ def compare_runs(run_dirs, out_dir, names=None) -> Path:
     Args:
         run_dirs: run folders written by ``pyro-vae train`` (each holds at least one of
             config.json, metrics.jsonl, summary.json).
-        out_dir: the output folder (created; must not be a file).
+        out_dir: the output folder (created; must not be a file, a run folder or a folder inside
+            one).
         names: display names, one per run (default: the folder names, with as many parent
             folders as it takes to tell them apart).
 
     Raises:
-        ValueError: no runs, a path that is not a run folder, ``out_dir`` a file, or names that
-            do not fit the runs.
+        ValueError: no runs, a path that is not a run folder, ``out_dir`` a file or a run folder
+            (or inside one), names that do not fit the runs, or a run file that cannot be read
+            (:class:`pyro_vae.run.UnreadableRunFile`).
     """
     from .report import _to_html, _to_markdown
 
@@ -351,9 +377,7 @@ def compare_runs(run_dirs, out_dir, names=None) -> Path:
     if not run_dirs:
         raise ValueError("compare needs at least one run folder")
     checked = [_check_run(p) for p in run_dirs]
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {out_dir} is a file; give a folder to write the comparison into")
+    out_dir = _check_out(out_dir, checked)
     runs = [_Run(run, name) for run, name in zip(checked, _display_names(checked, names))]
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -375,7 +399,9 @@ def add_parser(sub, formatter_class):
                                    "figure. Writes compare.md, index.html and val_curves.png to --out.",
                        formatter_class=formatter_class)
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by pyro-vae train")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the comparison into")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder to write the comparison into (outside every run folder: a run's own "
+                        "index.html is its report)")
     p.add_argument("--names", nargs="+", default=None, metavar="NAME",
                    help="display names, one per run in the order given (default: the folder names)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",

@@ -9,7 +9,9 @@ every latent site), samples and reconstructions, training, and how the run was m
 line, versions, configuration, links to its checkpoints and metrics). Every quantity has a
 human name and a unit and is rounded to what it means; every figure has one caption and alt
 text. Figures are linked relatively, so the folder can be moved or shared; the HTML uses no
-external scripts, fonts or styles. Standard library only.
+external scripts, fonts or styles. Every text taken from a run folder (its name, the data set,
+settings, metric keys, captions) is escaped by one helper per format (:func:`md_text`,
+:func:`html_text`): a folder named ``<img onerror=...>`` shows as that text. Standard library only.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import math
 import os
 import re
 from pathlib import Path
+from urllib.parse import quote
 
-from .config import read_metrics
 from .files import write_text
 from .run import RunDir
 
@@ -153,13 +155,6 @@ def fmt(v, spec: str | None = None) -> str:
     return text.replace("_", " ") if spec is None and re.fullmatch(r"val_\w+", text) else text
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
     """Nested dicts -> [("model.options.latent_dim", 2), ...]."""
     out = []
@@ -199,12 +194,75 @@ def _metric_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
 
 # ---------------------------------------------------------------------- document model
 # A report is a list of blocks, rendered to Markdown and to HTML:
-#   ("h1"|"h2"|"h3"|"p", text)  ("table", headers, rows)  ("img", caption, src[, alt])
-#   ("code", text)  ("links", [(text, href), ...])
+#   ("h1"|"h2"|"h3", text)  ("p", text or [text, ("code", text), ("b", text), ...])
+#   ("table", headers, rows)  ("img", caption, src[, alt])  ("code", text)  ("links", [(text, href), ...])
+# Every text is plain text, escaped by the renderer (md_text, html_text): a run folder's name, a data
+# set's path, a setting, a metric key or a --names entry may hold "<script>", "|" or "`". Marks are
+# never written into a text: code and bold are parts of a paragraph.
+
+_MD_MARKS = re.compile(r"([\\`*\[\]|])")
 
 
-def _md_cell(s: str) -> str:
-    return str(s).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+def md_text(text) -> str:
+    """``text`` as literal Markdown text: ``& < >`` as HTML entities (Markdown viewers render inline
+    HTML), the marks of code, emphasis, links and table cells (``\\ ` * [ ] |``) escaped with a
+    backslash, line breaks as spaces (they would end a table row or a paragraph)."""
+    t = " ".join(str(text).splitlines())
+    t = t.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_MARKS.sub(r"\\\1", t)
+
+
+def html_text(text) -> str:
+    """``text`` as literal HTML text or a double-quoted attribute value."""
+    return html.escape(str(text), quote=True)
+
+
+def _href(path) -> str:
+    """A relative link as a URL: every character but letters, digits, ``/`` and ``_.-~``
+    percent-encoded (a ``:`` would make ``javascript:x.png`` a scheme; ``)`` would end a
+    Markdown link)."""
+    return quote(str(path), safe="/")
+
+
+def _md_code(text) -> str:
+    """An inline code span holding ``text`` literally: fenced by one backtick more than its
+    longest run of backticks (CommonMark), so the text cannot close it."""
+    t = " ".join(str(text).splitlines())
+    fence = "`" * (max(map(len, re.findall(r"`+", t)), default=0) + 1)
+    pad = " " if t[:1] in ("`", " ") or t[-1:] in ("`", " ") else ""
+    return f"{fence}{pad}{t}{pad}{fence}"
+
+
+def _md_block(text) -> str:
+    """A fenced code block holding ``text`` literally (a fence longer than any run of backticks in it)."""
+    fence = "`" * max(3, max(map(len, re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence}\n{text.rstrip()}\n{fence}\n"
+
+
+def _parts(p) -> list:
+    return [p] if isinstance(p, str) else list(p)
+
+
+def _md_inline(p) -> str:
+    out = []
+    for part in _parts(p):
+        if isinstance(part, tuple):
+            mark, text = part
+            out.append(_md_code(text) if mark == "code" else f"**{md_text(text)}**")
+        else:
+            out.append(md_text(part))
+    return "".join(out)
+
+
+def _html_inline(p) -> str:
+    out = []
+    for part in _parts(p):
+        if isinstance(part, tuple):
+            tag = "code" if part[0] == "code" else "strong"
+            out.append(f"<{tag}>{html_text(part[1])}</{tag}>")
+        else:
+            out.append(html_text(part))
+    return "".join(out)
 
 
 def _to_markdown(blocks) -> str:
@@ -212,55 +270,48 @@ def _to_markdown(blocks) -> str:
     for b in blocks:
         kind = b[0]
         if kind in ("h1", "h2", "h3"):
-            out.append("#" * int(kind[1]) + f" {b[1]}\n")
+            out.append("#" * int(kind[1]) + f" {md_text(b[1])}\n")
         elif kind == "p":
-            out.append(f"{b[1]}\n")
+            out.append(f"{_md_inline(b[1])}\n")
         elif kind == "table":
             headers, rows = b[1], b[2]
-            out.append("| " + " | ".join(_md_cell(h) for h in headers) + " |")
+            out.append("| " + " | ".join(md_text(h) for h in headers) + " |")
             out.append("|" + "|".join("---" for _ in headers) + "|")
             for r in rows:
-                out.append("| " + " | ".join(_md_cell(c) for c in r) + " |")
+                out.append("| " + " | ".join(md_text(c) for c in r) + " |")
             out.append("")
         elif kind == "img":
             caption, src = b[1], b[2]
             alt = b[3] if len(b) > 3 else caption
-            out.append(f"![{alt}]({src.replace(' ', '%20')})\n\n*{caption}*\n")
+            out.append(f"![{md_text(alt)}]({_href(src)})\n\n*{md_text(caption)}*\n")
         elif kind == "code":
-            out.append("```\n" + b[1].rstrip() + "\n```\n")
+            out.append(_md_block(b[1]))
         elif kind == "links":
-            out.append("\n".join(f"- [{t}]({h.replace(' ', '%20')})" for t, h in b[1]) + "\n")
+            out.append("\n".join(f"- [{md_text(t)}]({_href(h)})" for t, h in b[1]) + "\n")
     return "\n".join(out).rstrip() + "\n"
 
 
-def _inline_html(text: str) -> str:
-    """Escape, then the two Markdown marks the report uses: **bold** and `code`."""
-    t = html.escape(text)
-    t = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", t)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
-
-
 def _to_html(blocks, title: str) -> str:
-    e = html.escape
+    e = html_text
     body = []
     for b in blocks:
         kind = b[0]
         if kind in ("h1", "h2", "h3"):
             body.append(f"<{kind}>{e(b[1])}</{kind}>")
         elif kind == "p":
-            body.append(f"<p>{_inline_html(b[1])}</p>")
+            body.append(f"<p>{_html_inline(b[1])}</p>")
         elif kind == "table":
-            head = "".join(f"<th>{e(str(h))}</th>" for h in b[1])
-            rows = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b[2])
+            head = "".join(f"<th>{e(h)}</th>" for h in b[1])
+            rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in b[2])
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif kind == "img":
             alt = b[3] if len(b) > 3 else b[1]
-            body.append(f'<figure><img src="{e(b[2], quote=True)}" alt="{e(alt, quote=True)}">'
+            body.append(f'<figure><img src="{e(_href(b[2]))}" alt="{e(alt)}">'
                         f"<figcaption>{e(b[1])}</figcaption></figure>")
         elif kind == "code":
             body.append(f"<pre>{e(b[1])}</pre>")
         elif kind == "links":
-            body.append("<ul>" + "".join(f'<li><a href="{e(h, quote=True)}">{e(t)}</a></li>' for t, h in b[1])
+            body.append("<ul>" + "".join(f'<li><a href="{e(_href(h))}">{e(t)}</a></li>' for t, h in b[1])
                         + "</ul>")
     style = ("body{font-family:sans-serif;max-width:62em;margin:2em auto;padding:0 1em;line-height:1.4}"
              "table{border-collapse:collapse;margin:0.5em 0 1.5em}"
@@ -306,20 +357,19 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     run = RunDir(run_dir)
-    config = _read_json(run.config)
-    config = config if isinstance(config, dict) else {}
+    config = run.read_json(run.config) or {}
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
     family_name = family_name or model.get("model")
     title = f"Run report: {run_dir.resolve().name}"
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    intro = f"Run folder `{run_dir}`, report written {now}."
+    intro = ["Run folder ", ("code", str(run_dir)), f", report written {now}."]
     if family_name:
-        intro += f" Model family **{family_name}**" + (f", data set **{data['dataset']}**." if data.get("dataset")
-                                                       else ".")
+        intro += [" Model family ", ("b", family_name)] + ([", data set ", ("b", data["dataset"]), "."]
+                                                           if data.get("dataset") else ["."])
     blocks = [("h1", title), ("p", intro)]
 
-    summary = _read_json(run.summary)
+    summary = run.read_json(run.summary)
     if isinstance(summary, dict) and summary:
         rows = []
         order = {k: i for i, k in enumerate(QUANTITIES)}
@@ -336,7 +386,8 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
         where = where.get("value") if isinstance(where, dict) else where
         headers, rows = _metric_rows(metrics)
         blocks += [("h2", "Test metrics"),
-                   ("p", f"The best checkpoint, evaluated on `{where}`." if where else "The best checkpoint."),
+                   ("p", ["The best checkpoint, evaluated on ", ("code", str(where)), "."] if where
+                    else "The best checkpoint."),
                    ("table", headers, rows)]
 
     if figures is None:
@@ -391,7 +442,7 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
 
 
 def _history_blocks(run_dir: Path, last_rows: int) -> list:
-    history = read_metrics(RunDir(run_dir).metrics)
+    history = RunDir(run_dir).read_metrics()
     if not history:
         return []
     shown = history[-last_rows:] if last_rows else history
@@ -426,4 +477,4 @@ def _provenance_blocks(run_dir: Path, config: dict) -> list:
     return blocks if len(blocks) > 1 else []
 
 
-__all__ = ["write_report", "human", "fmt", "duration"]
+__all__ = ["write_report", "human", "fmt", "duration", "md_text", "html_text"]

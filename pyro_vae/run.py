@@ -7,9 +7,58 @@ whether training was started from the CLI or from Python.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import sys
 import time
 from pathlib import Path
+
+# what a run's own readers do without a file they cannot read
+_WITHOUT = "delete it or restore it from a copy (the run's other files do not need it)"
+
+
+class UnreadableRunFile(ValueError):
+    """A file of a run folder that is there but cannot be read as what pyro-vae writes there
+    (not JSON, JSON of the wrong kind, a garbled line, an archive that is not one). The message
+    is one line: the path, what is wrong and the fix."""
+
+    def __init__(self, path, reason: str, fix: str = _WITHOUT):
+        super().__init__(f"cannot read {path}: {reason}; {fix}")
+        self.path, self.reason = Path(path), reason
+
+
+# characters kept in a file name made from user text: anything else (path separators, the dot
+# Path.with_suffix would cut at, spaces, quotes, shell characters) becomes "-"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def name_part(text, shown=None, limit: int = 40) -> str:
+    """``text`` (or the readable part ``shown`` of it) as one part of a file name: letters,
+    digits, ``_`` and ``-`` only, at most ``limit`` characters. When anything was replaced, cut or
+    left out, 8 hex digits of a hash of the whole ``text`` are added, so that two texts never
+    give one name (``a/bin.npy`` and ``b/bin.npy`` -> ``bin-npy-1c0e...``, ``bin-npy-9a3f...``)."""
+    text = str(text)
+    safe = _UNSAFE.sub("-", str(text if shown is None else shown)).strip("-")[:limit]
+    if safe != text:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        safe = f"{safe}-{digest}" if safe else digest
+    return safe
+
+
+def _result_name(prefix: str, label: str, *fields) -> str:
+    """``prefix_DATASET_SPLIT_field_field...`` for a result on data ``label`` (``"name/split"``,
+    as the CLI labels its data; the data set's last path part is shown, the whole name hashed)."""
+    dataset, _, split = str(label).rpartition("/")
+    parts = [prefix, name_part(dataset, Path(dataset).name) if dataset else "", name_part(split), *fields]
+    return "_".join(str(p) for p in parts if p)
+
+
+def suffixed(base, suffix: str) -> Path:
+    """``base`` + ``suffix`` (``".json"``). Not ``Path.with_suffix``, which cuts a name at its
+    last dot and so drops whatever followed one in a data set's name."""
+    base = Path(base)
+    return base.with_name(base.name + suffix)
 
 
 class RunDir:
@@ -88,12 +137,21 @@ class RunDir:
     def classifier(self) -> Path:
         return self.path / self.CLASSIFIER
 
-    def generation(self, label: str, sampler: str) -> Path:
-        """Base name (no suffix) of the generation scores for data ``label`` and ``sampler``."""
-        return self.path / f"generation_{label.replace('/', '_')}_{sampler}"
+    def generation(self, label: str, sampler: str, *, components: int | None = None, n: int | None = None,
+                   limit: int | None = None, seed: int | None = None) -> Path:
+        """Base name (no suffix) of the generation scores for data ``label`` (``"name/split"``)
+        and ``sampler``, naming every setting that changes them: the mixture's ``components``
+        (``--sampler mixture`` only), the ``n`` images generated, the first ``limit`` data
+        points, the ``seed`` (0, the default, is not named). No dot: add a suffix with
+        :func:`suffixed`."""
+        mixture = f"c{components}" if components is not None and sampler == "mixture" else None
+        return self.path / _result_name("generation", label, *self._subset(limit), name_part(sampler), mixture,
+                                        None if n is None else f"n{n}", *self._seed(seed))
 
     def figure(self, name: str) -> Path:
-        return self.path / f"{name}.png"
+        """``NAME.png`` in the run folder (a name from a family or a metrics key made safe: it
+        never leads out of the folder)."""
+        return self.path / f"{name_part(name, limit=100)}.png"
 
     @staticmethod
     def per_image(base) -> Path:
@@ -105,20 +163,116 @@ class RunDir:
     def test_per_image(self) -> Path:
         return self.per_image(self.path / self.TEST_METRICS)
 
-    def evaluation(self, label: str, k: int) -> Path:
-        """Base name (no suffix) of an ``evaluate`` result for data ``label`` with k samples."""
-        return self.path / f"eval_{label.replace('/', '_')}_k{k}"
+    def evaluation(self, label: str, k: int, *, iwae_k: int | None = None, limit: int | None = None,
+                   seed: int | None = None) -> Path:
+        """Base name (no suffix) of an ``evaluate`` result for data ``label`` (``"name/split"``)
+        with ``k`` importance samples, naming every setting that changes it: the first ``limit``
+        data points, the IWAE bound's ``iwae_k``, the ``seed`` (0, the default, is not named);
+        ``k`` comes last (``eval_mnist_test_first100_iwae50_k5000``). No dot: add a suffix with
+        :func:`suffixed`."""
+        return self.path / _result_name("eval", label, *self._subset(limit),
+                                        None if iwae_k is None else f"iwae{iwae_k}", *self._seed(seed), f"k{k}")
 
-    def read_json(self, path):
+    @staticmethod
+    def _subset(limit) -> list:
+        return [f"first{int(limit)}"] if limit else []
+
+    @staticmethod
+    def _seed(seed) -> list:
+        return [f"seed{int(seed)}"] if seed else []
+
+    def is_run(self) -> bool:
+        """Whether this folder is a run's: it holds a checkpoint, or a ``config.json`` that is a
+        pyro-vae run configuration (a project's own ``config.json`` is not one)."""
         try:
-            return json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError):
+            if self.best.exists() or self.last.exists():
+                return True
+            config = json.loads(self.config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # no config.json, or not one of ours
+            return False
+        return isinstance(config, dict) and "model" in config and "train" in config
+
+    def read_json(self, path, expect: type | None = dict):
+        """A JSON file of the run: None when there is none; the value when it is JSON of the type
+        ``expect`` (an object, as the run writes them; None: any); an :class:`UnreadableRunFile`
+        naming the file and the fix otherwise (a garbled file is never taken for a missing one)."""
+        path = Path(path)
+        text = self._read_text(path)
+        if text is None:
             return None
+        try:
+            value = json.loads(text)
+        except ValueError as e:
+            raise UnreadableRunFile(path, f"not JSON ({_first_line(e)})") from None
+        if expect is not None and not isinstance(value, expect):
+            raise UnreadableRunFile(path, f"it holds a JSON {_json_kind(value)}, where pyro-vae writes "
+                                          f"{_json_kind(expect())}")
+        return value
 
     def read_metrics(self) -> list:
+        """The rows of ``metrics.jsonl`` ([] when there is none). Lines that are not metrics rows
+        (cut short, garbled, hand-edited) are left out, as :func:`pyro_vae.config.read_metrics`
+        does, and said once, in one line naming the file and the fix; a file that cannot be read
+        at all (a folder, no permission) is an :class:`UnreadableRunFile`."""
         from .config import read_metrics
 
-        return read_metrics(self.metrics)
+        try:
+            text = self.metrics.read_bytes().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise UnreadableRunFile(self.metrics, e.strerror or _first_line(e),
+                                    "make it a readable file, or move it away") from None
+        rows = read_metrics(self.metrics)
+        lines = sum(1 for line in text.splitlines() if line.strip())
+        if len(rows) < lines:
+            _note(f"{self.metrics}: {lines - len(rows)} of {lines} lines are not metrics rows as training writes "
+                  f"them (cut short, garbled or edited) and are left out; restore the file from a copy, or delete "
+                  f"those lines")
+        return rows
+
+    @staticmethod
+    def read_arrays(path) -> dict | None:
+        """The arrays of a ``.npz`` file the run wrote (the per-image terms of log p(x)): None
+        when there is none; ``{name: 1-D number array}``, all of one length, or an
+        :class:`UnreadableRunFile` naming the file and the fix."""
+        import zipfile
+
+        import numpy as np
+
+        path = Path(path)
+        if not path.exists() and not path.is_symlink():
+            return None
+        try:
+            loaded = np.load(path, allow_pickle=False)
+            if not hasattr(loaded, "files"):  # a bare array: a .npy file, not an .npz archive
+                raise UnreadableRunFile(path, "a single .npy array, not an .npz archive of named arrays")
+            with loaded as f:
+                arrays = {name: f[name] for name in f.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            if isinstance(e, UnreadableRunFile):
+                raise
+            raise UnreadableRunFile(path, f"not an .npz archive of number arrays ({_first_line(e)})") from None
+        lengths = {a.shape[0] if a.ndim == 1 else -1 for a in arrays.values()}
+        if any(a.dtype.kind not in "biuf" for a in arrays.values()) or len(lengths) > 1 or -1 in lengths:
+            raise UnreadableRunFile(path, "its arrays are not number arrays of one value per image each")
+        return arrays
+
+    @staticmethod
+    def _read_text(path: Path) -> str | None:
+        """The text of ``path``; None when it does not exist; an :class:`UnreadableRunFile` when it
+        is a folder, unreadable or not UTF-8."""
+        try:
+            return path.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            if path.is_symlink():  # a link to nowhere: not the run's file
+                raise UnreadableRunFile(path, "a symbolic link to a file that does not exist") from None
+            return None
+        except UnicodeDecodeError as e:
+            raise UnreadableRunFile(path, f"not UTF-8 text (byte {e.start})") from None
+        except OSError as e:
+            raise UnreadableRunFile(path, e.strerror or _first_line(e),
+                                    "make it a readable file, or move it away") from None
 
     @staticmethod
     def of_checkpoint(path) -> "RunDir":
@@ -131,6 +285,25 @@ class RunDir:
         """A checkpoint file, or a run folder's best checkpoint."""
         path = Path(path)
         return path / RunDir.BEST if path.is_dir() else path
+
+
+_NOTED: set = set()
+
+
+def _note(message: str) -> None:
+    """``message`` once per process, on stderr (a problem worked around, not an error)."""
+    if message not in _NOTED:
+        _NOTED.add(message)
+        print(f"note: {message}", file=sys.stderr)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _json_kind(value) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "true/false", type(None): "null"}.get(
+        type(value), "number")
 
 
 def evaluate_and_save(family, data, label: str, out_base: Path, k: int, iwae_k: int = 0,
@@ -148,8 +321,8 @@ def evaluate_and_save(family, data, label: str, out_base: Path, k: int, iwae_k: 
     metrics["data"] = {"value": label, "unit": ""}
     metrics["eval_time_s"] = {"value": round(time.perf_counter() - t0, 1), "unit": "s"}
     table = format_table(metrics)
-    save_json(out_base.with_suffix(".json"), metrics)
-    write_text(out_base.with_suffix(".txt"), table + "\n")
+    save_json(suffixed(out_base, ".json"), metrics)
+    write_text(suffixed(out_base, ".txt"), table + "\n")
     if per_image:
         save_npz(RunDir.per_image(out_base), **{name: t.numpy() for name, t in per_image.items()})
     return metrics, table
@@ -188,27 +361,27 @@ def write_figures_and_report(run: RunDir, family, test, metrics=None, label="tes
                              progress: bool = False):
     """Every figure the family lists, for the first ``limit`` test points, the KL per latent
     dimension of every latent site (from the test metrics), and the report."""
+    from .evaluation import TERMS
     from .models.base import GENERIC_FIGURES
     from .plots import make_figures, plot_kl_per_dim, plot_log_px_terms
     from .report import write_report
 
     figures = make_figures(family, run.path, test.subset(slice(0, limit)), metrics_rows=run.read_metrics(),
                            split=label, progress=progress)
-    for key, entry in (metrics or {}).items():
-        if key.startswith("activity_"):
+    entries = {k: v if isinstance(v, dict) and "value" in v else {"value": v} for k, v in (metrics or {}).items()}
+    for key, entry in entries.items():
+        activity = _numbers(entry["value"]) if key.startswith("activity_") else None
+        if activity:  # a list of numbers (a hand-edited file may hold anything)
             site = key[len("activity_"):]
-            kl = (metrics.get(f"kl_per_dim_{site}") or {}).get("value")
-            figures[f"kl_per_dim_{site}"] = plot_kl_per_dim(kl, entry["value"], run.figure(f"kl_per_dim_{site}"),
-                                                            site)
-    if metrics and run.test_per_image.exists():
-        import numpy as np
-
+            kl = _numbers(entries.get(f"kl_per_dim_{site}", {}).get("value"))
+            figures[f"kl_per_dim_{site}"] = plot_kl_per_dim(kl if kl and len(kl) == len(activity) else None,
+                                                            activity, run.figure(f"kl_per_dim_{site}"), site)
+    terms = run.read_arrays(run.test_per_image) if metrics else None
+    if terms and all(len(terms.get(name, ())) for name in TERMS):
         from .compare import _samples_k
 
-        with np.load(run.test_per_image) as terms:
-            if "gap" in terms:
-                figures["log_px_terms"] = plot_log_px_terms(dict(terms), run.figure("log_px_terms"),
-                                                            k=_samples_k(metrics.get("log_px")))
+        figures["log_px_terms"] = plot_log_px_terms({name: terms[name] for name in TERMS},
+                                                    run.figure("log_px_terms"), k=_samples_k(entries.get("log_px")))
     own = [n for n in getattr(family, "figures", ()) if n not in GENERIC_FIGURES]
     report = write_report(run.path, metrics, figures, titles=getattr(family, "figure_titles", None),
                           family_figures=own)
@@ -216,4 +389,12 @@ def write_figures_and_report(run: RunDir, family, test, metrics=None, label="tes
     return figures
 
 
-__all__ = ["RunDir", "finish_run", "evaluate_and_save", "write_figures_and_report"]
+def _numbers(value) -> list | None:
+    """``value`` when it is a non-empty list of numbers, else None."""
+    ok = isinstance(value, list) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                  for v in value)
+    return value if ok else None
+
+
+__all__ = ["RunDir", "UnreadableRunFile", "name_part", "suffixed", "finish_run", "evaluate_and_save",
+           "write_figures_and_report"]
