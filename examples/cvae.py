@@ -39,10 +39,10 @@ def main():
     train = TrainConfig(epochs=args.epochs, batch_size=128, lr=1e-3, patience=None)
     fit(cvae, data.train, data.val, train, run_dir=out, model_config=config)
 
-    cvae, _ = load_checkpoint(out.best)  # the epoch with the best validation ELBO
+    cvae, ckpt = load_checkpoint(out.best)  # the epoch with the best validation ELBO
     cvae.eval()
     test, name = (data.test, "official MNIST test set") if data.test is not None else (data.val, "validation split")
-    test = for_evaluation(test, train.binarize)  # binarized once (seed 0), like every evaluation
+    test = for_evaluation(test, ckpt["train_config"]["binarize"])  # as the run resolved it; once (seed 0)
     torch.manual_seed(0)
     if args.condition == "quadrant":
         lp = evaluate(cvae, test, k=args.k, progress=True)["log_px"]

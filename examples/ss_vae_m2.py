@@ -53,10 +53,10 @@ def main():
     summary = fit(m2, data.train, data.val, train, run_dir=out, model_config=config)
     print(f"best validation accuracy {summary['best_val_accuracy']:.3f} at epoch {summary['best_epoch']}")
 
-    m2, _ = load_checkpoint(out.best)  # fit leaves m2 at its last epoch; the best one is on disk
+    m2, ckpt = load_checkpoint(out.best)  # fit leaves m2 at its last epoch; the best one is on disk
     m2.eval()
     test, name = (data.test, "official MNIST test set") if data.test is not None else (data.val, "validation split")
-    test = for_evaluation(test, train.binarize)  # binarized once (seed 0), like every evaluation
+    test = for_evaluation(test, ckpt["train_config"]["binarize"])  # as the run resolved it; once (seed 0)
     torch.manual_seed(0)
     metrics = evaluate(m2, test, k=args.k, progress=True)
     acc = metrics["accuracy"]["value"]

@@ -1,6 +1,11 @@
 """Checkpoints: one ``torch.save`` file holding the model config (plain data), the
 ``state_dict`` and the training state. Written atomically; read with ``weights_only=True``
-(no pickled code), and rebuilt from the config alone."""
+(no pickled code), and rebuilt from the config alone.
+
+A training checkpoint is also the run's record: ``model_config``, ``train_config`` and ``extra``
+(the data, the command, world size, versions, resumes) hold everything ``config.json`` does,
+and :func:`run_record` gives it back in ``config.json``'s layout. ``--resume`` trusts this
+record; ``config.json`` is a copy for people, compared with it."""
 
 from __future__ import annotations
 
@@ -74,7 +79,8 @@ ENTRIES = {
 RESUME_ENTRIES = ("model_state", "optimizer_state", "rng", "epoch", "step")
 _NEEDED_BY = {"optimizer_state": "continuing training (--resume)", "rng": "continuing training (--resume)",
               "epoch": "continuing training (--resume)", "step": "continuing training (--resume)",
-              "model_state": "loading the model", "model_config": "rebuilding the model"}
+              "model_state": "loading the model", "model_config": "rebuilding the model",
+              "train_config": "the run's record (its training settings)"}
 
 
 def _not_a_checkpoint(path, obj) -> str:
@@ -126,6 +132,27 @@ def read_checkpoint(path, map_location="cpu", require=()) -> dict:
             shown = f" {v!r}" if isinstance(v, (int, float, str)) and len(repr(v)) < 40 else ""
             raise CheckpointError(f"{path}: entry {key!r} must be {what}, got {type(v).__name__}{shown}")
     return ckpt
+
+
+def record_of(ckpt: dict) -> dict:
+    """The run record a training checkpoint holds, laid out as ``config.json`` is: ``model``,
+    ``train`` and what training keeps in ``extra`` (``data``, ``command``, ``world_size``,
+    ``objective``, ``versions``, ``resumes``, ...; a checkpoint written before pyro-vae kept
+    all of these holds fewer)."""
+    return {**(ckpt.get("extra") or {}), "model": ckpt.get("model_config"), "train": ckpt.get("train_config")}
+
+
+def run_record(path) -> dict:
+    """What the training checkpoint ``path`` (or a run folder: its ``checkpoint_last.pt``)
+    records about its run, in ``config.json``'s layout (``{"model": ..., "train": ...,
+    "data": ..., ...}``): the settings ``--resume`` continues with. A checkpoint without a
+    training record (saved by hand) is a :class:`CheckpointError`."""
+    from .run import RunDir
+
+    path = Path(path)
+    if path.is_dir():
+        path = RunDir(path).last
+    return record_of(read_checkpoint(path, require=("train_config",)))
 
 
 def load_model_state(module, state: dict, source="checkpoint") -> None:

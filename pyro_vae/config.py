@@ -62,6 +62,9 @@ def _plain(v):
     return v
 
 
+BINARIZE_MODES = ("auto", "none", "static", "dynamic")
+
+
 @dataclass
 class TrainConfig:
     """How :func:`pyro_vae.training.fit` trains. Every field is a CLI flag of ``pyro-vae train``."""
@@ -79,12 +82,16 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     patience: int | None = 10  # early stopping: epochs without a better validation measure (None: off)
-    binarize: str = "dynamic"  # none | static | dynamic
+    # auto | none | static | dynamic. auto: resolved once when fit starts (and saved resolved):
+    # dynamic for a likelihood that declares binary_data (Bernoulli), else none: a default never
+    # binarizes data that a continuous likelihood models as given
+    binarize: str = "auto"
     val_batch_size: int = 1000
     labels: int | None = None  # semi-supervised: labels kept (per class alike, seeded); None: all
     labelled_batch_size: int | None = None  # labelled points added to each batch (None: auto)
     augment_shift: int = 0  # move each training image by up to this many pixels, at random, every time it is used
     precision: str = "fp32"  # fp32, or bf16: networks under bfloat16 autocast, log-densities in float32
+    eval_k: int = 1000  # importance samples for the final test log p(x) (0: skip); recorded so a rerun reports the same
 
     def check(self) -> "TrainConfig":
         """Raise a ValueError naming every setting that is out of range (one line)."""
@@ -104,8 +111,11 @@ class TrainConfig:
                        f"objective object to fit(..., objective=obj) instead, got {type(self.objective).__name__}")
         if self.lr_schedule not in ("constant", "cosine"):
             bad.append(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
-        if self.binarize not in ("none", "static", "dynamic"):
-            bad.append(f"binarize must be none, static or dynamic, got {self.binarize!r}")
+        if self.binarize not in BINARIZE_MODES:
+            bad.append(f"binarize must be {', '.join(BINARIZE_MODES[:-1])} or {BINARIZE_MODES[-1]}, "
+                       f"got {self.binarize!r}")
+        if not whole(self.eval_k, 0):
+            bad.append(f"eval_k must be an integer >= 0 (0: no test log p(x)), got {self.eval_k!r}")
         for name in ("epochs", "batch_size", "num_particles", "val_batch_size"):
             if not whole(getattr(self, name), 1):
                 bad.append(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")

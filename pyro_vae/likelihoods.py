@@ -21,15 +21,47 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .registry import Registry
+from .registry import ContractError, Registry, check_component_class
 
-LIKELIHOODS = Registry("likelihood")
-register_likelihood = LIKELIHOODS.register  # @register_likelihood("name")
+LIKELIHOODS = Registry("likelihood", check=lambda cls: check_component_class(cls, "likelihood", ("forward", "mean")))
+register_likelihood = LIKELIHOODS.register  # @register_likelihood("name"): refused at once if it lacks a part
 
 
 def build_likelihood(name: str, data_shape, **kwargs) -> nn.Module:
-    """Build a registered likelihood by name for data of shape ``data_shape``."""
-    return LIKELIHOODS.build(name, data_shape, **kwargs)
+    """Build a registered likelihood by name for data of shape ``data_shape`` (its options
+    checked against its constructor's, and the result by :func:`check_likelihood`)."""
+    likelihood = LIKELIHOODS.build(name, data_shape, **kwargs)
+    check_likelihood(likelihood, data_shape)
+    return likelihood
+
+
+def check_likelihood(likelihood, data_shape) -> None:
+    """Raise :class:`~pyro_vae.registry.ContractError` (one line) unless ``likelihood(params)`` on
+    decoder outputs ``params`` of shape ``(1, *data_shape)`` is a distribution with ``log_prob``
+    and ``sample`` whose event is one data point, and ``likelihood.mean(params)`` is a tensor of
+    that shape: what the programs, the evaluator and the figures use."""
+    name = type(likelihood).__name__
+    shape = tuple(int(s) for s in data_shape)
+    params = torch.zeros(1, *shape)
+    try:
+        with torch.no_grad():
+            d = likelihood(params)
+            mean = likelihood.mean(params) if callable(getattr(likelihood, "mean", None)) else None
+    except Exception as e:  # noqa: BLE001 - the user's component: say where it failed
+        raise ContractError(f"likelihood {name} fails on decoder outputs of shape {(1, *shape)}: {type(e).__name__}: "
+                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
+    if not all(callable(getattr(d, a, None)) for a in ("log_prob", "sample")) or not hasattr(d, "event_shape"):
+        raise ContractError(f"likelihood {name}(params) returned a {type(d).__name__}, not a distribution with "
+                            f"log_prob and sample: return one over the data point, e.g. "
+                            f"dist.Normal(params, 0.1).to_event({len(shape)})")
+    if tuple(d.event_shape) != shape or tuple(d.batch_shape) != (1,):
+        raise ContractError(f"likelihood {name}(params) for params {(1, *shape)} returned batch_shape "
+                            f"{tuple(d.batch_shape)} and event_shape {tuple(d.event_shape)}; expected (1,) and "
+                            f"{shape}: wrap per-element distributions with .to_event({len(shape)})")
+    if not (torch.is_tensor(mean) and tuple(mean.shape) == (1, *shape)):
+        raise ContractError(f"likelihood {name}.mean(params) must return E[x|z], a tensor of the shape of params "
+                            f"{(1, *shape)}; got {type(mean).__name__}"
+                            + (f" {tuple(mean.shape)}" if torch.is_tensor(mean) else ""))
 
 
 def _describe(x: torch.Tensor) -> str:
@@ -40,6 +72,8 @@ def _describe(x: torch.Tensor) -> str:
 
 class Likelihood(nn.Module):
     """Base class: stores ``data_shape`` and offers ``event_dim`` and default checks."""
+
+    binary_data = False  # True: a model of 0/1 data; TrainConfig.binarize="auto" binarizes grey data for it
 
     def __init__(self, data_shape, **_):
         super().__init__()
@@ -72,7 +106,9 @@ class BernoulliImage(dist.Independent):
 
 @register_likelihood("bernoulli")
 class BernoulliLikelihood(Likelihood):
-    """x_i ~ Bernoulli(sigmoid(params_i)): binary data only (use --binarize for grey images)."""
+    """x_i ~ Bernoulli(sigmoid(params_i)): binary data only (grey images are binarized for it)."""
+
+    binary_data = True
 
     def forward(self, params):
         return BernoulliImage(dist.Bernoulli(logits=params), self.event_dim)

@@ -21,6 +21,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import random
@@ -35,10 +36,11 @@ import torch
 from torch import nn
 
 from . import evaluation
-from .checkpoint import RESUME_ENTRIES, CheckpointError, load_model_state, read_checkpoint, save_checkpoint
+from .checkpoint import RESUME_ENTRIES, CheckpointError, load_model_state, read_checkpoint, record_of, save_checkpoint
 from .config import ModelConfig, TrainConfig, save_json
-from .data import (Batch, DataError, batches, binarize, check_finite, for_evaluation, mixed_batches,
-                   select_labels, shift_images)
+from .files import RunFileError, run_folder
+from .data import (Batch, DataError, batches, binarize, check_finite, check_shift, for_evaluation,
+                   mixed_batches, select_labels, shift_images)
 from .models import complete_config
 from .models.base import check_family
 from .objectives import Loss, make_objective
@@ -50,8 +52,9 @@ class TrainingDiverged(RuntimeError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Training stopped by SIGINT (Ctrl-C) or SIGTERM after writing a resumable checkpoint;
-    ``signum`` says which (the CLI exits with 128 + signum)."""
+    """Training stopped by SIGINT (Ctrl-C) or SIGTERM; the message says whether a checkpoint
+    to ``--resume`` from exists, or that none was written yet; ``signum`` says which signal (the
+    CLI exits with 128 + signum)."""
 
     def __init__(self, message: str, signum: int = 2):
         super().__init__(message)
@@ -62,7 +65,8 @@ class _StopRequests:
     """SIGINT and SIGTERM handlers for the training loop: the first signal asks the loop to stop
     at the next safe point (after the current step: a checkpoint is written, then
     :class:`TrainingInterrupted` is raised); a second SIGINT stops at once (the last
-    checkpoint on disk stays valid: every write is atomic). Installed only in the main thread."""
+    checkpoint on disk stays valid: every write is atomic). Installed only in the main thread,
+    and only for a signal that is not ignored; on exit the handlers found are put back."""
 
     def __init__(self):
         self.signum = None
@@ -76,6 +80,13 @@ class _StopRequests:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
+                # A signal ignored when training starts stays ignored: a job started in the
+                # background (`cmd &`, nohup) has SIGINT ignored so that Ctrl-C in its terminal
+                # reaches the foreground job only; catching it here would let that Ctrl-C stop
+                # this run after all. None: a handler not set from Python, which signal.signal
+                # could not put back: left alone too.
+                if signal.getsignal(sig) in (signal.SIG_IGN, None):
+                    continue
                 self._saved[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -156,6 +167,44 @@ def _all_mean(value: torch.Tensor, world: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------- data
+def needs_binary_data(family) -> bool:
+    """Whether ``family``'s likelihood models binary data: it declares ``binary_data = True``
+    (the Bernoulli likelihood does). The one place that reads the declaration; a family without
+    a ``likelihood`` (or one that declares nothing) is taken to model its data as given."""
+    return bool(getattr(getattr(family, "likelihood", None), "binary_data", False))
+
+
+def resolve_binarize(cfg: TrainConfig, family, log=None) -> TrainConfig:
+    """``cfg`` with ``binarize="auto"`` made concrete for ``family``: ``dynamic`` when its
+    likelihood needs binary data (:func:`needs_binary_data`), else ``none`` (a continuous
+    likelihood sees the data as given). The resolved mode is what a run records, so evaluation
+    and figures read a concrete one. An explicit ``static``/``dynamic`` with a likelihood that
+    does not need binary data is kept, with one warning line through ``log``."""
+    binary = needs_binary_data(family)
+    if cfg.binarize == "auto":
+        return dataclasses.replace(cfg, binarize="dynamic" if binary else "none")
+    likelihood = getattr(family, "likelihood", None)
+    if cfg.binarize != "none" and not binary and likelihood is not None and log is not None:
+        log(f"warning: --binarize {cfg.binarize} turns the data into 0/1 images, but the likelihood "
+            f"{type(likelihood).__name__} models the data as given (not binary data); leave --binarize at auto "
+            f"(here: none) unless binary images are what you mean to model")
+    return cfg
+
+
+def model_dtype(family) -> torch.dtype:
+    """The floating dtype of ``family``'s parameters (the default dtype when it has none)."""
+    p = next((p for p in family.parameters() if p.is_floating_point()), None)
+    return p.dtype if p is not None else torch.get_default_dtype()
+
+
+def _as_dtype(ds: Batch, dtype: torch.dtype) -> Batch:
+    """Floating data cast to the model's dtype (float64 arrays for a float32 model): once, at
+    the boundary, instead of a dtype error deep inside a matrix product."""
+    if ds.x.is_floating_point() and ds.x.dtype != dtype:
+        return ds.replace(x=ds.x.to(dtype))
+    return ds
+
+
 @dataclass
 class TrainData:
     """The data of a run, checked; on the device, or read batch by batch (``streamed``)."""
@@ -167,6 +216,7 @@ class TrainData:
     device: torch.device = torch.device("cpu")
     likelihood_check: object = None  # checks a streamed batch against the likelihood's support
     on_host: bool = False  # in host memory (too large for the GPU): each batch is moved when used
+    dtype: torch.dtype = torch.float32  # the model's: floating data are cast to it (a streamed batch when read)
 
     @property
     def n(self) -> int:
@@ -182,10 +232,12 @@ class TrainData:
 
 
 def _check_x(family, ds: Batch, cfg: TrainConfig, seed_offset: int, what: str) -> torch.Tensor:
-    """Check the data at the boundary, binarize statically (seeded) where asked, and check the
-    result against the likelihood's support, so bad data fail here with a clear message."""
+    """Check the data at the boundary, cast floating data to the model's dtype, binarize
+    statically (seeded) where asked, and check the result against the likelihood's support, so
+    bad data fail here with a clear message."""
     if len(ds) == 0:
         raise DataError(f"{what} data are empty")
+    ds = _as_dtype(ds, model_dtype(family))
     check_finite(ds.x, f"{what} data")
     x = binarize(ds.x, seed=cfg.seed + seed_offset) if cfg.binarize == "static" else ds.x
     # dynamic binarization: check one binarized draw (binarize() checks the [0, 1] range)
@@ -202,11 +254,16 @@ def _check_x(family, ds: Batch, cfg: TrainConfig, seed_offset: int, what: str) -
 def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> TrainData:
     """Checked training and validation data on ``device``; the labelled subset drawn (seeded)
     when ``cfg.labels`` is set. A streamed training split (:class:`pyro_vae.streaming.StreamedData`)
-    stays on disk: its first rows are checked here, every batch when it is read."""
+    stays on disk: its first rows are checked here, every batch when it is read.
+    ``cfg.binarize="auto"`` is resolved for ``family`` (:func:`resolve_binarize`)."""
+    if cfg.binarize == "auto":
+        cfg = resolve_binarize(cfg, family)
     streamed = not isinstance(train, Batch)
     if cfg.augment_shift and len(train.data_shape) != 3:
         raise DataError(f"--augment-shift moves images: it needs image data (C, H, W), got data of shape "
                         f"{tuple(train.data_shape)}; leave it at 0")
+    if cfg.augment_shift:
+        check_shift(cfg.augment_shift, train.data_shape)  # before any work, not at the first batch
     for ds, what in ((train.head(16) if streamed else train, "training"), (val, "validation")):
         try:
             family.check_batch(ds)
@@ -223,6 +280,10 @@ def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> 
     val = for_evaluation(val, cfg.binarize)
     val = val.replace(x=_check_x(family, val, dataclasses.replace(cfg, binarize="none"), 1, "validation"))
     labelled_idx, per_batch = None, 0
+    if cfg.labels is not None and not getattr(family, "partial_labels", False):  # a mask it would ignore
+        raise DataError(f"labels={cfg.labels} keeps only some training labels, but {type(family).__name__} does "
+                        f"not train on partly labelled data (a family with partial_labels = True does, e.g. ssvae); "
+                        f"leave labels unset")
     if cfg.labels is not None:
         train = select_labels(train, cfg.labels, seed=cfg.seed, num_classes=getattr(family, "num_classes", None))
         labelled_idx = train.labelled.nonzero().reshape(-1).to(device)
@@ -230,14 +291,15 @@ def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> 
         if per_batch is None:
             per_batch = min(len(labelled_idx), max(1, cfg.batch_size // 2))
     check = getattr(getattr(family, "likelihood", None), "check_data", None)
-    device = torch.device(device)
+    device, dtype = torch.device(device), model_dtype(family)
     if not streamed and device.type == "cuda":
         from .streaming import memory_budget
 
         if train.x.numel() * train.x.element_size() > memory_budget(device):
             # more than the GPU can hold beside the model: the data stay in host memory, batches move
-            return TrainData(train, val.to(device), labelled_idx, per_batch, device, check, on_host=True)
-    return TrainData(train if streamed else train.to(device), val.to(device), labelled_idx, per_batch, device, check)
+            return TrainData(train, val.to(device), labelled_idx, per_batch, device, check, on_host=True, dtype=dtype)
+    return TrainData(train if streamed else train.to(device), val.to(device), labelled_idx, per_batch, device, check,
+                     dtype=dtype)
 
 
 def epoch_batches(data: TrainData, cfg: TrainConfig, generator):
@@ -284,6 +346,7 @@ def _checked_stream_batch(part: Batch, data: TrainData, cfg: TrainConfig, i: int
     from .data import check_finite
 
     where = f"training data (streamed batch {i})"
+    part = _as_dtype(part, data.dtype)
     check_finite(part.x, where)
     if cfg.binarize == "dynamic":
         if part.x.numel() and (part.x.min() < 0 or part.x.max() > 1):
@@ -414,11 +477,13 @@ def save_checkpoints(run: RunDir, family, model_config, optimizer, cfg, state: T
         save_checkpoint(path, family, model_config, **payload)
 
 
-def resume_state(run: RunDir, family, optimizer, data_gen, device) -> TrainState:
-    """Load ``checkpoint_last.pt`` into the family, optimizer and RNGs; return the state."""
-    if not run.last.exists():
-        raise CheckpointError(f"--resume: no {RunDir.LAST} in {run} to resume from")
-    ckpt = read_checkpoint(run.last, require=RESUME_ENTRIES)
+def resume_state(run: RunDir, family, optimizer, data_gen, device, ckpt: dict | None = None) -> TrainState:
+    """Load ``checkpoint_last.pt`` (or ``ckpt``, already read from it) into the family,
+    optimizer and RNGs; return the state."""
+    if ckpt is None:
+        if not run.last.exists():
+            raise CheckpointError(f"--resume: no {RunDir.LAST} in {run} to resume from")
+        ckpt = read_checkpoint(run.last, require=RESUME_ENTRIES)
     load_model_state(family, ckpt["model_state"], source=str(run.last))
     family.to(device)
     optimizer.load_state_dict(ckpt["optimizer_state"])
@@ -474,7 +539,9 @@ class ConfigMismatch(ValueError):
     """Resuming with settings that differ from the stored run's."""
 
 
-ALWAYS_CHANGEABLE = ("train.epochs",)  # the total epoch count: extending a run is what resuming is for
+# the total epoch count (extending a run is what resuming is for) and the test evaluation's k
+# (it changes no step of training)
+ALWAYS_CHANGEABLE = ("train.epochs", "train.eval_k")
 IGNORED_ON_RESUME = ("command", "versions", "resumes", "reproduced_from", "objective", "data.test",
                      "data.stream", "data.streamed", "data.workers")  # how the data are read: same batches either way
 
@@ -491,7 +558,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def check_resume_config(stored: dict, new: dict, allow_changes=()) -> dict:
-    """The settings of a resumed run against the stored ``config.json``: returns the changes
+    """The settings of a resumed run against the run's record (the checkpoint's, see
+    :func:`pyro_vae.checkpoint.run_record`; ``config.json`` is a copy of it): returns the changes
     ``{key: [stored, new]}`` that are allowed (the epoch count, and keys or last key parts named in
     ``allow_changes``, e.g. ``"lr"`` or ``"train.lr"``); raises :class:`ConfigMismatch` naming every
     other difference (a different seed, data set, model option, learning rate, batch size, ...
@@ -517,43 +585,95 @@ def check_resume_config(stored: dict, new: dict, allow_changes=()) -> dict:
     if refused:
         names = sorted({r.split(":")[0].rsplit(".", 1)[-1].replace("_", "-") for r in refused})
         raise ConfigMismatch(
-            "--resume with settings that differ from the run's config.json (the resumed run would not be the "
-            "same run): " + "; ".join(refused) + ". Leave these options out to continue with the stored ones, "
+            "--resume with settings that differ from the run's own (recorded in its checkpoint; the resumed run "
+            "would not be the same run): " + "; ".join(refused) + ". Leave these options out to continue with the "
+            "stored ones, "
             f"or change them on purpose with --allow-change {' --allow-change '.join(names)}")
     return changed
+
+
+def _config_copy_edits(copy: dict, record: dict) -> list:
+    """Where ``config.json`` (``copy``) says otherwise than the checkpoint's ``record``: its
+    settings, not the history (``resumes``, ``command``, versions) nor what may always change."""
+    a, b = (_flatten(json.loads(json.dumps(d, default=str))) for d in (copy, record))
+    edits = []
+    for key in sorted(b):
+        if key.split(".")[0] in IGNORED_ON_RESUME or key in IGNORED_ON_RESUME or key in ALWAYS_CHANGEABLE:
+            continue
+        if a.get(key, "<missing>") != b[key]:
+            edits.append(f"{key} is {a.get(key, 'missing')!r} there, {b[key]!r} in the checkpoint")
+    return edits
+
+
+def _check_config_copy(run: RunDir, record: dict, log, write: bool) -> dict:
+    """``config.json`` against the checkpoint's record before a resume. The checkpoint is the
+    truth: a config.json that says otherwise was edited by hand (or belongs to another run), and
+    continuing would make the copy lie, or make the next ``--resume`` pick up the edit, so it is
+    refused with the fix; a missing one is rewritten from the checkpoint (``write``: this process
+    writes the run's files), with a note. Returns what config.json held ({} when missing)."""
+    if not os.path.lexists(run.config):
+        if write:
+            save_json(run.config, record)
+            log(f"note: {run.config} was missing; rewritten from {run.last}")
+        return {}
+    try:
+        copy = json.loads(run.config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        copy = None
+    edits = ["it is not a JSON object"] if not isinstance(copy, dict) else _config_copy_edits(copy, record)
+    if edits:
+        raise ConfigMismatch(f"{run.config} was edited since {run.last} was written ({'; '.join(edits)}): --resume "
+                             f"continues the run the checkpoint records; restore {RunDir.CONFIG}, or delete it to "
+                             f"have it rewritten from the checkpoint")
+    return copy
 
 
 # ---------------------------------------------------------------------- the loop
 def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = None, run_dir=None,
         model_config: ModelConfig | None = None, resume: bool = False, progress: bool = True,
         extra_config: dict | None = None, log=print, objective=None, test: Batch | None = None,
-        eval_k: int = 1000, test_label: str = "test", plots: bool = True, allow_changes=(),
+        eval_k: int | None = None, test_label: str = "test", plots: bool = True, allow_changes=(),
         tensorboard: bool = False) -> dict:
     """Train ``family`` on ``train``; validate on ``val`` every epoch.
 
     Returns a summary dict (best validation measures, epochs, time). With ``run_dir``, writes
     config, metrics, checkpoints and summary there, and with ``test`` (a Batch) ends like the
-    CLI: test evaluation with ``eval_k`` importance samples, figures and report
-    (:func:`pyro_vae.run.finish_run`; needs ``model_config`` to rebuild the best checkpoint).
+    CLI: test evaluation with ``cfg.eval_k`` importance samples (``eval_k``, if given, sets it
+    and is recorded with it), figures and report (:func:`pyro_vae.run.finish_run`; needs
+    ``model_config`` to rebuild the best checkpoint).
     ``objective``: an object with ``differentiable_loss`` to use instead of ``cfg.objective``.
     ``log``: where the per-epoch lines go (a callable taking a string; None: nowhere).
 
+    ``cfg.binarize="auto"`` (the default) is resolved once here (:func:`resolve_binarize`):
+    ``dynamic`` for a likelihood of binary data (Bernoulli), ``none`` otherwise; the run records
+    the resolved mode. Floating data are cast once to the model's dtype.
+
     ``resume=True`` continues from ``checkpoint_last.pt`` (also one written mid-epoch by Ctrl-C or
-    SIGTERM) bit for bit on CPU, and refuses settings that differ from the stored run's
-    (:func:`check_resume_config`) except the epoch count and the fields named in ``allow_changes``.
-    The run folder is locked while training (:class:`pyro_vae.files.RunLock`).
+    SIGTERM) bit for bit on CPU. The checkpoint records the run (:func:`pyro_vae.checkpoint.run_record`)
+    and is the truth: settings that differ from its record are refused (:func:`check_resume_config`)
+    except the epoch count, ``eval_k`` and the fields named in ``allow_changes``; a ``config.json``
+    edited since is refused, a missing one rewritten from the checkpoint. The run folder is locked
+    while training (:class:`pyro_vae.files.RunLock`); a file that cannot be written (full disk,
+    read-only folder, ...) stops the run with a :class:`pyro_vae.files.RunFileError` naming it,
+    the last checkpoint intact.
 
     ``tensorboard=True`` (needs the ``tensorboard`` package: ``pip install pyro-vae[tensorboard]``)
     also writes TensorBoard events to ``RUN/tensorboard/`` each epoch (:class:`TensorBoardLog`).
+
+    Ctrl-C or SIGTERM stop the run at the next step with a checkpoint (:class:`TrainingInterrupted`);
+    a signal that was ignored when ``fit`` started (SIGINT in a background job) stays ignored, and
+    the handlers found are put back at the end.
 
     Under ``torch.distributed`` (e.g. ``torchrun --nproc_per_node=2 ...``) the loss module is
     wrapped in ``DistributedDataParallel``: every rank draws the same shuffled batches (a
     data generator seeded alike on all ranks) and works on its own slice of each batch;
     gradients are averaged, so each step matches single-process training on the whole batch
-    in expectation. Rank 0 alone writes files and logs.
+    in expectation. Rank 0 alone writes files and logs (and says once that the run is distributed).
     """
     log = log if log is not None else (lambda message: None)
     cfg = (cfg if cfg is not None else TrainConfig()).check()
+    if eval_k is not None:  # the keyword of older versions: recorded in the run like --eval-k
+        cfg = dataclasses.replace(cfg, eval_k=eval_k).check()
     check_family(family)
     if test is not None and (run_dir is None or model_config is None):
         raise ValueError("fit(test=...) evaluates the best checkpoint at the end: it needs run_dir and "
@@ -564,23 +684,27 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
     rank, world = _distributed()
     if rank != 0:
         progress, log = False, (lambda *_: None)
-    device = select_device(cfg.device)
+    cfg = resolve_binarize(cfg, family, log)
     run = RunDir(run_dir) if run_dir is not None else None
-
-    set_seed(cfg.seed)
-    family.to(device)
-    data = prepare_data(family, train, val, cfg, device)
-    # shuffling and dynamic binarization draw from their own generator, seeded alike on every
-    # rank; the global RNG (Monte Carlo samples of z) gets a different stream per rank
-    data_gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    if world > 1:
-        torch.manual_seed(cfg.seed + 1000 * rank)
-    loss_fn = Loss(family, make_objective(objective if objective is not None else cfg.objective, family,
-                                          cfg.num_particles, free_bits=cfg.free_bits), precision=cfg.precision)
-    loop = _Loop(family, cfg, data, loss_fn, make_optimizer(family.parameters(), cfg.lr), data_gen, device,
-                 rank, world, run if rank == 0 else None, model_config, extra_config, log, progress)
-    lock = None
+    loop = lock = None
     try:
+        device = select_device(cfg.device)
+        set_seed(cfg.seed)
+        family.to(device)
+        data = prepare_data(family, train, val, cfg, device)
+        if world > 1:
+            per = f"{cfg.batch_size // world}" + (f"-{-(-cfg.batch_size // world)}" if cfg.batch_size % world else "")
+            log(f"distributed: {world} processes ({torch.distributed.get_backend()}), global batch "
+                f"{cfg.batch_size} = {world} x {per}")
+        # shuffling and dynamic binarization draw from their own generator, seeded alike on every
+        # rank; the global RNG (Monte Carlo samples of z) gets a different stream per rank
+        data_gen = torch.Generator(device=device).manual_seed(cfg.seed)
+        if world > 1:
+            torch.manual_seed(cfg.seed + 1000 * rank)
+        loss_fn = Loss(family, make_objective(objective if objective is not None else cfg.objective, family,
+                                              cfg.num_particles, free_bits=cfg.free_bits), precision=cfg.precision)
+        loop = _Loop(family, cfg, data, loss_fn, make_optimizer(family.parameters(), cfg.lr), data_gen, device,
+                     rank, world, run if rank == 0 else None, model_config, extra_config, log, progress)
         if loop.run is not None:
             from .files import RunLock
 
@@ -606,49 +730,79 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
             if test is not None:
                 from .run import finish_run
 
-                finish_run(run, for_evaluation(test, cfg.binarize), label=test_label, eval_k=eval_k,
-                           device=cfg.device, plots=plots, progress=progress, log=log)
+                test = _as_dtype(for_evaluation(test, cfg.binarize), model_dtype(family))
+                finish_run(run, test, label=test_label, eval_k=cfg.eval_k, device=cfg.device, plots=plots,
+                           progress=progress, log=log)
                 summary = run.read_json(run.summary)
         return summary
+    except KeyboardInterrupt as e:  # before the loop catches signals, or a second Ctrl-C: say what is left
+        if isinstance(e, TrainingInterrupted):
+            raise
+        where = _after_interrupt(run if rank == 0 else None)
+        log(f"SIGINT: stopped; {where}")
+        raise TrainingInterrupted(f"SIGINT: training stopped; {where}", signal.SIGINT) from None
     finally:
-        loop.close()
+        if loop is not None:
+            loop.close()
         if lock is not None:
             lock.release()
 
 
+def _after_interrupt(run: RunDir | None, written: bool = False) -> str:
+    """What an interrupted run leaves: the checkpoint to ``--resume`` from, or none yet."""
+    if run is None:
+        return "nothing written (no run folder)"
+    if run.last.exists():
+        return (f"checkpoint written: {run.last}" if written else f"the last checkpoint {run.last} stands") + \
+            "; continue with --resume"
+    return "no checkpoint was written yet; start again"
+
+
 def _start_run(loop: "_Loop", run: RunDir, resume: bool, allow_changes) -> TrainState:
-    """The run folder at the start: a new run's ``config.json``; or for ``resume`` the stored
-    config checked against this one, the state of ``checkpoint_last.pt`` loaded and the
-    resume recorded in ``config.json``. Returns the state to train on from."""
-    cfg, log, state = loop.cfg, loop.log, TrainState()
+    """The run folder at the start: a new run's ``config.json``; or for ``resume`` the record of
+    ``checkpoint_last.pt`` (the truth) checked against ``config.json`` (its copy) and against
+    this call's settings, and the checkpoint's state loaded. Sets ``loop.record``, the run's
+    record that every checkpoint stores and ``config.json`` copies. Returns the state to train
+    on from."""
+    cfg, log = loop.cfg, loop.log
     new_config = {"model": loop.model_config.to_dict() if loop.model_config else None,
                   "train": dataclasses.asdict(cfg), "world_size": loop.world,
-                  "objective": type(loop.loss_fn.objective).__name__, "versions": versions(),
+                  "objective": type(loop.loss_fn.objective).__name__, "versions": versions(), "resumes": [],
                   **(loop.extra_config or {})}
-    if resume:
-        if not run.last.exists():
-            raise CheckpointError(f"--resume: no {RunDir.LAST} in {run} to resume from")
-        stored = run.read_json(run.config) or {}
-        # before touching anything (a run folder without config.json has nothing to compare)
-        changed = check_resume_config(stored, new_config, allow_changes) if stored else {}
-        state = resume_state(run, loop.family, loop.optimizer, loop.data_gen, loop.device)
-        if loop.world > 1:  # rank 0's saved stream: give each rank its own again
-            torch.manual_seed(cfg.seed + 1000 * loop.rank + 7919 * state.epoch)
+    # plain JSON data, as config.json holds it: the checkpoint stores the same (read with weights_only)
+    new_config = json.loads(json.dumps(new_config, default=str))
+    if not resume:
+        if run.exists():
+            raise FileExistsError(f"{run} already holds a run; pass --resume to continue it "
+                                  f"or choose another --out folder")
+        loop.record = new_config
         if loop.run is not None:
-            _write_metrics(run.metrics, state.history)
-        log(f"resuming {run} after epoch {state.epoch} (best validation {loop.select} {state.best:.4g})")
-        resumes = stored.get("resumes", [])
-        resumes.append({"at_epoch": state.epoch, "at_step": state.step, "command": new_config.get("command"),
-                        "changed": changed, "versions": new_config["versions"]})
-        new_config = {**new_config, "resumes": resumes}
-        if stored.get("command") is not None:
-            new_config["command"] = stored["command"]  # the command that started the run
-    elif run.exists():
-        raise FileExistsError(f"{run} already holds a run; pass --resume to continue it "
-                              f"or choose another --out folder")
+            run_folder(run.path, link_ok=True)
+            save_json(run.config, new_config)
+            loop.config_written = new_config
+        return TrainState()
+    if not run.last.exists():
+        raise CheckpointError(f"--resume: no {RunDir.LAST} in {run} to resume from")
+    ckpt = read_checkpoint(run.last, require=(*RESUME_ENTRIES, "train_config"))
+    record = record_of(ckpt)
+    # before touching anything
+    copy = _check_config_copy(run, record, log, write=loop.run is not None)
+    if "world_size" not in record:  # a checkpoint from before pyro-vae recorded these: config.json's
+        record.update({k: copy[k] for k in ("world_size", "objective", "versions", "resumes") if k in copy})
+    changed = check_resume_config(record, new_config, allow_changes)
+    state = resume_state(run, loop.family, loop.optimizer, loop.data_gen, loop.device, ckpt)
+    if loop.world > 1:  # rank 0's saved stream: give each rank its own again
+        torch.manual_seed(cfg.seed + 1000 * loop.rank + 7919 * state.epoch)
     if loop.run is not None:
-        run.mkdir()
-        save_json(run.config, new_config)
+        _write_metrics(run.metrics, state.history)
+    log(f"resuming {run} after epoch {state.epoch} (best validation {loop.select} {state.best:.4g})")
+    resumes = list(record.get("resumes") or [])
+    resumes.append({"at_epoch": state.epoch, "at_step": state.step, "command": new_config.get("command"),
+                    "changed": changed, "versions": new_config["versions"]})
+    loop.record = {**new_config, "resumes": resumes}
+    if record.get("command") is not None:
+        loop.record["command"] = record["command"]  # the command that started the run
+    # config.json is rewritten with the next checkpoint (the copy of what that checkpoint records)
     return state
 
 
@@ -666,6 +820,8 @@ class _Loop:
         self.steps_per_epoch = math.ceil(data.n / cfg.batch_size)
         self.state = TrainState()
         self.step_fn, self.stop, self.tb = loss_fn, None, None
+        self.record = None  # the run's record (config.json's content), set by _start_run
+        self.config_written = None  # the record config.json holds (written again only when it changes)
 
     def open(self, tensorboard: bool) -> None:
         """Wrap the loss for DDP, open TensorBoard, and start catching Ctrl-C and SIGTERM."""
@@ -674,7 +830,8 @@ class _Loop:
 
             self.step_fn = DistributedDataParallel(
                 self.loss_fn, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.tb = TensorBoardLog(self.run.tensorboard) if tensorboard and self.run is not None else None
+        # run_folder: a link planted at RUN/tensorboard is refused, never followed out of the run
+        self.tb = TensorBoardLog(run_folder(self.run.tensorboard)) if tensorboard and self.run is not None else None
         self.stop = _StopRequests().__enter__()
 
     def close(self) -> None:
@@ -688,19 +845,33 @@ class _Loop:
         """Ctrl-C or SIGTERM: write the checkpoint the run resumes from (inside an epoch, from
         ``epoch_start``'s data-generator state with ``in_epoch`` saying how far it got; between
         epochs, the one just written stands) and raise :class:`TrainingInterrupted`."""
-        name, state, where = signal.Signals(self.stop.signum).name, self.state, None
-        if self.run is not None:
-            if in_epoch is not None:
-                state.in_epoch = in_epoch
-                save_checkpoints(self.run, self.family, self.model_config, self.optimizer, self.cfg, state,
-                                 epoch_start, False, self.extra_config)
-                state.in_epoch = None
-            where = self.run.last
+        name, state = signal.Signals(self.stop.signum).name, self.state
+        if self.run is not None and in_epoch is not None:
+            state.in_epoch = in_epoch
+            self.save(epoch_start, False)
+            state.in_epoch = None
         self.stop.__exit__()
-        saved = (f"checkpoint written: {where}; continue with --resume" if where is not None else
-                 "nothing written (no run folder)")
+        saved = _after_interrupt(self.run, written=True)
         self.log(f"{name}: stopped at step {state.step}; {saved}")
         raise TrainingInterrupted(f"{name}: training stopped at step {state.step}; {saved}", self.stop.signum)
+
+    def save(self, data_gen, improved: bool, metrics: bool = False) -> None:
+        """``metrics.jsonl`` (with ``metrics``), the checkpoints (each holding the run's record),
+        then ``config.json`` where the record changed (a resume): the copy of the record that
+        ``checkpoint_last.pt`` now holds. A write that fails (full disk, ...) leaves the previous
+        checkpoint whole (every write is atomic) and says how to go on."""
+        extra = {k: v for k, v in self.record.items() if k not in ("model", "train")}
+        try:
+            if metrics:
+                _write_metrics(self.run.metrics, self.state.history)
+            save_checkpoints(self.run, self.family, self.model_config, self.optimizer, self.cfg, self.state, data_gen,
+                             improved, extra)
+            if self.config_written != self.record:
+                save_json(self.run.config, self.record)
+                self.config_written = self.record
+        except RunFileError as e:
+            raise e.then(f"{self.run.last} as written before is intact: continue with --resume"
+                         if self.run.last.exists() else "no checkpoint was written yet: start again") from None
 
     def _diverged(self, what: str) -> TrainingDiverged:
         where = (f"The last good checkpoint is {self.run.last} (epoch {self.state.epoch}). "
@@ -777,9 +948,7 @@ class _Loop:
                "images_per_s": seen / seconds, "time_s": seconds}
         state.history.append(row)
         if run is not None:
-            _write_metrics(run.metrics, state.history)
-            save_checkpoints(run, self.family, self.model_config, self.optimizer, cfg, state, self.data_gen,
-                             improved, self.extra_config)
+            self.save(self.data_gen, improved, metrics=True)
         if self.tb is not None:
             self.tb.epoch(row, self.family, self.data.val)
         extra = "".join(f"  val {k} {v:.4f}" for k, v in measures.items() if k != "elbo")

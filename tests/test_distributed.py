@@ -51,6 +51,8 @@ def test_two_process_ddp_training_keeps_ranks_identical(tmp_path):
            f"--master_port={_free_port()}", str(script), str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # rank 0 says once that the run is distributed, and how the batch is split
+    assert proc.stdout.count("distributed: 2 processes (gloo), global batch 64 = 2 x 32") == 1, proc.stdout[-3000:]
     a = torch.load(tmp_path / "rank0.pt")
     b = torch.load(tmp_path / "rank1.pt")
     for name in a:

@@ -85,6 +85,16 @@ def test_resume_is_bit_exact(tmp_path, objective, particles, model, opts):
     assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in ref]
 
 
+@pytest.fixture
+def sigint_as_in_a_terminal():
+    """SIGINT handled as in a terminal (Python's KeyboardInterrupt) for the test, whatever the
+    suite was started with: a background job starts with SIGINT ignored, and training keeps
+    ignoring a signal that was ignored (tests/test_run_folder.py checks that case)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 class _SignalAt:
     """An objective that sends ``signum`` to this process at training step ``at`` (deterministic)."""
 
@@ -101,25 +111,27 @@ class _SignalAt:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_in_the_first_epoch_leaves_a_checkpoint_that_resumes_exactly(tmp_path, signum):
+def test_a_signal_in_the_first_epoch_leaves_a_checkpoint_that_resumes_exactly(tmp_path, signum,
+                                                                            sigint_as_in_a_terminal):
     train, val = _data()
     cfg = TrainConfig(epochs=2, batch_size=16, patience=None, objective="trace")  # what _SignalAt wraps
     quiet = dict(progress=False, log=lambda *_: None)
     whole = _family()
     fit(whole, train, val, cfg, tmp_path / "whole", _config(), **quiet)
     stopped = _family()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(TrainingInterrupted) as err:
         fit(stopped, train, val, cfg, tmp_path / "run", _config(), objective=_SignalAt(stopped, signum, 3), **quiet)
     assert err.value.signum == signum
     ckpt = read_checkpoint(tmp_path / "run" / "checkpoint_last.pt")
     assert ckpt["epoch"] == 0 and ckpt["in_epoch"]["batch"] == 3  # stopped after its third step
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # the handlers found, given back
     resumed = _family()
     fit(resumed, train, val, cfg, tmp_path / "run", _config(), resume=True, **quiet)
     assert _same(whole, resumed)
 
 
-def test_cli_sigint_exit_code_and_message(tmp_path, capsys, monkeypatch):
+def test_cli_sigint_exit_code_and_message(tmp_path, capsys, monkeypatch, sigint_as_in_a_terminal):
     import pyro_vae.training as training
 
     real = training.train_step
