@@ -2,8 +2,9 @@
 
 The programs are called as ``model(*args)`` / ``guide(*args)``, with ``args`` a family's
 arguments for a batch (``family.args(batch)``; for a plain VAE just ``(x,)``): every tensor in
-``args`` whose first dimension is the number of data points (x, labels, masks, conditions) is
-sliced together with x into evaluation batches; other arguments pass unchanged.
+``args``, and every keyword argument's tensor, whose first dimension is the number of data
+points (x, labels, masks, conditions) is sliced together with x into evaluation batches; other
+arguments pass unchanged.
 
 For data x (a batch of B points), draw K particles z_k ~ q(z|x) by running the guide inside
 a vectorized ``pyro.plate`` of size K, replay the model on them and keep each site's
@@ -49,26 +50,44 @@ def _num_data(args) -> int:
     return args[0].shape[0]
 
 
+def _per_example(a, n: int) -> bool:
+    return torch.is_tensor(a) and a.dim() > 0 and a.shape[0] == n
+
+
 def slice_args(args, index, n: int | None = None) -> tuple:
     """Slice every tensor argument with first dimension ``n`` (default: that of ``args[0]``)."""
     n = _num_data(args) if n is None else n
-    return tuple(a[index] if torch.is_tensor(a) and a.dim() > 0 and a.shape[0] == n else a for a in args)
+    return tuple(a[index] if _per_example(a, n) else a for a in args)
 
 
-def _chunks(args, batch_size: int):
-    """Yield ``(size, args of the chunk)`` for consecutive chunks of the data points."""
+def slice_kwargs(kwargs: dict, index, n: int) -> dict:
+    """Slice every keyword argument that is a tensor with first dimension ``n`` (a keyword ``y``
+    goes with its x, as a positional one does)."""
+    return {k: v[index] if _per_example(v, n) else v for k, v in kwargs.items()}
+
+
+def _chunks(args, batch_size: int, kwargs=None):
+    """Yield ``(size, args of the chunk, kwargs of the chunk)`` for consecutive chunks of the data
+    points."""
     n = _num_data(args)
     for start in range(0, n, batch_size):
-        part = slice_args(args, slice(start, start + batch_size), n)
-        yield part[0].shape[0], part
+        index = slice(start, start + batch_size)
+        part = slice_args(args, index, n)
+        yield part[0].shape[0], part, slice_kwargs(kwargs or {}, index, n)
+
+
+def _one(args, kwargs):
+    """The arguments of the first data point alone (positional and keyword)."""
+    n = _num_data(args)
+    return slice_args(args, slice(0, 1), n), slice_kwargs(kwargs, slice(0, 1), n)
 
 
 def _max_plate_nesting(model, guide, args, kwargs) -> int:
     """Deepest plate nesting over the model and guide, found by tracing one data point."""
-    one = slice_args(args, slice(0, 1))
+    one, one_kw = _one(args, kwargs)
     with poutine.block(), torch.no_grad():
-        g = poutine.trace(guide).get_trace(*one, **kwargs)
-        m = poutine.trace(poutine.replay(model, trace=g)).get_trace(*one, **kwargs)
+        g = poutine.trace(guide).get_trace(*one, **one_kw)
+        m = poutine.trace(poutine.replay(model, trace=g)).get_trace(*one, **one_kw)
     depth = 0
     for tr in (g, m):
         for site in tr.nodes.values():
@@ -168,9 +187,9 @@ def _auto_chunk(num_particles, batch, data_numel, budget=None, enum_size=1, devi
 
 def _enum_size(guide, args, kwargs, max_plate_nesting) -> int:
     """How many values the guide's enumerated sites take together (1 if none), from one point."""
-    one = slice_args(args, slice(0, 1))
+    one, one_kw = _one(args, kwargs)
     with poutine.block(), torch.no_grad():
-        tr = poutine.trace(poutine.enum(guide, first_available_dim=-max_plate_nesting - 2)).get_trace(*one, **kwargs)
+        tr = poutine.trace(poutine.enum(guide, first_available_dim=-max_plate_nesting - 2)).get_trace(*one, **one_kw)
     size = 1
     for site in tr.nodes.values():
         if _scored(site) and site["infer"].get("_enumerate_dim") is not None:
@@ -219,13 +238,13 @@ def log_marginal(model, guide, *args, num_particles=5000, batch_size=100, chunk_
     if kwargs.get("max_plate_nesting") is None:
         kwargs["max_plate_nesting"] = _max_plate_nesting(model, guide, args, kwargs)
     if is_validation_enabled():
-        for _, part in _chunks(args, max(batch_size, 1000)):
-            log_weights(model, guide, *part, num_particles=1, data_plate=data_plate, **kwargs)
+        for _, part, part_kw in _chunks(args, max(batch_size, 1000), kwargs):
+            log_weights(model, guide, *part, num_particles=1, data_plate=data_plate, **part_kw)
     with _progress(_num_data(args), desc or f"log p(x), k={num_particles}", progress) as bar, \
             pyro.validation_enabled(False):
-        for size, part in _chunks(args, batch_size):
+        for size, part, part_kw in _chunks(args, batch_size, kwargs):
             out.append(log_marginal_batch(model, guide, *part, num_particles=num_particles,
-                                          chunk_size=chunk_size, data_plate=data_plate, **kwargs))
+                                          chunk_size=chunk_size, data_plate=data_plate, **part_kw))
             bar.update(size)
     return torch.cat(out)
 
@@ -237,8 +256,8 @@ def elbo(model, guide, *args, num_particles=1, batch_size=1000, data_plate="data
     mpn = kwargs.pop("max_plate_nesting", None)
     kwargs["max_plate_nesting"] = mpn if mpn is not None else _max_plate_nesting(model, guide, args, kwargs)
     return torch.cat([log_weights(model, guide, *part, num_particles=num_particles, data_plate=data_plate,
-                                  **kwargs).mean(0)
-                      for _, part in _chunks(args, batch_size)])
+                                  **part_kw).mean(0)
+                      for _, part, part_kw in _chunks(args, batch_size, kwargs)])
 
 
 @torch.no_grad()
@@ -288,10 +307,10 @@ def latent_statistics(model, guide, *args, batch_size=1000, threshold=0.01, data
     factorize into Normals per dimension (else reported as None).
     """
     means, kls = {}, {}
-    for _, part in _chunks(args, batch_size):
+    for _, part, part_kw in _chunks(args, batch_size, kwargs):
         with poutine.block():
-            g = poutine.trace(guide).get_trace(*part, **kwargs)
-            m = poutine.trace(poutine.replay(model, trace=g)).get_trace(*part, **kwargs)
+            g = poutine.trace(guide).get_trace(*part, **part_kw)
+            m = poutine.trace(poutine.replay(model, trace=g)).get_trace(*part, **part_kw)
         for name, site in g.nodes.items():
             if not _scored(site) or site["is_observed"] or site["fn"].event_dim != 1:
                 continue
@@ -346,10 +365,10 @@ def elbo_terms(model, guide, *args, batch_size=1000, data_plate="data", analytic
     "sampled": [sites]}``."""
     lls, kls = [], []
     how = {"analytic": set(), "sampled": set()}
-    for b, part in _chunks(args, batch_size):
+    for b, part, part_kw in _chunks(args, batch_size, kwargs):
         with poutine.block():
-            g = poutine.trace(guide).get_trace(*part, **kwargs)
-            m = poutine.trace(poutine.replay(model, trace=g)).get_trace(*part, **kwargs)
+            g = poutine.trace(guide).get_trace(*part, **part_kw)
+            m = poutine.trace(poutine.replay(model, trace=g)).get_trace(*part, **part_kw)
         data_dim = _data_dim(m, data_plate)
         keep = (data_dim,)
         ll, kl = 0.0, 0.0
@@ -467,6 +486,8 @@ def evaluate(family, data, k: int = 5000, iwae_k: int = 0, batch_size: int = 100
     check_finite(x, "evaluation data")
     if callable(getattr(family, "check_shape", None)):
         family.check_shape(x)
+    if data.y is not None and callable(getattr(family, "check_labels", None)):
+        family.check_labels(data.y)  # a label the model has no class for (its programs still see y)
     check_data = getattr(getattr(family, "likelihood", None), "check_data", None)
     if callable(check_data):
         check_data(x)
@@ -477,6 +498,11 @@ def evaluate(family, data, k: int = 5000, iwae_k: int = 0, batch_size: int = 100
 def _evaluate(family, data, k, iwae_k, batch_size, progress, per_image):
     data = _as_batch(data)
     args = family.args(data.unlabelled())
+    if not isinstance(args, (tuple, list)):
+        from .registry import ContractError
+
+        raise ContractError(f"{type(family).__name__}.args(batch) must return a tuple of the programs' positional "
+                            f"arguments (x first), got {type(args).__name__}")
     model, guide = family.model, family.guide
     n, dims = len(data), data.x[0].numel()
     to_bpd = 1.0 / (dims * math.log(2))

@@ -38,12 +38,14 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 
 from .data import Batch, DataError, check_labels, num_classes_of, select_labels
 from .generation import classifier_accuracy
+from .models.base import plan
 
 STANDARDIZE = {  # how the codes are scaled, by statistics of all training codes (never the test codes)
     "global": "centred per dimension, divided by one scale (root mean variance over dimensions)",
@@ -53,12 +55,27 @@ STANDARDIZE = {  # how the codes are scaled, by statistics of all training codes
 RESULT = "m1_labels{labels}_seed{seed}{suffix}.json"  # written into the run folder by ``classify``
 
 
-def result_name(labels: int, seed: int, split: str = "test", val_labels: int | None = None) -> str:
+def result_name(labels: int, seed: int, split: str = "test", val_labels: int | None = None,
+                dataset: str | None = None, settings: dict | None = None) -> str:
     """File name of a ``classify`` result: ``m1_labels{N}_seed{S}.json`` for the test split
-    without validation labels, with ``_val`` (validation split) and ``_vl{V}`` (``val_labels``)
-    added otherwise, so that different protocols do not overwrite each other."""
+    without validation labels, with ``_val`` (validation split), ``_vl{V}`` (``val_labels``),
+    the data set when it is not the run's own, and a hash of classifier ``settings`` that differ
+    from the defaults added otherwise, so that different protocols do not overwrite each other."""
+    from .run import name_part
+
     suffix = ("_val" if split == "val" else "") + (f"_vl{val_labels}" if val_labels else "")
+    if dataset is not None:
+        suffix += "_" + name_part(dataset, Path(str(dataset)).name)
+    short = {"epochs": "e", "hidden": "h", "lr": "lr", "standardize": "std-"}
+    for key, value in sorted((settings or {}).items()):
+        value = "-".join(map(str, value)) if isinstance(value, (list, tuple)) else f"{value:g}" \
+            if isinstance(value, float) else str(value)
+        suffix += "_" + name_part(f"{short.get(key, key)}{value}")
     return RESULT.format(labels=labels, seed=seed, suffix=suffix)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # ---------------------------------------------------------------------- codes
@@ -201,13 +218,18 @@ def m1_classify(family, train: Batch, test: Batch, labels: int = 100, seed: int 
 
     t0 = time.perf_counter()
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"m1_classify: {name} must be a positive integer, got {value!r}")
-    if not lr > 0 or weight_decay < 0:
-        raise ValueError(f"m1_classify: need lr > 0 and weight_decay >= 0, got lr={lr}, weight_decay={weight_decay}")
+    if not _finite(lr) or not lr > 0 or not _finite(weight_decay) or weight_decay < 0:
+        raise ValueError(f"m1_classify: need a finite lr > 0 and a finite weight_decay >= 0 (an infinite step "
+                         f"trains nothing), got lr={lr}, weight_decay={weight_decay}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"m1_classify: seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
     if standardize not in STANDARDIZE:
         raise ValueError(f"m1_classify: standardize must be one of {', '.join(STANDARDIZE)}, got {standardize!r}")
-    hidden = (int(hidden),) if isinstance(hidden, int) else tuple(int(h) for h in hidden)
+    hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+    if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+        raise ValueError(f"m1_classify: hidden must be integers >= 1 (layer sizes), got {hidden!r}")
     _check_labelled(train, "training")
     num_classes = num_classes_of(train)
     if num_classes < 2:
@@ -243,9 +265,13 @@ def m1_classify(family, train: Batch, test: Batch, labels: int = 100, seed: int 
     x_lab, y_lab = codes_train[lab_idx], y_train[lab_idx]
     latent_dim = codes_train.shape[1]
 
+    def build():
+        return Classifier("mlp", (latent_dim,), num_classes, hidden)
+
+    plan(build, "the M1 classifier", f"use smaller --hidden sizes than {' '.join(map(str, hidden))}")
     with torch.random.fork_rng(devices=[]):  # seeded initialisation that leaves the caller's RNG alone
         torch.manual_seed(seed)
-        net = Classifier("mlp", (latent_dim,), num_classes, hidden)
+        net = build()
     net.to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
@@ -301,7 +327,11 @@ def m1_classify(family, train: Batch, test: Batch, labels: int = 100, seed: int 
 
 # ---------------------------------------------------------------------- the CLI subcommand
 def add_parser(sub, formatter_class):
-    """Add the ``classify`` subcommand to the subparsers ``sub``; return its parser."""
+    """Add the ``classify`` subcommand to the subparsers ``sub``; return its parser. Numbers are
+    checked where they are parsed, with the ``train`` command's rules (a finite lr > 0, a seed in
+    0..2**32-1, sizes >= 1): one line, before any work."""
+    from .cli import _positive_float, _positive_int, _seed  # the CLI imports this module first: no cycle
+
     p = sub.add_parser("classify", help="M1: classify from a few labels on a trained VAE's latent means",
                        description="Kingma et al.'s M1: the latent means E_q[z|x] of the run's best checkpoint "
                                    "become the inputs of a small MLP classifier trained on --labels labelled "
@@ -310,16 +340,17 @@ def add_parser(sub, formatter_class):
                                    "RUN/m1_labels{N}_seed{S}.json.",
                        formatter_class=formatter_class)
     p.add_argument("run", metavar="RUN", help="a run folder (its checkpoint_best.pt) or a checkpoint .pt file")
-    p.add_argument("--labels", type=int, default=100,
+    p.add_argument("--labels", type=_positive_int, default=100,
                    help="labelled training images the classifier learns from (a multiple of the number of classes)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the labelled subset, the initialisation and the shuffling")
-    p.add_argument("--epochs", type=int, default=300, help="passes of the classifier over the labelled codes")
-    p.add_argument("--hidden", type=int, nargs="+", default=[500], metavar="N", help="hidden layer sizes of the classifier")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the classifier")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the labelled subset, the initialisation and the shuffling")
+    p.add_argument("--epochs", type=_positive_int, default=300, help="passes of the classifier over the labelled codes")
+    p.add_argument("--hidden", type=_positive_int, nargs="+", default=[500], metavar="N",
+                   help="hidden layer sizes of the classifier")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate of the classifier")
     p.add_argument("--standardize", default="global", choices=sorted(STANDARDIZE),
                    help="scaling of the codes by all training codes: global (centred, one overall scale), dim "
                         "(per-dimension standard deviation) or none")
-    p.add_argument("--val-labels", type=int, default=None,
+    p.add_argument("--val-labels", type=_positive_int, default=None,
                    help="also use this many more training labels to keep the epoch of best validation accuracy "
                         "(default: none, a fixed number of epochs)")
     p.add_argument("--dataset", default=None,
@@ -337,8 +368,22 @@ def add_parser(sub, formatter_class):
     return p
 
 
+INTERRUPTED = ("interrupted; no result was written (classify keeps nothing between runs and has no --resume: "
+               "run the same command again)")
+
+
 def cmd_classify(a) -> int:
-    """Run ``pyro-vae classify`` from parsed arguments."""
+    """Run ``pyro-vae classify`` from parsed arguments. Ctrl-C says that nothing was written and
+    that the command starts over (there is nothing to resume)."""
+    try:
+        return _classify(a)
+    except KeyboardInterrupt as e:
+        stop = KeyboardInterrupt(INTERRUPTED)
+        stop.signum = getattr(e, "signum", 2)  # the exit status names the signal
+        raise stop from None
+
+
+def _classify(a) -> int:
     from .cli import _eval_split, _load, _load_splits
     from .config import save_json
     from .data import for_evaluation
@@ -351,8 +396,10 @@ def cmd_classify(a) -> int:
         raise ValueError(f"--val-labels must be a positive integer, got {a.val_labels}")
     if any(h < 1 for h in a.hidden):
         raise ValueError(f"--hidden sizes must be positive, got {' '.join(map(str, a.hidden))}")
-    if not a.lr > 0:
-        raise ValueError(f"--lr must be > 0, got {a.lr}")
+    if not (_finite(a.lr) and a.lr > 0):
+        raise ValueError(f"--lr must be a finite number > 0, got {a.lr}")
+    if not 0 <= a.seed < 2**32:
+        raise ValueError(f"--seed must be an integer from 0 to 2**32 - 1, got {a.seed}")
     path = RunDir.checkpoint_path(a.run)
     family, ckpt = _load(path, a.device)
     data_cfg = ckpt.get("extra", {}).get("data", {})
@@ -366,8 +413,10 @@ def cmd_classify(a) -> int:
     result.update(data=label, train_data=f"{name}/train", checkpoint=str(path), checkpoint_epoch=ckpt.get("epoch"),
                   binarize=mode if mode == "none" else f"{mode} training; codes of images binarized once "
                                                        f"(evaluation rule, seed 0)")
+    typed = getattr(a, "typed", {})  # classifier settings given on the command line name the result too
+    changed = {k: getattr(a, k) for k in ("epochs", "hidden", "lr", "standardize") if k in typed}
     out = RunDir.of_checkpoint(path).path / result_name(a.labels, a.seed, "val" if label.endswith("/val") else "test",
-                                                        a.val_labels)
+                                                        a.val_labels, a.dataset, changed)
     save_json(out, result)
     rows = [("accuracy", f"{result['accuracy']:.4f}  ({label}, {result['num_test']} images; chance "
                          f"{result['chance']:.2f})"),

@@ -25,16 +25,17 @@ import torch
 from torch import nn
 
 from .distributions import UnitNormal
-from .registry import Registry
+from .registry import ContractError, Registry, check_component_class, check_kwargs
 
-PRIORS = Registry("prior")
-register_prior = PRIORS.register  # @register_prior("name") makes a prior buildable by name
+PRIORS = Registry("prior", check=lambda cls: check_component_class(cls, "prior"))
+register_prior = PRIORS.register  # @register_prior("name") makes a prior buildable by name (checked at once)
 
 
 def build_prior(name: str, latent_dim: int, data_shape=None, **kwargs) -> nn.Module:
     """Build a registered prior by name; ``kwargs`` go to its constructor (and ``data_shape`` too,
     to a prior that declares ``needs_encoder``: it is a function of the family's encoder)."""
     cls = PRIORS.get_or_raise(name)
+    check_kwargs(cls, kwargs, "prior")
     if getattr(cls, "needs_encoder", False):
         kwargs["data_shape"] = data_shape
     return cls(latent_dim, **kwargs)
@@ -199,10 +200,19 @@ class VampPrior(nn.Module):
 
 
 def check_prior(prior: nn.Module, latent_dim: int) -> None:
-    """Raise a clear error unless ``prior()`` is a distribution over one ``latent_dim`` vector."""
-    d = prior()
-    if not hasattr(d, "event_shape") or not hasattr(d, "log_prob"):
-        raise TypeError(f"prior {type(prior).__name__}() must return a distribution, got {type(d).__name__}")
+    """Raise a clear error (:class:`~pyro_vae.registry.ContractError` or ValueError, one line)
+    unless ``prior()`` is a distribution over one ``latent_dim`` vector."""
+    try:
+        d = prior()
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's component (no forward, a bug in it): say where
+        raise ContractError(f"prior {type(prior).__name__}() fails: {type(e).__name__}: "
+                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}; forward() must take no "
+                            f"arguments and return a distribution over one latent vector") from None
+    if not callable(getattr(d, "log_prob", None)) or not hasattr(d, "event_shape"):
+        raise ContractError(f"prior {type(prior).__name__}() must return a distribution with log_prob, got "
+                            f"{type(d).__name__}")
     if tuple(d.event_shape) != (latent_dim,) or tuple(d.batch_shape) != ():
         raise ValueError(
             f"prior {type(prior).__name__}() returned batch_shape {tuple(d.batch_shape)} and "

@@ -101,7 +101,7 @@ def test_classify_command(tmp_path, capsys, mnist5k):
     assert main(["classify", str(run), "--labels", "100", "--epochs", "30", "--no-progress"]) == 0
     out, err = capsys.readouterr()
     assert "accuracy" in out and "labels" in out and "seed" in out and "validation split" in err
-    result = json.loads((run / "m1_labels100_seed0_val.json").read_text())
+    result = json.loads((run / "m1_labels100_seed0_val_e30.json").read_text())
     assert result["data"] == "mnist5k/val" and result["labels"] == 100 and result["epochs"] == 30
     assert result["num_test"] == 2500 and result["accuracy"] > 0.3
 
@@ -109,7 +109,7 @@ def test_classify_command(tmp_path, capsys, mnist5k):
     data_dir = _idx_test_folder(tmp_path / "mnist", mnist5k.x[some], mnist5k.y[some])
     assert main(["classify", str(run / "checkpoint_best.pt"), "--labels", "100", "--seed", "2", "--epochs", "30",
                  "--data-dir", str(data_dir), "--no-progress"]) == 0
-    result = json.loads((run / "m1_labels100_seed2.json").read_text())
+    result = json.loads((run / "m1_labels100_seed2_e30.json").read_text())
     assert result["data"] == "mnist5k/test" and result["num_test"] == 300 and result["seed"] == 2
 
     assert main(["classify", str(run), "--labels", "7", "--no-progress"]) == 2

@@ -20,20 +20,24 @@ import dataclasses
 
 from ..config import ModelConfig, from_dict
 from ..registry import Registry
-from .base import ContractError, Family, check_family, data_plate
+from .base import ContractError, Family, check_family, check_family_class, check_options, data_plate, plan, size_fix
 from .vae import VAE, VAEConfig
 
-MODELS = Registry("model")
+MODELS = Registry("model", check=check_family_class)  # a plugin lacking a part is refused when imported
 register_model = MODELS.register  # @register_model("name") on a Family subclass
 
 
 def model_options(name: str, options: dict | None = None):
     """The typed ``Config`` of family ``name`` from a dict of options (unknown ones refused).
 
-    Numeric options are sizes and weights: integers (and tuples of them) must be >= 1 and
-    floats >= 0, unless the field's metadata sets another ``"min"``."""
+    Every option must have its field's type (:func:`~pyro_vae.models.base.check_options`: an
+    integer for an int, not 2.5 or true; a list of integers for a tuple of sizes; ...). Numeric
+    options are sizes and weights: integers (and tuples of them) must be >= 1 and floats >= 0,
+    unless the field's metadata sets another ``"min"``."""
     cls = MODELS.get_or_raise(name)
-    config = from_dict(cls.Config, dict(options or {}))
+    if not isinstance(options or {}, dict):
+        raise ValueError(f"the options of model {name!r} must be a dict, got {type(options).__name__}")
+    config = from_dict(cls.Config, check_options(cls.Config, dict(options or {})))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         values = value if isinstance(value, (tuple, list)) else (value,)
@@ -52,13 +56,21 @@ def model_options(name: str, options: dict | None = None):
 
 
 def build_model(config: ModelConfig) -> Family:
-    """Build the family a :class:`ModelConfig` describes (used by the CLI and checkpoints)."""
+    """Build the family a :class:`ModelConfig` describes (used by the CLI and checkpoints).
+
+    Its size is counted first, without allocating (:func:`~pyro_vae.models.base.plan`): a model
+    larger than this machine's memory is refused in one line naming the options that made it so."""
     cls = MODELS.get_or_raise(config.model)
     try:
         options = model_options(config.model, config.options)
     except (TypeError, ValueError) as e:
         raise ValueError(f"model {config.model!r}: {e}") from None
-    family = cls.from_config(options, config.data_shape, config.num_classes)
+
+    def build():
+        return cls.from_config(options, config.data_shape, config.num_classes)
+
+    plan(build, f"model {config.model!r}", size_fix(options, cls.Config, config.num_classes))
+    family = build()
     check_family(family)
     return family
 

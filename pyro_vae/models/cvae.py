@@ -44,11 +44,12 @@ class CVAEConfig:
 
     condition: str = option("class", "what x is conditioned on: the class label, or the first "
                                      "--observed-quadrants quadrants of the image", choices=("class", "quadrant"))
-    observed_quadrants: int = option(1, "quadrant condition: how many quadrants are given (1-3)", choices=(1, 2, 3))
+    observed_quadrants: int = option(1, "quadrant condition: how many quadrants are given (1-3)", choices=(1, 2, 3),
+                                     only_with={"condition": ("quadrant",)})
     latent_dim: int = option(20, "size of z")
     hidden: tuple = option((500,), "hidden layer sizes of the encoder, decoder and prior networks")
     learned_prior: bool = option(True, "p(z|c) a learned network of c (--no-learned-prior: the library prior --prior)")
-    prior: str = option("standard_normal", "p(z) when --no-learned-prior")
+    prior: str = option("standard_normal", "p(z) when --no-learned-prior", only_with={"learned_prior": (False,)})
     likelihood: str = option("bernoulli", "p(x|z,c): a registered likelihood")
     prior_kwargs: dict = option({}, "")
     likelihood_kwargs: dict = option({}, "")
@@ -156,12 +157,13 @@ class CVAE(Family):
     def args(self, batch):
         return batch.x, self.make_condition(batch)
 
-    def check_batch(self, batch):
-        super().check_batch(batch)
+    def check_labels(self, y):
+        """The labels are classes of this model only where they are its condition."""
         if self.condition == "class":
-            from ..data import check_labels
+            super().check_labels(y)
 
-            check_labels(batch.y, self.num_classes)
+    def check_batch(self, batch):
+        super().check_batch(batch)  # shape, and labels of the classes it has (check_labels)
         if self.condition == "given":
             c = self.make_condition(batch)
             if tuple(c.shape[1:]) != self.cond_shape:

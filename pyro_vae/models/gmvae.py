@@ -40,6 +40,9 @@ from .vae import NetworkConfig
 DISCRETE = ("enumerate", "relaxed")
 
 
+RELAXED_ONLY = {"discrete": ("relaxed",)}  # options that act only on the relaxed cluster variable
+
+
 @dataclass
 class GMVAEConfig(NetworkConfig):
     """Options of the Gaussian-mixture VAE (each one a ``pyro-vae train`` flag)."""
@@ -49,9 +52,11 @@ class GMVAEConfig(NetworkConfig):
     discrete: str = option("enumerate", "enumerate: the cluster is summed out exactly (TraceEnum_ELBO); relaxed: "
                                         "a Concrete / Gumbel-softmax relaxation, for K too large to enumerate",
                            choices=DISCRETE)
-    temperature: float = option(1.0, "relaxed: the Concrete temperature of the first epoch")
-    temperature_min: float = option(0.5, "relaxed: the lowest temperature")
-    anneal_rate: float = option(0.03, "relaxed: temperature = max(min, start * exp(-rate * epoch))", min=0)
+    temperature: float = option(1.0, "relaxed: the Concrete temperature of the first epoch",
+                                only_with=RELAXED_ONLY)
+    temperature_min: float = option(0.5, "relaxed: the lowest temperature", only_with=RELAXED_ONLY)
+    anneal_rate: float = option(0.03, "relaxed: temperature = max(min, start * exp(-rate * epoch))", min=0,
+                                only_with=RELAXED_ONLY)
     cluster_free_bits: float = option(0.0, "minimum information constraint (Dilokthanakul et al. 2016): the "
                                            "cluster's KL(q(y|x) || p(y)), averaged over the batch, costs nothing "
                                            "below this many nats (log K frees it entirely); 0: the plain ELBO",

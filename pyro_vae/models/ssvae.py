@@ -113,6 +113,7 @@ class SSVAE(Family):
     joint_prior = True  # sample(n) draws y ~ p(y) and z ~ p(z): unconditional samples (generation scores)
     select_by = "accuracy"
     needs_labels = True
+    partial_labels = True
     conditional = True
     figures = tuple(f for f in GENERIC_FIGURES if f not in ("manifold", "interpolation")) + (
         "confusion", "analogies")
@@ -156,15 +157,6 @@ class SSVAE(Family):
         labelled = batch.labelled if batch.labelled is not None else torch.ones(
             n, dtype=torch.bool, device=batch.x.device)
         return batch.x, batch.y, labelled
-
-    def check_batch(self, batch):
-        super().check_batch(batch)
-        from ..data import check_labels
-
-        try:
-            check_labels(batch.y, self.num_classes)
-        except ValueError as e:
-            raise ValueError(f"{e} (this model was built for {self.num_classes} classes)") from None
 
     def _encode_input(self, x, y1h):
         """x with the one-hot label attached, for q(z|x,y)."""

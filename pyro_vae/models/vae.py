@@ -53,7 +53,8 @@ class DenoisingConfig(NetworkConfig):
     noise: str = option("none", "denoising: the encoder sees a corrupted x during training (mask: each value "
                                 "zeroed with probability --noise-rate; gaussian: N(0, rate^2) added), the "
                                 "likelihood scores the clean x", choices=NOISES)
-    noise_rate: float = option(0.25, "corruption rate of --noise (mask probability, or Gaussian noise std)")
+    noise_rate: float = option(0.25, "corruption rate of --noise (mask probability, or Gaussian noise std)",
+                               only_with={"noise": ("mask", "gaussian")})
 
 
 @dataclass
