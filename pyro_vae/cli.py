@@ -32,7 +32,7 @@ from pathlib import Path
 
 from . import compare
 from . import m1
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, run_record
 from .config import ModelConfig, TrainConfig
 from .data import DataError, device_problem
 from .likelihoods import LIKELIHOODS
@@ -42,7 +42,7 @@ from .networks import NETWORKS
 from .objectives import OBJECTIVES
 from .priors import PRIORS
 from .files import RunLocked
-from .run import RunDir
+from .run import RunDir, suffixed
 from .training import TrainingDiverged
 
 COMPONENTS = {"prior": PRIORS, "likelihood": LIKELIHOODS}
@@ -86,6 +86,8 @@ def load_plugins(argv) -> list:
                 spec.loader.exec_module(module)
             else:
                 importlib.import_module(name)
+        except ContractError as e:  # it imported, and registered something that breaks the contract
+            raise CLIError(f"--plugin {name}: {e}") from None
         except Exception as e:  # the user's module: any error in it is the user's to see
             raise CLIError(f"--plugin {name}: cannot import it ({type(e).__name__}: {e}). Pass an importable "
                            f"module name (on PYTHONPATH) or a path to a .py file") from None
@@ -284,8 +286,9 @@ def _train_args(t):
     g.add_argument("--num-particles", type=_positive_int, default=1, help="samples of the latents per data point in the ELBO estimate")
     g.add_argument("--clip-norm", type=_positive_float, default=None, help="clip the gradient norm (of the per-image loss); default: no clipping")
     g.add_argument("--patience", type=_nonneg_int, default=10, help="early stopping after this many epochs without a better validation measure (0: off)")
-    g.add_argument("--binarize", default="dynamic", choices=["none", "static", "dynamic"],
-                   help="binary data from grey images: dynamic resamples every epoch, static once (seeded); none keeps grey values (use a non-Bernoulli likelihood)")
+    g.add_argument("--binarize", default="auto", choices=["auto", "none", "static", "dynamic"],
+                   help="binary data from grey images: dynamic resamples every epoch, static once (seeded); none keeps "
+                        "grey values; auto: dynamic for a likelihood of binary data (bernoulli), else none")
     g.add_argument("--labels", type=_positive_int, default=None,
                    help="semi-supervised: keep this many training labels, the same number per class, drawn with --seed (default: all labels)")
     g.add_argument("--labelled-batch-size", type=_nonneg_int, default=None,
@@ -423,6 +426,7 @@ def model_config_from_args(a, data_shape, num_classes, plugins=()) -> ModelConfi
         raise CLIError(f"--{', --'.join(n.replace('_', '-') for n in foreign)}: not an option of --model {a.model} "
                        f"(its options: {', '.join('--' + n.replace('_', '-') for n in sorted(fields)) or 'none'})")
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    _refuse_inert_options(cls, options, getattr(a, "typed", {}))
     for kind in COMPONENTS:
         if f"{kind}_kwargs" not in fields:
             continue
@@ -446,29 +450,98 @@ def model_config_from_args(a, data_shape, num_classes, plugins=()) -> ModelConfi
                        plugins=plugins)
 
 
+def _refuse_inert_options(cls, options: dict, typed: dict) -> None:
+    """A family option typed on the command line that its ``only_with`` says does nothing with
+    the other options given (``--noise-rate`` without ``--noise``): one line, before any work."""
+    fields = {f.name: f for f in config_fields(cls.Config)}
+    for name, f in fields.items():
+        needs, flag = f.metadata.get("only_with"), typed.get(f"opt_{name}")
+        for other, allowed in (needs or {}).items() if flag else ():
+            if options.get(other, _field_default(fields[other])) not in allowed:
+                want = f"--no-{other}" if allowed == (False,) else f"--{other} {' or '.join(map(str, allowed))}"
+                raise CLIError(f"{flag} does nothing here: it needs {want.replace('_', '-')}; leave it out or add "
+                               f"what it needs")
+
+
 def train_config_from_args(a) -> TrainConfig:
     return TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, lr_schedule=a.lr_schedule, beta=a.beta,
                        warmup_epochs=a.warmup_epochs, free_bits=a.free_bits, objective=a.objective, num_particles=a.num_particles,
                        clip_norm=a.clip_norm, seed=a.seed, device=a.device, patience=a.patience or None,
                        binarize=a.binarize, val_batch_size=a.val_batch_size, labels=a.labels,
                        labelled_batch_size=a.labelled_batch_size, augment_shift=a.augment_shift,
-                       precision=a.precision).check()
+                       precision=a.precision, eval_k=a.eval_k).check()
 
 
-# ---------------------------------------------------------------------- helpers
+# ---------------------------------------------------------------------- the data a run used
+def _absolute(path):
+    """A data path as the run records it: absolute, so the run folder names the same data from
+    any working folder (a registered name such as mnist5k stays a name)."""
+    return None if path is None else str(Path(path).absolute()) if Path(path).exists() else str(path)
+
+
+def data_record(a, splits) -> dict:
+    """What ``train`` records of its data: paths absolute, and a fingerprint of a file or folder
+    so that ``--resume`` and ``evaluate`` notice other data behind the same name."""
+    return {"dataset": _absolute(a.dataset), "data_dir": _absolute(a.data_dir), "val_fraction": a.val_fraction,
+            "split_seed": a.seed, "train_size": len(splits.train), "val_size": len(splits.val),
+            "fingerprint": fingerprint(a.dataset), "scale": splits.scale, "stream": a.stream,
+            "streamed": type(splits.train).__name__ == "StreamedData", "workers": a.workers,
+            "test": splits.test_source or None}
+
+
+def fingerprint(path) -> str | None:
+    """sha256 of a data file's bytes, or of a folder's file names and sizes (None for a named
+    data set). Size and content, not the modification time: a copied file keeps its identity."""
+    import hashlib
+
+    p = Path(path)
+    if not p.exists():
+        return None
+    h = hashlib.sha256()
+    if p.is_file():
+        size = p.stat().st_size
+        with open(p, "rb") as f:  # all of it, or (past 1 GiB) its size, first and last 64 MiB
+            parts = [(0, size)] if size <= 1 << 30 else [(0, 1 << 26), (size - (1 << 26), 1 << 26)]
+            h.update(str(size).encode())
+            for start, length in parts:
+                f.seek(start)
+                while length > 0:
+                    block = f.read(min(length, 1 << 20))
+                    if not block:
+                        break
+                    h.update(block)
+                    length -= len(block)
+    else:
+        for f in sorted(q for q in p.rglob("*") if q.is_file()):
+            h.update(f"{f.relative_to(p)}\0{f.stat().st_size}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def _load_splits(data_cfg: dict, dataset=None, data_dir=None):
+    """The splits a run was trained on (or ``dataset`` / ``data_dir`` given now). Data named by
+    the run folder are never downloaded: a run folder someone sends you does not choose where
+    this machine writes."""
     from .data import load_data
 
     name = dataset or data_cfg.get("dataset", "mnist5k")
     ddir = data_dir if data_dir is not None else data_cfg.get("data_dir")
+    if dataset is None and not Path(name).is_absolute() and Path(name).exists():
+        print(f"note: the run recorded the relative path {name!r}; reading {Path(name).absolute()}",
+              file=sys.stderr)
     try:
-        return name, load_data(name, ddir, val_fraction=data_cfg.get("val_fraction", 0.1),
-                               seed=data_cfg.get("split_seed", 0), stream=data_cfg.get("stream", "off"))
+        splits = load_data(name, ddir, val_fraction=data_cfg.get("val_fraction", 0.1),
+                           seed=data_cfg.get("split_seed", 0), stream=data_cfg.get("stream", "off"),
+                           download=data_dir is not None)
     except DataError as e:
         if dataset is not None or "unknown data set" not in str(e):
             raise
         raise DataError(f"{e} (the data set the run was trained on: moved or deleted? Pass --dataset PATH to "
                         f"use another)") from None
+    stored = data_cfg.get("fingerprint")
+    if dataset is None and stored and fingerprint(name) != stored:
+        raise DataError(f"{name} has changed since the run was trained on it (its content differs from what the "
+                        f"run recorded); pass --dataset {name} to use it as it is now, on purpose")
+    return name, splits
 
 
 def _eval_split(splits, name: str, split: str, binarize_mode: str):
@@ -480,7 +553,8 @@ def _eval_split(splits, name: str, split: str, binarize_mode: str):
     if split == "test" and used == "val":
         print(f"note: {name} has no test split here (for mnist5k pass --data-dir with the official "
               f"MNIST test files); evaluating on the validation split", file=sys.stderr)
-    return for_evaluation(ds, binarize_mode), f"{name}/{used}"
+    short = Path(name).name if Path(name).exists() else name  # a file's name, not the absolute path
+    return for_evaluation(ds, binarize_mode), f"{short}/{used}"
 
 
 def _load(path, device="cpu"):
@@ -493,14 +567,16 @@ def _load(path, device="cpu"):
 
 
 # ---------------------------------------------------------------------- --config
-def config_defaults(path) -> dict:
-    """Flag values (argparse dests) that train the run ``path`` (a run's config.json) again."""
+def config_defaults(path, cfg: dict | None = None) -> dict:
+    """Flag values (argparse dests) that train the run ``path`` (a run's config.json, or the
+    record ``cfg`` read from its checkpoint) again."""
     import json
 
-    try:
-        cfg = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise CLIError(f"--config {path}: cannot read it as JSON ({e})") from None
+    if cfg is None:
+        try:
+            cfg = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise CLIError(f"--config {path}: cannot read it as JSON ({e})") from None
     model, train = cfg.get("model") if isinstance(cfg, dict) else None, cfg.get("train") if isinstance(cfg, dict) else None
     if not isinstance(model, dict) or not isinstance(train, dict):
         raise CLIError(f"--config {path}: not a pyro-vae run config (it needs 'model' and 'train'; "
@@ -519,16 +595,44 @@ def config_defaults(path) -> dict:
     return out
 
 
-def _given_dests(parser, argv) -> dict:
-    """The train options typed on the command line, as {dest: value} after parsing."""
-    train = parser._subparsers._group_actions[0].choices["train"]
+def _given_dests(parser, argv, command: str = "train") -> dict:
+    """The options of ``command`` typed on the command line, as {dest: flag}."""
+    sub = parser._subparsers._group_actions[0].choices[command]
     dests = {}
     for tok in argv:
         flag = tok.split("=", 1)[0]
-        action = train._option_string_actions.get(flag)
+        action = sub._option_string_actions.get(flag)
+        if action is None and flag.startswith("--"):  # an unambiguous prefix, as argparse accepts it
+            hits = [f for f in sub._option_string_actions if f.startswith(flag)]
+            action = sub._option_string_actions[hits[0]] if len(hits) == 1 else None
         if action is not None and action.dest not in ("config", "out", "plugin", "no_progress", "help"):
             dests[action.dest] = flag
     return dests
+
+
+# Options that do nothing unless another one is set: (command, option, needs, the condition).
+# Accepting them silently lets a user believe they changed something.
+INERT = [
+    ("train", "labelled_batch_size", "--labels", lambda a: a.labels is not None),
+    ("train", "allow_change", "--resume", lambda a: a.resume),
+    ("train", "workers", "--stream on or auto (streamed data)", lambda a: a.stream != "off"),
+    ("evaluate", "sampler", "--generation", lambda a: a.generation),
+    ("evaluate", "num_generated", "--generation", lambda a: a.generation),
+    ("evaluate", "components", "--sampler mixture", lambda a: a.sampler == "mixture"),
+    ("evaluate", "iwae_k", "no --generation (it scores samples, not log p(x))", lambda a: not a.generation),
+    ("evaluate", "k", "no --generation (it scores samples, not log p(x))", lambda a: not a.generation),
+    ("evaluate", "limit", "no --generation", lambda a: not a.generation),
+    ("sample", "components", "--sampler mixture", lambda a: a.sampler == "mixture"),
+    ("sample", "dataset", "--sampler mixture (the codes it is fitted to)", lambda a: a.sampler == "mixture"),
+    ("sample", "data_dir", "--sampler mixture (the codes it is fitted to)", lambda a: a.sampler == "mixture"),
+]
+
+
+def refuse_inert(a, typed: dict) -> None:
+    """One line for an option given where it does nothing (see :data:`INERT`)."""
+    for command, dest, needs, applies in INERT:
+        if command == a.command and dest in typed and not applies(a):
+            raise CLIError(f"{typed[dest]} does nothing here: it needs {needs}; leave it out or add what it needs")
 
 
 # ---------------------------------------------------------------------- commands
@@ -546,15 +650,12 @@ def cmd_train(a) -> int:
     _check_out(out, a.resume)
     from .data import load_data
 
+    # a --data-dir that came from a config (--config, --resume) is read, never downloaded into
     splits = load_data(a.dataset, a.data_dir, val_fraction=a.val_fraction, seed=a.seed, stream=a.stream,
-                       workers=a.workers)
+                       workers=a.workers, download=a.data_dir is None or "data_dir" in a.typed)
     mcfg = model_config_from_args(a, splits.train.data_shape, num_classes_of(splits.train), a.plugin)
     tcfg = train_config_from_args(a)
-    data_cfg = {"dataset": a.dataset, "data_dir": a.data_dir, "val_fraction": a.val_fraction,
-                "split_seed": a.seed, "train_size": len(splits.train), "val_size": len(splits.val),
-                "stream": a.stream, "streamed": type(splits.train).__name__ == "StreamedData", "workers": a.workers,
-                "test": splits.test_source or None}
-    extra = {"data": data_cfg, "command": getattr(a, "command_line", None)}
+    extra = {"data": data_record(a, splits), "command": getattr(a, "command_line", None)}
     if a.config:
         extra["reproduced_from"] = {"config": str(Path(a.config).resolve()), "overrides": a.overrides}
     set_seed(a.seed)  # network initialisation
@@ -565,14 +666,15 @@ def cmd_train(a) -> int:
         return 0
     print(f"data: {a.dataset}: {len(splits.train)} train, {len(splits.val)} validation"
           + (f", {len(splits.test)} test" if splits.test is not None else ", no test split")
-          + f"; model {a.model}; run folder {out}")
-    test, label = (splits.test, f"{a.dataset}/test") if splits.test is not None else (splits.val, f"{a.dataset}/val")
+          + (f"; {splits.scale}" if splits.scale else "") + f"; model {a.model}; run folder {out}")
+    short = Path(a.dataset).name if Path(a.dataset).exists() else a.dataset
+    test, label = (splits.test, f"{short}/test") if splits.test is not None else (splits.val, f"{short}/val")
     if splits.test is None:
         print(f"note: {a.dataset} has no test split here (for mnist5k pass --data-dir with the official "
               f"MNIST test files); the final evaluation uses the validation split", file=sys.stderr)
     summary = fit(module, splits.train, splits.val, tcfg, out, mcfg, resume=a.resume,
                   progress=not a.no_progress, extra_config=extra, test=test, test_label=label,
-                  eval_k=a.eval_k, plots=not a.no_plots, allow_changes=a.allow_change, tensorboard=a.tensorboard)
+                  plots=not a.no_plots, allow_changes=a.allow_change, tensorboard=a.tensorboard)
     select = summary["select_by"]
     best = summary.get("best_" + select, summary["best_val_elbo"])
     print(f"best {select.replace('_', ' ')} {best:.2f}{' nats/image' if select == 'val_elbo' else ''} at epoch "
@@ -582,6 +684,7 @@ def cmd_train(a) -> int:
 
 def _check_out(out: Path, resume: bool) -> None:
     """--out must be a folder this process can create and write in; with --resume, a run."""
+    check_name_lengths(out, "--out")
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is a file, not a folder: choose a folder for the run (created if missing)")
     if resume and not (out / RunDir.LAST).is_file():
@@ -594,6 +697,25 @@ def _check_out(out: Path, resume: bool) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise CLIError(f"--out {out}: cannot write in {existing} (permission denied); choose a folder you can "
                        f"write to")
+
+
+def check_name_lengths(path: Path, flag: str, name_room: int = 0, path_room: int = 40) -> None:
+    """Refuse a path whose names are longer than the file system allows, before any work. Room is
+    kept for the temporary name of a file (``name_room``) and the files inside a folder (``path_room``)."""
+    path = Path(path).absolute()
+    try:  # the limits of the nearest folder that exists (stat of a too-long name itself fails)
+        existing = next(p for p in path.parents if p.exists())
+        name_max, path_max = os.pathconf(existing, "PC_NAME_MAX"), os.pathconf(existing, "PC_PATH_MAX")
+    except (OSError, ValueError, StopIteration):
+        name_max, path_max = 255, 4096
+    for part in path.parts:
+        room = name_room if part == path.name else 0
+        if len(part.encode()) + room > name_max:
+            raise CLIError(f"{flag}: the name {part[:30]}... is {len(part.encode())} bytes; this file system "
+                           f"allows {name_max - room} here: choose a shorter name")
+    if len(str(path).encode()) + path_room > path_max:
+        raise CLIError(f"{flag}: the path {str(path)[:30]}... is {len(str(path).encode())} bytes; this file "
+                       f"system allows {path_max - path_room} here: choose a shorter path")
 
 
 def _init_distributed():
@@ -628,7 +750,7 @@ def cmd_evaluate(a) -> int:
     dev = next(iter(family.state_dict().values())).device
     if a.generation:
         return _evaluate_generation(a, family, ckpt, splits, name, data, label, path)
-    base = RunDir.of_checkpoint(path).evaluation(label, a.k)
+    base = RunDir.of_checkpoint(path).evaluation(label, a.k, iwae_k=a.iwae_k, limit=a.limit, seed=a.seed)
     _, table = evaluate_and_save(family, data.to(dev), label, base, a.k, a.iwae_k, a.batch_size, not a.no_progress)
     print(f"{path} on {label} ({len(data)} images):\n{table}\nsaved {base}.json and {base}.txt")
     return 0
@@ -648,6 +770,13 @@ def _evaluate_generation(a, family, ckpt, splits, name, data, label, path) -> in
     if splits.train.y is None:
         raise CLIError(f"--generation needs a labelled image data set to train its feature classifier; {name} "
                        f"has no labels")
+    from .streaming import memory_budget
+
+    need = 2 * 4 * a.num_generated * _pixels(family)  # the images, and their float copy for the features
+    if need > memory_budget(dev := next(iter(family.state_dict().values())).device):
+        raise CLIError(f"--num-generated {a.num_generated}: the generated images need {need / 2**30:.3g} GiB, more "
+                       f"than this machine has free ({memory_budget(dev) / 2**30:.3g} GiB usable); generate fewer "
+                       f"(10000 is the usual count for a Fréchet distance)")
     run = RunDir.of_checkpoint(path)
     dev = next(iter(family.state_dict().values())).device
     train = for_evaluation(splits.train, ckpt.get("train_config", {}).get("binarize", "dynamic")).to(dev)
@@ -655,13 +784,23 @@ def _evaluate_generation(a, family, ckpt, splits, name, data, label, path) -> in
                               sampler=a.sampler, components=a.components, seed=a.seed,
                               progress=not a.no_progress, name=name)
     scores["data"] = {"value": label, "unit": ""}
-    base = run.generation(label, a.sampler)
+    base = run.generation(label, a.sampler, components=a.components, n=a.num_generated, limit=a.limit,
+                          seed=a.seed)
     table = format_table(scores)
-    save_json(base.with_suffix(".json"), scores)
-    write_text(base.with_suffix(".txt"), table + "\n")
+    save_json(suffixed(base, ".json"), scores)
+    write_text(suffixed(base, ".txt"), table + "\n")
     print(f"{path}: {a.num_generated} generated images against {label} ({len(data)} images):\n{table}\n"
           f"saved {base}.json and {base}.txt")
     return 0
+
+
+MAX_GRID = 10_000  # samples in one figure
+
+
+def _pixels(family) -> int:
+    import math
+
+    return math.prod(family.data_shape)
 
 
 def cmd_sample(a) -> int:
@@ -678,8 +817,14 @@ def cmd_sample(a) -> int:
             and not 0 <= a.condition < classes:
         raise CLIError(f"--condition {a.condition}: this model has {classes} classes; pass a class in "
                        f"0..{classes - 1}")
+    if a.out is not None:
+        check_name_lengths(Path(a.out), "--out", name_room=24, path_room=24)
     if a.out is not None and Path(a.out).is_dir():
         raise CLIError(f"--out {a.out} is a folder; give a file name, e.g. {Path(a.out) / 'samples.png'}")
+    if a.n > MAX_GRID:
+        raise CLIError(f"-n {a.n}: a grid of more than {MAX_GRID} samples is not a figure one can read (and "
+                       f"needs {a.n * 4 * _pixels(family):.2g} bytes); draw at most {MAX_GRID}, or use "
+                       f"evaluate --generation --num-generated N to score many samples")
     mixture = None
     if a.sampler == "mixture":
         from .data import for_evaluation
@@ -720,6 +865,17 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, 
             "compare": compare.cmd_compare, "classify": m1.cmd_classify}
 
 
+def _interrupted(command, argv) -> str:
+    """What an interrupt outside the training loop leaves, and what to do next."""
+    if command != "train":
+        return "interrupted; nothing was lost (every file written so far is complete); run the command again"
+    out = next((argv[i + 1] for i, t in enumerate(argv[:-1]) if t == "--out"), None) or next(
+        (t.split("=", 1)[1] for t in argv if t.startswith("--out=")), None)
+    if out and (Path(out) / RunDir.LAST).is_file():
+        return f"interrupted; every file written so far is complete: continue training with --resume --out {out}"
+    return "interrupted before the first checkpoint was written; nothing to resume: run the command again"
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), None)
@@ -733,20 +889,25 @@ def main(argv=None) -> int:
             pre.add_argument("--out", default=None)
             pre.add_argument("--resume", action="store_true")
             known = pre.parse_known_args(argv)[0]
-            path = known.config
-            if path is None and known.resume and known.out and (Path(known.out) / RunDir.CONFIG).is_file():
-                path = Path(known.out) / RunDir.CONFIG  # --resume: the run's own settings are the defaults
-            defaults = config_defaults(path) if path else None
+            if known.config is not None:
+                defaults = config_defaults(known.config)
+            elif known.resume and known.out and (Path(known.out) / RunDir.LAST).is_file():
+                # --resume: the run's own settings are the defaults, as its checkpoint records them
+                # (config.json is a copy for people; training checks it against the checkpoint)
+                last = Path(known.out) / RunDir.LAST
+                defaults = config_defaults(last, run_record(last))
         parser = build_parser(defaults)
         args, unknown = parser.parse_known_args(argv)
         if unknown:  # say it as the command's parser, not the top-level one
             sub = parser._subparsers._group_actions[0].choices.get(getattr(args, "command", None), parser)
             sub.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.typed = _given_dests(parser, argv, args.command)
+        refuse_inert(args, args.typed)
         if command == "train":
             import shlex
 
             args.command_line = "pyro-vae " + " ".join(shlex.quote(t) for t in argv)
-            args.overrides = {d: getattr(args, d) for d in _given_dests(parser, argv)} if defaults else {}
+            args.overrides = {d: getattr(args, d) for d in args.typed} if defaults else {}
         problem = device_problem(args.device) if isinstance(getattr(args, "device", None), str) else None
         if problem:  # a command whose parser does not check --device itself
             raise CLIError(f"--device: {problem}")
@@ -760,15 +921,16 @@ def main(argv=None) -> int:
         print(f"{prog}: error: {e.strerror or e}: {e.filename}; choose a path you can write (and read)",
               file=sys.stderr)
         return 2
+    except OSError as e:  # any other file-system fault (full disk, name too long, link loop): one line
+        print(f"{prog}: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+              + "; every file written before it is complete", file=sys.stderr)
+        return 2
     except TrainingDiverged as e:
         print(f"{prog}: training stopped: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
-        signum = getattr(e, "signum", 2)
-        print(f"{prog}: {e}" if str(e) else
-              f"{prog}: interrupted; every file written so far is complete (continue training "
-              f"with --resume)", file=sys.stderr)
-        return 128 + signum
+        print(f"{prog}: {e}" if str(e) else f"{prog}: {_interrupted(command, argv)}", file=sys.stderr)
+        return 128 + getattr(e, "signum", 2)
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ def test_cli_ae_run_sample_with_both_samplers(tmp_path):
     assert "undefined" in text and "recon_log_lik" in text
     assert main(["evaluate", str(run), "--generation", "--num-generated", "200", "--sampler", "mixture",
                  "--components", "2", "--no-progress"]) == 0
-    scores = json.loads((run / "generation_mnist5k_val_mixture.json").read_text())
+    scores = json.loads((run / "generation_mnist5k_val_mixture_c2_n200.json").read_text())
     assert scores["frechet_distance"]["value"] > 0 and scores["num_generated"]["value"] == 200
     assert (run / "feature_classifier.pt").exists()  # trained once, cached for the next call
 

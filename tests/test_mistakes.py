@@ -158,7 +158,7 @@ TRAIN_OPTIONS = [
     ("likelihood scale nan", ["--likelihood", "gaussian", "--likelihood-scale", "nan"], ["--likelihood-scale", "finite"]),
     ("labels 0", ["--labels", "0"], ["--labels", "integer >= 1"]),
     ("labelled batch size -1", ["--labelled-batch-size", "-1"], ["--labelled-batch-size", ">= 0"]),
-    ("labels on unlabelled data", ["--labels", "4"], ["--labels", "needs a data set with labels"]),
+    ("labels on unlabelled data", ["--model", "ssvae", "--labels", "4"], ["needs labelled data"]),
     ("unknown model", ["--model", "nosuch"], ["--model", "invalid choice: 'nosuch'", "vae"]),
     ("unknown likelihood", ["--likelihood", "nosuch"], ["unknown likelihood 'nosuch'", "bernoulli", "--plugin"]),
     ("unknown objective", ["--objective", "nosuch"], ["--objective", "invalid choice: 'nosuch'", "trace"]),
@@ -182,8 +182,8 @@ def test_train_option_mistakes(files, tmp_path, capsys, args, expected):
 
 
 LABELLED_OPTIONS = [
-    ("labels 7 of 4 classes", ["--labels", "7"], ["--labels 7", "multiple of the 4 classes"]),
-    ("labels 100000", ["--labels", "100000"], ["--labels 100000", "training split has only"]),
+    ("labels 7 of 4 classes", ["--model", "ssvae", "--labels", "7"], ["--labels 7", "multiple of the 4 classes"]),
+    ("labels 100000", ["--model", "ssvae", "--labels", "100000"], ["--labels 100000", "training split has only"]),
 ]
 
 
@@ -461,7 +461,7 @@ def test_evaluate_refuses_data_it_cannot_score(run):
         (nan, {}, ["NaN or Inf", "data point 3"]),
         (x.reshape(10, 64), {}, ["expects data of shape (batch, 1, 8, 8)", "(10, 64)"]),
         (x[:0], {}, ["no data points"]),
-        (x.double(), {}, ["float64", "float32"]),
+        (x.to(torch.int64), {}, ["torch.int64", "to_float_images"]),
         (x, {"k": -1}, ["k must be", "-1"]),
         (x, {"iwae_k": -5}, ["iwae_k", "-5"]),
         (x, {"batch_size": 0}, ["batch_size", "0"]),

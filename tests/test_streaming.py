@@ -19,7 +19,8 @@ def _images(n=260, seed=0):
 
 def _train(splits, labels=None, **cfg):
     torch.manual_seed(0)
-    fam = build_model(ModelConfig(model="vae", data_shape=(1, 8, 8), latent_dim=3, hidden=(16,)))
+    model = dict(model="ssvae", num_classes=3) if labels else dict(model="vae")  # labels: a partly labelled family
+    fam = build_model(ModelConfig(data_shape=(1, 8, 8), latent_dim=3, hidden=(16,), **model))
     fit(fam, splits.train, splits.val, TrainConfig(epochs=2, batch_size=32, patience=None, device="cpu",
                                                    labels=labels, **cfg), progress=False, log=lambda *_: None)
     return {k: v.clone() for k, v in fam.state_dict().items()}
