@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout this script is in, not an installed copy
+
 RUNS = {
     # family defaults
     "vae": [],
