@@ -19,7 +19,7 @@ def start(a, argv=None):
     mnist5k splits with the official test set (exit with a message without it)."""
     import torch
 
-    from pyro_vae.data import load_data
+    from pyro_vae.datasets import load_data
 
     torch.set_num_threads(a.threads)
     argv_used = sys.argv if argv is None else [sys.argv[0], *argv]

@@ -275,7 +275,8 @@ def evaluation(a) -> dict:
 
     torch.set_num_threads(a.threads)
     from pyro_vae import ModelConfig, build_model
-    from pyro_vae.data import binarize, load_data
+    from pyro_vae.data import binarize
+    from pyro_vae.datasets import load_data
     from pyro_vae.evaluation import _auto_chunk, log_marginal
 
     test = load_data("mnist5k", a.data_dir).test

@@ -53,7 +53,8 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from pyro_vae.config import ModelConfig, TrainConfig  # noqa: E402
-from pyro_vae.data import EVAL_BINARIZATION_SEED, Batch, DataError, binarize, load_data  # noqa: E402
+from pyro_vae.data import EVAL_BINARIZATION_SEED, Batch, DataError, binarize  # noqa: E402
+from pyro_vae.datasets import load_data  # noqa: E402
 from pyro_vae.evaluation import elbo as pyro_elbo  # noqa: E402
 from pyro_vae.evaluation import log_marginal as pyro_log_marginal  # noqa: E402
 from pyro_vae.models import build_model  # noqa: E402

@@ -89,7 +89,7 @@ class PixelGauss(Family):
         return self.decode(z) if mean else dist.Normal(self.decode(z), self.pixel_scale()).sample()
 
     def figure(self, name, data, path):  # the one figure of its own, listed in `figures`
-        from pyro_vae.plots import plot_image_rows
+        from pyro_vae.drawing import plot_image_rows
 
         if name != "pixel_scale":
             return super().figure(name, data, path)

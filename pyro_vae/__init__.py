@@ -7,7 +7,8 @@ work on any family that meets it.
 
 from .config import ModelConfig, TrainConfig
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .data import Batch, DataError, Dataset, load_data, select_labels
+from .data import Batch, DataError, Dataset, select_labels
+from .datasets import load_data
 from .likelihoods import (BernoulliLikelihood, ContinuousBernoulliLikelihood, GaussianLikelihood,
                           LaplaceLikelihood, Likelihood, register_likelihood)
 from .models import (AE, CVAE, GMVAE, IAFVAE, SSVAE, VAE, ContractError, Family, HierarchicalVAE, build_model,
@@ -16,7 +17,8 @@ from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from .objectives import Loss, make_objective, register_objective
 from .importance import IWAE, FreeBitsELBO, StickingTheLanding
 from .priors import DiagonalGaussian, FlowPrior, MixtureOfGaussians, StandardNormal, VampPrior, register_prior
-from .run import RunDir, finish_run
+from .run import RunDir
+from .finish import finish_run
 from .training import TrainingDiverged, fit
 from .estimators import gradient_variance
 from .evaluation import evaluate

@@ -24,17 +24,18 @@ import dataclasses
 import importlib
 import importlib.util
 import inspect
+import math
 import os
 import sys
 import time
 import typing
 from pathlib import Path
 
-from . import compare
-from . import m1
+from .m1 import STANDARDIZE
 from .checkpoint import CheckpointError, run_record
 from .config import ModelConfig, TrainConfig
-from .data import DataError, device_problem
+from .data import DataError
+from .devices import device_problem
 from .likelihoods import LIKELIHOODS
 from .models import MODELS, ContractError, model_options
 from .models.base import config_fields
@@ -410,8 +411,8 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     _plugin_arg(p)
     p.add_argument("--device", type=_device, default="auto", help="auto (cuda when present, else cpu), cpu, cuda, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    compare.add_parser(sub, _Help)
-    m1.add_parser(sub, _Help)
+    add_compare_parser(sub, _Help)
+    add_classify_parser(sub, _Help)
     return parser
 
 
@@ -521,7 +522,7 @@ def _load_splits(data_cfg: dict, dataset=None, data_dir=None):
     """The splits a run was trained on (or ``dataset`` / ``data_dir`` given now). Data named by
     the run folder are never downloaded: a run folder someone sends you does not choose where
     this machine writes."""
-    from .data import load_data
+    from .datasets import load_data
 
     name = dataset or data_cfg.get("dataset", "mnist5k")
     ddir = data_dir if data_dir is not None else data_cfg.get("data_dir")
@@ -559,7 +560,7 @@ def _eval_split(splits, name: str, split: str, binarize_mode: str):
 
 def _load(path, device="cpu"):
     from .checkpoint import load_checkpoint
-    from .training import select_device
+    from .devices import select_device
 
     family, ckpt = load_checkpoint(RunDir.checkpoint_path(path), select_device(device))
     family.eval()
@@ -639,7 +640,8 @@ def refuse_inert(a, typed: dict) -> None:
 def cmd_train(a) -> int:
     from .data import num_classes_of
     from .models import build_model
-    from .training import fit, set_seed
+    from .devices import set_seed
+    from .training import fit
 
     if a.resume and a.out is None:
         raise CLIError("--resume needs --out: the run folder to continue")
@@ -648,7 +650,7 @@ def cmd_train(a) -> int:
         raise CLIError("distributed training (torchrun) needs --out, the same run folder on every rank")
     out = Path(a.out or f"runs/{Path(a.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     _check_out(out, a.resume)
-    from .data import load_data
+    from .datasets import load_data
 
     # a --data-dir that came from a config (--config, --resume) is read, never downloaded into
     splits = load_data(a.dataset, a.data_dir, val_fraction=a.val_fraction, seed=a.seed, stream=a.stream,
@@ -736,8 +738,8 @@ def _init_distributed():
 
 
 def cmd_evaluate(a) -> int:
-    from .run import evaluate_and_save
-    from .training import set_seed
+    from .finish import evaluate_and_save
+    from .devices import set_seed
 
     path = RunDir.checkpoint_path(a.checkpoint)
     family, ckpt = _load(path, a.device)
@@ -770,7 +772,7 @@ def _evaluate_generation(a, family, ckpt, splits, name, data, label, path) -> in
     if splits.train.y is None:
         raise CLIError(f"--generation needs a labelled image data set to train its feature classifier; {name} "
                        f"has no labels")
-    from .streaming import memory_budget
+    from .devices import memory_budget
 
     need = 2 * 4 * a.num_generated * _pixels(family)  # the images, and their float copy for the features
     if need > memory_budget(dev := next(iter(family.state_dict().values())).device):
@@ -805,7 +807,7 @@ def _pixels(family) -> int:
 
 def cmd_sample(a) -> int:
     from .plots import plot_samples
-    from .training import set_seed
+    from .devices import set_seed
 
     path = RunDir.checkpoint_path(a.checkpoint)
     family, ckpt = _load(path, "cpu")
@@ -847,7 +849,7 @@ def cmd_sample(a) -> int:
 
 
 def cmd_plot(a) -> int:
-    from .run import write_figures_and_report
+    from .finish import write_figures_and_report
 
     run = RunDir(a.run_dir)
     if not run.best.exists():
@@ -861,8 +863,143 @@ def cmd_plot(a) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- compare
+def add_compare_parser(sub, formatter_class):
+    """Add the ``compare`` subcommand to the subparsers ``sub``; return its parser."""
+    p = sub.add_parser("compare", help="compare run folders: test metrics, the settings that differ, "
+                                       "validation curves",
+                       description="Compare run folders side by side: a table of their test metrics, the "
+                                   "settings of config.json that differ, and their validation curves on one "
+                                   "figure. Writes compare.md, index.html and val_curves.png to --out.",
+                       formatter_class=formatter_class)
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by pyro-vae train")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder to write the comparison into (outside every run folder: a run's own "
+                        "index.html is its report)")
+    p.add_argument("--names", nargs="+", default=None, metavar="NAME",
+                   help="display names, one per run in the order given (default: the folder names)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE (a module name or a .py file) first, so that the checkpoints of the "
+                        "families it registers load and their parameters are counted (repeatable)")
+    return p
+
+
+def cmd_compare(args) -> int:
+    """Run ``pyro-vae compare`` from parsed arguments (``runs``, ``out``, optional ``names``)."""
+    from .compare import HTML, compare_runs
+
+    md = compare_runs(args.runs, args.out, names=getattr(args, "names", None))
+    print(f"wrote {md} and {md.with_name(HTML)}")
+    return 0
+
+
+# ---------------------------------------------------------------------- classify (M1)
+def add_classify_parser(sub, formatter_class):
+    """Add the ``classify`` subcommand to the subparsers ``sub``; return its parser. Numbers are
+    checked where they are parsed, with the ``train`` command's rules (a finite lr > 0, a seed in
+    0..2**32-1, sizes >= 1): one line, before any work."""
+    p = sub.add_parser("classify", help="M1: classify from a few labels on a trained VAE's latent means",
+                       description="Kingma et al.'s M1: the latent means E_q[z|x] of the run's best checkpoint "
+                                   "become the inputs of a small MLP classifier trained on --labels labelled "
+                                   "training images (the same number per class, drawn with --seed); its "
+                                   "accuracy on the test split is printed and written to "
+                                   "RUN/m1_labels{N}_seed{S}.json.",
+                       formatter_class=formatter_class)
+    p.add_argument("run", metavar="RUN", help="a run folder (its checkpoint_best.pt) or a checkpoint .pt file")
+    p.add_argument("--labels", type=_positive_int, default=100,
+                   help="labelled training images the classifier learns from (a multiple of the number of classes)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the labelled subset, the initialisation and the shuffling")
+    p.add_argument("--epochs", type=_positive_int, default=300, help="passes of the classifier over the labelled codes")
+    p.add_argument("--hidden", type=_positive_int, nargs="+", default=[500], metavar="N",
+                   help="hidden layer sizes of the classifier")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate of the classifier")
+    p.add_argument("--standardize", default="global", choices=sorted(STANDARDIZE),
+                   help="scaling of the codes by all training codes: global (centred, one overall scale), dim "
+                        "(per-dimension standard deviation) or none")
+    p.add_argument("--val-labels", type=_positive_int, default=None,
+                   help="also use this many more training labels to keep the epoch of best validation accuracy "
+                        "(default: none, a fixed number of epochs)")
+    p.add_argument("--dataset", default=None,
+                   help="data set or path (default: the one the checkpoint was trained on)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder of torchvision data sets; for mnist5k, the folder holding the official MNIST test "
+                        "files (default: the checkpoint's)")
+    p.add_argument("--split", default="test", choices=["test", "val"],
+                   help="where to measure accuracy (test falls back to val if the data set has none)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE (a module name or a .py file) first, so that a plugin family's checkpoint "
+                        "loads (repeatable)")
+    p.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda, ...")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+CLASSIFY_INTERRUPTED = ("interrupted; no result was written (classify keeps nothing between runs and has no --resume: "
+               "run the same command again)")
+
+
+def cmd_classify(a) -> int:
+    """Run ``pyro-vae classify`` from parsed arguments. Ctrl-C says that nothing was written and
+    that the command starts over (there is nothing to resume)."""
+    try:
+        return _classify(a)
+    except KeyboardInterrupt as e:
+        stop = KeyboardInterrupt(CLASSIFY_INTERRUPTED)
+        stop.signum = getattr(e, "signum", 2)  # the exit status names the signal
+        raise stop from None
+
+
+def _classify(a) -> int:
+    from .config import save_json
+    from .data import for_evaluation
+    from .m1 import m1_classify, result_name
+    from .run import RunDir
+
+    for flag, value in (("--labels", a.labels), ("--epochs", a.epochs)):
+        if value < 1:
+            raise ValueError(f"{flag} must be a positive integer, got {value}")
+    if a.val_labels is not None and a.val_labels < 1:
+        raise ValueError(f"--val-labels must be a positive integer, got {a.val_labels}")
+    if any(h < 1 for h in a.hidden):
+        raise ValueError(f"--hidden sizes must be positive, got {' '.join(map(str, a.hidden))}")
+    if not (math.isfinite(a.lr) and a.lr > 0):
+        raise ValueError(f"--lr must be a finite number > 0, got {a.lr}")
+    if not 0 <= a.seed < 2**32:
+        raise ValueError(f"--seed must be an integer from 0 to 2**32 - 1, got {a.seed}")
+    path = RunDir.checkpoint_path(a.run)
+    family, ckpt = _load(path, a.device)
+    data_cfg = ckpt.get("extra", {}).get("data", {})
+    mode = ckpt.get("train_config", {}).get("binarize", "dynamic")
+    name, splits = _load_splits(data_cfg, a.dataset, a.data_dir)
+    test, label = _eval_split(splits, name, a.split, mode)
+    train = for_evaluation(splits.train, mode)  # the same fixed binary images every time: fixed codes
+    result = m1_classify(family, train, test, labels=a.labels, seed=a.seed, hidden=tuple(a.hidden),
+                         epochs=a.epochs, lr=a.lr, val_labels=a.val_labels, standardize=a.standardize,
+                         progress=not a.no_progress)
+    result.update(data=label, train_data=f"{name}/train", checkpoint=str(path), checkpoint_epoch=ckpt.get("epoch"),
+                  binarize=mode if mode == "none" else f"{mode} training; codes of images binarized once "
+                                                       f"(evaluation rule, seed 0)")
+    typed = getattr(a, "typed", {})  # classifier settings given on the command line name the result too
+    changed = {k: getattr(a, k) for k in ("epochs", "hidden", "lr", "standardize") if k in typed}
+    out = RunDir.of_checkpoint(path).path / result_name(a.labels, a.seed, "val" if label.endswith("/val") else "test",
+                                                        a.val_labels, a.dataset, changed)
+    save_json(out, result)
+    rows = [("accuracy", f"{result['accuracy']:.4f}  ({label}, {result['num_test']} images; chance "
+                         f"{result['chance']:.2f})"),
+            ("labels", f"{result['labels']} of {result['num_train']} training images"
+                       + (f" (+ {a.val_labels} for validation)" if a.val_labels else "")),
+            ("seed", str(result["seed"])),
+            ("train accuracy", f"{result['train_accuracy']:.4f}  (labelled codes)"),
+            ("classifier", f"MLP {result['hidden']} on {result['latent_dim']} latent means, {result['epochs']} epochs, "
+                           f"{result['selection']}"),
+            ("time", f"{result['time_s']:.1f} s")]
+    width = max(len(k) for k, _ in rows)
+    print(f"M1 on {path}:\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in rows) + f"\nsaved {out}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "plot": cmd_plot,
-            "compare": compare.cmd_compare, "classify": m1.cmd_classify}
+            "compare": cmd_compare, "classify": cmd_classify}
 
 
 def _interrupted(command, argv) -> str:

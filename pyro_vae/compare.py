@@ -26,6 +26,7 @@ import re
 from pathlib import Path
 
 from .files import write_text
+from .report import flatten, to_html, to_markdown
 from .run import RunDir
 
 FIGURE = "val_curves"
@@ -164,7 +165,7 @@ def _duration(seconds) -> str:
     return "< 0.1 s" if seconds < 0.05 else duration(float(seconds))
 
 
-def _samples_k(entry: dict | None) -> int | None:
+def samples_k(entry: dict | None) -> int | None:
     """k of an importance-sampled log p(x): its note says ``importance sampled, k=...``."""
     m = re.search(r"\bk\s*=\s*(\d+)", str((entry or {}).get("note") or ""))
     return int(m.group(1)) if m else None
@@ -205,7 +206,7 @@ def metrics_table(runs) -> tuple[list[str], list[list[str]]]:
     for r in runs:
         e = r.test_entries
         row = [r.name, _with_se(e.get("elbo"), ".2f"), _with_se(e.get("log_px"), ".2f"),
-               _number(_samples_k(e.get("log_px")), "int")]
+               _number(samples_k(e.get("log_px")), "int")]
         for s in sites:
             text = _number(r.test.get(s), "int")
             unit = str((e.get(s) or {}).get("unit") or "")
@@ -219,10 +220,8 @@ def metrics_table(runs) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def _flatten(d: dict) -> dict:
+def flat_settings(d: dict) -> dict:
     """Nested dicts -> ``{"model.options.latent_dim": 2, ...}`` (the report's flattening)."""
-    from .report import _flatten as flatten
-
     return dict(flatten(d))
 
 
@@ -232,7 +231,7 @@ _MISSING = object()
 def config_differences(configs) -> list[tuple[str, list]]:
     """``[(dotted key, [value of each config or MISSING]), ...]`` for the settings whose values
     differ (a key absent from some configs differs), sorted by key; the command line is left out."""
-    flat = [_flatten({k: v for k, v in c.items() if k not in SKIP_SETTINGS}) for c in configs]
+    flat = [flat_settings({k: v for k, v in c.items() if k not in SKIP_SETTINGS}) for c in configs]
     keys = []
     for f in flat:
         keys += [k for k in f if k not in keys]
@@ -252,7 +251,7 @@ def plot_val_curves(runs, path) -> Path | None:
     import numpy as np
     from matplotlib.ticker import MaxNLocator
 
-    from .plots import _save
+    from .drawing import save
 
     def column(rows, key, sign=1.0):
         return np.array([sign * r[key] if isinstance(r.get(key), (int, float)) else np.nan for r in rows],
@@ -294,7 +293,7 @@ def plot_val_curves(runs, path) -> Path | None:
     # below the axes: inside, it would cover the curves
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 4),
                fontsize=9, frameon=False)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # ---------------------------------------------------------------------- the page
@@ -371,7 +370,6 @@ def compare_runs(run_dirs, out_dir, names=None) -> Path:
             (or inside one), names that do not fit the runs, or a run file that cannot be read
             (:class:`pyro_vae.run.UnreadableRunFile`).
     """
-    from .report import _to_html, _to_markdown
 
     run_dirs = list(run_dirs)
     if not run_dirs:
@@ -384,37 +382,9 @@ def compare_runs(run_dirs, out_dir, names=None) -> Path:
     figure = plot_val_curves(runs, out_dir / f"{FIGURE}.png")
     blocks = _blocks(runs, out_dir, figure)
     md_path = out_dir / MARKDOWN
-    write_text(md_path, _to_markdown(blocks))
-    write_text(out_dir / HTML, _to_html(blocks, blocks[0][1]))
+    write_text(md_path, to_markdown(blocks))
+    write_text(out_dir / HTML, to_html(blocks, blocks[0][1]))
     return md_path
 
 
-# ---------------------------------------------------------------------- command line
-def add_parser(sub, formatter_class):
-    """Add the ``compare`` subcommand to the subparsers ``sub``; return its parser."""
-    p = sub.add_parser("compare", help="compare run folders: test metrics, the settings that differ, "
-                                       "validation curves",
-                       description="Compare run folders side by side: a table of their test metrics, the "
-                                   "settings of config.json that differ, and their validation curves on one "
-                                   "figure. Writes compare.md, index.html and val_curves.png to --out.",
-                       formatter_class=formatter_class)
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by pyro-vae train")
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="folder to write the comparison into (outside every run folder: a run's own "
-                        "index.html is its report)")
-    p.add_argument("--names", nargs="+", default=None, metavar="NAME",
-                   help="display names, one per run in the order given (default: the folder names)")
-    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                   help="import MODULE (a module name or a .py file) first, so that the checkpoints of the "
-                        "families it registers load and their parameters are counted (repeatable)")
-    return p
-
-
-def cmd_compare(args) -> int:
-    """Run ``pyro-vae compare`` from parsed arguments (``runs``, ``out``, optional ``names``)."""
-    md = compare_runs(args.runs, args.out, names=getattr(args, "names", None))
-    print(f"wrote {md} and {md.with_name(HTML)}")
-    return 0
-
-
-__all__ = ["compare_runs", "add_parser", "cmd_compare", "config_differences", "metrics_table", "plot_val_curves"]
+__all__ = ["compare_runs", "config_differences", "metrics_table", "plot_val_curves", "samples_k", "HTML"]

@@ -97,7 +97,7 @@ class TrainConfig:
         """Raise a ValueError naming every setting that is out of range (one line)."""
         import math
 
-        from .data import device_problem
+        from .devices import device_problem
 
         def whole(v, low):
             return isinstance(v, int) and not isinstance(v, bool) and v >= low

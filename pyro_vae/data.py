@@ -202,7 +202,7 @@ def dense_tensor(t: torch.Tensor, what: str) -> torch.Tensor:
     if t.is_quantized:
         t = t.dequantize()
     if t.layout in _SPARSE:
-        from .streaming import memory_budget
+        from .devices import memory_budget
 
         need, budget = t.numel() * 4, memory_budget()
         if need > budget:
@@ -248,33 +248,6 @@ def to_float_images(arr, what: str) -> torch.Tensor:
                             f"{largest():.3g} are too large for 32-bit floats; rescale the data")
         check_finite(t, what)
     return t
-
-
-def device_problem(name) -> str | None:
-    """Why ``name`` is not a device this machine can run on, in one line; None when it is one:
-    ``auto``, ``cpu``, ``cuda`` / ``cuda:N`` (N below the number of GPUs), ``mps`` where present."""
-    if not isinstance(name, str):
-        return f"device must be a name such as auto, cpu or cuda, got {type(name).__name__}"
-    if name == "auto":
-        return None
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError, TypeError):
-        return f"unknown device {name!r}: use auto, cpu, cuda or cuda:N (N: a GPU's index)"
-    if dev.type == "cpu":
-        return None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            return f"device {name!r}: CUDA is not available on this machine; use --device cpu (or auto)"
-        n = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= n:
-            return f"device {name!r}: this machine has {n} GPU{'s' if n > 1 else ''} (cuda:0 to cuda:{n - 1})"
-        return None
-    if dev.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        return None if mps is not None and mps.is_available() else \
-            f"device {name!r}: MPS is not available on this machine; use --device cpu (or auto)"
-    return f"device {name!r}: pyro-vae runs on auto, cpu, cuda or mps"
 
 
 def check_shift(max_shift, data_shape) -> None:
@@ -519,7 +492,7 @@ def path_problem(path, folder_ok: bool = False) -> str | None:
     return next((text for test, text in kinds if test(mode)), "not a regular file")
 
 
-def _head(path: Path, what: str) -> bytes:
+def file_head(path: Path, what: str) -> bytes:
     """The first bytes of ``path`` (a DataError if it cannot be read or is empty)."""
     problem = path_problem(path)
     if problem is not None:
@@ -583,7 +556,7 @@ def load_torch_file(path, map_location="cpu"):
 
 
 def _load_npy(path: Path):
-    head = _head(path, "a NumPy .npy file")
+    head = file_head(path, "a NumPy .npy file")
     if head.startswith(ZIP_MAGICS):
         raise DataError(f"{path} is a zip archive (a NumPy .npz file, or a torch.save file?), not a .npy file: "
                         f"name it .npz or .pt")
@@ -604,7 +577,7 @@ def _load_npy(path: Path):
 def _load_npz(path: Path):
     import zipfile
 
-    head = _head(path, "a NumPy .npz file")
+    head = file_head(path, "a NumPy .npz file")
     if not head.startswith(ZIP_MAGICS):
         raise DataError(f"{path} is not a NumPy .npz file (not a zip archive: another format, or corrupt); "
                         f"write it with numpy.savez(path, x=data, y=labels)")
@@ -682,7 +655,7 @@ def load_array_file(path: Path) -> Dataset:
     Read without unpickling (``allow_pickle=False``, ``weights_only=True``); anything that is not
     an array of numbers with one data point per row is refused with a DataError naming the file.
     Sparse and quantized tensors are made ordinary ones (:func:`dense_tensor`)."""
-    return _read_array_file(path)[0]
+    return read_array_file(path)[0]
 
 
 def array_scale(dtype) -> str:
@@ -693,7 +666,7 @@ def array_scale(dtype) -> str:
     return f"{name} values: as stored" + (" (False/True -> 0/1)" if name == "bool" else "")
 
 
-def _read_array_file(path) -> tuple[Dataset, str]:
+def read_array_file(path) -> tuple[Dataset, str]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
@@ -827,10 +800,10 @@ def images_as_x(images: list, kind: str) -> torch.Tensor:
 def load_image_folder(path: Path) -> Dataset:
     """Every image file below ``path``; sub-folder names become labels (sorted, 0, 1, ...).
     Values are scaled by the images' kind (:func:`read_image`, :data:`IMAGE_SCALES`)."""
-    return _read_image_folder(path)[0]
+    return read_image_folder(path)[0]
 
 
-def _read_image_folder(path) -> tuple[Dataset, str]:
+def read_image_folder(path) -> tuple[Dataset, str]:
     path = Path(path)
     files, classes = image_files(path)
     index = {c: i for i, c in enumerate(classes)}
@@ -849,74 +822,6 @@ def _read_image_folder(path) -> tuple[Dataset, str]:
 
 
 # ---------------------------------------------------------------------- entry point
-def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0,
-              download: bool = True, stream: str = "off", workers: int = 0) -> Splits:
-    """Load a named data set or a path, and split off a seeded validation set.
-
-    ``data_dir`` is where torchvision data sets live (default ``./data``); for ``mnist5k`` it is
-    where to look for the official MNIST test-set files. ``stream`` (``off``, ``on``, ``auto``:
-    when the data would not fit the memory budget) makes the training split of a ``.npy`` file or
-    an image folder a :class:`~pyro_vae.streaming.StreamedData`, read batch by batch by
-    ``workers`` processes (:mod:`pyro_vae.streaming`); the validation split is loaded.
-    ``download=False`` never fetches a torchvision set: missing files are a DataError naming the
-    folder and the files, and nothing is created (for a ``data_dir`` read from a run folder).
-    """
-    check_val_fraction(val_fraction)
-    if stream not in ("off", "on", "auto"):
-        raise DataError(f"stream (--stream) must be off, on or auto, got {stream!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise DataError(f"workers (--workers) must be a whole number >= 0, got {workers!r}")
-    if not isinstance(name, (str, Path)):
-        raise DataError(f"a data set is a name or a path, got {type(name).__name__}")
-    name = str(name)
-    if name == "mnist5k":
-        train, val = split(load_mnist5k(), val_fraction, seed)
-        test = load_mnist_test_files(data_dir) if data_dir is not None else None
-        if data_dir is not None and test is None:
-            raise DataError(
-                f"no MNIST test files in {data_dir}: expected t10k-images-idx3-ubyte.gz (and "
-                f"t10k-labels-idx1-ubyte.gz) there, in raw/ or in MNIST/raw/"
-            )
-        src = f"official MNIST test set ({data_dir})" if test is not None else ""
-        return Splits(train, val, test, name, src, image_scale("8-bit"))
-    if name in TORCHVISION:
-        root = Path(data_dir) if data_dir is not None else Path("data")
-        full = load_torchvision(name, root, train=True, download=download)
-        test = load_torchvision(name, root, train=False, download=download)
-        train, val = split(full, val_fraction, seed)
-        return Splits(train, val, test, name, f"official {name} test set", image_scale("8-bit"))
-    path = Path(name)
-    problem = path_problem(path, folder_ok=True)
-    if problem == "no such file or folder":
-        raise DataError(
-            f"unknown data set {name!r}: not one of mnist5k, {', '.join(TORCHVISION)}, and no such "
-            f"file or folder"
-        )
-    if problem is not None:
-        raise DataError(f"cannot read data set {path}: {problem}; pass a .npy, .npz or .pt file or a folder of images")
-    is_dir = path.is_dir()
-    streamable = is_dir or path.suffix.lower() == ".npy"
-    if stream == "on" and not streamable:
-        raise DataError(f"--stream on reads a .npy file or a folder of images batch by batch; {path} is neither "
-                        f"(save the images with numpy.save, or use --stream off)")
-    if stream != "off" and streamable:
-        from .streaming import ImageFolderSource, NpySource, StreamedData, should_stream
-
-        source = ImageFolderSource(path) if is_dir else NpySource(path)
-        if should_stream(source, stream):
-            data = StreamedData(source, y=getattr(source, "labels", None), workers=workers)
-            train, val = data.split(*split_positions(len(data), val_fraction, seed))
-            return Splits(train, val, None, str(path), "", source.scale)
-    if is_dir:
-        ds, scale = _read_image_folder(path)
-    elif path.suffix.lower() in (".npy", ".npz", ".pt", ".pth"):
-        ds, scale = _read_array_file(path)
-    else:
-        raise DataError(f"{path}: unsupported file type {path.suffix!r}; use .npy, .npz, .pt or a folder of images")
-    train, val = split(ds, val_fraction, seed)
-    return Splits(train, val, None, str(path), "", scale)
-
-
 def batches(n: int, batch_size: int, shuffle: bool, device=None, generator=None):
     """Yield index tensors cutting range(n) into batches (random order when ``shuffle``,
     drawn from ``generator`` if given: it must live on ``device``)."""

@@ -39,7 +39,7 @@ from torch.distributions import Independent, Normal, constraints, kl_divergence
 PARTICLES = "_particles"
 
 
-def _scored(site) -> bool:
+def is_scored(site) -> bool:
     """A sample site with a density (not the bookkeeping site that every plate records)."""
     return site["type"] == "sample" and not isinstance(site["fn"], _Subsample)
 
@@ -91,12 +91,12 @@ def _max_plate_nesting(model, guide, args, kwargs) -> int:
     depth = 0
     for tr in (g, m):
         for site in tr.nodes.values():
-            if _scored(site):
+            if is_scored(site):
                 depth = max(depth, len(site["cond_indep_stack"]))
     return depth
 
 
-def _site_log_prob(site, keep_dims) -> torch.Tensor:
+def site_log_prob(site, keep_dims) -> torch.Tensor:
     """log_prob of one site, summed over every plate except the particle and data plates."""
     lp = site["fn"].log_prob(site["value"])
     if site["mask"] is not None and site["mask"] is not True:
@@ -109,7 +109,7 @@ def _site_log_prob(site, keep_dims) -> torch.Tensor:
 
 def _data_dim(trace, data_plate) -> int:
     for site in trace.nodes.values():
-        if _scored(site):
+        if is_scored(site):
             for frame in site["cond_indep_stack"]:
                 if frame.name == data_plate:
                     return frame.dim
@@ -119,7 +119,7 @@ def _data_dim(trace, data_plate) -> int:
 
 def _check_in_data_plate(trace, data_plate):
     for name, site in trace.nodes.items():
-        if _scored(site) and not any(f.name == data_plate for f in site["cond_indep_stack"]):
+        if is_scored(site) and not any(f.name == data_plate for f in site["cond_indep_stack"]):
             raise ValueError(f"site {name!r} is outside the {data_plate!r} plate: per-data-point "
                              f"evaluation needs every latent and observed site inside it")
 
@@ -150,11 +150,11 @@ def log_weights(model, guide, *args, num_particles: int = 1, data_plate: str = "
 
     total = 0.0
     for site in m.nodes.values():
-        if _scored(site):
-            total = total + _site_log_prob(site, keep)
+        if is_scored(site):
+            total = total + site_log_prob(site, keep)
     for site in g.nodes.values():
-        if _scored(site) and site["infer"].get("_enumerate_dim") is None:
-            total = total - _site_log_prob(site, keep)
+        if is_scored(site) and site["infer"].get("_enumerate_dim") is None:
+            total = total - site_log_prob(site, keep)
     # total: (enum dims..., K, [1...], B, [1...]); sum out enumerated values exactly.
     while total.dim() > -particle_dim:
         total = total.logsumexp(0)
@@ -170,9 +170,9 @@ WORKING_COPIES = 8  # tensors of the decoder output's size alive at once (logits
 
 def chunk_budget(device="cpu", cap: int = CHUNK_NUMBERS) -> int:
     """How many decoder outputs one particle chunk may hold: ``cap``, or less where the free
-    memory of ``device`` (the share that :func:`pyro_vae.streaming.memory_budget` allows, over
+    memory of ``device`` (the share that :func:`pyro_vae.devices.memory_budget` allows, over
     ``WORKING_COPIES`` float32 copies) is smaller."""
-    from .streaming import memory_budget
+    from .devices import memory_budget
 
     return max(1, min(cap, memory_budget(device) // (4 * WORKING_COPIES)))
 
@@ -192,7 +192,7 @@ def _enum_size(guide, args, kwargs, max_plate_nesting) -> int:
         tr = poutine.trace(poutine.enum(guide, first_available_dim=-max_plate_nesting - 2)).get_trace(*one, **one_kw)
     size = 1
     for site in tr.nodes.values():
-        if _scored(site) and site["infer"].get("_enumerate_dim") is not None:
+        if is_scored(site) and site["infer"].get("_enumerate_dim") is not None:
             size *= site["value"].numel()
     return size
 
@@ -312,7 +312,7 @@ def latent_statistics(model, guide, *args, batch_size=1000, threshold=0.01, data
             g = poutine.trace(guide).get_trace(*part, **part_kw)
             m = poutine.trace(poutine.replay(model, trace=g)).get_trace(*part, **part_kw)
         for name, site in g.nodes.items():
-            if not _scored(site) or site["is_observed"] or site["fn"].event_dim != 1:
+            if not is_scored(site) or site["is_observed"] or site["fn"].event_dim != 1:
                 continue
             mean = _posterior_mean(site["fn"], mc_samples)
             if mean is None:
@@ -373,26 +373,26 @@ def elbo_terms(model, guide, *args, batch_size=1000, data_plate="data", analytic
         keep = (data_dim,)
         ll, kl = 0.0, 0.0
         for name, site in m.nodes.items():
-            if not _scored(site):
+            if not is_scored(site):
                 continue
             if site["is_observed"]:
-                ll = ll + _site_log_prob(site, keep).reshape(-1)
+                ll = ll + site_log_prob(site, keep).reshape(-1)
                 continue
             q_site = g.nodes.get(name)
             closed = None
-            if analytic and q_site is not None and _scored(q_site) and _unmasked(site) and _unmasked(q_site):
+            if analytic and q_site is not None and is_scored(q_site) and _unmasked(site) and _unmasked(q_site):
                 closed = _analytic_kl(q_site, site, keep)
             if closed is not None:
                 kl = kl + closed.reshape(-1)
                 how["analytic"].add(name)
             else:
-                kl = kl - _site_log_prob(site, keep).reshape(-1)
-                if q_site is not None and _scored(q_site):
-                    kl = kl + _site_log_prob(q_site, keep).reshape(-1)
+                kl = kl - site_log_prob(site, keep).reshape(-1)
+                if q_site is not None and is_scored(q_site):
+                    kl = kl + site_log_prob(q_site, keep).reshape(-1)
                 how["sampled"].add(name)
         for name, site in g.nodes.items():  # guide sites the model does not have (auxiliary latents)
-            if _scored(site) and name not in m.nodes:
-                kl = kl + _site_log_prob(site, keep).reshape(-1)
+            if is_scored(site) and name not in m.nodes:
+                kl = kl + site_log_prob(site, keep).reshape(-1)
                 how["sampled"].add(name)
         lls.append(torch.as_tensor(ll).expand(b))
         kls.append(torch.as_tensor(kl).expand(b))

@@ -44,7 +44,7 @@ from pyro import poutine
 from torch import nn
 from torch.distributions import Independent, kl_divergence
 
-from .evaluation import _scored, _site_log_prob
+from .evaluation import is_scored, site_log_prob
 
 PARTICLES = "_iw_particles"
 ESTIMATORS = ("plain", "dreg")
@@ -59,7 +59,7 @@ def _vectorized(fn, num_particles: int, dim: int):
 
 def _data_frame(trace, data_plate: str):
     for site in trace.nodes.values():
-        if _scored(site):
+        if is_scored(site):
             for frame in site["cond_indep_stack"]:
                 if frame.name == data_plate:
                     return frame
@@ -70,7 +70,7 @@ def _data_frame(trace, data_plate: str):
 def _check_sites(model_trace, guide_trace, data_plate: str, what: str) -> None:
     for tr in (model_trace, guide_trace):
         for name, site in tr.nodes.items():
-            if not _scored(site):
+            if not is_scored(site):
                 continue
             if not any(f.name == data_plate for f in site["cond_indep_stack"]):
                 raise ValueError(f"{what}: site {name!r} is outside the {data_plate!r} plate; every site must be "
@@ -141,7 +141,7 @@ class _Weights:
         values = {}
         if hook_values:  # the model and log q see views of z whose incoming gradient is scaled by w~
             for name, site in guide_trace.nodes.items():
-                if _scored(site) and not site["is_observed"]:
+                if is_scored(site) and not site["is_observed"]:
                     view = site["value"].view_as(site["value"])
                     view.register_hook(_scale_by(self.scaled_w, site["fn"].event_dim))
                     values[name] = view
@@ -160,7 +160,7 @@ class _Weights:
         total = 0.0
         for tr, sign in ((model_trace, 1.0), (q_trace, -1.0)):
             for site in tr.nodes.values():
-                if _scored(site) and not (sign < 0 and site["is_observed"]):
+                if is_scored(site) and not (sign < 0 and site["is_observed"]):
                     total = total + sign * self._scaled(site)
         while total.dim() < -self.particle_dim:
             total = total.unsqueeze(0)
@@ -170,7 +170,7 @@ class _Weights:
     def _scaled(self, site):
         """A site's log-density per particle and data point, with its scale divided by the
         data-set scaling (which multiplies the bound as a whole)."""
-        lp = _site_log_prob(site, self.keep)
+        lp = site_log_prob(site, self.keep)
         scale = site["scale"]
         if not (isinstance(scale, (int, float)) and scale == self.data_scale):
             lp = lp * (scale / self.data_scale)
@@ -291,7 +291,7 @@ class FreeBitsELBO:
         batch = _data_frame(m, self.data_plate).size
         recon, kl_total = 0.0, 0.0
         for name, site in m.nodes.items():
-            if not _scored(site):
+            if not is_scored(site):
                 continue
             if site["is_observed"]:
                 recon = recon + w._scaled(site).sum()
@@ -300,7 +300,7 @@ class FreeBitsELBO:
             weight = site["scale"] / w.data_scale  # the KL weight (beta, warm-up)
             kl = self._kl_per_dim(q, site)
             if kl is None:  # the site as one group
-                kl = (_site_log_prob(q, w.keep) - _site_log_prob(site, w.keep)).reshape(-1)
+                kl = (site_log_prob(q, w.keep) - site_log_prob(site, w.keep)).reshape(-1)
             else:
                 kl = kl.reshape(-1, kl.shape[-1])
             mean_kl = kl.sum(0) / (self.num_particles * batch)  # per dimension (or the site)

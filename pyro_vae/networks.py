@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def _mlp(sizes, final_activation=False):
+def mlp(sizes, final_activation=False):
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
@@ -62,7 +62,7 @@ class MLPEncoder(nn.Module):
         self.data_shape = tuple(data_shape)
         d = math.prod(self.data_shape)
         hidden = tuple(hidden)
-        self.body = _mlp((d,) + hidden, final_activation=True)
+        self.body = mlp((d,) + hidden, final_activation=True)
         self.head = GaussianHead(hidden[-1] if hidden else d, latent_dim)
 
     def forward(self, x):
@@ -76,7 +76,7 @@ class MLPDecoder(nn.Module):
     def __init__(self, data_shape, latent_dim: int, hidden=(400,)):
         super().__init__()
         self.data_shape = tuple(data_shape)
-        self.net = _mlp((latent_dim,) + tuple(reversed(tuple(hidden))) + (math.prod(self.data_shape),))
+        self.net = mlp((latent_dim,) + tuple(reversed(tuple(hidden))) + (math.prod(self.data_shape),))
 
     def forward(self, z):
         return full_precision(self.net(z)).reshape(*z.shape[:-1], *self.data_shape)
@@ -109,7 +109,7 @@ class ConvEncoder(nn.Module):
         with torch.no_grad():
             flat = self.conv(torch.zeros(1, c, h, w)).numel()
         hidden = tuple(hidden)
-        self.fc = _mlp((flat,) + hidden, final_activation=True)
+        self.fc = mlp((flat,) + hidden, final_activation=True)
         self.head = GaussianHead(hidden[-1] if hidden else flat, latent_dim)
 
     def forward(self, x):
@@ -129,7 +129,7 @@ class ConvDecoder(nn.Module):
         c, h, w = self.data_shape
         n_up = len(channels)
         self.start = (channels[-1], math.ceil(h / 2**n_up), math.ceil(w / 2**n_up))
-        self.fc = _mlp((latent_dim,) + tuple(reversed(tuple(hidden))) + (math.prod(self.start),),
+        self.fc = mlp((latent_dim,) + tuple(reversed(tuple(hidden))) + (math.prod(self.start),),
                        final_activation=True)
         layers = []
         rev = list(reversed(channels)) + [c]

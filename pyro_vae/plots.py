@@ -25,102 +25,16 @@ import torch
 from matplotlib.ticker import MaxNLocator
 
 from .config import read_metrics
-from .files import save_figure
+from .drawing import (DPI, as_images, grid_figsize, image_grid, no_ticks, pca_2d, plot_codes, plot_confusion,  # noqa: F401
+                      plot_image_rows, save, show, to_numpy)
 from .evaluation import as_normal
 from .models.base import GENERIC_FIGURES
 from .run import RunDir
 
-DPI = 120
 FIGURE_NAMES = ("curves",) + GENERIC_FIGURES
 
 
 # ---------------------------------------------------------------------- helpers
-def _numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().float().cpu().numpy()
-    return np.asarray(x, dtype=np.float32)
-
-
-def as_images(arr: np.ndarray) -> np.ndarray:
-    """Data points as pictures ``(N, C, H, W)`` with C = 1 or 3: one image ``(C, H, W)`` gets a
-    batch axis; vectors ``(N, D)`` (and data of rank > 3, flattened) become one-pixel-high grey
-    rows; channels that are neither grey nor RGB are laid side by side, each grey."""
-    if arr.ndim == 3:
-        arr = arr[None]
-    if arr.ndim == 2:
-        arr = arr[:, None, None, :]
-    elif arr.ndim > 4:
-        arr = arr.reshape(arr.shape[0], 1, 1, -1)
-    if arr.ndim != 4:
-        raise ValueError(f"cannot draw data of shape {arr.shape} as pictures: need (N, D), (N, C, H, W) or more axes")
-    n, c, h, w = arr.shape
-    if c not in (1, 3):
-        arr = arr.transpose(0, 2, 1, 3).reshape(n, 1, h, c * w)
-    return arr
-
-
-def image_grid(images, nrow: int = 8, pad: int = 1, pad_value: float = 0.5) -> np.ndarray:
-    """Tile images into one array, ``nrow`` images per row, with ``pad``-pixel separators.
-
-    Args:
-        images: ``(N, C, H, W)`` (or one image ``(C, H, W)``), torch or numpy, values in [0, 1]
-            (values outside are clipped). C must be 1 (grey) or 3 (RGB).
-        nrow: images per row (the last row is filled with ``pad_value`` if it is short).
-        pad: separator width in pixels, between the images and around the border.
-        pad_value: grey level of the separators (0.5: visible on black and on white images).
-
-    Returns:
-        grey: a 2-D array ``(rows*(H+pad)+pad, ncol*(W+pad)+pad)``; RGB: the same with a
-        trailing axis of 3. ``ncol = min(nrow, N)``, ``rows = ceil(N / ncol)``. Image ``i``
-        starts at row ``pad + (i // ncol) * (H + pad)``, column ``pad + (i % ncol) * (W + pad)``.
-    """
-    arr = as_images(_numpy(images))
-    n, c, h, w = arr.shape
-    if n < 1:
-        raise ValueError("image_grid needs at least one image")
-    if nrow < 1:
-        raise ValueError(f"nrow must be >= 1, got {nrow}")
-    ncol = min(int(nrow), n)
-    rows = math.ceil(n / ncol)
-    arr = np.clip(np.nan_to_num(arr, nan=0.0), 0.0, 1.0)
-    grid = np.full((c, rows * (h + pad) + pad, ncol * (w + pad) + pad), pad_value, dtype=np.float32)
-    for i in range(n):
-        r0 = pad + (i // ncol) * (h + pad)
-        c0 = pad + (i % ncol) * (w + pad)
-        grid[:, r0:r0 + h, c0:c0 + w] = arr[i]
-    return grid[0] if c == 1 else grid.transpose(1, 2, 0)
-
-
-def _show(ax, grid: np.ndarray, extent=None) -> None:
-    """Draw an image grid on a fixed [0, 1] scale: grey with cmap gray, RGB as RGB."""
-    if grid.ndim == 2:
-        ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", extent=extent)
-    else:
-        ax.imshow(np.clip(grid, 0.0, 1.0), interpolation="nearest", extent=extent)
-
-
-def _grid_figsize(grid: np.ndarray, extra_h: float = 0.6, min_w: float = 3.0, max_w: float = 10.0):
-    """A figure size that shows the grid at >= 1 screen pixel per image pixel where possible."""
-    h, w = grid.shape[:2]
-    width = float(np.clip(w / DPI * 1.6, min_w, max_w))
-    return width, width * h / w + extra_h
-
-
-def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(fig, path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def _no_ticks(ax) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for s in ax.spines.values():
-        s.set_visible(False)
-
-
 def _device(module) -> torch.device:
     try:
         return next(module.parameters()).device
@@ -218,7 +132,7 @@ def plot_curves(metrics_rows, path) -> Path:
     ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=9,
               frameon=False)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # ---------------------------------------------------------------------- images
@@ -234,15 +148,15 @@ def plot_reconstructions(module, x, path, n: int = 8, split: str = "test") -> Pa
     n = xb.shape[0]
     ncol = min(n, 8 if n <= 16 else math.ceil(math.sqrt(2 * n)))
     top, bottom = image_grid(xb, ncol), image_grid(rec.reshape(xb.shape), ncol)
-    w, h = _grid_figsize(top, extra_h=0.0, min_w=6.5)
+    w, h = grid_figsize(top, extra_h=0.0, min_w=6.5)
     fig, axes = plt.subplots(2, 1, figsize=(w, 2 * h + 0.9))
     for ax, grid, title in zip(axes, (top, bottom),
                                (f"Data: {split} images", "Reconstructions: E[x | z = mean of q(z|x)]")):
-        _show(ax, grid)
-        _no_ticks(ax)
+        show(ax, grid)
+        no_ticks(ax)
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_samples(module, path, n: int = 64, condition=None, sampler: str = "prior", mixture=None) -> Path:
@@ -258,15 +172,15 @@ def plot_samples(module, path, n: int = 64, condition=None, sampler: str = "prio
         else:
             x = module.sample(n) if condition is None else module.sample(n, condition=condition)
     grid = image_grid(x.reshape(n, *module.data_shape), math.ceil(math.sqrt(n)))
-    fig, ax = plt.subplots(figsize=_grid_figsize(grid, min_w=4.0, max_w=7.0))
-    _show(ax, grid)
-    _no_ticks(ax)
+    fig, ax = plt.subplots(figsize=grid_figsize(grid, min_w=4.0, max_w=7.0))
+    show(ax, grid)
+    no_ticks(ax)
     given = "" if condition is None else f", given condition {condition}"
     source = (f"z from a {mixture.components}-component Gaussian mixture fitted to the training codes"
               if sampler == "mixture" else "z ~ p(z)")
     ax.set_title(f"{n} samples from the model: {source}{given}, shown as E[x|z]", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _normal_parts(d):
@@ -330,7 +244,7 @@ def plot_manifold(module, path, n: int = 20, lo: float = 0.05, hi: float = 0.95)
     fig, ax = plt.subplots(figsize=(8, 8.4))
     # extent in cell units: column c spans [c, c+1] from the left, and the cell whose z2 is
     # q2[t] spans [t, t+1] from the bottom; level v sits at (v - lo) / (hi - lo) * (n - 1) + 0.5
-    _show(ax, grid, extent=(0, n, 0, n))
+    show(ax, grid, extent=(0, n, 0, n))
     pos = ((tick_levels - lo) / (hi - lo) * (n - 1) + 0.5).tolist()
     names = [f"{100 * v:g}%" for v in tick_levels.tolist()]
     ax.set_xticks(pos, [f"{v:.2f}\n({m})" for v, m in zip(q[0, n:].tolist(), names)])
@@ -342,27 +256,7 @@ def plot_manifold(module, path, n: int = 20, lo: float = 0.05, hi: float = 0.95)
     ax.set_title(f"Learned manifold: E[x|z] on a {n}x{n} grid of prior quantiles\n({how})",
                  fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
-
-
-def _pca_2d(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Project rows of ``z`` onto their first two principal components (via SVD).
-
-    Returns ``(projected (N, 2), explained variance ratio (2,))``.
-    """
-    zc = z - z.mean(0, keepdim=True)
-    _, s, vh = torch.linalg.svd(zc, full_matrices=False)
-    k = min(2, vh.shape[0])
-    proj = zc @ vh[:k].T
-    var = s ** 2
-    ratio = var[:k] / var.sum().clamp_min(1e-12)
-    if k < 2:  # fewer data points than two: pad with zeros
-        proj = torch.cat([proj, torch.zeros(proj.shape[0], 2 - k)], 1)
-        ratio = torch.cat([ratio, torch.zeros(2 - k)])
-    # fix the sign so the figure does not flip between runs: largest |loading| positive
-    signs = torch.sign(vh[:k].gather(1, vh[:k].abs().argmax(1, keepdim=True))).reshape(-1)
-    signs = torch.cat([signs, torch.ones(2 - k)]) if k < 2 else signs
-    return proj * signs, ratio
+    return save(fig, path)
 
 
 def plot_latent_space(module, x, y, path, max_points: int = 5000, split: str = "test") -> Path:
@@ -376,60 +270,6 @@ def plot_latent_space(module, x, y, path, max_points: int = 5000, split: str = "
         z = _encode_means(module, x[:max_points])
     return plot_codes(z, None if y is None else y[:max_points], path,
                       f"posterior means of {z.shape[0]} {split} images")
-
-
-def plot_codes(z, y, path, what: str) -> Path:
-    """Latent codes ``z`` (N, d), coloured by label ``y`` (or one colour when None); ``what``
-    says in the title what the codes are."""
-    z = z.detach().float().cpu().reshape(z.shape[0], -1)
-    labels = None if y is None else _numpy(y).reshape(-1)
-    d = z.shape[1]
-    rng = np.random.default_rng(0)
-    if d == 1:
-        px = z[:, 0].numpy()
-        if labels is not None:
-            py = labels + rng.uniform(-0.3, 0.3, size=labels.shape)
-            ylabel = "label (jittered)"
-        else:
-            py = np.arange(len(px))
-            ylabel = "data point index"
-        xlabel, title_extra = "z (posterior mean)", "1-D latent"
-    elif d == 2:
-        px, py = z[:, 0].numpy(), z[:, 1].numpy()
-        xlabel, ylabel, title_extra = "z1 (posterior mean)", "z2 (posterior mean)", "2-D latent"
-    else:
-        proj, ratio = _pca_2d(z)
-        px, py = proj[:, 0].numpy(), proj[:, 1].numpy()
-        xlabel = f"PC 1 of posterior means ({100 * ratio[0]:.0f}% of variance)"
-        ylabel = f"PC 2 of posterior means ({100 * ratio[1]:.0f}% of variance)"
-        title_extra = f"{d}-D latent, PCA to 2-D"
-
-    fig, ax = plt.subplots(figsize=(7.5, 6))
-    size = 6 if len(px) > 1000 else 14
-    if labels is None:
-        ax.scatter(px, py, s=size, alpha=0.6, color="tab:blue", linewidths=0)
-    else:
-        classes = np.unique(labels)
-        discrete = np.allclose(classes, np.round(classes)) and len(classes) <= 20
-        if discrete:
-            cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
-            for i, c in enumerate(classes):
-                m = labels == c
-                ax.scatter(px[m], py[m], s=size, alpha=0.7, color=cmap(i), linewidths=0,
-                           label=f"{int(c)}")
-            leg = ax.legend(title="label", loc="center left", bbox_to_anchor=(1.01, 0.5),
-                            markerscale=2.5 if size < 10 else 1.5, frameon=False)
-            for h in leg.legend_handles:
-                h.set_alpha(1.0)
-        else:
-            sc = ax.scatter(px, py, c=labels, s=size, alpha=0.7, cmap="viridis", linewidths=0)
-            fig.colorbar(sc, ax=ax, label="label")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(f"Latent space: {what} ({title_extra})", fontsize=10)
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
 
 
 def plot_interpolation(module, x_a, x_b, path, steps: int = 10) -> Path:
@@ -447,13 +287,13 @@ def plot_interpolation(module, x_a, x_b, path, steps: int = 10) -> Path:
         t = torch.linspace(0.0, 1.0, steps, device=za.device)[:, None]
         dec = module.decode((1 - t) * za + t * zb).reshape(steps, *module.data_shape)
     row = torch.cat([xa.cpu(), dec.cpu(), xb.cpu()])
-    m, (ih, iw) = row.shape[0], as_images(_numpy(row)).shape[2:]
+    m, (ih, iw) = row.shape[0], as_images(to_numpy(row)).shape[2:]
     pad = 4
     grid = image_grid(row, m, pad=pad, pad_value=1.0)
     h, w = grid.shape[:2]
     width = max(6.0, 0.8 * m)
     fig, ax = plt.subplots(figsize=(width, width * h / w + 1.0))
-    _show(ax, grid)  # pixel coordinates: pixel (r, c) is centred on (c, r)
+    show(ax, grid)  # pixel coordinates: pixel (r, c) is centred on (c, r)
     left = [pad + i * (iw + pad) for i in range(m)]
     labels = ["data A"] + [f"t={v:.2f}".rstrip("0").rstrip(".") if 0 < v < 1 else f"t={v:g}"
                            for v in t.reshape(-1).tolist()] + ["data B"]
@@ -469,7 +309,7 @@ def plot_interpolation(module, x_a, x_b, path, steps: int = 10) -> Path:
     ax.set_title("Interpolation in latent space between the posterior means of A and B\n"
                  "(red frames: the two real images; between them: E[x|z] decoded)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # ---------------------------------------------------------------------- all of them
@@ -478,7 +318,7 @@ def _pick_pair(y, n: int) -> tuple[int, int]:
     if n < 2:
         return 0, 0
     if y is not None:
-        labels = _numpy(y).reshape(-1)
+        labels = to_numpy(y).reshape(-1)
         other = np.nonzero(labels[:n] != labels[0])[0]
         if len(other):
             return 0, int(other[0])
@@ -570,7 +410,7 @@ def plot_kl_per_dim(kl, activity, path, site: str = "z", threshold: float = 0.01
                        fontsize=7)
     ax.legend(loc="upper right", fontsize=8, frameon=False)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_log_px_terms(terms: dict, path, k: int | None = None) -> Path:
@@ -616,70 +456,11 @@ def plot_log_px_terms(terms: dict, path, k: int | None = None) -> Path:
     ax.legend(fontsize=8, frameon=False)
     ax.set_title("per image: the two KL terms", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
-
-
-# ---------------------------------------------------------------------- family figures
-def plot_image_rows(images, path, title: str) -> Path:
-    """A grid of images given as (rows, columns, *image_shape), with a title."""
-    images = torch.as_tensor(images).detach().float().cpu()
-    r, c = images.shape[:2]
-    grid = image_grid(images.reshape(r * c, *images.shape[2:]), c, pad=2, pad_value=1.0)
-    fig, ax = plt.subplots(figsize=_grid_figsize(grid, min_w=5.0, max_w=9.0))
-    _show(ax, grid)
-    _no_ticks(ax)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def plot_confusion(predicted, labels, num_classes: int, path) -> Path:
-    """Confusion matrix of a classifier: rows the true class, columns the predicted one; cells
-    show counts, coloured by the share of the row."""
-    pred = _numpy(predicted).reshape(-1).astype(int)
-    true = _numpy(labels).reshape(-1).astype(int)
-    cm = np.zeros((num_classes, num_classes), dtype=int)
-    np.add.at(cm, (true, pred), 1)
-    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.5 * num_classes, 0.8 + 0.5 * num_classes))
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    if num_classes <= 20:
-        for i in range(num_classes):
-            for j in range(num_classes):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if share[i, j] > 0.5 else "black")
-    ax.set_xticks(range(num_classes))
-    ax.set_yticks(range(num_classes))
-    ax.set_xlabel("predicted class (argmax q(y|x))")
-    ax.set_ylabel("true class")
-    acc = np.trace(cm) / max(cm.sum(), 1)
-    ax.set_title(f"Confusion matrix on {cm.sum()} test images (accuracy {acc:.3f})", fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def plot_analogies(module, x, path, n: int = 8) -> Path:
-    """For each of ``n`` test images (left column): its style z = mean of q(z|x, y=argmax q(y|x)),
-    decoded as every class y (one column per class), as in Kingma et al. (2014), fig. 1."""
-    xb = _batch(x, module)[:n]
-    k = module.num_classes
-    z, _ = module.encode(xb)
-    ys = torch.arange(k, device=z.device)
-    dec = module.decode(z[:, None, :].expand(-1, k, -1), ys[None, :].expand(z.shape[0], -1))
-    rows = torch.cat([xb[:, None].cpu(), dec.reshape(z.shape[0], k, *module.data_shape).cpu()], 1)
-    grid = image_grid(rows.reshape(-1, *module.data_shape), k + 1)
-    fig, ax = plt.subplots(figsize=_grid_figsize(grid, min_w=5.0, max_w=9.0))
-    _show(ax, grid)
-    _no_ticks(ax)
-    ax.set_title("Analogies: left, a test image; right, its style z drawn as each class 0.."
-                 f"{k - 1}", fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 __all__ = [
     "plot_kl_per_dim",
-    "plot_analogies",
     "plot_confusion",
     "image_grid",
     "make_figures",

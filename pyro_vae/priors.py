@@ -147,7 +147,7 @@ class FlowPrior(nn.Module):
         self.register_buffer("loc", torch.zeros(latent_dim))
         self.register_buffer("scale", torch.ones(latent_dim))
         self.flows = nn.ModuleList(
-            AffineAutoregressive(AutoRegressiveNN(latent_dim, [width], permutation=_order(latent_dim, i)), stable=True)
+            AffineAutoregressive(AutoRegressiveNN(latent_dim, [width], permutation=autoregressive_order(latent_dim, i)), stable=True)
             for i in range(steps))
 
     def forward(self):
@@ -156,7 +156,7 @@ class FlowPrior(nn.Module):
                                             [f.inv for f in reversed(self.flows)])
 
 
-def _order(dim: int, step: int) -> torch.Tensor:
+def autoregressive_order(dim: int, step: int) -> torch.Tensor:
     """The variable order of an autoregressive step: 0..d-1, reversed every other step."""
     order = torch.arange(dim)
     return order.flip(0) if step % 2 else order

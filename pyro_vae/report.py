@@ -155,13 +155,13 @@ def fmt(v, spec: str | None = None) -> str:
     return text.replace("_", " ") if spec is None and re.fullmatch(r"val_\w+", text) else text
 
 
-def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
+def flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
     """Nested dicts -> [("model.options.latent_dim", 2), ...]."""
     out = []
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict) and v:
-            out.extend(_flatten(v, key + "."))
+            out.extend(flatten(v, key + "."))
         else:
             out.append((key, v))
     return out
@@ -265,7 +265,7 @@ def _html_inline(p) -> str:
     return "".join(out)
 
 
-def _to_markdown(blocks) -> str:
+def to_markdown(blocks) -> str:
     out = []
     for b in blocks:
         kind = b[0]
@@ -291,7 +291,7 @@ def _to_markdown(blocks) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _to_html(blocks, title: str) -> str:
+def to_html(blocks, title: str) -> str:
     e = html_text
     body = []
     for b in blocks:
@@ -435,9 +435,9 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
     blocks += _provenance_blocks(run_dir, config)
 
     md_path = run.report
-    write_text(md_path, _to_markdown(blocks))
+    write_text(md_path, to_markdown(blocks))
     if html_too:
-        write_text(run.html, _to_html(blocks, title))
+        write_text(run.html, to_html(blocks, title))
     return md_path
 
 
@@ -473,7 +473,7 @@ def _provenance_blocks(run_dir: Path, config: dict) -> list:
     shown = {k: v for k, v in config.items() if k not in ("command", "versions")}
     if shown:
         blocks += [("h3", "Configuration"),
-                   ("table", ["setting", "value"], [[k, fmt(v)] for k, v in _flatten(shown)])]
+                   ("table", ["setting", "value"], [[k, fmt(v)] for k, v in flatten(shown)])]
     return blocks if len(blocks) > 1 else []
 
 

@@ -21,6 +21,8 @@ import math
 
 import torch
 
+from .data import Batch, DataError
+
 SAMPLERS = ("prior", "mixture")
 
 
@@ -104,13 +106,110 @@ def _check_family(family, sampler: str):
                          f"codes of the training images")
 
 
+# ---------------------------------------------------------------------- codes
+def _device_of(module) -> torch.device:
+    if isinstance(module, torch.nn.Module):
+        for t in list(module.parameters()) + list(module.buffers()):
+            return t.device
+    return torch.device("cpu")
+
+
+def _as_mean(out) -> torch.Tensor:
+    """The location from what an ``encode`` returns: ``(loc, scale)``, a tensor or a distribution."""
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if isinstance(out, torch.distributions.Distribution):
+        out = out.mean
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"encode returned {type(out).__name__}, not (loc, scale), a tensor or a distribution")
+    return out
+
+
+def _guide_means(family, chunk: Batch) -> torch.Tensor:
+    """Means of the continuous latent sites ``family.latent_sites`` in a trace of the guide."""
+    import pyro
+    from pyro import poutine
+
+    sites = tuple(getattr(family, "latent_sites", ("z",)))
+    with torch.random.fork_rng(devices=[]):  # a guide may draw (e.g. a discrete site first)
+        pyro.set_rng_seed(0)
+        trace = poutine.trace(family.guide).get_trace(*family.args(chunk))
+    means = []
+    for name in sites:
+        site = trace.nodes.get(name)
+        if site is None or site["type"] != "sample" or site["is_observed"]:
+            continue
+        fn = site["fn"]
+        if site["infer"].get("enumerate") or getattr(fn.support, "is_discrete", False):
+            continue  # a class label or other discrete latent: not a code
+        try:
+            mean = fn.mean
+        except NotImplementedError:
+            raise ValueError(f"the guide's distribution of latent site {name!r} ({type(fn).__name__}) has no "
+                             f"mean") from None
+        means.append(mean.reshape(len(chunk), -1))
+    if not means:
+        raise ValueError(f"the guide has no continuous latent site among latent_sites {sites}")
+    return torch.cat(means, -1)
+
+
+@torch.no_grad()
+def latent_means(family, data: Batch, batch_size: int = 1000) -> torch.Tensor:
+    """E_q[z|x] of every data point: ``(N, latent_dim)``, on the family's device.
+
+    Through ``family.encode(x)`` (the location of what it returns) when the family has it and it
+    works from x alone; otherwise the means of the continuous latent sites
+    (``family.latent_sites``, concatenated; discrete ones skipped) in a trace of
+    ``family.guide`` on the data with their labels removed, so that no label reaches the codes.
+    A family whose encoder needs the labels (a class-conditional VAE) is refused with a
+    ValueError, as is one with neither ``encode`` nor a guide with continuous latents.
+    """
+    if not isinstance(data, Batch):
+        raise TypeError(f"latent_means needs a pyro_vae.data.Batch, got {type(data).__name__}")
+    if len(data) == 0:
+        raise DataError("latent_means: no data points")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    name = type(family).__name__
+    device = _device_of(family)
+    blind = data.replace(y=None, labelled=None)  # labels never reach the codes
+    was_training = getattr(family, "training", None)
+    if was_training is not None:
+        family.eval()
+    reasons = []
+    try:
+        encode = getattr(family, "encode", None)
+        if callable(encode):
+            try:
+                return torch.cat([_as_mean(encode(blind.x[i:i + batch_size].to(device)))
+                                  .reshape(min(batch_size, len(data) - i), -1)
+                                  for i in range(0, len(data), batch_size)])
+            except (ValueError, TypeError, NotImplementedError) as e:  # e.g. encode needs a condition
+                reasons.append(f"encode(x): {e}")
+        if not callable(getattr(family, "guide", None)) or not hasattr(family, "args"):
+            reasons.append("no guide(*args(batch)) to trace")
+        else:
+            try:
+                return torch.cat([_guide_means(family, blind.subset(slice(i, i + batch_size)).to(device))
+                                  for i in range(0, len(data), batch_size)])
+            except (ValueError, TypeError, AttributeError, KeyError, RuntimeError, NotImplementedError) as e:
+                reasons.append(f"guide without labels: {type(e).__name__}: {e}")
+    finally:
+        if was_training is not None:
+            family.train(was_training)
+    raise ValueError(f"cannot compute latent means of this {name} from the images alone "
+                     f"({'; '.join(reasons)}); M1 needs a family that encodes x without labels or conditions, "
+                     f"e.g. --model vae")
+
+
+# ---------------------------------------------------------------------- the classifier
+@torch.no_grad()
+
+
 @torch.no_grad()
 def fit_code_mixture(family, data, components: int = 10, seed: int = 0, batch_size: int = 1000) -> GaussianMixture:
     """The mixture sampler's density: a :class:`GaussianMixture` fitted to E_q[z|x] of ``data``
     (a Batch or a tensor x of training images, already binarized as for evaluation)."""
-    from .data import Batch
-    from .m1 import latent_means
-
     _check_family(family, "mixture")
     data = data if isinstance(data, Batch) else Batch(torch.as_tensor(data))
     return GaussianMixture(components, seed=seed).fit(latent_means(family, data, batch_size=batch_size))
@@ -147,4 +246,4 @@ def generate(family, n: int, sampler: str = "prior", mixture: GaussianMixture | 
     return torch.cat(out)
 
 
-__all__ = ["GaussianMixture", "fit_code_mixture", "sample_latents", "generate", "SAMPLERS"]
+__all__ = ["latent_means", "GaussianMixture", "fit_code_mixture", "sample_latents", "generate", "SAMPLERS"]

@@ -19,28 +19,12 @@ arranged so that the sum over ranks is the single-process batch.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-MEMORY_SHARE = 0.5  # stream when the data would take more than this share of the memory available
-
-
-def memory_budget(device="cpu") -> int:
-    """Bytes of data the device can hold comfortably: ``MEMORY_SHARE`` of the free GPU memory,
-    or of the RAM available on the host (``os.sysconf``; 8 GiB where it cannot be read)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * MEMORY_SHARE)
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        available = 8 * 2**30
-    return int(available * MEMORY_SHARE)
-
+from .devices import MEMORY_SHARE, memory_budget  # noqa: F401 (the streaming decision reads them)
 
 def _layout(a: np.ndarray) -> np.ndarray:
     """Rows as (N, C, H, W) for images stored (N, H, W) or (N, H, W, C), as ``load_array_file`` does."""
@@ -55,10 +39,10 @@ class NpySource:
     """The rows of a ``.npy`` file, memory-mapped (opened again in each worker process)."""
 
     def __init__(self, path):
-        from .data import NPY_MAGIC, ZIP_MAGICS, DataError, _head, array_scale
+        from .data import NPY_MAGIC, ZIP_MAGICS, DataError, file_head, array_scale
 
         self.path = Path(path)
-        head = _head(self.path, "a NumPy .npy file")
+        head = file_head(self.path, "a NumPy .npy file")
         if head.startswith(ZIP_MAGICS) or not head.startswith(NPY_MAGIC):
             raise DataError(f"{self.path} is not a NumPy .npy file (no .npy signature); write it with numpy.save")
         try:

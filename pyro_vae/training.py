@@ -12,7 +12,7 @@ optimizer, in steps a reader can see at once.
 
 The run folder (:class:`pyro_vae.run.RunDir`) gets ``config.json``, ``metrics.jsonl`` (one JSON
 line per epoch), ``checkpoint_last.pt`` (every epoch), ``checkpoint_best.pt`` (best validation
-measure) and ``summary.json``; with ``test`` given, :func:`pyro_vae.run.finish_run` then adds the
+measure) and ``summary.json``; with ``test`` given, :func:`pyro_vae.finish.finish_run` then adds the
 test metrics, the figures and the report. ``resume=True`` continues from ``checkpoint_last.pt``
 with the optimizer and RNG state it saved, so a resumed run reaches the same parameters as an
 uninterrupted one.
@@ -39,6 +39,7 @@ from . import evaluation
 from .checkpoint import RESUME_ENTRIES, CheckpointError, load_model_state, read_checkpoint, record_of, save_checkpoint
 from .config import ModelConfig, TrainConfig, save_json
 from .files import RunFileError, run_folder
+from .devices import memory_budget, select_device, set_seed
 from .data import (Batch, DataError, batches, binarize, check_finite, check_shift, for_evaluation,
                    mixed_batches, select_labels, shift_images)
 from .models import complete_config
@@ -94,25 +95,6 @@ class _StopRequests:
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
         self._saved = {}
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA when present (under torchrun, the GPU of this process's LOCAL_RANK),
-    else CPU; otherwise the named device, checked."""
-    if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-    return dev
-
-
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)  # seeds CUDA too
-    pyro.set_rng_seed(seed)
 
 
 def _rng_state():
@@ -293,7 +275,6 @@ def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> 
     check = getattr(getattr(family, "likelihood", None), "check_data", None)
     device, dtype = torch.device(device), model_dtype(family)
     if not streamed and device.type == "cuda":
-        from .streaming import memory_budget
 
         if train.x.numel() * train.x.element_size() > memory_budget(device):
             # more than the GPU can hold beside the model: the data stay in host memory, batches move
@@ -639,7 +620,7 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
     Returns a summary dict (best validation measures, epochs, time). With ``run_dir``, writes
     config, metrics, checkpoints and summary there, and with ``test`` (a Batch) ends like the
     CLI: test evaluation with ``cfg.eval_k`` importance samples (``eval_k``, if given, sets it
-    and is recorded with it), figures and report (:func:`pyro_vae.run.finish_run`; needs
+    and is recorded with it), figures and report (:func:`pyro_vae.finish.finish_run`; needs
     ``model_config`` to rebuild the best checkpoint).
     ``objective``: an object with ``differentiable_loss`` to use instead of ``cfg.objective``.
     ``log``: where the per-epoch lines go (a callable taking a string; None: nowhere).
@@ -728,7 +709,7 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
         if loop.run is not None:
             save_json(run.summary, summary)
             if test is not None:
-                from .run import finish_run
+                from .finish import finish_run  # lazily: figures and report load matplotlib
 
                 test = _as_dtype(for_evaluation(test, cfg.binarize), model_dtype(family))
                 finish_run(run, test, label=test_label, eval_k=cfg.eval_k, device=cfg.device, plots=plots,

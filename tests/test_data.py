@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_vae.data import (DataError, batches, binarize, load_data, load_mnist_test_files,
-                           load_torchvision, read_idx)
+from pyro_vae.data import DataError, batches, binarize, load_mnist_test_files, load_torchvision, read_idx
+from pyro_vae.datasets import load_data
 
 
 def test_mnist5k_is_real_mnist(mnist5k):
@@ -117,7 +117,8 @@ def test_batches_cover_every_index_once():
 def test_npz_keeps_labels_and_conditions_and_names_bad_ones(tmp_path):
     import numpy as np
 
-    from pyro_vae.data import DataError, load_data
+    from pyro_vae.data import DataError
+    from pyro_vae.datasets import load_data
 
     x = (np.random.default_rng(0).random((30, 4, 4)) * 255).astype(np.uint8)
     np.savez(tmp_path / "d.npz", x=x, y=np.arange(30) % 3, c=np.ones((30, 2)))

@@ -96,7 +96,7 @@ def test_exact_posterior_guide_makes_the_elbo_equal_log_px():
 def test_particle_chunks_follow_free_memory(monkeypatch):
     """The automatic chunk shrinks with the free memory the device reports, and the estimate
     does not depend on it."""
-    from pyro_vae import streaming
+    from pyro_vae import devices
 
     vae, W, b = _ppca_vae()  # the exact posterior as guide: every weight is log p(x), whatever the chunks
     x = _data(n=4)
@@ -112,7 +112,7 @@ def test_particle_chunks_follow_free_memory(monkeypatch):
     monkeypatch.setattr(ev, "log_marginal_batch", spy)
     torch.manual_seed(0)
     roomy = ev.log_marginal(vae.model, vae.guide, x, num_particles=40)
-    monkeypatch.setattr(streaming, "memory_budget", lambda device="cpu": 4 * ev.WORKING_COPIES * 3 * 4 * D)
+    monkeypatch.setattr(devices, "memory_budget", lambda device="cpu": 4 * ev.WORKING_COPIES * 3 * 4 * D)
     torch.manual_seed(0)
     tight = ev.log_marginal(vae.model, vae.guide, x, num_particles=40)
     assert seen == [40, 3]  # 3 particles x 4 points x D numbers fit the reported memory

@@ -23,7 +23,8 @@ import torch
 from pyro_vae.checkpoint import FORMAT, RESUME_ENTRIES, CheckpointError, load_checkpoint, read_checkpoint
 from pyro_vae.cli import main
 from pyro_vae.config import TrainConfig, read_metrics
-from pyro_vae.data import DataError, load_array_file, load_data, to_float_images
+from pyro_vae.data import DataError, load_array_file, to_float_images
+from pyro_vae.datasets import load_data
 from pyro_vae.evaluation import evaluate
 
 TINY = ["--latent-dim", "2", "--hidden", "8", "--epochs", "1", "--batch-size", "16", "--eval-k", "0",

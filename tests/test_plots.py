@@ -142,7 +142,7 @@ def test_latent_dim_4_skips_manifold_and_uses_pca(tmp_path, data):
     with pytest.raises(ValueError, match="latent_dim=4"):
         plots.plot_manifold(module, tmp_path / "m.png")
     check_png(figs["latent_space"])
-    proj, ratio = plots._pca_2d(module.encode(x)[0])
+    proj, ratio = plots.pca_2d(module.encode(x)[0])
     assert proj.shape == (16, 2) and 0 <= ratio[1] <= ratio[0] <= 1
     # the projection keeps the distances of the 2-D principal subspace: uncorrelated columns
     c = torch.cov(proj.T)
@@ -212,7 +212,7 @@ def test_manifold_orientation(tmp_path, monkeypatch):
             return on[..., None, None, None].expand(*z.shape[:-1], 1, 2, 2)
 
     shown = {}
-    monkeypatch.setattr(plots, "_show", lambda ax, grid, extent=None: shown.update(grid=grid))
+    monkeypatch.setattr(plots, "show", lambda ax, grid, extent=None: shown.update(grid=grid))
     plots.plot_manifold(Quadrant(), tmp_path / "m.png", n=4)
     g = shown["grid"]  # row 0 is drawn at the top
     assert g.shape == (8, 8)

@@ -8,7 +8,8 @@ import torch
 
 from pyro_vae import ModelConfig, TrainConfig, build_model, fit
 from pyro_vae.cli import main
-from pyro_vae.data import DataError, load_data
+from pyro_vae.data import DataError
+from pyro_vae.datasets import load_data
 from pyro_vae.streaming import StreamedData, memory_budget
 
 
@@ -62,7 +63,7 @@ def test_auto_streams_only_what_does_not_fit(tmp_path, monkeypatch):
     path = tmp_path / "x.npy"
     np.save(path, _images(50))
     assert not isinstance(load_data(str(path), stream="auto").train, StreamedData)
-    monkeypatch.setattr("pyro_vae.streaming.MEMORY_SHARE", 1e-12)  # a machine with no room for it
+    monkeypatch.setattr("pyro_vae.devices.MEMORY_SHARE", 1e-12)  # a machine with no room for it
     assert memory_budget() < 50 * 64 * 4
     assert isinstance(load_data(str(path), stream="auto").train, StreamedData)
 

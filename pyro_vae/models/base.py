@@ -469,7 +469,7 @@ class _Planning(TorchFunctionMode):
 
 def available_memory() -> int:
     """Bytes of RAM available on this machine (``MemAvailable`` of /proc/meminfo, else the free
-    memory that :func:`pyro_vae.streaming.memory_budget` reads)."""
+    memory that :func:`pyro_vae.devices.memory_budget` reads)."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -477,7 +477,7 @@ def available_memory() -> int:
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    from ..streaming import MEMORY_SHARE, memory_budget
+    from ..devices import MEMORY_SHARE, memory_budget
 
     return int(memory_budget("cpu") / MEMORY_SHARE)
 

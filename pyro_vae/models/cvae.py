@@ -240,21 +240,21 @@ class CVAE(Family):
         return torch.where(self.observed, x, mean)
 
     def figure(self, name, data, path):
-        from .. import plots
+        from ..drawing import plot_codes, plot_image_rows
 
         if name == "conditional_samples":
             k = self.num_classes
             x = self.sample(k * 8, condition=torch.arange(k, device=data.x.device).repeat_interleave(8))
-            return plots.plot_image_rows(x.reshape(k, 8, *self.data_shape), path,
-                                         f"Each row one class c = 0..{k - 1}: E[x|z,c] with z ~ p(z|c)")
+            return plot_image_rows(x.reshape(k, 8, *self.data_shape), path,
+                                   f"Each row one class c = 0..{k - 1}: E[x|z,c] with z ~ p(z|c)")
         if name == "latent_codes":
             loc, _ = self.encoder(cat_broadcast(data.x.reshape(len(data), -1), self.make_condition(data)))
-            return plots.plot_codes(loc, data.y, path, "q(z|x,c) means of test images")
+            return plot_codes(loc, data.y, path, "q(z|x,c) means of test images")
         if name == "completion":
             x = data.x[:8]
             done = self.complete(x, num_samples=3)
             given = torch.where(self.observed, x, torch.full_like(x, 0.5))
             rows = torch.stack([x, given, *done])
-            return plots.plot_image_rows(rows, path, "Rows: test image; given quadrant(s) (grey: missing); "
+            return plot_image_rows(rows, path, "Rows: test image; given quadrant(s) (grey: missing); "
                                                      "3 completions, z ~ p(z|c)")
         return super().figure(name, data, path)

@@ -293,10 +293,10 @@ class GMVAE(CodeFigures, Family):
         return self.likelihood.mean(params) if mean else self.likelihood(params).sample()
 
     def figure(self, name, data, path):
-        from .. import plots
+        from ..drawing import plot_image_rows
 
         if name == "clusters":
             rows = torch.stack([self.sample(10, cluster=k) for k in range(self.clusters)])
-            return plots.plot_image_rows(rows.reshape(self.clusters, 10, *self.data_shape).cpu(), path,
-                                         "Samples from each mixture component (one row per cluster, E[x|z])")
+            return plot_image_rows(rows.reshape(self.clusters, 10, *self.data_shape).cpu(), path,
+                                   "Samples from each mixture component (one row per cluster, E[x|z])")
         return super().figure(name, data, path)

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..distributions import ReparamNormal
 from ..likelihoods import build_likelihood
-from ..networks import GaussianHead, MLPEncoder, _mlp, build_networks
+from ..networks import GaussianHead, MLPEncoder, mlp, build_networks
 from ..priors import build_prior, check_prior
 from .base import GENERIC_FIGURES, CodeFigures, Family, batch_size_of, data_plate, option
 from .vae import NetworkConfig
@@ -61,7 +61,7 @@ class LadderStep(nn.Module):
     def __init__(self, in_features: int, hidden, latent_dim: int):
         super().__init__()
         hidden = tuple(hidden)
-        self.body = _mlp((in_features,) + hidden, final_activation=True)
+        self.body = mlp((in_features,) + hidden, final_activation=True)
         self.head = GaussianHead(hidden[-1] if hidden else in_features, latent_dim)
 
     def forward(self, h):

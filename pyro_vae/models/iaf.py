@@ -23,7 +23,7 @@ from pyro.distributions.transforms import AffineAutoregressive
 from pyro.nn import AutoRegressiveNN
 from torch import nn
 
-from ..priors import _order
+from ..priors import autoregressive_order
 from .base import data_plate, option
 from .vae import VAE, VAEConfig
 
@@ -50,7 +50,8 @@ class IAFVAE(VAE):
             raise ValueError(f"flow_steps must be a whole number >= 1, got {flow_steps!r}")
         width = int(flow_hidden) or 2 * self.latent_dim
         self.flows = nn.ModuleList(
-            AffineAutoregressive(AutoRegressiveNN(self.latent_dim, [width], permutation=_order(self.latent_dim, t)),
+            AffineAutoregressive(AutoRegressiveNN(self.latent_dim, [width],
+                                                     permutation=autoregressive_order(self.latent_dim, t)),
                                  stable=True)
             for t in range(flow_steps))
 

@@ -246,10 +246,30 @@ class SSVAE(Family):
         return self.likelihood.mean(params) if mean else self.likelihood(params).sample()
 
     def figure(self, name, data, path):
-        from .. import plots
+        from ..drawing import plot_confusion
 
         if name == "confusion":
-            return plots.plot_confusion(self.predict(data.x), data.y, self.num_classes, path)
+            return plot_confusion(self.predict(data.x), data.y, self.num_classes, path)
         if name == "analogies":
-            return plots.plot_analogies(self, data.x, path)
+            return self.plot_analogies(data.x, path)
         return super().figure(name, data, path)
+
+    @torch.no_grad()
+    def plot_analogies(self, x, path, n: int = 8):
+        """For each of ``n`` test images (left column): its style z = mean of q(z|x, y=argmax q(y|x)),
+        decoded as every class y (one column per class), as in Kingma et al. (2014), fig. 1."""
+        from ..drawing import grid_figsize, image_grid, no_ticks, plt, save, show
+
+        xb = x[:n].to(self.class_logits.device)
+        k = self.num_classes
+        z, _ = self.encode(xb)
+        ys = torch.arange(k, device=z.device)
+        dec = self.decode(z[:, None, :].expand(-1, k, -1), ys[None, :].expand(z.shape[0], -1))
+        rows = torch.cat([xb[:, None].cpu(), dec.reshape(z.shape[0], k, *self.data_shape).cpu()], 1)
+        grid = image_grid(rows.reshape(-1, *self.data_shape), k + 1)
+        fig, ax = plt.subplots(figsize=grid_figsize(grid, min_w=5.0, max_w=9.0))
+        show(ax, grid)
+        no_ticks(ax)
+        ax.set_title(f"Analogies: left, a test image; right, its style z drawn as each class 0..{k - 1}", fontsize=10)
+        fig.tight_layout()
+        return save(fig, path)
