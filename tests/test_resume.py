@@ -299,12 +299,21 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     t_first = time.time() - t0  # start-up (imports, compile) and the first epoch
     assert whole.wait(120) == 0
     t_whole = time.time() - t0
+    t_epoch = (t_whole - t_first) / (epochs - 1)
     rng = random.Random(0)
     kills, folder = 0, tmp_path / "killed"
     while True:
-        p = run(folder, (folder / "checkpoint_last.pt").exists())
-        if kills < 6:  # kill inside training (after start-up), then let the last run finish
-            time.sleep(rng.uniform(0.9 * t_first, t_first + 0.3 * (t_whole - t_first)))  # early in training
+        last = folder / "checkpoint_last.pt"
+        p = run(folder, last.exists())
+        if kills < 6:  # kill inside training, then let the last run finish
+            # Paced by the run's own progress, not by the clock of the uninterrupted run (a machine
+            # busier then than now would let every resumed run finish before its kill): wait for
+            # the run's next checkpoint, then kill at a random moment of the next few epochs
+            # (at once: mid-write; later: mid-step or mid-validation).
+            seen = last.stat().st_mtime_ns if last.exists() else None
+            while p.poll() is None and (last.stat().st_mtime_ns if last.exists() else None) == seen:
+                time.sleep(0.01)
+            time.sleep(max(0.0, rng.uniform(-0.5, 3.0)) * t_epoch)
             if p.poll() is None:
                 p.kill()
                 p.wait()
