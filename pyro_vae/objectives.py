@@ -507,7 +507,7 @@ class Loss(nn.Module):
             # a program in the plain form (model(x), guide(x)) runs under ScaleSites: the KL weight (a
             # positional 0-d tensor, a graph input of the compiled objectives) and N/B put on its sites
             # from outside. Not a submodule: the family's parameters stay the Loss's once.
-            object.__setattr__(self, "programs", Scaled(family))
+            object.__setattr__(self, "programs", Scaled.of(family))
             self._model, self._guide = self.programs.train_model, self.programs.train_guide
         else:
             self.programs = None

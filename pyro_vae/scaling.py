@@ -14,12 +14,12 @@ A family may write its programs as Pyro's VAE tutorial does (the *plain form*)::
 Training then runs both programs inside :class:`ScaleSites` ``(kl_weight=w, num_data=N)``, which
 multiplies each sample site's ``scale`` (what Pyro's objectives multiply its log-density by):
 
-============================================  ===============  =====================
-site                                          in the data plate  outside it
-============================================  ===============  =====================
-latent (``is_observed`` False), both programs   ``N/B * w``        ``w``
-observed (``obs=``, ``pyro.factor``)            ``N/B``            1
-============================================  ===============  =====================
+=============================================  =================  ==========
+site                                           in the data plate  outside it
+=============================================  =================  ==========
+latent (``is_observed`` False), both programs  ``N/B * w``        ``w``
+observed (``obs=``, ``pyro.factor``)           ``N/B``            1
+=============================================  =================  ==========
 
 * the **data plate** is the plate named ``family.plate_name`` (``"data"``), B its size (the
   batch); ``num_data=None`` leaves out ``N/B`` (the per-batch ELBO);
@@ -39,7 +39,10 @@ So a batch's loss estimates, per data set,
 
 the same numbers as a family in the *explicit form* (``model(x, kl_weight, num_data)`` opening
 ``data_plate(B, num_data)`` and ``poutine.scale(scale=kl_weight)`` around its latents), which
-training still accepts and calls as before. Free bits (:class:`~pyro_vae.importance.FreeBitsELBO`)
+training still accepts and calls as before. (Up to one rounding: Pyro's plate multiplies a
+site's scale by B/B after the handlers *inside* it, so the explicit form's ``N/B * w`` is
+rounded once more as ``(N/B * w * B) / B``, exact when B is a power of two; this handler sits
+outside the plate.) Free bits (:class:`~pyro_vae.importance.FreeBitsELBO`)
 read the KL weight back from the latent sites' scale (``scale / (N/B)``) and so work on both forms.
 
 :class:`Scaled` presents a family's programs in the explicit signature, the plain ones run under
@@ -52,6 +55,7 @@ a constant frozen into the graph, and compile once for every weight.
 from __future__ import annotations
 
 import inspect
+import weakref
 
 import torch
 from pyro.poutine.messenger import Messenger
@@ -165,6 +169,16 @@ class Scaled(nn.Module):
     def training(self, mode: bool) -> None:  # the family's mode is the one that counts (train()/eval() reach it)
         pass
 
+    @classmethod
+    def of(cls, family: nn.Module) -> "Scaled":
+        """The one ``Scaled`` of ``family`` while any is in use (so the graphs a compiled
+        objective keeps for these programs serve every :class:`~pyro_vae.objectives.Loss` built
+        on the family, as they do for an explicit-form family's own methods)."""
+        scaled = _SCALED.get(id(family))
+        if scaled is None or scaled.family is not family:
+            scaled = _SCALED[id(family)] = cls(family)
+        return scaled
+
     def _run(self, name, program, args, kl_weight, num_data):
         if self.forms[name] == EXPLICIT:
             return program(*args, kl_weight=kl_weight, num_data=num_data)
@@ -184,6 +198,10 @@ class Scaled(nn.Module):
     def train_guide(self, *args_and_kl_weight, num_data=None):
         *args, kl_weight = args_and_kl_weight
         return self._run("guide", self._guide, args, kl_weight, num_data)
+
+
+# id(family) -> its Scaled, kept while the Scaled lives (it holds the family, so the id is the family's)
+_SCALED: "weakref.WeakValueDictionary[int, Scaled]" = weakref.WeakValueDictionary()
 
 
 def uses_handlers(family) -> bool:

@@ -228,6 +228,7 @@ def test_the_form_is_read_from_the_signatures():
     assert uses_handlers(plain) and uses_handlers(mixed) and not uses_handlers(explicit)
     assert Loss(plain, "trace").plain and Loss(explicit, "trace").programs is None
     loss = Loss(plain, "trace")
+    assert Loss(plain, "jit").programs is loss.programs  # one Scaled per family: compiled graphs are reused
     assert [n for n, _ in loss.named_parameters()] == [n for n, _ in Loss(explicit, "trace").named_parameters()]
     plain.eval()
     assert not loss.programs.training  # the family's mode (the compiled graphs are keyed on it)
