@@ -1,10 +1,11 @@
 """The model contract: what every family declares, and all that training, evaluation, figures,
 report and CLI rely on.
 
-A family is an ``nn.Module`` holding two Pyro programs over a batch of data points::
+A family is an ``nn.Module`` holding two Pyro programs over a batch of data points, written as
+Pyro's VAE tutorial writes them::
 
-    model(*args, kl_weight=1.0, num_data=None)    # p(latents) p(x | latents)
-    guide(*args, kl_weight=1.0, num_data=None)    # q(latents | x)
+    model(*args)    # p(latents) p(x | latents), every site inside pyro.plate("data", B)
+    guide(*args)    # q(latents | x)
 
 with ``args = family.args(batch)``. The rules:
 
@@ -16,10 +17,19 @@ with ``args = family.args(batch)``. The rules:
   ``model(*args)`` on chunks of the batch. Neither looks inside the batch.
 * **The data plate.** Every sample site sits inside ``pyro.plate(family.plate_name, B)`` over
   the batch (``"data"``; dim ``-1`` unless the family nests more plates: ``max_plate_nesting``
-  says how deep). :func:`data_plate` opens it with the data-set scaling ``num_data / B``.
-* **Scaling.** ``num_data`` (the training-set size) scales the batch up to the data set;
-  ``kl_weight`` (beta, KL warm-up) scales the latent sites in *both* programs. ``None`` / 1.0
-  give the plain per-batch ELBO, which is what the evaluator uses.
+  says how deep).
+* **Scaling, from outside.** Training runs the programs under
+  :class:`pyro_vae.scaling.ScaleSites`: every *latent* sample site (not observed; in the model
+  and the guide) gets the KL weight w (beta times the warm-up), every site inside the data plate
+  gets ``N / B`` (N the training-set size), so an observed site there gets ``N / B`` and a latent
+  one ``N / B * w``. ``kl_sites`` (a tuple of names; default None: every latent site) names the
+  sites that get w instead. The evaluator runs the programs unweighted.
+* **The explicit form**, also accepted: ``model(*args, kl_weight=1.0, num_data=None)`` (and
+  ``guide``) take the two weights and scale their sites themselves, opening the plate with
+  :func:`data_plate` (the data-set scaling ``num_data / B``) and wrapping the latent sites in
+  ``poutine.scale(scale=kl_weight)``; ``None`` / 1.0 give the per-batch ELBO. Each program's
+  form is read from its signature once, when training builds its loss
+  (:func:`pyro_vae.scaling.program_form`).
 * **Sites.** ``latent_sites`` and ``observed_sites`` name them (the observed site is ``"x"`` for
   the data). A discrete latent to be summed out exactly is marked
   ``infer={"enumerate": "parallel"}`` in the guide; ``default_objective = "enum"`` then makes
