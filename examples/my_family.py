@@ -13,11 +13,10 @@ from dataclasses import dataclass
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro import poutine
 from torch import nn
 from torch.nn import functional as F
 
-from pyro_vae import Family, MLPDecoder, MLPEncoder, data_plate, register_model
+from pyro_vae import Family, MLPDecoder, MLPEncoder, register_model
 from pyro_vae.models.base import batch_size_of, option
 
 
@@ -57,20 +56,20 @@ class PixelGauss(Family):
     def pixel_scale(self):
         return F.softplus(self.raw_scale) + self.min_scale
 
-    def model(self, x=None, kl_weight=1.0, num_data=None):
+    # Pyro programs as Pyro's VAE tutorial writes them: training puts beta/warm-up on "z" and the
+    # data-set scale N/B on every site from outside (pyro_vae.scaling)
+    def model(self, x=None):
         pyro.module(self.pyro_name, self)
-        with data_plate(batch_size_of(x), num_data):  # x=None: one draw from the prior predictive
-            with poutine.scale(scale=kl_weight):
-                z = pyro.sample("z", self.prior())
+        with pyro.plate("data", batch_size_of(x)):  # x=None: one draw from the prior predictive
+            z = pyro.sample("z", self.prior())
             p_x = dist.Normal(self.decoder(z), self.pixel_scale()).to_event(len(self.data_shape))
             return pyro.sample("x", p_x, obs=x)
 
-    def guide(self, x, kl_weight=1.0, num_data=None):
+    def guide(self, x):
         pyro.module(self.pyro_name, self)
-        with data_plate(x.shape[0], num_data):
+        with pyro.plate("data", x.shape[0]):
             loc, scale = self.encoder(x)
-            with poutine.scale(scale=kl_weight):
-                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
     # ---- what the generic figures ask of a family (encode, decode, reconstruct, sample)
     @torch.no_grad()

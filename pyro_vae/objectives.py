@@ -46,6 +46,7 @@ from torch import nn
 
 from .importance import IWAE, FreeBitsELBO, StickingTheLanding
 from .registry import Registry
+from .scaling import Scaled, uses_handlers
 
 # torch 2.9+ marks torch.jit.trace deprecated; Pyro's Jit* objectives use it on every compile.
 # The warning says nothing a user can act on, so it is silenced for that one message.
@@ -482,7 +483,10 @@ class Loss(nn.Module):
     """-ELBO (plus the family's extra loss) of a batch, as a differentiable ``nn.Module``.
 
     ``forward(batch, kl_weight, num_data)`` returns the loss on the data-set scale (the batch
-    scaled by ``num_data / B``); divide by ``num_data`` for nats per data point. Wrap it in
+    scaled by ``num_data / B``); divide by ``num_data`` for nats per data point. A family in the
+    explicit form gets both weights as arguments of its programs; one in the plain form
+    (``model(x)``, ``guide(x)``) gets them on its sites by :class:`~pyro_vae.scaling.ScaleSites`
+    (``plain`` is True, ``programs`` the :class:`~pyro_vae.scaling.Scaled` programs). Wrap it in
     ``DistributedDataParallel`` for multi-GPU training: its parameters are the family's.
     ``precision="bf16"`` runs the programs under bfloat16 autocast (the library's networks hand
     float32 outputs to the distributions). A JIT objective's compile is made neutral to the
@@ -498,6 +502,15 @@ class Loss(nn.Module):
         # Bind once: the JIT objectives key their compiled graph on id(model), and every
         # ``family.model`` access makes a new bound-method object (a retrace per step).
         self._model, self._guide = family.model, family.guide
+        self.plain = uses_handlers(family)  # the form is read once, here, not every step
+        if self.plain:
+            # a program in the plain form (model(x), guide(x)) runs under ScaleSites: the KL weight (a
+            # positional 0-d tensor, a graph input of the compiled objectives) and N/B put on its sites
+            # from outside. Not a submodule: the family's parameters stay the Loss's once.
+            object.__setattr__(self, "programs", Scaled.of(family))
+            self._model, self._guide = self.programs.train_model, self.programs.train_guide
+        else:
+            self.programs = None
         self._compiles = _compiles(self.objective)  # checked once, not every step
         # an extra_loss that takes kl_weight gets it (a term that must follow warm-up and beta)
         self._extra_kw = "kl_weight" in inspect.signature(family.extra_loss).parameters

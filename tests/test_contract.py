@@ -250,17 +250,17 @@ def test_modules_that_break_the_contract_are_named(digits):
     with pytest.raises(ContractError, match="missing guide, args"):
         fit(NoGuide(), train, val, TrainConfig(epochs=1, device="cpu"), progress=False)
 
-    class OldSignature(Family):
+    class HalfSignature(Family):  # model(x) alone is the plain form; one weight without the other is a slip
         data_shape = (1, 28, 28)
 
-        def model(self, x):
+        def model(self, x, kl_weight=1.0):
             pass
 
         def guide(self, x):
             pass
 
-    with pytest.raises(ContractError, match="must accept kl_weight and num_data"):
-        fit(OldSignature(), train, val, TrainConfig(epochs=1, device="cpu"), progress=False)
+    with pytest.raises(ContractError, match="model takes one of kl_weight and num_data: take neither"):
+        fit(HalfSignature(), train, val, TrainConfig(epochs=1, device="cpu"), progress=False)
     with pytest.raises(ValueError, match="unknown model 'nope'.*--plugin"):
         build_model(ModelConfig(model="nope"))
     with pytest.raises(ValueError, match="unknown VAEConfig fields: latent_size"):

@@ -15,6 +15,7 @@ from pyro_vae.importance import IWAE, FreeBitsELBO, StickingTheLanding, _Weights
 from pyro_vae.likelihoods import GaussianLikelihood
 from pyro_vae.objectives import make_objective
 from pyro_vae.priors import StandardNormal
+from pyro_vae.scaling import Scaled
 
 D, d, S = 6, 2, 0.5
 
@@ -66,7 +67,8 @@ def test_iwae_bound_equals_a_hand_computation():
     vae, W, b = _vae()
     x, K, N = _x(), 7, 600
     torch.manual_seed(0)
-    w = _Weights(vae.model, vae.guide, (x,), {"num_data": N}, K, 1, "data", "IWAE")
+    s = Scaled(vae)  # the VAE is plain (model(x), guide(x)): the weights come from outside
+    w = _Weights(s.model, s.guide, (x,), {"num_data": N}, K, 1, "data", "IWAE")
     z = w.guide_trace.nodes["z"]["value"]  # (K, B, d)
     assert z.shape == (K, x.shape[0], d)
     loc, scale = vae.encoder(x)
@@ -76,18 +78,18 @@ def test_iwae_bound_equals_a_hand_computation():
     assert torch.allclose(w.log_w, by_hand, atol=1e-4)
     bound = by_hand.logsumexp(0) - math.log(K)  # per data point
     torch.manual_seed(0)
-    loss = IWAE(K).differentiable_loss(vae.model, vae.guide, x, num_data=N)
+    loss = IWAE(K).differentiable_loss(s.model, s.guide, x, num_data=N)
     assert loss.item() == pytest.approx(-(N / x.shape[0]) * bound.sum().item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("estimator", ["plain", "dreg"])
 def test_with_one_particle_the_iwae_loss_is_the_elbo(estimator):
     vae, *_ = _vae()
-    x = _x()
+    x, s = _x(), Scaled(vae)
     torch.manual_seed(3)
-    elbo = infer.Trace_ELBO().differentiable_loss(vae.model, vae.guide, x, num_data=100)
+    elbo = infer.Trace_ELBO().differentiable_loss(s.model, s.guide, x, num_data=100)
     torch.manual_seed(3)
-    iwae = IWAE(1, estimator).differentiable_loss(vae.model, vae.guide, x, num_data=100)
+    iwae = IWAE(1, estimator).differentiable_loss(s.model, s.guide, x, num_data=100)
     assert iwae.item() == pytest.approx(elbo.item(), rel=1e-6)
     if estimator == "plain":  # one particle: the same estimator, the same gradient
         g1 = torch.autograd.grad(elbo, list(vae.parameters()))
@@ -190,11 +192,12 @@ def test_renyi_puts_the_data_set_scaling_inside_the_log_mean_exp():
     x, K, N = _x(n=8), 10, 600
     s = N / x.shape[0]
     lw = _log_weights(vae, x, K, seed=0)
-    r = _renyi0(vae.model, vae.guide, x, K, seed=0, num_data=N)
+    scaled = Scaled(vae)
+    r = _renyi0(scaled.model, scaled.guide, x, K, seed=0, num_data=N)
     assert r == pytest.approx(_lme(s * lw), rel=1e-5)
     pyro.set_rng_seed(0)
     with torch.no_grad():
-        iwae = -IWAE(K).differentiable_loss(vae.model, vae.guide, x, num_data=N).item()
+        iwae = -IWAE(K).differentiable_loss(scaled.model, scaled.guide, x, num_data=N).item()
     assert iwae == pytest.approx(s * _lme(lw), rel=1e-5)
     assert iwae + 100 < r <= s * lw.max(0).values.sum().item() + 1e-2  # measured: 1245 nats above
 
@@ -247,15 +250,15 @@ def test_dreg_variance_does_not_grow_with_k_where_the_plain_estimator_signal_fad
 
 def test_free_bits_at_zero_is_the_analytic_kl_elbo_and_above_it_stops_the_kl_gradient():
     vae, *_ = _vae()
-    x = _x()
+    x, s = _x(), Scaled(vae)
     torch.manual_seed(2)
-    mf = infer.TraceMeanField_ELBO().differentiable_loss(vae.model, vae.guide, x, num_data=50)
+    mf = infer.TraceMeanField_ELBO().differentiable_loss(s.model, s.guide, x, num_data=50)
     torch.manual_seed(2)
-    fb = FreeBitsELBO(0.0).differentiable_loss(vae.model, vae.guide, x, num_data=50)
+    fb = FreeBitsELBO(0.0).differentiable_loss(s.model, s.guide, x, num_data=50)
     assert fb.item() == pytest.approx(mf.item(), rel=1e-5)
     # a floor above every dimension's KL: the KL term is a constant, only reconstruction trains q
     torch.manual_seed(2)
-    big = FreeBitsELBO(100.0).differentiable_loss(vae.model, vae.guide, x, num_data=50)
+    big = FreeBitsELBO(100.0).differentiable_loss(s.model, s.guide, x, num_data=50)
     torch.manual_seed(2)
     g = torch.autograd.grad(big, [vae.encoder.c])[0]
     torch.manual_seed(2)

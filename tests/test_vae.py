@@ -12,6 +12,7 @@ from torch.distributions import kl_divergence
 
 from pyro_vae import Batch, Loss, ModelConfig, build_model
 from pyro_vae.objectives import _compiled_count
+from pyro_vae.scaling import Scaled
 
 SMALL = dict(data_shape=(1, 28, 28), latent_dim=8, hidden=(64,))
 
@@ -98,13 +99,14 @@ def test_analytic_and_monte_carlo_kl_agree_in_expectation():
 
 def test_kl_weight_scales_only_the_kl_term():
     vae = _fixed_encoder_vae()
+    scaled = Scaled(vae)  # the plain VAE with the weights applied from outside, as training applies them
     x = torch.randn(5, 20)
     elbo = TraceMeanField_ELBO()
     with torch.no_grad():
         losses = {}
         for beta in (1.0, 0.25):
             torch.manual_seed(3)
-            losses[beta] = elbo.loss(vae.model, vae.guide, x, beta)
+            losses[beta] = elbo.loss(scaled.model, scaled.guide, x, kl_weight=beta)
         loc, scale = vae.encoder(x)
         kl = kl_divergence(dist.Normal(loc, scale), dist.Normal(0.0, 1.0)).sum().item()
     # loss(beta) = -recon + beta * KL  =>  loss(1) - loss(0.25) = 0.75 KL
@@ -118,7 +120,8 @@ def test_num_data_scales_the_loss_to_the_data_set():
         torch.manual_seed(3)
         per_batch = Trace_ELBO().loss(vae.model, vae.guide, x)
         torch.manual_seed(3)
-        per_set = Trace_ELBO().loss(vae.model, vae.guide, x, 1.0, num_data=1000)
+        scaled = Scaled(vae)
+        per_set = Trace_ELBO().loss(scaled.model, scaled.guide, x, kl_weight=1.0, num_data=1000)
     assert per_set == pytest.approx(per_batch * 200, rel=1e-5)
 
 

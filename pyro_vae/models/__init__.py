@@ -10,8 +10,8 @@ Gaussian-mixture VAE for clustering, :class:`GMVAE`). A user's family registers 
         Config = MineConfig                      # a dataclass of options
         @classmethod
         def from_config(cls, config, data_shape, num_classes=None): ...
-        def model(self, x=None, kl_weight=1.0, num_data=None): ...
-        def guide(self, x, kl_weight=1.0, num_data=None): ...
+        def model(self, x=None): ...            # plain Pyro: sites inside pyro.plate("data", B)
+        def guide(self, x): ...                 # beta, warm-up, N/B applied by training (pyro_vae.scaling)
 """
 
 from __future__ import annotations

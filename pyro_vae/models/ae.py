@@ -26,7 +26,7 @@ from pyro import poutine
 from ..likelihoods import build_likelihood
 from ..networks import GaussianHead, PointHead, build_networks
 from ..priors import build_prior
-from .base import batch_size_of, data_plate, option
+from .base import batch_size_of, option
 from .vae import VAE, DenoisingConfig
 
 
@@ -68,21 +68,21 @@ class AE(VAE):
         return cls(encoder, decoder, prior, likelihood, data_shape, config.latent_dim,
                    prior_term=config.prior_term, noise=config.noise, noise_rate=config.noise_rate)
 
-    def model(self, x=None, kl_weight=1.0, num_data=None):
-        """p(z) p(x|z); log p(z) is masked out unless ``prior_term="on"`` (then ``kl_weight``
-        scales it). ``x=None`` draws z from the prior and x from p(x|z)."""
+    def model(self, x=None):
+        """p(z) p(x|z); log p(z) is masked out unless ``prior_term="on"`` (then training's KL
+        weight scales it, as every latent site). ``x=None`` draws z from the prior and x from p(x|z)."""
         pyro.module(self.pyro_name, self)
         self.check_shape(x)
-        with data_plate(batch_size_of(x), num_data):
-            with poutine.mask(mask=self.prior_term == "on"), poutine.scale(scale=kl_weight):
+        with pyro.plate("data", batch_size_of(x)):
+            with poutine.mask(mask=self.prior_term == "on"):
                 z = pyro.sample("z", self.prior())
             return pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
 
-    def guide(self, x, kl_weight=1.0, num_data=None):
-        """z = encoder(x), a point mass (log-density 0 at its point)."""
+    def guide(self, x):
+        """z = encoder(x), a point mass (log-density 0 at its point, whatever weight scales it)."""
         pyro.module(self.pyro_name, self)
         self.check_shape(x)
-        with data_plate(x.shape[0], num_data):
+        with pyro.plate("data", x.shape[0]):
             loc, _ = self.encoder(self.encoder_input(x))
             pyro.sample("z", dist.Delta(loc, event_dim=1))
 

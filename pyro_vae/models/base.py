@@ -1,10 +1,11 @@
 """The model contract: what every family declares, and all that training, evaluation, figures,
 report and CLI rely on.
 
-A family is an ``nn.Module`` holding two Pyro programs over a batch of data points::
+A family is an ``nn.Module`` holding two Pyro programs over a batch of data points, written as
+Pyro's VAE tutorial writes them::
 
-    model(*args, kl_weight=1.0, num_data=None)    # p(latents) p(x | latents)
-    guide(*args, kl_weight=1.0, num_data=None)    # q(latents | x)
+    model(*args)    # p(latents) p(x | latents), every site inside pyro.plate("data", B)
+    guide(*args)    # q(latents | x)
 
 with ``args = family.args(batch)``. The rules:
 
@@ -16,10 +17,19 @@ with ``args = family.args(batch)``. The rules:
   ``model(*args)`` on chunks of the batch. Neither looks inside the batch.
 * **The data plate.** Every sample site sits inside ``pyro.plate(family.plate_name, B)`` over
   the batch (``"data"``; dim ``-1`` unless the family nests more plates: ``max_plate_nesting``
-  says how deep). :func:`data_plate` opens it with the data-set scaling ``num_data / B``.
-* **Scaling.** ``num_data`` (the training-set size) scales the batch up to the data set;
-  ``kl_weight`` (beta, KL warm-up) scales the latent sites in *both* programs. ``None`` / 1.0
-  give the plain per-batch ELBO, which is what the evaluator uses.
+  says how deep).
+* **Scaling, from outside.** Training runs the programs under
+  :class:`pyro_vae.scaling.ScaleSites`: every *latent* sample site (not observed; in the model
+  and the guide) gets the KL weight w (beta times the warm-up), every site inside the data plate
+  gets ``N / B`` (N the training-set size), so an observed site there gets ``N / B`` and a latent
+  one ``N / B * w``. ``kl_sites`` (a tuple of names; default None: every latent site) names the
+  sites that get w instead. The evaluator runs the programs unweighted.
+* **The explicit form**, also accepted: ``model(*args, kl_weight=1.0, num_data=None)`` (and
+  ``guide``) take the two weights and scale their sites themselves, opening the plate with
+  :func:`data_plate` (the data-set scaling ``num_data / B``) and wrapping the latent sites in
+  ``poutine.scale(scale=kl_weight)``; ``None`` / 1.0 give the per-batch ELBO. Each program's
+  form is read from its signature once, when training builds its loss
+  (:func:`pyro_vae.scaling.program_form`).
 * **Sites.** ``latent_sites`` and ``observed_sites`` name them (the observed site is ``"x"`` for
   the data). A discrete latent to be summed out exactly is marked
   ``infer={"enumerate": "parallel"}`` in the guide; ``default_objective = "enum"`` then makes
@@ -49,7 +59,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import math
 import types
 import typing
@@ -64,6 +73,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..registry import SCALARS, ContractError, overrides, scalar_problem
+from ..scaling import program_form
 
 GENERIC_FIGURES = ("reconstructions", "samples", "manifold", "latent_space", "interpolation")
 
@@ -101,6 +111,7 @@ class Family(nn.Module):
     plate_name = "data"  # the plate over the data points (evaluation keeps one number per point)
     max_plate_nesting = 1
     latent_sites: tuple = ("z",)  # named in evaluation notes (KL of which latents)
+    kl_sites: tuple | None = None  # sites the KL weight scales in a plain-form family (None: every latent site)
     observed_sites: tuple = ("x",)  # named in evaluation notes (likelihood of what)
     default_objective = "trace"
     select_by = "elbo"  # validation measure that picks the best checkpoint (higher is better)
@@ -130,10 +141,13 @@ class Family(nn.Module):
         """The positional arguments of ``model`` and ``guide`` for ``batch``."""
         return (batch.x,)
 
-    def model(self, x=None, kl_weight=1.0, num_data=None):
+    def model(self, x=None):
+        """p(latents) p(x | latents), plain (training scales its sites) or with ``kl_weight=1.0,
+        num_data=None`` (it scales them itself); see the module docstring."""
         raise NotImplementedError
 
-    def guide(self, x, kl_weight=1.0, num_data=None):
+    def guide(self, x):
+        """q(latents | x), in the same form as ``model``."""
         raise NotImplementedError
 
     def extra_loss(self, batch, num_data=None):
@@ -206,8 +220,10 @@ class CodeFigures:
 
 # ---------------------------------------------------------------------- checks
 PROGRAMS = {
-    "model": "model(self, x=None, kl_weight=1.0, num_data=None), the Pyro program p(latents) p(x | latents)",
-    "guide": "guide(self, x, kl_weight=1.0, num_data=None), the Pyro program q(latents | x)",
+    "model": "model(self, x=None), the Pyro program p(latents) p(x | latents) (or model(self, x=None, kl_weight=1.0, "
+             "num_data=None), scaling its own sites)",
+    "guide": "guide(self, x), the Pyro program q(latents | x) (or guide(self, x, kl_weight=1.0, num_data=None), "
+             "scaling its own sites)",
     "args": "args(self, batch), the programs' positional arguments for a batch",
     "from_config": "from_config(cls, config, data_shape, num_classes=None), a classmethod that builds it from "
                    "its Config",
@@ -229,17 +245,15 @@ def _lacks(module, name: str) -> bool:
 
 
 def _check_signatures(obj, name: str) -> None:
+    """Each program in one of the two forms (:func:`pyro_vae.scaling.program_form`): plain (no
+    ``kl_weight``, no ``num_data``: training scales its sites) or explicit (both)."""
     for program in ("model", "guide"):
-        try:
-            params = inspect.signature(getattr(obj, program)).parameters
-        except (TypeError, ValueError):
-            continue
-        if not {"kl_weight", "num_data"} <= set(params) and not any(
-                p.kind == p.VAR_KEYWORD for p in params.values()):
+        if program_form(getattr(obj, program)) is None:
             raise ContractError(
-                f"{name}.{program} must accept kl_weight and num_data (the KL weight and "
-                f"the data-set size that training passes), e.g. def {program}(self, x=None, kl_weight=1.0, "
-                f"num_data=None)")
+                f"{name}.{program} takes one of kl_weight and num_data: take neither (the plain form, "
+                f"def {program}(self, x{'=None' if program == 'model' else ''}); training scales the sites, "
+                f"see docs/families.md) or both (def {program}(self, x=None, kl_weight=1.0, num_data=None), "
+                f"scaling its own sites)")
 
 
 def check_family_class(cls) -> None:
@@ -278,8 +292,8 @@ def check_family(module) -> None:
     if missing:
         raise ContractError(
             f"{type(module).__name__} does not meet the model contract: missing {', '.join(missing)}. "
-            f"Subclass pyro_vae.models.Family and define model(*args, kl_weight=1.0, num_data=None), "
-            f"guide(...) and, if the programs take more than x, args(batch); see docs/families.md")
+            f"Subclass pyro_vae.models.Family and define model(*args), guide(*args) (Pyro programs over "
+            f"pyro.plate(\"data\", B)) and, if the programs take more than x, args(batch); see docs/families.md")
     _check_signatures(module, type(module).__name__)
     if not any(p.requires_grad for p in module.parameters()):
         raise ContractError(

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro import poutine
 from pyro.distributions.transforms import AffineAutoregressive
 from pyro.nn import AutoRegressiveNN
 from torch import nn
 
 from ..priors import autoregressive_order
-from .base import data_plate, option
+from .base import option
 from .vae import VAE, VAEConfig
 
 
@@ -71,11 +70,11 @@ class IAFVAE(VAE):
         loc, scale = self.encoder(self.encoder_input(x))
         return dist.TransformedDistribution(dist.Normal(loc, scale).to_event(1), list(self.flows))
 
-    def guide(self, x, kl_weight=1.0, num_data=None):
+    def guide(self, x):
         """z_0 ~ N(encoder(x)), z = flow(z_0)."""
         pyro.module(self.pyro_name, self)
         self.check_shape(x)
-        with data_plate(x.shape[0], num_data), poutine.scale(scale=kl_weight):
+        with pyro.plate("data", x.shape[0]):
             pyro.sample("z", self.posterior(x))
 
     @torch.no_grad()

@@ -3,12 +3,15 @@
     model:  z ~ p(z),  x ~ p(x | decoder(z))        for each image in pyro.plate("data")
     guide:  z ~ N(encoder(x).loc, encoder(x).scale)  for each image in pyro.plate("data")
 
-``Trace_ELBO`` on this pair estimates, per data set,
+Both are written as Pyro's VAE tutorial writes them, ``model(x)`` and ``guide(x)`` over a plain
+``pyro.plate("data", B)``. Training runs them under :class:`pyro_vae.scaling.ScaleSites`, so
+``Trace_ELBO`` on the pair estimates, per data set,
 
     ELBO = sum_n  E_q[log p(x_n|z)] - beta * KL(q(z|x_n) || p(z))
 
-with beta applied by ``poutine.scale`` to the ``z`` site in *both* programs, and the batch
-scaled up to the data set by ``num_data / B``.
+with beta (and the KL warm-up) on the ``z`` site in *both* programs, and the batch scaled up to
+the data set by ``num_data / B`` on every site. ``pyro_vae.scaling.Scaled(vae)`` gives the
+programs with ``kl_weight``/``num_data`` keywords, for an objective called by hand.
 """
 
 from __future__ import annotations
@@ -19,14 +22,13 @@ from dataclasses import dataclass
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro import poutine
 from torch import nn
 
 from ..distributions import ReparamNormal
 from ..likelihoods import build_likelihood
 from ..networks import build_networks
 from ..priors import build_prior, check_prior
-from .base import CodeFigures, Family, batch_size_of, data_plate, option
+from .base import CodeFigures, Family, batch_size_of, option
 
 
 NOISES = ("none", "mask", "gaussian")
@@ -185,28 +187,26 @@ class VAE(CodeFigures, Family):
                    noise_rate=config.noise_rate, estimator=config.estimator)
 
     # ------------------------------------------------------------------ Pyro programs
-    def model(self, x=None, kl_weight=1.0, num_data=None):
-        """p(z) p(x|z). ``kl_weight`` scales the z site (beta, warm-up); ``num_data`` scales the
-        batch to the data set (``None``: the loss is per batch). ``x=None`` draws one x from
-        the prior predictive (``pyro.infer.Predictive`` draws many)."""
+    def model(self, x=None):
+        """p(z) p(x|z). ``x=None`` draws one x from the prior predictive
+        (``pyro.infer.Predictive`` draws many)."""
         pyro.module(self.pyro_name, self)
         self.check_shape(x)
-        with data_plate(batch_size_of(x), num_data):
-            with poutine.scale(scale=kl_weight):
-                z = pyro.sample("z", self.prior())
+        with pyro.plate("data", batch_size_of(x)):
+            z = pyro.sample("z", self.prior())
             return pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
 
     def encoder_input(self, x):
         """What the encoder sees: x, corrupted during training when denoising (``noise``)."""
         return corrupt(x, self.noise, self.noise_rate) if self.training else x
 
-    def guide(self, x, kl_weight=1.0, num_data=None):
+    def guide(self, x):
         """q(z|x) = N(z; mu(x), diag sigma(x)^2): reparameterized (``estimator="reparam"``), or
         marked non-reparameterizable so Pyro's objectives use the score-function estimator
         (``"score"``; ``"score-avg"``/``"score-baseline"`` add Pyro's baselines)."""
         pyro.module(self.pyro_name, self)
         self.check_shape(x)
-        with data_plate(x.shape[0], num_data):
+        with pyro.plate("data", x.shape[0]):
             loc, scale = self.encoder(self.encoder_input(x))
             infer = {}
             if self.estimator == "reparam":
@@ -220,8 +220,7 @@ class VAE(CodeFigures, Family):
                 if self.baseline_net is not None:
                     baseline.update(nn_baseline=self.baseline_net, nn_baseline_input=x)
                 infer = {"baseline": baseline} if baseline else {}
-            with poutine.scale(scale=kl_weight):
-                pyro.sample("z", q.to_event(1), infer=infer)
+            pyro.sample("z", q.to_event(1), infer=infer)
 
     # ------------------------------------------------------------------ helpers
     @torch.no_grad()
