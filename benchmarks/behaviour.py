@@ -94,9 +94,11 @@ def main() -> int:
     hashes = run_all()
     table = "| run | parameter hash |\n|---|---|\n" + "".join(f"| {k} | `{v}` |\n" for k, v in hashes.items())
     if a.compare:
-        before = dict(line.strip("|\n").replace("`", "").split(" | ") for line in
-                      Path(a.compare).read_text().splitlines() if line.startswith("| ") and "`" in line)
-        before = {k.strip(): v.strip() for k, v in before.items()}
+        before = {}
+        for line in Path(a.compare).read_text().split("\n\n## ")[0].splitlines():  # the first table
+            if line.startswith("| ") and "`" in line:
+                name, value = line.strip("|").replace("`", "").split(" | ")
+                before[name.strip()] = value.strip()
         moved = [k for k in hashes if before.get(k) != hashes[k]]
         print("same as before" if not moved else "differ from before: " + ", ".join(moved))
         return 1 if moved else 0
