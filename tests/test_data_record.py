@@ -108,7 +108,7 @@ def test_every_command_opens_a_run_trained_from_python(tmp_path, capsys, recorde
         assert "mine.npy/val" in out
     else:
         line = _refused(evaluate, capsys, str(run))
-        assert ("80 training points" in line) == (recorded == "tensors")  # the record says what it trained on
+        assert "80 training points" in line or recorded == "nothing"  # a record says what the run trained on
         _refused(["plot", run, "--no-progress"], capsys)
         _refused(["sample", run, "-n", "4", "--sampler", "mixture", "--components", "2",
                   "--out", tmp_path / "m.png"], capsys)
