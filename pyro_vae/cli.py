@@ -823,14 +823,18 @@ def _interrupted(command, argv) -> str:
 
 
 # ---------------------------------------------------------------------- library messages, said with flags
+PYTHON_NAMES = {"allow_changes": "allow_change", "run_dir": "out"}  # fit's keyword -> the flag's dest
+
+
 def flags_of(parser, command) -> dict:
     """``{option name: argparse action}`` of ``command``'s long flags (dest = option name; a
-    family option's dest ``opt_NAME`` is NAME)."""
+    family option's dest ``opt_NAME`` is NAME; fit's keywords of :data:`PYTHON_NAMES` too)."""
     sub = parser._subparsers._group_actions[0].choices.get(command) if parser._subparsers else None
     out = {}
     for action in getattr(sub, "_actions", ()):
         if any(o.startswith("--") for o in action.option_strings):
             out.setdefault(action.dest[4:] if action.dest.startswith("opt_") else action.dest, action)
+    out.update({py: out[dest] for py, dest in PYTHON_NAMES.items() if dest in out})
     return out
 
 
@@ -851,7 +855,7 @@ def _in_call(text: str, pos: int) -> bool:
     return False
 
 
-_SETTING = re.compile(r"(?<![\w.\-/\\])([a-z][a-z0-9_]*)=('[^']*'|\"[^\"]*\"|[^\s,;:)]+)")
+_SETTING = re.compile(r"(?<![\w.\-/\\])([a-z][a-z0-9_]*)=(\[[^\]]*\]|'[^']*'|\"[^\"]*\"|[^\s,;:)]+)")
 _OPTION = re.compile(r"\boption ([a-z][a-z0-9_]*)\b")
 _NAMED = re.compile(r"(?<![\w-])([a-z][a-z0-9_]*) \((--[a-z0-9-]+)\)")
 
@@ -874,6 +878,11 @@ def with_flags(message, flags: dict) -> str:
         if action is None or _in_call(m.string, m.start()):
             return m[0]
         flag, value = _flag(action), m[2].strip("'\"")
+        if value.startswith("["):  # a list: the values after the flag, or the flag repeated (append)
+            values = [v.strip().strip("'\"") for v in value[1:-1].split(",") if v.strip()]
+            if isinstance(action, argparse._AppendAction):
+                return " ".join(f"{flag} {v}" for v in values)
+            return " ".join([flag, *values])
         if action.nargs == 0 and value in ("True", "False"):  # a switch
             if value == "True":
                 return flag

@@ -180,6 +180,9 @@ def test_library_messages_are_said_with_the_commands_flags():
         ("continue with resume=True, or turn it off with patience=None", "continue with --resume, or turn it off "
                                                                          "with --patience 0"),
         ("leave it out (learned_prior=False)", "leave it out (--no-learned-prior)"),
+        ("change them on purpose with allow_changes=['lr', 'seed']",  # fit's keyword, an append flag
+         "change them on purpose with --allow-change lr --allow-change seed"),
+        ("use hidden=[64, 32]", "use --hidden 64 32"),
         ("pass an objective object to fit(..., objective=obj) instead", None),  # Python, in a call: as it is
         ("cannot read /data/seed=3/x.npy", None),  # a path
         ("the labels must be class indices", None),  # a word, not a setting
