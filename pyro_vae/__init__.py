@@ -5,7 +5,7 @@ declared contract (:mod:`pyro_vae.models.base`); training, evaluation, figures, 
 work on any family that meets it.
 """
 
-from .config import ModelConfig, TrainConfig
+from .config import DataConfig, ModelConfig, TrainConfig
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import Batch, DataError, Dataset, select_labels
 from .datasets import load_data
@@ -28,7 +28,7 @@ from .samplers import fit_code_mixture, generate
 __version__ = "0.2.0"
 
 __all__ = [
-    "ModelConfig", "TrainConfig", "CheckpointError", "load_checkpoint", "save_checkpoint",
+    "DataConfig", "ModelConfig", "TrainConfig", "CheckpointError", "load_checkpoint", "save_checkpoint",
     "Batch", "DataError", "Dataset", "load_data", "select_labels", "BernoulliLikelihood",
     "ContinuousBernoulliLikelihood", "GaussianLikelihood", "LaplaceLikelihood", "Likelihood",
     "register_likelihood", "VAE", "AE", "SSVAE", "CVAE", "Family", "ContractError", "build_model", "data_plate",

@@ -26,18 +26,18 @@ import importlib.util
 import inspect
 import math
 import os
+import re
 import sys
 import time
-import typing
 from pathlib import Path
 
 from .m1 import STANDARDIZE
 from .checkpoint import CheckpointError, run_record
-from .config import ModelConfig, TrainConfig
+from .config import (DataConfig, ModelConfig, OptionError, TrainConfig, describe, field_default, field_kind,
+                     fingerprint, named, option_problems, value_problem)
 from .data import DataError
-from .devices import device_problem
 from .likelihoods import LIKELIHOODS
-from .models import MODELS, ContractError, model_options
+from .models import MODELS, ContractError
 from .models.base import config_fields
 from .networks import NETWORKS
 from .objectives import OBJECTIVES
@@ -50,6 +50,7 @@ COMPONENTS = {"prior": PRIORS, "likelihood": LIKELIHOODS}
 SKIP_ARGS = {"self", "latent_dim", "data_shape"}  # filled in by the family, not options
 ALIASES = {"prior-components": ["--mixture-components"], "likelihood-learn-scale": ["--learn-scale"]}
 CHOICES = {"prior": PRIORS, "likelihood": LIKELIHOODS, "network": NETWORKS}
+REGISTRIES = {**CHOICES, "objective": OBJECTIVES}  # option(registered=...) names these
 
 
 class CLIError(ValueError):
@@ -97,70 +98,46 @@ def load_plugins(argv) -> list:
 
 
 # ---------------------------------------------------------------------- option types
-def _parse(s, kind, rule: str):
-    try:
-        return kind(s)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"{rule}, got {s!r}") from None
+def _bounded(kind, meta=None, name: str | None = None):
+    """An argparse type for an option of ``kind`` (int, float, str) declared with ``meta`` (the
+    metadata of :func:`pyro_vae.config.option`): it parses, and refuses a value outside the
+    declaration by :func:`pyro_vae.config.value_problem`, the check a config's ``check`` makes. A
+    declared ``off`` value gives None (``--patience 0``)."""
+    meta = dict(meta or {})
+    off = meta.get("off")
+    said = dict(meta, min=off) if off is not None and meta.get("min") == off + 1 else meta  # --patience: >= 0
+
+    def parse(s):
+        try:
+            value = kind(s)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be {describe(kind, said)}, got {s!r}") from None
+        if off is not None and value == off:
+            return None
+        problem = value_problem(kind, meta, value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"must be {describe(kind, said)}, got {s}"
+                                             if problem.startswith("must ") else problem)
+        return value
+
+    parse.__name__ = name or kind.__name__
+    return parse
 
 
-def _positive_int(s):
-    v = _parse(s, int, "must be an integer >= 1")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {s}")
-    return v
+def _declared(cls, name: str):
+    """The argparse type of field ``name`` of config dataclass ``cls``, from its declaration."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return _bounded(field_kind(cls, f)[0], f.metadata, name)
 
 
-def _nonneg_int(s):
-    v = _parse(s, int, "must be an integer >= 0")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {s}")
-    return v
-
-
-def _finite_float(s):
-    import math
-
-    v = _parse(s, float, "must be a finite number")
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {s}")
-    return v
-
-
-def _positive_float(s):
-    v = _parse(s, float, "must be a finite number > 0")
-    if not (v > 0 and v != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {s}")
-    return v
-
-
-def _nonneg_float(s):
-    v = _parse(s, float, "must be a finite number >= 0")
-    if not (v >= 0 and v != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {s}")
-    return v
-
-
-def _fraction(s):
-    v = _parse(s, float, "must be a number between 0 and 1, exclusive")
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, exclusive (the share of the training data "
-                                         f"held out for validation), got {s}")
-    return v
-
-
-def _seed(s):
-    v = _parse(s, int, "must be an integer from 0 to 2**32 - 1")
-    if not 0 <= v < 2**32:
-        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**32 - 1, got {s}")
-    return v
-
-
-def _device(s):
-    problem = device_problem(s)
-    if problem:
-        raise argparse.ArgumentTypeError(problem)
-    return s
+_positive_int = _bounded(int, {"min": 1}, "positive_int")
+_nonneg_int = _bounded(int, {"min": 0}, "nonneg_int")
+_finite_float = _bounded(float, {}, "finite_float")
+_positive_float = _bounded(float, {"above": 0}, "positive_float")
+_nonneg_float = _bounded(float, {"min": 0}, "nonneg_float")
+_fraction = _bounded(float, {"above": 0, "below": 1}, "fraction")
+_seed = _declared(TrainConfig, "seed")  # every command's --seed takes what training's does
+_device = _declared(TrainConfig, "device")  # every command's --device: the one device check
 
 
 class _Help(argparse.HelpFormatter):
@@ -175,51 +152,53 @@ class _Help(argparse.HelpFormatter):
         return h
 
 
-def _flag_kwargs(default, help_text: str) -> dict:
-    """argparse keywords for an option whose default is ``default`` (its type decides)."""
-    if isinstance(default, bool):
-        return {"action": argparse.BooleanOptionalAction, "default": None, "help": help_text}
-    if isinstance(default, (tuple, list)):
-        elem = type(default[0]) if default else str
-        return {"type": _finite_float if elem is float else elem, "nargs": "+", "default": None, "help": help_text}
-    if isinstance(default, (int, float, str)):
-        return {"type": _finite_float if type(default) is float else type(default), "default": None,
+def _flag_kwargs(cls, f, help_text: str, default=None, check: bool = False) -> dict:
+    """argparse keywords for the flag of field ``f`` of config dataclass ``cls``: its type (a bool
+    a ``--x/--no-x`` pair, a tuple ``nargs="+"``), and with ``check`` the declared choices and
+    bounds (:func:`_bounded`). Family options are checked when the model is built (their bounds
+    differ between families), so their flags parse only."""
+    kind, elem, _ = field_kind(cls, f)
+    meta = f.metadata if check else {}
+    if kind is bool:
+        return {"action": argparse.BooleanOptionalAction, "default": default, "help": help_text}
+    if kind is tuple:
+        return {"type": _finite_float if elem is float else elem or str, "nargs": "+", "default": default,
                 "help": help_text}
-    return {"default": None, "help": help_text}
+    if "choices" in meta:
+        registered = sorted(REGISTRIES.get(meta.get("registered"), ()))
+        return {"choices": list(meta["choices"]) + [c for c in registered if c not in meta["choices"]],
+                "default": default, "help": help_text}
+    if kind in (int, float, str):
+        return {"type": _bounded(kind, meta, f.name) if check else _finite_float if kind is float else kind,
+                "default": default, "help": help_text}
+    return {"default": default, "help": help_text}
 
 
-def _field_default(f):
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None
-
-
-def _field_type(cls, f):
-    """The type a flag parses to: the default's type, else the annotation's (``int | None`` -> int)."""
-    default = _field_default(f)
-    if default is not None:
-        return default
-    try:
-        hint = typing.get_type_hints(cls)[f.name]
-    except Exception:  # an annotation that does not resolve: keep strings
-        return None
-    args = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
-    return args[0]() if args[0] in (int, float, str, bool) else None
+def config_flags(group, cls, groups: dict | None = None) -> None:
+    """Add a flag to ``group`` for every field of config dataclass ``cls`` (``pyro-vae train``'s
+    training flags from :class:`~pyro_vae.config.TrainConfig`), from the field's declaration
+    (:func:`pyro_vae.config.option`): name ``--field-name`` (or its ``flag``) and ``aliases``, help,
+    type, choices and bounds, the field's default, dest the field's name. A field declaring a
+    ``group`` goes to ``groups[group]``. :func:`config_from_args` reads them back."""
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        help_text = meta.get("help", "") + (f" ({meta['off']}: off)" if meta.get("off") is not None else "")
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        (groups or {}).get(meta.get("group"), group).add_argument(
+            flag, *meta.get("aliases", ()), dest=f.name,
+            **_flag_kwargs(cls, f, help_text.strip(), default=field_default(f), check=True))
 
 
 def _family_options():
-    """``{field name: (a value of its type, help, {family: default})}`` over all families (the
-    first family to declare a name sets its type)."""
+    """``{field name: (its family's Config, the field, help, {family: default})}`` over all
+    families (the first family to declare a name sets its type)."""
     options = {}
     for fam, cls in MODELS.items():
         for f in config_fields(cls.Config):
             if f.name in ("prior_kwargs", "likelihood_kwargs"):
                 continue
-            entry = options.setdefault(f.name, [_field_type(cls.Config, f), f.metadata.get("help", "") or
-                                                f"option of {fam}", {}])
-            entry[2][fam] = _field_default(f)
+            entry = options.setdefault(f.name, [cls.Config, f, f.metadata.get("help", "") or f"option of {fam}", {}])
+            entry[3][fam] = field_default(f)
     return options
 
 
@@ -249,9 +228,9 @@ def _defaults_text(per_family: dict) -> str:
 def _model_args(t):
     g = t.add_argument_group("model", "the family and its options (each applies to the families named)")
     g.add_argument("--model", default="vae", choices=sorted(MODELS), help="model family")
-    for name, (default, help_text, per_family) in _family_options().items():
+    for name, (config, field, help_text, per_family) in _family_options().items():
         registered = f" (registered: {', '.join(sorted(CHOICES[name]))})" if name in CHOICES else ""
-        kw = _flag_kwargs(default, f"{help_text}{registered} [{_defaults_text(per_family)}]".strip())
+        kw = _flag_kwargs(config, field, f"{help_text}{registered} [{_defaults_text(per_family)}]".strip())
         if "action" not in kw:
             kw["metavar"] = "N" if "nargs" in kw else name.upper()
         g.add_argument("--" + name.replace("_", "-"), dest=f"opt_{name}", **kw)
@@ -259,51 +238,21 @@ def _model_args(t):
         g = t.add_argument_group(f"{kind} options", f"constructor options of the registered {kind}s")
         for name, (default, per) in _component_options(kind).items():
             flag = f"{kind}-{name.replace('_', '-')}"
-            kw = _flag_kwargs(default, f"option of the {kind}(s) {_defaults_text(per)}")
+            kw = _component_flag(default, f"option of the {kind}(s) {_defaults_text(per)}")
             g.add_argument("--" + flag, *ALIASES.get(flag, []), dest=f"{kind}_{name}", **kw)
 
 
-def _train_args(t):
-    g = t.add_argument_group("training")
-    g.add_argument("--epochs", type=_positive_int, default=100, help="number of passes over the training data (total, also when resuming)")
-    g.add_argument("--batch-size", type=_positive_int, default=128, help="images per SVI step")
-    g.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
-    g.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
-                   help="constant, or cosine: the learning rate falls from --lr to near 0 over the run's --epochs "
-                        "(half a cosine, step by step)")
-    g.add_argument("--beta", type=_positive_float, default=1.0, help="weight of the KL term (beta-VAE): scales every latent site")
-    g.add_argument("--warmup-epochs", type=_nonneg_float, default=0.0, help="KL weight rises linearly to beta over this many epochs")
-    g.add_argument("--free-bits", type=_nonneg_float, default=0.0,
-                   help="free bits (Kingma et al. 2016): each latent dimension's batch-mean KL counts as at least this "
-                        "many nats, so the optimiser gains nothing by shutting a unit down (0: off; replaces the ELBO "
-                        "objective by pyro_vae.importance.FreeBitsELBO)")
-    g.add_argument("--objective", "--elbo", default="auto", choices=["auto"] + sorted(OBJECTIVES),
-                   help="training objective: auto (the family's default: jit for vae and ae from the library's parts, "
-                        "trace with a part of your own and for cvae, graph for --estimator score*, enum for ssvae), "
-                        "trace (Trace_ELBO), meanfield (TraceMeanField_ELBO), graph (TraceGraph_ELBO), enum "
-                        "(TraceEnum_ELBO), jit* (compiled), renyi (RenyiELBO alpha 0.5), iwae (the per-data-point importance-"
-                        "weighted bound with K = --num-particles), iwae_dreg (the same with the doubly-reparameterized "
-                        "gradient), stl (the ELBO with the sticking-the-landing gradient), or one a plugin registered")
-    g.add_argument("--num-particles", type=_positive_int, default=1, help="samples of the latents per data point in the ELBO estimate")
-    g.add_argument("--clip-norm", type=_positive_float, default=None, help="clip the gradient norm (of the per-image loss); default: no clipping")
-    g.add_argument("--patience", type=_nonneg_int, default=10, help="early stopping after this many epochs without a better validation measure (0: off)")
-    g.add_argument("--binarize", default="auto", choices=["auto", "none", "static", "dynamic"],
-                   help="binary data from grey images: dynamic resamples every epoch, static once (seeded); none keeps "
-                        "grey values; auto: dynamic for a likelihood of binary data (bernoulli), else none")
-    g.add_argument("--labels", type=_positive_int, default=None,
-                   help="semi-supervised: keep this many training labels, the same number per class, drawn with --seed (default: all labels)")
-    g.add_argument("--labelled-batch-size", type=_nonneg_int, default=None,
-                   help="labelled points added to every training batch with --labels (default: min(labels, batch size / 2))")
-    g.add_argument("--augment-shift", type=_nonneg_int, default=0,
-                   help="data augmentation for image data: each training image moved by a random offset of up to "
-                        "this many pixels (zero-filled) each time a batch uses it; validation and test data as given "
-                        "(0: off)")
-    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                   help="bf16: the networks run under bfloat16 autocast (faster on CPUs with AMX and on GPUs), "
-                        "distributions, log-densities and the loss in float32")
-    g.add_argument("--val-batch-size", type=_positive_int, default=1000, help="batch size of the validation ELBO")
-    g.add_argument("--seed", type=_seed, default=0, help="seed of the data split, label subset, initialisation and training")
-    g.add_argument("--device", type=_device, default="auto", help="auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...")
+def _component_flag(default, help_text: str) -> dict:
+    """argparse keywords for a prior's or likelihood's constructor option (its default's type)."""
+    if isinstance(default, bool):
+        return {"action": argparse.BooleanOptionalAction, "default": None, "help": help_text}
+    if isinstance(default, (tuple, list)):
+        elem = type(default[0]) if default else str
+        return {"type": _finite_float if elem is float else elem, "nargs": "+", "default": None, "help": help_text}
+    if isinstance(default, (int, float, str)):
+        return {"type": _finite_float if type(default) is float else type(default), "default": None,
+                "help": help_text}
+    return {"default": None, "help": help_text}
 
 
 def _data_args(p, required_default=True):
@@ -348,7 +297,7 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
                         "training process)")
     _plugin_arg(t)
     _model_args(t)
-    _train_args(t)
+    training = t.add_argument_group("training", "every field of pyro_vae.TrainConfig, declared there")
     g = t.add_argument_group("output")
     g.add_argument("--config", default=None, metavar="RUN/config.json",
                    help="train the run this config.json describes again (same data, model, options and seed: "
@@ -360,7 +309,7 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     g.add_argument("--allow-change", action="append", default=[], metavar="OPTION",
                    help="--resume: let this option differ from the stored run on purpose (e.g. lr, patience; "
                         "repeat for several); recorded in config.json under 'resumes'")
-    g.add_argument("--eval-k", type=_nonneg_int, default=1000, help="importance samples for the final log p(x) on the test set (0: skip)")
+    config_flags(training, TrainConfig, {"output": g})  # --eval-k goes to output
     g.add_argument("--no-plots", action="store_true", help="do not write figures and report at the end")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     g.add_argument("--tensorboard", action="store_true",
@@ -408,17 +357,24 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot", help="write all figures and the report of a run folder", formatter_class=_Help)
     p.add_argument("run_dir", help="a run folder written by pyro-vae train")
+    _data_args(p, required_default=False)
     _plugin_arg(p)
     p.add_argument("--device", type=_device, default="auto", help="auto (cuda when present, else cpu), cpu, cuda, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_compare_parser(sub, _Help)
     add_classify_parser(sub, _Help)
+    for command in sub.choices.values():  # every command's --device is checked by the parser, alike
+        for action in command._actions:
+            if action.dest == "device" and action.type is None:
+                action.type = _device
     return parser
 
 
 # ---------------------------------------------------------------------- from flags to configs
 def model_config_from_args(a, data_shape, num_classes, plugins=()) -> ModelConfig:
-    """The chosen family's options from the flags; a flag of another family is an error."""
+    """The chosen family's options from the flags; a flag of another family is an error. The
+    options are checked once, where the model is built (:func:`pyro_vae.models.build_model`); its
+    message names the option, and :func:`main` says the flag instead."""
     cls = MODELS.get_or_raise(a.model)
     fields = {f.name for f in config_fields(cls.Config)}
     given = {k[4:]: v for k, v in vars(a).items() if k.startswith("opt_") and v is not None}
@@ -431,7 +387,7 @@ def model_config_from_args(a, data_shape, num_classes, plugins=()) -> ModelConfi
     for kind in COMPONENTS:
         if f"{kind}_kwargs" not in fields:
             continue
-        chosen = options.get(kind, _field_default(next(f for f in config_fields(cls.Config) if f.name == kind)))
+        chosen = options.get(kind, field_default(next(f for f in config_fields(cls.Config) if f.name == kind)))
         kwargs = {}
         for name, (_, per) in _component_options(kind).items():
             value = getattr(a, f"{kind}_{name}", None)
@@ -442,12 +398,7 @@ def model_config_from_args(a, data_shape, num_classes, plugins=()) -> ModelConfi
                                f"{', '.join(sorted(per))}, not of --{kind} {chosen}")
             kwargs[name] = value
         options[f"{kind}_kwargs"] = kwargs
-    try:
-        opts = dataclasses.asdict(model_options(a.model, options))
-    except ValueError as e:  # "option latent_dim must be >= 1": name the flag too
-        name = str(e).split()[1] if str(e).startswith("option ") else None
-        raise CLIError(f"--{name.replace('_', '-')}: {e}" if name else str(e)) from None
-    return ModelConfig(model=a.model, data_shape=data_shape, num_classes=num_classes, options=opts,
+    return ModelConfig(model=a.model, data_shape=data_shape, num_classes=num_classes, options=options,
                        plugins=plugins)
 
 
@@ -458,87 +409,73 @@ def _refuse_inert_options(cls, options: dict, typed: dict) -> None:
     for name, f in fields.items():
         needs, flag = f.metadata.get("only_with"), typed.get(f"opt_{name}")
         for other, allowed in (needs or {}).items() if flag else ():
-            if options.get(other, _field_default(fields[other])) not in allowed:
+            if options.get(other, field_default(fields[other])) not in allowed:
                 want = f"--no-{other}" if allowed == (False,) else f"--{other} {' or '.join(map(str, allowed))}"
                 raise CLIError(f"{flag} does nothing here: it needs {want.replace('_', '-')}; leave it out or add "
                                f"what it needs")
 
 
+def config_from_args(cls, a, checked=()):
+    """The config dataclass ``cls`` from the flags :func:`config_flags` made (dest = field name; a
+    field's ``off`` value is None). The values in ``checked`` (dests typed on the command line:
+    their flag's type checked them against the same declaration) are not checked again; the
+    others (defaults, or values from ``--config`` / ``--resume``) are, by
+    :func:`pyro_vae.config.option_problems`, which raises an :class:`~pyro_vae.config.OptionError`."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(a, f.name, field_default(f))
+        off = f.metadata.get("off")
+        values[f.name] = None if off is not None and value is not None and value == off else value
+    config = cls(**values)
+    bad = option_problems(config, [name for name in values if name not in checked])
+    if bad:
+        raise OptionError(bad)
+    return config
+
+
 def train_config_from_args(a) -> TrainConfig:
-    return TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, lr_schedule=a.lr_schedule, beta=a.beta,
-                       warmup_epochs=a.warmup_epochs, free_bits=a.free_bits, objective=a.objective, num_particles=a.num_particles,
-                       clip_norm=a.clip_norm, seed=a.seed, device=a.device, patience=a.patience or None,
-                       binarize=a.binarize, val_batch_size=a.val_batch_size, labels=a.labels,
-                       labelled_batch_size=a.labelled_batch_size, augment_shift=a.augment_shift,
-                       precision=a.precision, eval_k=a.eval_k).check()
+    return config_from_args(TrainConfig, a, checked=getattr(a, "typed", {}))
 
 
 # ---------------------------------------------------------------------- the data a run used
-def _absolute(path):
-    """A data path as the run records it: absolute, so the run folder names the same data from
-    any working folder (a registered name such as mnist5k stays a name)."""
-    return None if path is None else str(Path(path).absolute()) if Path(path).exists() else str(path)
-
-
 def data_record(a, splits) -> dict:
-    """What ``train`` records of its data: paths absolute, and a fingerprint of a file or folder
-    so that ``--resume`` and ``evaluate`` notice other data behind the same name."""
-    return {"dataset": _absolute(a.dataset), "data_dir": _absolute(a.data_dir), "val_fraction": a.val_fraction,
-            "split_seed": a.seed, "train_size": len(splits.train), "val_size": len(splits.val),
-            "fingerprint": fingerprint(a.dataset), "scale": splits.scale, "stream": a.stream,
-            "streamed": type(splits.train).__name__ == "StreamedData", "workers": a.workers,
-            "test": splits.test_source or None}
+    """What ``train`` records of its data (:class:`~pyro_vae.config.DataConfig`): paths absolute,
+    and a fingerprint of a file or folder so that ``--resume`` and ``evaluate`` notice other data
+    behind the same name."""
+    return DataConfig.of(splits, source=a.dataset, data_dir=a.data_dir, val_fraction=a.val_fraction,
+                         split_seed=a.seed, stream=a.stream, workers=a.workers).to_dict()
 
 
-def fingerprint(path) -> str | None:
-    """sha256 of a data file's bytes, or of a folder's file names and sizes (None for a named
-    data set). Size and content, not the modification time: a copied file keeps its identity."""
-    import hashlib
-
-    p = Path(path)
-    if not p.exists():
-        return None
-    h = hashlib.sha256()
-    if p.is_file():
-        size = p.stat().st_size
-        with open(p, "rb") as f:  # all of it, or (past 1 GiB) its size, first and last 64 MiB
-            parts = [(0, size)] if size <= 1 << 30 else [(0, 1 << 26), (size - (1 << 26), 1 << 26)]
-            h.update(str(size).encode())
-            for start, length in parts:
-                f.seek(start)
-                while length > 0:
-                    block = f.read(min(length, 1 << 20))
-                    if not block:
-                        break
-                    h.update(block)
-                    length -= len(block)
-    else:
-        for f in sorted(q for q in p.rglob("*") if q.is_file()):
-            h.update(f"{f.relative_to(p)}\0{f.stat().st_size}\n".encode())
-    return h.hexdigest()[:16]
+NO_DATA = ("{run} records no data set: it was trained from Python on tensors{sizes} that it cannot name; pass "
+           "--dataset with the data to use (a .npy, .npz or .pt file, a folder of images, or a registered name "
+           "such as mnist5k)")
 
 
-def _load_splits(data_cfg: dict, dataset=None, data_dir=None):
-    """The splits a run was trained on (or ``dataset`` / ``data_dir`` given now). Data named by
-    the run folder are never downloaded: a run folder someone sends you does not choose where
-    this machine writes."""
+def _load_splits(data_cfg, dataset=None, data_dir=None, run=None):
+    """The splits a run was trained on (its record, a :class:`~pyro_vae.config.DataConfig` or its
+    dict), or ``dataset`` / ``data_dir`` given now. Data named by the run folder are never
+    downloaded: a run folder someone sends you does not choose where this machine writes. A run
+    that names no data (trained from Python on tensors) needs ``dataset``: one line says so."""
     from .datasets import load_data
 
-    name = dataset or data_cfg.get("dataset", "mnist5k")
-    ddir = data_dir if data_dir is not None else data_cfg.get("data_dir")
+    record = DataConfig.from_dict(data_cfg or None)
+    if dataset is None and record.dataset is None:
+        sizes = f" ({record.train_size} training points)" if record.train_size else ""
+        raise CLIError(NO_DATA.format(run=run or "the run", sizes=sizes))
+    name = dataset or record.dataset
+    ddir = data_dir if data_dir is not None else record.data_dir
     if dataset is None and not Path(name).is_absolute() and Path(name).exists():
         print(f"note: the run recorded the relative path {name!r}; reading {Path(name).absolute()}",
               file=sys.stderr)
     try:
-        splits = load_data(name, ddir, val_fraction=data_cfg.get("val_fraction", 0.1),
-                           seed=data_cfg.get("split_seed", 0), stream=data_cfg.get("stream", "off"),
-                           download=data_dir is not None)
+        splits = load_data(name, ddir, val_fraction=0.1 if record.val_fraction is None else record.val_fraction,
+                           seed=record.split_seed or 0, stream=record.stream or "off", download=data_dir is not None)
     except DataError as e:
         if dataset is not None or "unknown data set" not in str(e):
             raise
         raise DataError(f"{e} (the data set the run was trained on: moved or deleted? Pass --dataset PATH to "
                         f"use another)") from None
-    stored = data_cfg.get("fingerprint")
+    stored = record.fingerprint
     if dataset is None and stored and fingerprint(name) != stored:
         raise DataError(f"{name} has changed since the run was trained on it (its content differs from what the "
                         f"run recorded); pass --dataset {name} to use it as it is now, on purpose")
@@ -582,9 +519,7 @@ def config_defaults(path, cfg: dict | None = None) -> dict:
     if not isinstance(model, dict) or not isinstance(train, dict):
         raise CLIError(f"--config {path}: not a pyro-vae run config (it needs 'model' and 'train'; "
                        f"pass RUN/config.json of a run trained from the command line)")
-    out = {("objective" if k == "elbo" else k): v for k, v in train.items()}
-    if out.get("patience") is None:
-        out["patience"] = 0
+    out = {("objective" if k == "elbo" else k): v for k, v in train.items()}  # dests are TrainConfig's fields
     out["model"] = model.get("model", "vae")
     for k, v in (model.get("options") or {}).items():
         if k in ("prior_kwargs", "likelihood_kwargs"):
@@ -650,13 +585,13 @@ def cmd_train(a) -> int:
         raise CLIError("distributed training (torchrun) needs --out, the same run folder on every rank")
     out = Path(a.out or f"runs/{Path(a.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     _check_out(out, a.resume)
+    tcfg = train_config_from_args(a)  # before any work: values from --config or --resume checked here
     from .datasets import load_data
 
     # a --data-dir that came from a config (--config, --resume) is read, never downloaded into
     splits = load_data(a.dataset, a.data_dir, val_fraction=a.val_fraction, seed=a.seed, stream=a.stream,
                        workers=a.workers, download=a.data_dir is None or "data_dir" in a.typed)
     mcfg = model_config_from_args(a, splits.train.data_shape, num_classes_of(splits.train), a.plugin)
-    tcfg = train_config_from_args(a)
     extra = {"data": data_record(a, splits), "command": getattr(a, "command_line", None)}
     if a.config:
         extra["reproduced_from"] = {"config": str(Path(a.config).resolve()), "overrides": a.overrides}
@@ -676,12 +611,21 @@ def cmd_train(a) -> int:
               f"MNIST test files); the final evaluation uses the validation split", file=sys.stderr)
     summary = fit(module, splits.train, splits.val, tcfg, out, mcfg, resume=a.resume,
                   progress=not a.no_progress, extra_config=extra, test=test, test_label=label,
-                  plots=not a.no_plots, allow_changes=a.allow_change, tensorboard=a.tensorboard)
+                  plots=not a.no_plots, allow_changes=a.allow_change, tensorboard=a.tensorboard,
+                  log=_log_with_flags(getattr(a, "flags", {})))
     select = summary["select_by"]
     best = summary.get("best_" + select, summary["best_val_elbo"])
     print(f"best {select.replace('_', ' ')} {best:.2f}{' nats/image' if select == 'val_elbo' else ''} at epoch "
           f"{summary['best_epoch']} of {summary['epochs_run']} ({summary['train_time_s']:.0f} s); run folder {out}")
     return 0
+
+
+def _log_with_flags(flags: dict):
+    """fit's ``log`` for the CLI: its advice (lines starting ``warning`` or ``note``) said with flags."""
+    def log(message):
+        print(with_flags(message, flags) if str(message).startswith(("warning", "note")) else message)
+
+    return log
 
 
 def _check_out(out: Path, resume: bool) -> None:
@@ -744,7 +688,7 @@ def cmd_evaluate(a) -> int:
     path = RunDir.checkpoint_path(a.checkpoint)
     family, ckpt = _load(path, a.device)
     data_cfg = ckpt.get("extra", {}).get("data", {})
-    name, splits = _load_splits(data_cfg, a.dataset, a.data_dir)
+    name, splits = _load_splits(data_cfg, a.dataset, a.data_dir, run=RunDir.of_checkpoint(path))
     data, label = _eval_split(splits, name, a.split, ckpt.get("train_config", {}).get("binarize", "dynamic"))
     if a.limit:
         data = data.subset(slice(0, a.limit))
@@ -835,7 +779,8 @@ def cmd_sample(a) -> int:
         if a.condition is not None:
             raise CLIError("--condition and --sampler mixture do not go together: the mixture is fitted to "
                            "the codes of an unconditional model")
-        name, splits = _load_splits(ckpt.get("extra", {}).get("data", {}), a.dataset, a.data_dir)
+        name, splits = _load_splits(ckpt.get("extra", {}).get("data", {}), a.dataset, a.data_dir,
+                                    run=RunDir.of_checkpoint(path))
         train = for_evaluation(splits.train, ckpt.get("train_config", {}).get("binarize", "dynamic"))
         mixture = fit_code_mixture(family, train, components=a.components, seed=a.seed)
         print(f"fitted a {a.components}-component Gaussian mixture to the codes of {len(train)} {name} "
@@ -855,7 +800,7 @@ def cmd_plot(a) -> int:
     if not run.best.exists():
         raise CheckpointError(f"{run} is not a run folder (no {RunDir.BEST})")
     family, ckpt = _load(run.best, a.device)
-    name, splits = _load_splits(ckpt.get("extra", {}).get("data", {}))
+    name, splits = _load_splits(ckpt.get("extra", {}).get("data", {}), a.dataset, a.data_dir, run=run)
     data, label = _eval_split(splits, name, "test", ckpt.get("train_config", {}).get("binarize", "dynamic"))
     dev = next(iter(family.state_dict().values())).device
     write_figures_and_report(run, family, data.to(dev), run.read_json(run.test_metrics), label=label,
@@ -1013,10 +958,89 @@ def _interrupted(command, argv) -> str:
     return "interrupted before the first checkpoint was written; nothing to resume: run the command again"
 
 
+# ---------------------------------------------------------------------- library messages, said with flags
+PYTHON_NAMES = {"allow_changes": "allow_change", "run_dir": "out"}  # fit's keyword -> the flag's dest
+
+
+def flags_of(parser, command) -> dict:
+    """``{option name: argparse action}`` of ``command``'s long flags (dest = option name; a
+    family option's dest ``opt_NAME`` is NAME; fit's keywords of :data:`PYTHON_NAMES` too)."""
+    sub = parser._subparsers._group_actions[0].choices.get(command) if parser._subparsers else None
+    out = {}
+    for action in getattr(sub, "_actions", ()):
+        if any(o.startswith("--") for o in action.option_strings):
+            out.setdefault(action.dest[4:] if action.dest.startswith("opt_") else action.dest, action)
+    out.update({py: out[dest] for py, dest in PYTHON_NAMES.items() if dest in out})
+    return out
+
+
+def _flag(action) -> str:
+    return next(o for o in action.option_strings if o.startswith("--"))
+
+
+def _in_call(text: str, pos: int) -> bool:
+    """Whether ``pos`` is inside the parentheses of a call (``fit(..., objective=obj)``)."""
+    depth = 0
+    for i in range(pos - 1, -1, -1):
+        if text[i] == ")":
+            depth += 1
+        elif text[i] == "(":
+            if depth == 0:
+                return i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_")
+            depth -= 1
+    return False
+
+
+_SETTING = re.compile(r"(?<![\w.\-/\\])([a-z][a-z0-9_]*)=(\[[^\]]*\]|'[^']*'|\"[^\"]*\"|[^\s,;:)]+)")
+_OPTION = re.compile(r"\boption ([a-z][a-z0-9_]*)\b")
+_NAMED = re.compile(r"(?<![\w-])([a-z][a-z0-9_]*) \((--[a-z0-9-]+)\)")
+
+
+def with_flags(message, flags: dict) -> str:
+    """A library message said with this command's flags: the library names a setting as Python
+    does (``binarize='static'``, ``option latent_dim``; an :class:`~pyro_vae.config.OptionError`
+    lists its options), and the CLI, the one place that knows its flags, says ``--binarize static``,
+    ``--latent-dim``. ``NAME (--flag)`` (the older wording) becomes ``--flag``. Names that are not
+    flags of the command (and ``name=value`` inside a call's parentheses) stay as they are."""
+    if isinstance(message, OptionError):
+        return "; ".join((f"{_flag(flags[n])} {t}" if t.startswith("must ") else f"{_flag(flags[n])}: {t}")
+                         if n in flags else named(n, t) for n, t in message.problems)
+    text = str(message)
+    if not flags:
+        return text
+
+    def setting(m):
+        action = flags.get(m[1])
+        if action is None or _in_call(m.string, m.start()):
+            return m[0]
+        flag, value = _flag(action), m[2].strip("'\"")
+        if value.startswith("["):  # a list: the values after the flag, or the flag repeated (append)
+            values = [v.strip().strip("'\"") for v in value[1:-1].split(",") if v.strip()]
+            if isinstance(action, argparse._AppendAction):
+                return " ".join(f"{flag} {v}" for v in values)
+            return " ".join([flag, *values])
+        if action.nargs == 0 and value in ("True", "False"):  # a switch
+            if value == "True":
+                return flag
+            return f"--no-{flag[2:]}" if isinstance(action, argparse.BooleanOptionalAction) else f"no {flag}"
+        off = _off_value(m[1])
+        return f"{flag} {off if value == 'None' and off is not None else value}"
+
+    text = _SETTING.sub(setting, text)
+    text = _OPTION.sub(lambda m: _flag(flags[m[1]]) if m[1] in flags else m[0], text)
+    return _NAMED.sub(lambda m: m[2] if m[1] in flags and _flag(flags[m[1]]) == m[2] else m[0], text)
+
+
+def _off_value(name: str):
+    f = next((f for f in dataclasses.fields(TrainConfig) if f.name == name), None)
+    return None if f is None else f.metadata.get("off")
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), None)
     prog = f"pyro-vae {command}" if command else "pyro-vae"
+    flags = {}  # this command's flags: library messages are said with them
     try:
         plugins = load_plugins(argv)
         defaults = None
@@ -1034,6 +1058,7 @@ def main(argv=None) -> int:
                 last = Path(known.out) / RunDir.LAST
                 defaults = config_defaults(last, run_record(last))
         parser = build_parser(defaults)
+        flags = flags_of(parser, command)
         args, unknown = parser.parse_known_args(argv)
         if unknown:  # say it as the command's parser, not the top-level one
             sub = parser._subparsers._group_actions[0].choices.get(getattr(args, "command", None), parser)
@@ -1045,14 +1070,12 @@ def main(argv=None) -> int:
 
             args.command_line = "pyro-vae " + " ".join(shlex.quote(t) for t in argv)
             args.overrides = {d: getattr(args, d) for d in args.typed} if defaults else {}
-        problem = device_problem(args.device) if isinstance(getattr(args, "device", None), str) else None
-        if problem:  # a command whose parser does not check --device itself
-            raise CLIError(f"--device: {problem}")
+        args.flags = flags
         if hasattr(args, "plugin"):
             args.plugin = plugins  # file plugins as absolute paths: the checkpoint's hint works anywhere
         return COMMANDS[args.command](args)
     except (DataError, CheckpointError, FileExistsError, ContractError, ValueError, RunLocked) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {with_flags(e, flags)}", file=sys.stderr)
         return 2
     except (PermissionError, IsADirectoryError, NotADirectoryError) as e:  # a path the user gave
         print(f"{prog}: error: {e.strerror or e}: {e.filename}; choose a path you can write (and read)",
@@ -1063,10 +1086,11 @@ def main(argv=None) -> int:
               + "; every file written before it is complete", file=sys.stderr)
         return 2
     except TrainingDiverged as e:
-        print(f"{prog}: training stopped: {e}", file=sys.stderr)
+        print(f"{prog}: training stopped: {with_flags(e, flags)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
-        print(f"{prog}: {e}" if str(e) else f"{prog}: {_interrupted(command, argv)}", file=sys.stderr)
+        print(f"{prog}: {with_flags(e, flags)}" if str(e) else f"{prog}: {_interrupted(command, argv)}",
+              file=sys.stderr)
         return 128 + getattr(e, "signum", 2)
 
 

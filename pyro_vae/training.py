@@ -37,7 +37,7 @@ from torch import nn
 
 from . import evaluation
 from .checkpoint import RESUME_ENTRIES, CheckpointError, load_model_state, read_checkpoint, record_of, save_checkpoint
-from .config import ModelConfig, TrainConfig, save_json
+from .config import DataConfig, ModelConfig, TrainConfig, save_json
 from .files import RunFileError, run_folder
 from .devices import memory_budget, select_device, set_seed
 from .data import (Batch, DataError, batches, binarize, check_finite, check_shift, for_evaluation,
@@ -559,6 +559,8 @@ def check_resume_config(stored: dict, new: dict, allow_changes=()) -> dict:
             continue
         if key not in a and "." in key and any(k.startswith(key.rsplit(".", 1)[0] + ".") for k in a):
             continue  # a setting the version that started the run did not have yet
+        if key not in a and not any(k.split(".")[0] == key.split(".")[0] for k in a):
+            continue  # a whole section the run did not record (its data, trained from Python before)
         if key in allowed or key.rsplit(".", 1)[-1] in short:
             changed[key] = [a.get(key), b.get(key)]
         else:
@@ -662,6 +664,8 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
     if objective is not None and cfg.free_bits:
         raise ValueError("fit(objective=...) and free_bits: free bits replace the ELBO objective; pass one of them")
     model_config = complete_config(model_config) if model_config is not None else None
+    # a run trained from Python names its data too (sizes, no source), so every command opens it
+    extra_config = {"data": DataConfig.of(train, val).to_dict(), **(extra_config or {})}
     rank, world = _distributed()
     if rank != 0:
         progress, log = False, (lambda *_: None)

@@ -220,12 +220,12 @@ def test_sizes_of_every_kind_are_counted_before_allocating(config, words):
 
 # ---------------------------------------------------------------------- 3. options against their types
 @pytest.mark.parametrize("option, value, words", [
-    ("hidden", ["x"], ["option hidden must be a list of integers", "'x'"]),
-    ("hidden", [8, 2.5], ["option hidden must be a list of integers", "2.5"]),
-    ("latent_dim", 2.5, ["option latent_dim must be an integer, got 2.5"]),
-    ("latent_dim", True, ["option latent_dim must be an integer, got True"]),
-    ("noise_rate", float("nan"), ["option noise_rate must be a finite number, got nan"]),
-    ("network", 3, ["option network must be a string, got 3"]),
+    ("hidden", ["x"], ["--hidden must be a list of integers", "'x'"]),  # the CLI says the library's
+    ("hidden", [8, 2.5], ["--hidden must be a list of integers", "2.5"]),  # "option hidden" as the flag
+    ("latent_dim", 2.5, ["--latent-dim must be an integer, got 2.5"]),
+    ("latent_dim", True, ["--latent-dim must be an integer, got True"]),
+    ("noise_rate", float("nan"), ["--noise-rate must be a finite number, got nan"]),
+    ("network", 3, ["--network must be a string, got 3"]),
 ])
 def test_a_config_file_with_an_option_of_the_wrong_type_is_refused(option, value, words, data, tmp_path, capsys):
     config = tmp_path / "config.json"

@@ -69,17 +69,75 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
     assert main(["train", "--binarize", "none", "--epochs", "1", "--out", str(tmp_path / "g"), "--no-progress"]) == 2
     assert "binary" in capsys.readouterr().err
     assert main(["train", "--latent-dim", "0", "--out", str(tmp_path / "z")]) == 2
-    assert "latent_dim must be >= 1" in capsys.readouterr().err
+    assert "--latent-dim must be >= 1" in capsys.readouterr().err  # the library's "option latent_dim", as a flag
 
 
-def test_help_covers_every_training_option():
-    parser = build_parser()
-    train = parser._subparsers._group_actions[0].choices["train"]
-    flags = {opt for action in train._actions for opt in action.option_strings}
-    for field in dataclasses.fields(TrainConfig):
-        assert "--" + field.name.replace("_", "-") in flags, field.name
+def _train_parser(parser=None):
+    parser = parser or build_parser()
+    return parser._subparsers._group_actions[0].choices["train"]
+
+
+def test_every_train_config_field_is_a_flag_and_every_training_flag_a_field():
+    """Derived, not copied: the flags come from TrainConfig's declarations, dest = field name,
+    with the field's default, help and (for a bounded field) a type that refuses what check() does."""
+    train = _train_parser()
+    by_dest = {a.dest: a for a in train._actions}
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for name, f in fields.items():
+        action = by_dest[name]
+        assert "--" + name.replace("_", "-") in action.option_strings, name
+        assert action.default == f.default and f.metadata["help"] in action.help, name
+    group = next(g for g in train._action_groups if g.title == "training")
+    assert {a.dest for a in group._group_actions} | {"eval_k"} == set(fields)  # and nothing else
     for cmd in ("train", "evaluate", "sample", "plot"):
-        assert cmd in parser.format_help()
+        assert cmd in build_parser().format_help()
+
+
+def test_flag_and_check_refuse_the_same_values(capsys):
+    """One declaration: a value the flag refuses, check() refuses, in the same words."""
+    import re
+
+    import pytest
+
+    from pyro_vae.config import OptionError
+
+    for flag, field, value, typed in [("--lr", "lr", "0", 0.0), ("--epochs", "epochs", "0", 0),
+                                      ("--seed", "seed", str(2**32), 2**32), ("--warmup-epochs", "warmup_epochs", "-1", -1.0),
+                                      ("--clip-norm", "clip_norm", "inf", float("inf")),
+                                      ("--labels", "labels", "0", 0), ("--val-batch-size", "val_batch_size", "0", 0)]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["train", flag, value])
+        rule = re.search(rf"argument {flag}: must be (.*), got", capsys.readouterr().err)[1]
+        with pytest.raises(OptionError, match=re.escape(f"{field} must be {rule}")):
+            TrainConfig(**{field: typed}).check()
+    assert build_parser().parse_args(["train", "--patience", "0"]).patience is None  # 0: off
+    assert build_parser().parse_args(["train", "--elbo", "trace"]).objective == "trace"  # the alias
+
+
+def test_a_new_train_config_field_becomes_a_flag(monkeypatch, capsys):
+    """Adding a field to TrainConfig (with option(...)) is all it takes: flag, help, default, bounds,
+    and the config built from the flags."""
+    import pytest
+
+    import pyro_vae.cli as cli
+    from pyro_vae.config import option
+
+    @dataclasses.dataclass
+    class Wider(TrainConfig):
+        warm_restarts: int = option(0, "restart the cosine schedule this many times", min=0)
+        ema: bool = option(False, "keep an exponential moving average of the weights")
+
+    monkeypatch.setattr(cli, "TrainConfig", Wider)
+    train = _train_parser(cli.build_parser())
+    assert "--warm-restarts" in train.format_help() and "restart the cosine" in train.format_help()
+    args = cli.build_parser().parse_args(["train", "--warm-restarts", "3", "--ema", "--lr", "0.01"])
+    config = cli.train_config_from_args(args)
+    assert isinstance(config, Wider) and config.warm_restarts == 3 and config.ema is True and config.lr == 0.01
+    assert cli.train_config_from_args(cli.build_parser().parse_args(["train"])).warm_restarts == 0
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["train", "--warm-restarts", "-1"])
+    assert "--warm-restarts: must be an integer >= 0, got -1" in capsys.readouterr().err
 
 
 def test_semi_supervised_training_from_the_cli(tmp_path, capsys):
@@ -104,3 +162,46 @@ def test_semi_supervised_training_from_the_cli(tmp_path, capsys):
                  "--out", str(tmp_path / "bad")]) == 2
     assert "multiple of the 4 classes" in capsys.readouterr().err
     assert main(["sample", str(run), "-n", "4", "--condition", "2", "--out", str(tmp_path / "s.png")]) == 0
+
+
+def test_library_messages_are_said_with_the_commands_flags():
+    """The library names a setting as Python does; the CLI, the one place that knows its flags,
+    says the flag (and leaves alone what is not a flag of the command, or sits in a call)."""
+    from pyro_vae.cli import flags_of, with_flags
+    from pyro_vae.config import OptionError
+
+    parser = build_parser()
+    train, evaluate = flags_of(parser, "train"), flags_of(parser, "evaluate")
+    cases = [
+        ("binarize='static' needs the whole training set in memory; with streamed data use binarize='dynamic'",
+         "--binarize static needs the whole training set in memory; with streamed data use --binarize dynamic"),
+        ("val_fraction (--val-fraction) must be between 0 and 1", "--val-fraction must be between 0 and 1"),
+        ("model 'vae': option latent_dim must be >= 1, got 0", "model 'vae': --latent-dim must be >= 1, got 0"),
+        ("continue with resume=True, or turn it off with patience=None", "continue with --resume, or turn it off "
+                                                                         "with --patience 0"),
+        ("leave it out (learned_prior=False)", "leave it out (--no-learned-prior)"),
+        ("change them on purpose with allow_changes=['lr', 'seed']",  # fit's keyword, an append flag
+         "change them on purpose with --allow-change lr --allow-change seed"),
+        ("use hidden=[64, 32]", "use --hidden 64 32"),
+        ("pass an objective object to fit(..., objective=obj) instead", None),  # Python, in a call: as it is
+        ("cannot read /data/seed=3/x.npy", None),  # a path
+        ("the labels must be class indices", None),  # a word, not a setting
+    ]
+    for text, said in cases:
+        assert with_flags(text, train) == (said or text), text
+    assert with_flags("val_fraction=0.2 leaves no training data", evaluate) == "val_fraction=0.2 leaves no training data"
+    error = OptionError([("lr", "must be a finite number > 0, got 'x'"), ("device", "unknown device 'gpu': use cpu")])
+    assert with_flags(error, train) == "--lr must be a finite number > 0, got 'x'; --device: unknown device 'gpu': use cpu"
+    assert str(error) == "lr must be a finite number > 0, got 'x'; unknown device 'gpu': use cpu"  # for Python
+
+
+def test_a_config_file_is_checked_by_the_same_declarations_before_any_work(tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model": {"model": "vae", "options": {}},
+                                  "train": {"lr": 0, "patience": None, "seed": -1},
+                                  "data": {"dataset": str(tmp_path / "not_read.npy")}}))
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--seed", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    # the flag given (--seed 3) was checked by its type and wins; the file's lr is said as the flag;
+    # patience None (off) is allowed; the data were never opened
+    assert err == "pyro-vae train: error: --lr must be a finite number > 0, got 0", err
