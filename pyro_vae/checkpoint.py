@@ -75,10 +75,10 @@ ENTRIES = {
     "objective_state": (lambda v: v is None or isinstance(v, dict), "a dict or None"),
     "in_epoch": (lambda v: v is None or isinstance(v, dict), "a dict or None"),
 }
-# what --resume reads from checkpoint_last.pt (pyro_vae.training.resume_state)
+# what resuming (fit's resume=True) reads from checkpoint_last.pt (pyro_vae.training.resume_state)
 RESUME_ENTRIES = ("model_state", "optimizer_state", "rng", "epoch", "step")
-_NEEDED_BY = {"optimizer_state": "continuing training (--resume)", "rng": "continuing training (--resume)",
-              "epoch": "continuing training (--resume)", "step": "continuing training (--resume)",
+_RESUMING = "continuing training (resume=True)"
+_NEEDED_BY = {"optimizer_state": _RESUMING, "rng": _RESUMING, "epoch": _RESUMING, "step": _RESUMING,
               "model_state": "loading the model", "model_config": "rebuilding the model",
               "train_config": "the run's record (its training settings)"}
 
@@ -183,6 +183,16 @@ def load_model_state(module, state: dict, source="checkpoint") -> None:
     module.load_state_dict(state)
 
 
+def _unregistered_hint(plugins, models) -> str:
+    """How to register a checkpoint's family: import the modules that registered it (said as
+    ``plugin=...``, which the CLI shows as its ``--plugin`` flag)."""
+    if not plugins:
+        return (f"; known families: {', '.join(sorted(models))}. If a module of yours registers it, import it "
+                f"before loading (plugin='MODULE')")
+    named = repr(plugins[0]) if len(plugins) == 1 else repr(list(plugins))
+    return f"; it was registered by {', '.join(plugins)}: import it before loading (plugin={named})"
+
+
 def load_checkpoint(path, device="cpu"):
     """Rebuild the model a checkpoint describes and load its weights.
 
@@ -200,10 +210,8 @@ def load_checkpoint(path, device="cpu"):
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: bad model config in checkpoint: {e}") from None
     if config.model not in MODELS:
-        hint = (f"; it was registered by {', '.join(config.plugins)}: pass --plugin "
-                f"{' --plugin '.join(config.plugins)} (or import it before loading)") if config.plugins else \
-            f"; known families: {', '.join(sorted(MODELS))}. If a module of yours registers it, pass --plugin MODULE"
-        raise CheckpointError(f"{path} holds a model of family {config.model!r}, which is not registered{hint}")
+        raise CheckpointError(f"{path} holds a model of family {config.model!r}, which is not registered"
+                              f"{_unregistered_hint(config.plugins, MODELS)}")
     try:
         module = build_model(config)
     except (TypeError, ValueError) as e:

@@ -20,6 +20,7 @@ with one message naming it; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import importlib
 import importlib.util
@@ -971,11 +972,16 @@ def flags_of(parser, command) -> dict:
         if any(o.startswith("--") for o in action.option_strings):
             out.setdefault(action.dest[4:] if action.dest.startswith("opt_") else action.dest, action)
     out.update({py: out[dest] for py, dest in PYTHON_NAMES.items() if dest in out})
+    if command not in (None, "train"):  # a setting of training (binarize=...) said as train's flag
+        for name, action in flags_of(parser, "train").items():
+            if name not in out:
+                out[name] = copy.copy(action)
+                out[name].said_as = f"pyro-vae train {_flag(action)}"
     return out
 
 
 def _flag(action) -> str:
-    return next(o for o in action.option_strings if o.startswith("--"))
+    return getattr(action, "said_as", None) or next(o for o in action.option_strings if o.startswith("--"))
 
 
 def _in_call(text: str, pos: int) -> bool:

@@ -289,7 +289,7 @@ def binarize(x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
         raise DataError(
             f"binarization treats pixel values as probabilities and needs them in [0, 1]; "
             f"got min {x.min().item():.4g}, max {x.max().item():.4g}.{hint} For real-valued data use "
-            f"--binarize none with a likelihood for them (--likelihood gaussian)"
+            f"binarize='none' with a likelihood for them (likelihood='gaussian')"
         )
     if seed is None:
         return torch.bernoulli(x)
@@ -300,7 +300,7 @@ def binarize(x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
 def check_val_fraction(val_fraction) -> None:
     """Raise a DataError unless ``val_fraction`` is a number strictly between 0 and 1."""
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
-        raise DataError(f"val_fraction (--val-fraction) must be between 0 and 1, exclusive: the share of the "
+        raise DataError(f"option val_fraction must be between 0 and 1, exclusive: the share of the "
                         f"training data held out for validation; got {val_fraction!r}")
 
 
@@ -318,8 +318,8 @@ def split_positions(n: int, val_fraction: float, seed: int) -> tuple[torch.Tenso
                         f"need at least 2")
     n_val = max(1, int(round(n * val_fraction)))
     if n - n_val < 1:
-        raise DataError(f"val_fraction (--val-fraction) {val_fraction} leaves no training data: cannot split {n} "
-                        f"data points into train and validation; use a smaller --val-fraction or more data")
+        raise DataError(f"val_fraction={val_fraction} leaves no training data: cannot split {n} data points "
+                        f"into train and validation; lower option val_fraction or use more data")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[n_val:], perm[:n_val]
 
@@ -907,16 +907,17 @@ def select_labels(ds: Batch, num_labels: int, seed: int = 0, num_classes: int | 
     ``seed``; every other label stays in ``y`` (for evaluation) but is hidden from the model
     (``labelled`` False)."""
     if ds.y is None:
-        raise DataError("--labels needs a data set with labels (mnist5k, a torchvision set, an .npz "
-                        "file with 'y', or a folder of class sub-folders)")
+        raise DataError(f"labels={num_labels} needs a data set with labels (mnist5k, a torchvision set, an .npz "
+                        f"file with 'y', or a folder of class sub-folders)")
     if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
-        raise DataError(f"--labels must be a whole number >= 1 (labels kept for training), got {num_labels!r}")
+        raise DataError(f"option labels must be a whole number >= 1 (labels kept for training), got {num_labels!r}")
     num_classes = num_classes or num_classes_of(ds)
     if num_classes is None:
-        raise DataError("--labels needs labelled training data, but the training split holds no data points")
+        raise DataError(f"labels={num_labels} needs labelled training data, but the training split holds no "
+                        f"data points")
     check_labels(ds.y, num_classes)
     if num_labels < num_classes or num_labels % num_classes:
-        raise DataError(f"--labels {num_labels}: the labelled subset is drawn per class, so it must be a "
+        raise DataError(f"labels={num_labels}: the labelled subset is drawn per class, so it must be a "
                         f"positive multiple of the {num_classes} classes (e.g. {10 * num_classes})")
     per_class = num_labels // num_classes
     g = torch.Generator().manual_seed(seed)
@@ -925,7 +926,7 @@ def select_labels(ds: Batch, num_labels: int, seed: int = 0, num_classes: int | 
     for c in range(num_classes):
         members = (y == c).nonzero().reshape(-1)
         if members.numel() < per_class:
-            raise DataError(f"--labels {num_labels} asks for {per_class} labels of class {c}, but the "
+            raise DataError(f"labels={num_labels} asks for {per_class} labels of class {c}, but the "
                             f"training split has only {members.numel()} examples of it; ask for at most "
                             f"{num_classes * int(torch.bincount(y, minlength=num_classes).min())}")
         chosen.append(members[torch.randperm(members.numel(), generator=g)[:per_class]])

@@ -26,9 +26,9 @@ def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0
     """
     check_val_fraction(val_fraction)
     if stream not in ("off", "on", "auto"):
-        raise DataError(f"stream (--stream) must be off, on or auto, got {stream!r}")
+        raise DataError(f"option stream must be off, on or auto, got {stream!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise DataError(f"workers (--workers) must be a whole number >= 0, got {workers!r}")
+        raise DataError(f"option workers must be a whole number >= 0, got {workers!r}")
     if not isinstance(name, (str, Path)):
         raise DataError(f"a data set is a name or a path, got {type(name).__name__}")
     name = str(name)
@@ -60,8 +60,8 @@ def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0
     is_dir = path.is_dir()
     streamable = is_dir or path.suffix.lower() == ".npy"
     if stream == "on" and not streamable:
-        raise DataError(f"--stream on reads a .npy file or a folder of images batch by batch; {path} is neither "
-                        f"(save the images with numpy.save, or use --stream off)")
+        raise DataError(f"stream='on' reads a .npy file or a folder of images batch by batch; {path} is neither "
+                        f"(save the images with numpy.save, or use stream='off')")
     if stream != "off" and streamable:
         source = ImageFolderSource(path) if is_dir else NpySource(path)
         if should_stream(source, stream):

@@ -51,7 +51,7 @@ class RunFileError(OSError, ValueError):
         return str(self.args[0]) if self.args else ""
 
     def then(self, advice: str) -> "RunFileError":
-        """The same error with ``advice`` added (what the caller knows: "continue with --resume")."""
+        """The same error with ``advice`` added (what the caller knows: "continue with resume=True")."""
         err = RunFileError(f"{self}; {advice}")
         err.errno, err.strerror, err.filename = self.errno, self.strerror, self.filename
         return err
@@ -79,7 +79,7 @@ def _link_error(path) -> RunFileError:
 def run_file_error(path, e: OSError) -> RunFileError:
     """``e`` (raised while writing ``path``) as a one-line :class:`RunFileError`:
     "cannot write RUN/x: No space left on device (ENOSPC); free space" (a caller that knows
-    more adds it with :meth:`RunFileError.then`, e.g. training's "continue with --resume")."""
+    more adds it with :meth:`RunFileError.then`, e.g. training's "continue with resume=True")."""
     if isinstance(e, RunFileError):
         return e
     if e.errno == errno.ELOOP and Path(path).is_symlink():  # O_NOFOLLOW met a link
@@ -276,7 +276,7 @@ class RunLock:
                 os.close(fd)
                 holder = self._read()
                 raise RunLocked(f"{self.folder} is in use by {self.describe(holder)}: one trainer per run folder. "
-                                f"Wait for it to finish, stop it, or choose another --out folder") from None
+                                f"Wait for it to finish, stop it, or choose another folder for option run_dir") from None
             previous = self._read()
             if previous and previous.get("pid") != os.getpid():
                 self.stale = previous

@@ -121,8 +121,8 @@ class BernoulliLikelihood(Likelihood):
         if not ((x == 0) | (x == 1)).all():
             raise ValueError(
                 f"the Bernoulli likelihood needs binary data (0 or 1) but the data have other "
-                f"values ({_describe(x)}). Binarize grey images (--binarize static or dynamic), "
-                f"or use --likelihood continuous_bernoulli for values in [0, 1]."
+                f"values ({_describe(x)}). Binarize grey images (binarize='static' or "
+                f"binarize='dynamic'), or use likelihood='continuous_bernoulli' for values in [0, 1]."
             )
 
 
@@ -141,7 +141,7 @@ class ContinuousBernoulliLikelihood(Likelihood):
         super().check_data(x)
         if x.min() < 0 or x.max() > 1:
             hint = ("Scale 8-bit pixels by 1/255." if x.min() >= 0 else
-                    "Rescale the data to [0, 1] (standardized data?), or use --likelihood gaussian for real values.")
+                    "Rescale the data to [0, 1] (standardized data?), or use likelihood='gaussian' for real values.")
             raise ValueError(
                 f"the continuous Bernoulli likelihood needs values in [0, 1] but the data have "
                 f"{_describe(x)}. {hint}"
@@ -156,7 +156,7 @@ class _LocationScale(Likelihood):
     def __init__(self, data_shape, scale: float = 0.1, learn_scale: bool = False, **_):
         super().__init__(data_shape)
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < math.inf:
-            raise ValueError(f"{type(self).__name__} scale (--likelihood-scale) must be a positive finite number (> 0), got "
+            raise ValueError(f"{type(self).__name__} scale (option likelihood_scale) must be a positive finite number (> 0), got "
                              f"{scale!r}")
         self.learn_scale = learn_scale
         log_scale = torch.tensor(math.log(scale))

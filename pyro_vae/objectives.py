@@ -421,8 +421,9 @@ def make_objective(spec, family, num_particles: int = 1, free_bits: float = 0.0)
     :class:`~pyro_vae.importance.FreeBitsELBO`."""
     if free_bits:
         if not (isinstance(spec, str) and spec in FREE_BITS_BASES):
-            raise ValueError(f"free bits (--free-bits {free_bits}) replace the plain ELBO objective ("
-                             f"{', '.join(FREE_BITS_BASES)}); it does not combine with objective {spec!r}")
+            given = f"objective={spec!r}" if isinstance(spec, str) else f"the objective {spec!r}"
+            raise ValueError(f"free bits (free_bits={free_bits}) replace the plain ELBO objective ("
+                             f"{', '.join(FREE_BITS_BASES)}); they do not combine with {given}")
         if spec == "auto" and getattr(family, "default_objective", "trace") not in FREE_BITS_BASES:
             raise ValueError(f"free bits replace the plain ELBO, but {type(family).__name__} trains with "
                              f"{family.default_objective!r} (discrete latents summed out or score-function "

@@ -167,8 +167,8 @@ def resolve_binarize(cfg: TrainConfig, family, log=None) -> TrainConfig:
         return dataclasses.replace(cfg, binarize="dynamic" if binary else "none")
     likelihood = getattr(family, "likelihood", None)
     if cfg.binarize != "none" and not binary and likelihood is not None and log is not None:
-        log(f"warning: --binarize {cfg.binarize} turns the data into 0/1 images, but the likelihood "
-            f"{type(likelihood).__name__} models the data as given (not binary data); leave --binarize at auto "
+        log(f"warning: binarize={cfg.binarize!r} turns the data into 0/1 images, but the likelihood "
+            f"{type(likelihood).__name__} models the data as given (not binary data); leave binarize='auto' "
             f"(here: none) unless binary images are what you mean to model")
     return cfg
 
@@ -242,8 +242,8 @@ def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> 
         cfg = resolve_binarize(cfg, family)
     streamed = not isinstance(train, Batch)
     if cfg.augment_shift and len(train.data_shape) != 3:
-        raise DataError(f"--augment-shift moves images: it needs image data (C, H, W), got data of shape "
-                        f"{tuple(train.data_shape)}; leave it at 0")
+        raise DataError(f"augment_shift={cfg.augment_shift} moves images: it needs image data (C, H, W), got data "
+                        f"of shape {tuple(train.data_shape)}; leave it at 0")
     if cfg.augment_shift:
         check_shift(cfg.augment_shift, train.data_shape)  # before any work, not at the first batch
     for ds, what in ((train.head(16) if streamed else train, "training"), (val, "validation")):
@@ -253,8 +253,8 @@ def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> 
             raise ValueError(f"{what} data: {e}") from None
     if streamed:
         if cfg.binarize == "static":
-            raise DataError("--binarize static needs the whole training set in memory; with streamed data use "
-                            "--binarize dynamic, or binarize the file once beforehand and use --binarize none")
+            raise DataError("binarize='static' needs the whole training set in memory; with streamed data use "
+                            "binarize='dynamic', or binarize the file once beforehand and use binarize='none'")
         _check_x(family, train.head(256), cfg, 0, "training")
     else:
         train = train.replace(x=_check_x(family, train, cfg, 0, "training"))
@@ -463,7 +463,7 @@ def resume_state(run: RunDir, family, optimizer, data_gen, device, ckpt: dict | 
     optimizer and RNGs; return the state."""
     if ckpt is None:
         if not run.last.exists():
-            raise CheckpointError(f"--resume: no {RunDir.LAST} in {run} to resume from")
+            raise CheckpointError(f"resume=True: no {RunDir.LAST} in {run} to resume from")
         ckpt = read_checkpoint(run.last, require=RESUME_ENTRIES)
     load_model_state(family, ckpt["model_state"], source=str(run.last))
     family.to(device)
@@ -486,7 +486,7 @@ class TensorBoardLog:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:
-            raise ValueError("--tensorboard needs the tensorboard package: pip install 'pyro-vae[tensorboard]' "
+            raise ValueError("tensorboard=True needs the tensorboard package: pip install 'pyro-vae[tensorboard]' "
                              f"(or pip install tensorboard) ({e})") from None
         self.writer = SummaryWriter(str(folder))
 
@@ -566,12 +566,11 @@ def check_resume_config(stored: dict, new: dict, allow_changes=()) -> dict:
         else:
             refused.append(f"{key}: {a.get(key)!r} in the run, {b.get(key)!r} now")
     if refused:
-        names = sorted({r.split(":")[0].rsplit(".", 1)[-1].replace("_", "-") for r in refused})
+        names = sorted({r.split(":")[0].rsplit(".", 1)[-1] for r in refused})
         raise ConfigMismatch(
-            "--resume with settings that differ from the run's own (recorded in its checkpoint; the resumed run "
-            "would not be the same run): " + "; ".join(refused) + ". Leave these options out to continue with the "
-            "stored ones, "
-            f"or change them on purpose with --allow-change {' --allow-change '.join(names)}")
+            "resume=True with settings that differ from the run's own (recorded in its checkpoint; the resumed run "
+            "would not be the same run): " + "; ".join(refused) + ". Keep the run's values to continue it as it "
+            f"was, or change them on purpose with allow_changes={names!r}")
     return changed
 
 
@@ -605,7 +604,7 @@ def _check_config_copy(run: RunDir, record: dict, log, write: bool) -> dict:
         copy = None
     edits = ["it is not a JSON object"] if not isinstance(copy, dict) else _config_copy_edits(copy, record)
     if edits:
-        raise ConfigMismatch(f"{run.config} was edited since {run.last} was written ({'; '.join(edits)}): --resume "
+        raise ConfigMismatch(f"{run.config} was edited since {run.last} was written ({'; '.join(edits)}): resume=True "
                              f"continues the run the checkpoint records; restore {RunDir.CONFIG}, or delete it to "
                              f"have it rewritten from the checkpoint")
     return copy
@@ -733,13 +732,21 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
             lock.release()
 
 
+def _steadier(cfg: TrainConfig) -> str:
+    """The advice after a divergence: smaller steps, or a cap on the gradient norm (a tenth of
+    the current learning rate and clip norm, say)."""
+    clip = f"{cfg.clip_norm / 10:g}" if cfg.clip_norm else "1.0"
+    return (f"Try a lower learning rate (lr={cfg.lr / 10:g}, say) or clip the gradient norm "
+            f"(clip_norm={clip}).")
+
+
 def _after_interrupt(run: RunDir | None, written: bool = False) -> str:
     """What an interrupted run leaves: the checkpoint to ``--resume`` from, or none yet."""
     if run is None:
         return "nothing written (no run folder)"
     if run.last.exists():
         return (f"checkpoint written: {run.last}" if written else f"the last checkpoint {run.last} stands") + \
-            "; continue with --resume"
+            "; continue with resume=True"
     return "no checkpoint was written yet; start again"
 
 
@@ -758,8 +765,8 @@ def _start_run(loop: "_Loop", run: RunDir, resume: bool, allow_changes) -> Train
     new_config = json.loads(json.dumps(new_config, default=str))
     if not resume:
         if run.exists():
-            raise FileExistsError(f"{run} already holds a run; pass --resume to continue it "
-                                  f"or choose another --out folder")
+            raise FileExistsError(f"{run} already holds a run; pass resume=True to continue it "
+                                  f"or choose another folder for option run_dir")
         loop.record = new_config
         if loop.run is not None:
             run_folder(run.path, link_ok=True)
@@ -767,7 +774,7 @@ def _start_run(loop: "_Loop", run: RunDir, resume: bool, allow_changes) -> Train
             loop.config_written = new_config
         return TrainState()
     if not run.last.exists():
-        raise CheckpointError(f"--resume: no {RunDir.LAST} in {run} to resume from")
+        raise CheckpointError(f"resume=True: no {RunDir.LAST} in {run} to resume from")
     ckpt = read_checkpoint(run.last, require=(*RESUME_ENTRIES, "train_config"))
     record = record_of(ckpt)
     # before touching anything
@@ -855,13 +862,13 @@ class _Loop:
                 save_json(self.run.config, self.record)
                 self.config_written = self.record
         except RunFileError as e:
-            raise e.then(f"{self.run.last} as written before is intact: continue with --resume"
+            raise e.then(f"{self.run.last} as written before is intact: continue with resume=True"
                          if self.run.last.exists() else "no checkpoint was written yet: start again") from None
 
     def _diverged(self, what: str) -> TrainingDiverged:
         where = (f"The last good checkpoint is {self.run.last} (epoch {self.state.epoch}). "
                  if self.run is not None and self.run.last.exists() else "No checkpoint was written yet. ")
-        return TrainingDiverged(f"{what}; stopped. {where}Try a lower --lr or --clip-norm.")
+        return TrainingDiverged(f"{what}; stopped. {where}{_steadier(self.cfg)}")
 
     def train_epoch(self, epoch: int):
         """One pass over the training data (from where an interrupted epoch stopped). Returns the
@@ -920,7 +927,7 @@ class _Loop:
                     for k, v in validate(self.family, self.data.val, cfg).items()}
         if not math.isfinite(measures["elbo"]):
             raise TrainingDiverged(f"validation ELBO is {measures['elbo']} after epoch {epoch + 1}; stopped. "
-                                   f"Try a lower --lr or --clip-norm.")
+                                   f"{_steadier(cfg)}")
         value = measures[self.select]
         improved = value > state.best
         state.best, state.bad_epochs = (value, 0) if improved else (state.best, state.bad_epochs + 1)

@@ -187,6 +187,6 @@ def test_training_with_augment_shift(mnist5k, tmp_path):
     with pytest.raises(ValueError, match="augment_shift must be an integer >= 0"):
         TrainConfig(augment_shift=-1).check()
     flat = Dataset(mnist5k.x[:300].reshape(300, -1))
-    with pytest.raises(DataError, match="augment-shift moves images"):
+    with pytest.raises(DataError, match="augment_shift=2 moves images"):
         fit(build_model(ModelConfig(data_shape=(784,), latent_dim=4, hidden=(32,))), flat, flat, cfg,
             progress=False, log=None)

@@ -280,7 +280,7 @@ def test_evaluate_mistakes(run, files, tmp_path, capsys):
         (["evaluate", run, "--dataset", files["vectors"], "--k", "2", "--iwae-k", "0", "--no-progress"],
          ["expects data of shape (batch, 1, 8, 8)", "(12, 7)"]),
         (["evaluate", run, "--dataset", files["grey"], "--k", "2", "--iwae-k", "0", "--no-progress"],
-         ["Bernoulli likelihood needs binary data", "--binarize"]),
+         ["Bernoulli likelihood needs binary data", "pyro-vae train --binarize"]),  # a training setting
         (["evaluate", run, "--dataset", files["bytes"], "--k", "2", "--iwae-k", "0", "--no-progress"],
          ["binary", "max 255"]),
         (["sample", run, "-n", "0"], ["-n", "integer >= 1"]),
@@ -561,7 +561,7 @@ def test_checkpoint_mistakes(run, tmp_path, capsys, kind, make, expected):
 
 
 RESUME_CASES = [
-    ("no optimizer_state", _del("optimizer_state"), ["'optimizer_state'", "missing", "--resume"]),
+    ("no optimizer_state", _del("optimizer_state"), ["'optimizer_state'", "missing", "resume=True"]),
     ("no rng", _del("rng"), ["'rng'", "missing"]),
     ("no epoch", _del("epoch"), ["'epoch'", "missing"]),
     ("no step", _del("step"), ["'step'", "missing"]),
@@ -612,7 +612,7 @@ def test_a_checkpoint_naming_a_plugin_does_not_import_it(run, tmp_path, capsys):
     torch.save(ckpt, path)
     with pytest.raises(CheckpointError) as e:
         load_checkpoint(path)
-    one_line_error(e, "evil_family", f"--plugin {plugin}")
+    one_line_error(e, "evil_family", f"plugin={str(plugin)!r}")  # the CLI says --plugin
     assert_user_error(["evaluate", path], capsys, f"--plugin {plugin}")
     assert_user_error(["sample", path], capsys, f"--plugin {plugin}")
     assert not marker.exists()

@@ -166,9 +166,9 @@ def test_resume_refuses_changed_settings_and_names_them(tmp_path, capsys):
     with pytest.raises(ConfigMismatch) as err:
         fit(_family(), train, val, changed, tmp_path / "run", _config(), resume=True, **quiet)
     msg = str(err.value)
-    for name in ("train.batch_size", "train.lr", "train.seed", "--allow-change"):
+    for name in ("train.batch_size", "train.lr", "train.seed", "allow_changes=['batch_size', 'lr', 'seed']"):
         assert name in msg
-    assert "epochs" not in msg.split("--allow-change")[1]  # the epoch count may always grow
+    assert "epochs" not in msg.split("allow_changes=")[1]  # the epoch count may always grow
     with pytest.raises(ConfigMismatch, match="latent_dim"):
         fit(_family(latent_dim=3), train, val, TrainConfig(epochs=2, batch_size=32, patience=None),
             tmp_path / "run", _config(latent_dim=3), resume=True, **quiet)

@@ -272,7 +272,7 @@ def test_an_interrupt_before_training_says_whether_a_checkpoint_exists(tmp_path,
     assert err.value.signum == signal.SIGINT  # a TrainingInterrupted: the CLI exits 130 with its message
     if resume:
         assert str(err.value) == f"SIGINT: training stopped; the last checkpoint {run / 'checkpoint_last.pt'} " \
-                                 f"stands; continue with --resume"
+                                 f"stands; continue with resume=True"
     else:
         assert str(err.value) == "SIGINT: training stopped; no checkpoint was written yet; start again"
 
@@ -309,7 +309,7 @@ def test_binarizing_for_a_continuous_likelihood_is_kept_with_one_warning_and_aut
     lines = []
     fit(_family(likelihood="gaussian"), train, val, _cfg(binarize="dynamic"), progress=False, log=lines.append)
     warnings = [line for line in lines if line.startswith("warning:")]
-    assert len(warnings) == 1 and "--binarize dynamic" in warnings[0] and "GaussianLikelihood" in warnings[0]
+    assert len(warnings) == 1 and "binarize='dynamic'" in warnings[0] and "GaussianLikelihood" in warnings[0]
     lines.clear()
     fit(_family(), *_data(), _cfg(binarize="dynamic"), progress=False, log=lines.append)  # Bernoulli: as meant
     assert not [line for line in lines if line.startswith("warning:")]

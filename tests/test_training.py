@@ -85,7 +85,7 @@ def test_resumed_run_reaches_the_same_parameters(grey, tmp_path):
 def test_existing_run_needs_resume(grey, tmp_path):
     train, val = grey
     fit(build_model(MC), train, val, _cfg(epochs=1), tmp_path, MC, progress=False, log=lambda *_: None)
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(FileExistsError, match="resume=True"):
         fit(build_model(MC), train, val, _cfg(epochs=1), tmp_path, MC, progress=False, log=lambda *_: None)
     with pytest.raises(CheckpointError, match="no checkpoint_last.pt"):
         fit(build_model(MC), train, val, _cfg(), tmp_path / "new", MC, resume=True, progress=False)
