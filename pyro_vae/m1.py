@@ -23,7 +23,7 @@ Protocol (every choice is recorded in the result):
   at 100 labels with a 50-dimensional VAE on mnist5k);
 * labels: ``labels / num_classes`` per class, drawn with ``seed`` by
   :func:`pyro_vae.data.select_labels`;
-* classifier: the MLP of M2's q(y|x) (:class:`pyro_vae.models.ssvae.Classifier`) on the codes,
+* classifier: the MLP of M2's q(y|x) (:class:`pyro_vae.models.parts.Classifier`) on the codes,
   softmax cross-entropy, Adam, initialised and shuffled from ``seed``, a fixed number of
   epochs, the final weights kept: no further labels are looked at. With ``val_labels`` a
   labelled validation subset of that many more training points (disjoint from the labelled
@@ -47,6 +47,7 @@ from .data import Batch, DataError, check_labels, num_classes_of, select_labels
 from .generation import classifier_accuracy
 from .samplers import latent_means
 from .models.base import plan
+from .models.parts import Classifier
 
 STANDARDIZE = {  # how the codes are scaled, by statistics of all training codes (never the test codes)
     "global": "centred per dimension, divided by one scale (root mean variance over dimensions)",
@@ -117,8 +118,6 @@ def m1_classify(family, train: Batch, test: Batch, labels: int = 100, seed: int 
     ``time_s``; with ``val_labels`` also ``val_labels``, ``val_accuracy`` and ``best_epoch``.
     """
     from tqdm.auto import tqdm
-
-    from .models.ssvae import Classifier
 
     t0 = time.perf_counter()
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):

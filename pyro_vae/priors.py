@@ -178,7 +178,8 @@ class VampPrior(nn.Module):
                              f"{components!r}")
         if data_shape is None:
             raise ValueError("a VampPrior is a mixture of the family's own guide: it needs a family that passes "
-                             "data_shape and attaches its encoder (--model vae or iaf)")
+                             "data_shape and attaches its encoder q(z|x) (a family with one Gaussian encoder of x "
+                             "that calls prior.attach(encoder))")
         self.latent_dim, self.components = latent_dim, components
         self.data_shape = tuple(data_shape)
         self.pseudo_logits = nn.Parameter(0.1 * torch.randn(components, *self.data_shape))
@@ -193,8 +194,8 @@ class VampPrior(nn.Module):
 
     def forward(self):
         if self._encoder is None:
-            raise ValueError("the VampPrior has no encoder: a family must call prior.attach(encoder) (the VAE "
-                               "does; use it with --model vae or iaf)")
+            raise ValueError("the VampPrior has no encoder: a family must call prior.attach(encoder); use it with "
+                             "a family with an encoder q(z|x) that does")
         loc, scale = self._encoder(self.pseudo_inputs())
         return DiagonalNormalMixture(torch.zeros(self.components, device=loc.device), loc, scale)
 

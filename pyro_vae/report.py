@@ -3,8 +3,8 @@
 
 The report reads what the run folder holds (``config.json``, ``summary.json``,
 ``metrics.jsonl``, the figures) and the test metrics, and lays them out in sections that follow
-the model family: summary, test metrics, the family's own measures and figures (M2's
-confusion matrix and analogies, the CVAE's completions), the latent space (KL per dimension of
+the model family: summary, test metrics, the family's own measures and figures (with the
+captions and alt texts the family gives them), the latent space (KL per dimension of
 every latent site), samples and reconstructions, training, and how the run was made (command
 line, versions, configuration, links to its checkpoints and metrics). Every quantity has a
 human name and a unit and is rounded to what it means; every figure has one caption and alt
@@ -28,7 +28,7 @@ from urllib.parse import quote
 from .files import write_text
 from .run import RunDir
 
-# name -> caption (FIGURE_ALT: the alt text)
+# name -> caption (FIGURE_ALT: the alt text) of the generic figures; a family gives its own
 FIGURE_TITLES = {
     "curves": "Training and validation loss per epoch",
     "reconstructions": "Test images (top) and their reconstructions (bottom)",
@@ -46,10 +46,6 @@ FIGURE_ALT = {
     "manifold": "A square grid of generated images varying smoothly along two latent coordinates",
     "latent_space": "Scatter plot of latent codes coloured by class",
     "interpolation": "A row of images morphing from one test image into another",
-    "confusion": "A matrix of counts of true against predicted classes",
-    "analogies": "Rows of digits: a test image, then its style drawn as each class",
-    "completion": "Digits with given quadrants and several completions of the missing ones",
-    "conditional_samples": "A grid of generated digits, one row per class",
     "log_px_terms": "A bar chart of the mean terms of log p(x) and histograms of the per-image ELBO, log p(x), "
                     "KL and inference gap",
 }
@@ -336,6 +332,18 @@ def _relative(path, run_dir: Path) -> str:
         return Path(os.path.relpath(p.resolve(), run_dir.resolve())).as_posix()
 
 
+def family_texts(titles: dict | None) -> tuple[dict, dict]:
+    """``(captions, alt texts)`` by figure name: the generic ones, then a family's ``titles``,
+    each value a caption or a ``(caption, alt text)`` pair."""
+    captions, alts = dict(FIGURE_TITLES), dict(FIGURE_ALT)
+    for name, text in (titles or {}).items():
+        if isinstance(text, (tuple, list)) and len(text) == 2:
+            captions[name], alts[name] = str(text[0]), str(text[1])
+        else:
+            captions[name] = text
+    return captions, alts
+
+
 # ---------------------------------------------------------------------- entry point
 def write_report(run_dir, metrics: dict | None = None, figures: dict | None = None,
                  last_rows: int = 10, html_too: bool = True, titles: dict | None = None,
@@ -350,7 +358,8 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
         figures: ``{name: path}`` as returned by :func:`pyro_vae.plots.make_figures`; linked
             relative to ``run_dir``. None: every ``*.png`` in ``run_dir``.
         last_rows: how many final rows of ``metrics.jsonl`` to tabulate.
-        titles: ``{figure name: caption}`` for a family's own figures (``family.figure_titles``).
+        titles: ``{figure name: caption or (caption, alt text)}`` for a family's own figures
+            (``family.figure_titles``); without an alt text the caption is the alt text.
         family_figures: the names of the family's own figures: they get a section of their own,
             titled ``family_name``, beside the family's measures.
     """
@@ -393,7 +402,7 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
     if figures is None:
         figures = {p.stem: p for p in sorted(run_dir.glob("*.png"))}
     figures = {k: v for k, v in figures.items() if v is not None}
-    captions = {**FIGURE_TITLES, **(titles or {})}
+    captions, alts = family_texts(titles)
 
     def figure_block(name):
         if name.startswith("kl_per_dim_"):
@@ -401,8 +410,8 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
             captions[name] = (f"KL(q || p) of each dimension of {site}, sorted, and its activity with the "
                               f"active-unit threshold")
         caption = captions.get(name) or human(name)[0]
-        alt = FIGURE_ALT.get(name, "Bar charts of the KL divergence and the activity of every latent dimension"
-                             if name.startswith("kl_per_dim_") else caption)
+        alt = alts.get(name, "Bar charts of the KL divergence and the activity of every latent dimension"
+                       if name.startswith("kl_per_dim_") else caption)
         return ("img", caption, _relative(figures[name], run_dir), alt)
 
     placed = set()

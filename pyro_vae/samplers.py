@@ -198,8 +198,8 @@ def latent_means(family, data: Batch, batch_size: int = 1000) -> torch.Tensor:
         if was_training is not None:
             family.train(was_training)
     raise ValueError(f"cannot compute latent means of this {name} from the images alone "
-                     f"({'; '.join(reasons)}); M1 needs a family that encodes x without labels or conditions, "
-                     f"e.g. --model vae")
+                     f"({'; '.join(reasons)}); M1 needs a family whose encoder q(z|x) reads x alone, without "
+                     f"labels or conditions")
 
 
 # ---------------------------------------------------------------------- the classifier

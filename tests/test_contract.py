@@ -237,6 +237,29 @@ def test_predictive_draws_from_the_prior_of_every_built_in_family(family):
     assert ((draws["x"] == 0) | (draws["x"] == 1)).all()
 
 
+# ---------------------------------------------------------------------- a family is one file
+def test_every_built_in_family_registers_itself_in_its_own_file():
+    """Importing ``pyro_vae.models`` imports every module of the package; each built-in family is
+    registered by ``@register_model`` in its own file, and the package's ``__init__`` names none."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import pyro_vae.models as models
+    from pyro_vae.models import MODELS
+
+    init = Path(models.__file__).read_text()
+    files = {info.name for info in pkgutil.iter_modules(models.__path__)}
+    built_in = {name: cls for name, cls in MODELS.items() if cls.__module__.startswith("pyro_vae.models.")}
+    assert {"vae", "ae", "ssvae", "cvae", "hvae", "iaf", "gmvae"} <= set(built_in)
+    for name, cls in built_in.items():
+        module = cls.__module__.rsplit(".", 1)[1]
+        assert module in files, name
+        assert f'@register_model("{name}")' in inspect.getsource(importlib.import_module(cls.__module__)), name
+        assert f'"{name}"' not in init and f"from .{module} " not in init, name
+        assert getattr(models, cls.__name__) is cls and getattr(models, cls.Config.__name__) is cls.Config
+
+
 # ---------------------------------------------------------------------- refused clearly
 def test_modules_that_break_the_contract_are_named(digits):
     train, val, _ = digits

@@ -27,6 +27,7 @@ from ..likelihoods import build_likelihood
 from ..networks import GaussianHead, PointHead, build_networks
 from ..priors import build_prior
 from .base import batch_size_of, option
+from .registry import register_model
 from .vae import VAE, DenoisingConfig
 
 
@@ -39,6 +40,7 @@ class AEConfig(DenoisingConfig):
                                     "log p(z) at the code added (a regularised autoencoder)", choices=("off", "on"))
 
 
+@register_model("ae")
 class AE(VAE):
     """A deterministic autoencoder (the guide is the point mass ``Delta(encoder(x).loc)``).
 

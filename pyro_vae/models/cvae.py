@@ -33,7 +33,8 @@ from ..likelihoods import build_likelihood
 from ..networks import MLPDecoder, MLPEncoder
 from ..priors import build_prior, check_prior
 from .base import Family, batch_size_of, data_plate, option
-from .ssvae import cat_broadcast, one_hot
+from .parts import cat_broadcast, one_hot
+from .registry import register_model
 
 CONDITIONS = ("class", "quadrant", "given")
 
@@ -90,6 +91,7 @@ class PriorNet(nn.Module):
         return dist.Normal(loc, scale).to_event(1)
 
 
+@register_model("cvae")
 class CVAE(Family):
     """Conditional VAE: a condition c (a label, part of the image, or given data) and z generate x."""
 
@@ -113,9 +115,12 @@ class CVAE(Family):
             check_prior(prior, self.latent_dim)
         self.figures = {"class": ("samples", "conditional_samples", "latent_codes"),
                         "quadrant": ("completion", "latent_codes"), "given": ("latent_codes",)}[condition]
-        self.figure_titles = {"conditional_samples": "Samples of every class: E[x|z,c], z ~ p(z|c)",
-                              "completion": "Quadrant completion on test images",
-                              "latent_codes": "Latent space: means of q(z|x,c)"}
+        self.figure_titles = {  # name -> caption, or (caption, alt text), in the report
+            "conditional_samples": ("Samples of every class: E[x|z,c], z ~ p(z|c)",
+                                    "A grid of generated digits, one row per class"),
+            "completion": ("Quadrant completion on test images",
+                           "Digits with given quadrants and several completions of the missing ones"),
+            "latent_codes": "Latent space: means of q(z|x,c)"}
 
     @classmethod
     def from_config(cls, config: CVAEConfig, data_shape, num_classes=None, cond_shape=None) -> "CVAE":

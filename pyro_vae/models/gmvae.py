@@ -34,8 +34,8 @@ from ..distributions import ReparamNormal
 from ..likelihoods import build_likelihood
 from ..networks import build_networks
 from .base import GENERIC_FIGURES, CodeFigures, Family, batch_size_of, data_plate, option
-from .ssvae import Classifier, label_encoder_shape, most_probable, one_hot, with_label
-from .vae import NetworkConfig
+from .parts import Classifier, NetworkConfig, label_encoder_shape, most_probable, one_hot, with_label
+from .registry import register_model
 
 DISCRETE = ("enumerate", "relaxed")
 
@@ -117,6 +117,7 @@ def cluster_accuracy(clusters: torch.Tensor, labels: torch.Tensor, num_clusters:
     return (mapping[clusters.long().cpu()] == labels.long().cpu()).double().mean().item()
 
 
+@register_model("gmvae")
 class GMVAE(CodeFigures, Family):
     """A VAE with a K-way cluster y above z; see the module docstring."""
 

@@ -30,7 +30,8 @@ from ..likelihoods import build_likelihood
 from ..networks import GaussianHead, MLPEncoder, mlp, build_networks
 from ..priors import build_prior, check_prior
 from .base import GENERIC_FIGURES, CodeFigures, Family, batch_size_of, data_plate, option
-from .vae import NetworkConfig
+from .parts import NetworkConfig
+from .registry import register_model
 
 GUIDES = ("bottomup", "ladder")
 
@@ -69,6 +70,7 @@ class LadderStep(nn.Module):
         return h, self.head(h)
 
 
+@register_model("hvae")
 class HierarchicalVAE(CodeFigures, Family):
     """A VAE with ``len(latent_dims)`` >= 2 stochastic layers; see the module docstring."""
 
@@ -82,7 +84,7 @@ class HierarchicalVAE(CodeFigures, Family):
         self.latent_dims = tuple(int(s) for s in latent_dims)
         if len(self.latent_dims) < 2:
             raise ValueError(f"a hierarchical VAE needs at least 2 stochastic layers (latent_dims), got "
-                             f"{self.latent_dims}; a single layer is --model vae")
+                             f"{self.latent_dims}; a single layer is the plain VAE")
         self.encoders = nn.ModuleList(encoders)  # bottom-up: q(z_l | z_{l-1}), or the ladder's steps
         self.top_down = nn.ModuleList(top_down)  # p(z_l | z_{l+1}) for l = 1..L-1
         self.decoder, self.prior, self.likelihood = decoder, prior, likelihood

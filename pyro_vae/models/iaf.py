@@ -24,6 +24,7 @@ from torch import nn
 
 from ..priors import autoregressive_order
 from .base import option
+from .registry import register_model
 from .vae import VAE, VAEConfig
 
 
@@ -35,6 +36,7 @@ class IAFConfig(VAEConfig):
     flow_hidden: int = option(0, "hidden units of each step's autoregressive network (0: 2 x latent_dim)", min=0)
 
 
+@register_model("iaf")
 class IAFVAE(VAE):
     """The VAE with q(z|x) an inverse autoregressive flow on top of the encoder's Gaussian."""
 

@@ -22,14 +22,12 @@ weigh more than their share of the data set, as in Kingma et al.'s own training.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from torch import nn
 from torch.nn import functional as F
 
 from ..distributions import ReparamNormal
@@ -37,7 +35,8 @@ from ..likelihoods import build_likelihood
 from ..networks import build_networks
 from ..priors import build_prior, check_prior
 from .base import GENERIC_FIGURES, Family, batch_size_of, data_plate, option
-from .vae import NetworkConfig
+from .parts import Classifier, NetworkConfig, cat_broadcast, label_encoder_shape, most_probable, one_hot, with_label
+from .registry import register_model
 
 POINT_MASS = -1e4  # logit of the classes a labelled point does not have (exp() is exactly 0)
 
@@ -52,58 +51,7 @@ class SSVAEConfig(NetworkConfig):
     classifier_dropout: float = option(0.0, "dropout on the classifier's input pixels while training (0: none)", min=0)
 
 
-def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    return F.one_hot(y.long(), num_classes).to(torch.get_default_dtype())
-
-
-def cat_broadcast(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Concatenate along the last dim after broadcasting the leading (batch, enumeration) dims."""
-    lead = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    return torch.cat([a.expand(*lead, a.shape[-1]), b.expand(*lead, b.shape[-1])], -1)
-
-
-def with_label(x: torch.Tensor, y1h: torch.Tensor, data_shape, conv: bool) -> torch.Tensor:
-    """x with a (one-hot or soft) label vector attached, as the input of q(z|x,y): constant extra
-    channels for a conv encoder of images, extra entries of the flattened x for an MLP."""
-    if conv and len(data_shape) == 3:
-        lead = torch.broadcast_shapes(x.shape[:-3], y1h.shape[:-1])
-        h, w = data_shape[1:]
-        return torch.cat([x.expand(*lead, *x.shape[-3:]),
-                          y1h.expand(*lead, y1h.shape[-1])[..., None, None].expand(*lead, -1, h, w)], -3)
-    flat = x.reshape(*x.shape[:x.dim() - len(data_shape)], -1)
-    return cat_broadcast(flat, y1h)
-
-
-def label_encoder_shape(network: str, data_shape, num_classes: int) -> tuple:
-    """The input shape of q(z|x,y) for :func:`with_label`."""
-    if network == "conv":
-        return (data_shape[0] + num_classes,) + tuple(data_shape[1:])
-    return (math.prod(data_shape) + num_classes,)
-
-
-@torch.no_grad()
-def most_probable(classifier, x, batch_size: int = 1000) -> torch.Tensor:
-    """argmax of ``classifier``'s logits for every row of ``x``, in batches."""
-    return torch.cat([classifier(x[i:i + batch_size]).argmax(-1) for i in range(0, x.shape[0], batch_size)])
-
-
-class Classifier(nn.Module):
-    """logits of q(y|x): the family's encoder network with ``num_classes`` outputs (its location
-    head), so the supervised-only baseline can be built with the very same architecture."""
-
-    def __init__(self, network: str, data_shape, num_classes: int, hidden, dropout: float = 0.0):
-        super().__init__()
-        self.net, _ = build_networks(network, data_shape, num_classes, hidden)
-        if not 0 <= dropout < 1:
-            raise ValueError(f"classifier dropout must be in [0, 1), got {dropout}")
-        self.dropout = float(dropout)
-
-    def forward(self, x):
-        if self.dropout and self.training:
-            x = F.dropout(x, self.dropout, training=True)
-        return self.net(x)[0]
-
-
+@register_model("ssvae")
 class SSVAE(Family):
     """M2: a class label y (observed or summed out) and a continuous z generate x."""
 
@@ -118,8 +66,10 @@ class SSVAE(Family):
     figures = tuple(f for f in GENERIC_FIGURES if f not in ("manifold", "interpolation")) + (
         "confusion", "analogies")
     metric_notes = {"accuracy": "argmax q(y|x) against the true labels"}
-    figure_titles = {"confusion": "Confusion matrix of q(y|x)",
-                     "analogies": "Analogies: the style z of a test image, drawn as every class"}
+    figure_titles = {  # name -> (caption, alt text) in the report
+        "confusion": ("Confusion matrix of q(y|x)", "A matrix of counts of true against predicted classes"),
+        "analogies": ("Analogies: the style z of a test image, drawn as every class",
+                      "Rows of digits: a test image, then its style drawn as each class")}
 
     def __init__(self, classifier, encoder, decoder, prior, likelihood, data_shape, latent_dim, num_classes,
                  aux_weight=0.1):

@@ -29,23 +29,12 @@ from ..likelihoods import build_likelihood
 from ..networks import build_networks
 from ..priors import build_prior, check_prior
 from .base import CodeFigures, Family, batch_size_of, option
+from .parts import NetworkConfig
+from .registry import register_model
 
 
 NOISES = ("none", "mask", "gaussian")
 ESTIMATORS = ("reparam", "score", "score-avg", "score-baseline")
-
-
-@dataclass
-class NetworkConfig:
-    """The parts every VAE-like family is built from (each one a ``pyro-vae train`` flag)."""
-
-    latent_dim: int = option(50, "size of z")
-    hidden: tuple = option((400,), "hidden layer sizes (encoder; the decoder mirrors them)")
-    network: str = option("mlp", "encoder/decoder networks: mlp or conv")
-    prior: str = option("standard_normal", "p(z): a registered prior")
-    likelihood: str = option("bernoulli", "p(x|z): a registered likelihood")
-    prior_kwargs: dict = option({}, "options of the prior (--prior-OPTION)")
-    likelihood_kwargs: dict = option({}, "options of the likelihood (--likelihood-OPTION)")
 
 
 @dataclass
@@ -133,6 +122,7 @@ def _library_parts(*modules) -> bool:
                for module in modules for m in module.modules())
 
 
+@register_model("vae")
 class VAE(CodeFigures, Family):
     """A VAE from four replaceable parts.
 
