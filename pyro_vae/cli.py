@@ -34,8 +34,8 @@ from pathlib import Path
 
 from .m1 import STANDARDIZE
 from .checkpoint import CheckpointError, run_record
-from .config import (DataConfig, ModelConfig, OptionError, TrainConfig, describe, field_default, field_kind,
-                     fingerprint, named, option_problems, value_problem)
+from .config import (DEFAULT_MODEL, DataConfig, ModelConfig, OptionError, TrainConfig, describe, field_default,
+                     field_kind, fingerprint, named, option_problems, value_problem)
 from .data import DataError
 from .likelihoods import LIKELIHOODS
 from .models import MODELS, ContractError
@@ -228,7 +228,7 @@ def _defaults_text(per_family: dict) -> str:
 
 def _model_args(t):
     g = t.add_argument_group("model", "the family and its options (each applies to the families named)")
-    g.add_argument("--model", default="vae", choices=sorted(MODELS), help="model family")
+    g.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS), help="model family")
     for name, (config, field, help_text, per_family) in _family_options().items():
         registered = f" (registered: {', '.join(sorted(CHOICES[name]))})" if name in CHOICES else ""
         kw = _flag_kwargs(config, field, f"{help_text}{registered} [{_defaults_text(per_family)}]".strip())
@@ -346,7 +346,7 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     _plugin_arg(s)
     s.add_argument("-n", type=_positive_int, default=64, help="number of samples")
     s.add_argument("--condition", type=int, default=None,
-                   help="conditional families: the class to draw (ssvae, class-conditional cvae)")
+                   help="a conditional family (conditional = True): the class to draw")
     s.add_argument("--sampler", default="prior", choices=["prior", "mixture"],
                    help="where z comes from: the prior p(z), or a Gaussian mixture fitted to the codes of the "
                         "training images (Ghosh et al. 2020; makes an autoencoder generate)")
@@ -521,7 +521,7 @@ def config_defaults(path, cfg: dict | None = None) -> dict:
         raise CLIError(f"--config {path}: not a pyro-vae run config (it needs 'model' and 'train'; "
                        f"pass RUN/config.json of a run trained from the command line)")
     out = {("objective" if k == "elbo" else k): v for k, v in train.items()}  # dests are TrainConfig's fields
-    out["model"] = model.get("model", "vae")
+    out["model"] = model.get("model", DEFAULT_MODEL)
     for k, v in (model.get("options") or {}).items():
         if k in ("prior_kwargs", "likelihood_kwargs"):
             out.update({f"{k.split('_')[0]}_{n}": x for n, x in (v or {}).items()})

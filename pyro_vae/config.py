@@ -14,6 +14,9 @@ from pathlib import Path
 from .devices import device_problem
 
 
+DEFAULT_MODEL = "vae"  # the family a run uses when none is named
+
+
 class ModelConfig:
     """What :func:`pyro_vae.models.build_model` needs to build a model: the family's registered
     name, the shape of one data point, the number of classes (families that use labels) and the
@@ -25,7 +28,7 @@ class ModelConfig:
     them with ``--plugin``).
     """
 
-    def __init__(self, model: str = "vae", data_shape=(1, 28, 28), num_classes: int | None = None,
+    def __init__(self, model: str = DEFAULT_MODEL, data_shape=(1, 28, 28), num_classes: int | None = None,
                  options: dict | None = None, plugins=(), **more_options):
         self.model = str(model)
         self.data_shape = tuple(int(s) for s in data_shape)
@@ -245,9 +248,9 @@ class TrainConfig:
              "nats, so the optimiser gains nothing by shutting a unit down (0: off; replaces the ELBO objective by "
              "pyro_vae.importance.FreeBitsELBO)", min=0)
     objective: str = option(
-        "auto", "training objective: auto (the family's default: jit for vae and ae from the library's parts, "
-                "trace with a part of your own and for cvae, graph for a score-function estimator, enum for "
-                "ssvae), trace (Trace_ELBO), meanfield (TraceMeanField_ELBO), graph (TraceGraph_ELBO), enum "
+        "auto", "training objective: auto (the family's default_objective: jit for a family built from the "
+                "library's parts, trace with a part of your own, graph for a score-function estimator, enum for an "
+                "enumerated discrete latent), trace (Trace_ELBO), meanfield (TraceMeanField_ELBO), graph (TraceGraph_ELBO), enum "
                 "(TraceEnum_ELBO), jit* (compiled), renyi (RenyiELBO alpha 0.5), iwae (the per-data-point "
                 "importance-weighted bound with K = num_particles), iwae_dreg (the same with the "
                 "doubly-reparameterized gradient), stl (the ELBO with the sticking-the-landing gradient), or one a "

@@ -13,7 +13,7 @@ A VAE's ELBO gradient with respect to the guide's parameters can be estimated tw
 each with fresh latents, then reports per parameter group (by default the family's top-level
 modules: encoder, decoder, ...) the variance of each gradient coordinate averaged over the group,
 the squared norm of the mean gradient, and their ratio (a signal-to-noise figure). Any family and
-any objective can be measured, e.g. ``gradient_variance(vae, batch, draws=200)``.
+any objective can be measured, e.g. ``gradient_variance(family, batch, draws=200)``.
 """
 
 from __future__ import annotations

@@ -264,7 +264,7 @@ def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> 
     labelled_idx, per_batch = None, 0
     if cfg.labels is not None and not getattr(family, "partial_labels", False):  # a mask it would ignore
         raise DataError(f"labels={cfg.labels} keeps only some training labels, but {type(family).__name__} does "
-                        f"not train on partly labelled data (a family with partial_labels = True does, e.g. ssvae); "
+                        f"not train on partly labelled data (a family with partial_labels = True does); "
                         f"leave labels unset")
     if cfg.labels is not None:
         train = select_labels(train, cfg.labels, seed=cfg.seed, num_classes=getattr(family, "num_classes", None))
