@@ -1,10 +1,9 @@
 """``pyro-vae``: train, evaluate, sample and plot any registered model family from the command line.
 
     pyro-vae train --epochs 50 --out runs/mnist                        # offline: 5k real MNIST images
-    pyro-vae train --model ssvae --labels 100 --out runs/m2            # Kingma et al.'s M2
-    pyro-vae train --model cvae --condition quadrant --out runs/cvae   # conditional VAE
+    pyro-vae train --model NAME ... --out runs/x                       # any registered family (see --help)
     pyro-vae evaluate runs/mnist --k 5000
-    pyro-vae sample runs/m2 -n 64 --condition 7
+    pyro-vae sample runs/mnist -n 64
     pyro-vae plot runs/mnist
     pyro-vae train --plugin my_family --model mine --out runs/mine     # a user's registered family
     torchrun --nproc_per_node=2 -m pyro_vae.cli train --out runs/ddp   # DistributedDataParallel

@@ -189,7 +189,9 @@ def test_library_messages_are_said_with_the_commands_flags():
     ]
     for text, said in cases:
         assert with_flags(text, train) == (said or text), text
-    assert with_flags("val_fraction=0.2 leaves no training data", evaluate) == "val_fraction=0.2 leaves no training data"
+    # a setting of training, reported by another command, is said as the train flag
+    assert with_flags("val_fraction=0.2 leaves no training data", evaluate) == \
+        "pyro-vae train --val-fraction 0.2 leaves no training data"
     error = OptionError([("lr", "must be a finite number > 0, got 'x'"), ("device", "unknown device 'gpu': use cpu")])
     assert with_flags(error, train) == "--lr must be a finite number > 0, got 'x'; --device: unknown device 'gpu': use cpu"
     assert str(error) == "lr must be a finite number > 0, got 'x'; unknown device 'gpu': use cpu"  # for Python
