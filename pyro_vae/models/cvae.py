@@ -25,14 +25,13 @@ from dataclasses import dataclass
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro import poutine
 from torch import nn
 
 from ..distributions import ReparamNormal
 from ..likelihoods import build_likelihood
 from ..networks import MLPDecoder, MLPEncoder
 from ..priors import build_prior, check_prior
-from .base import Family, batch_size_of, data_plate, option
+from .base import Family, batch_size_of, option
 from .parts import cat_broadcast, one_hot
 from .registry import register_model
 
@@ -182,26 +181,25 @@ class CVAE(Family):
         d = self.likelihood(self.decoder(cat_broadcast(z, c)))
         return mask_event(d, ~self.observed) if self.condition == "quadrant" else d
 
-    def model(self, x=None, c=None, kl_weight=1.0, num_data=None):
-        """p(z|c) p(x|z,c); ``x=None`` draws x given the condition ``c``."""
+    def model(self, x=None, c=None):
+        """p(z|c) p(x|z,c); ``x=None`` draws x given the condition ``c``. (Plain form: training
+        puts the KL weight on z and ``N/B`` on every site.)"""
         pyro.module(self.pyro_name, self)
         self.check_shape(x)
         if c is None:
             raise ValueError("the conditional VAE draws x given a condition: call model(x, c) or model(None, c) "
                              "with c = family.make_condition(batch)")
-        with data_plate(batch_size_of(x, c), num_data):
-            with poutine.scale(scale=kl_weight):
-                z = pyro.sample("z", self._prior(c))
+        with pyro.plate("data", batch_size_of(x, c)):
+            z = pyro.sample("z", self._prior(c))
             return pyro.sample("x", self._likelihood(z, c), obs=x)
 
-    def guide(self, x, c=None, kl_weight=1.0, num_data=None):
+    def guide(self, x, c=None):
         """q(z|x,c) = N(encoder(x, c)), reparameterized."""
         pyro.module(self.pyro_name, self)
         self.check_shape(x)
-        with data_plate(x.shape[0], num_data):
+        with pyro.plate("data", x.shape[0]):
             loc, scale = self.encoder(cat_broadcast(x.reshape(x.shape[0], -1), c))
-            with poutine.scale(scale=kl_weight):
-                pyro.sample("z", ReparamNormal(loc, scale).to_event(1))
+            pyro.sample("z", ReparamNormal(loc, scale).to_event(1))
 
     # ------------------------------------------------------------------ helpers for figures
     def _class_condition(self, condition, n, device):

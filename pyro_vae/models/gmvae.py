@@ -27,13 +27,12 @@ from dataclasses import dataclass
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro import poutine
 from torch import nn
 
 from ..distributions import ReparamNormal
 from ..likelihoods import build_likelihood
 from ..networks import build_networks
-from .base import GENERIC_FIGURES, CodeFigures, Family, batch_size_of, data_plate, option
+from .base import GENERIC_FIGURES, CodeFigures, Family, batch_size_of, option
 from .parts import Classifier, NetworkConfig, label_encoder_shape, most_probable, one_hot, with_label
 from .registry import register_model
 
@@ -201,21 +200,21 @@ class GMVAE(CodeFigures, Family):
     def _as_vector(self, y):
         return one_hot(y, self.clusters) if self.discrete == "enumerate" else y
 
-    def model(self, x=None, kl_weight=1.0, num_data=None):
-        """p(y) p(z|y) p(x|z); ``x=None`` draws from the prior predictive."""
+    def model(self, x=None):
+        """p(y) p(z|y) p(x|z); ``x=None`` draws from the prior predictive. (Plain form: training
+        puts the KL weight on the latents y and z and ``N/B`` on every site.)"""
         pyro.module(self.pyro_name, self)
         self.check_shape(x)
-        with data_plate(batch_size_of(x), num_data):
-            with poutine.scale(scale=kl_weight):
-                y = pyro.sample("y", self._cluster(self.cluster_logits)[0])
-                z = pyro.sample("z", self._component(y))
+        with pyro.plate("data", batch_size_of(x)):
+            y = pyro.sample("y", self._cluster(self.cluster_logits)[0])
+            z = pyro.sample("z", self._component(y))
             return pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
 
-    def guide(self, x, kl_weight=1.0, num_data=None):
+    def guide(self, x):
         """q(y|x) q(z|x,y), y enumerated or relaxed."""
         pyro.module(self.pyro_name, self)
         self.check_shape(x)
-        with data_plate(x.shape[0], num_data), poutine.scale(scale=kl_weight):
+        with pyro.plate("data", x.shape[0]):
             q_y, infer = self._cluster(self.classifier(x))
             y = pyro.sample("y", q_y, infer=infer)
             loc, scale = self.encoder(self._encoder_input(x, self._as_vector(y)))

@@ -9,9 +9,11 @@ guide of Sonderby et al. (2016).
                        N(mu_l(z_{l+1}), sigma_l(z_{l+1})) (the model's own networks, shared) is
                        merged with N(mu^_l, sigma^_l) by precision weighting (:func:`precision_weighted`).
 
-Sites ``z1`` .. ``zL`` (``z1`` next to the data), every one inside the data plate and scaled by
-the KL weight, so warm-up and beta apply to every layer, and the evaluator reports active units
-and KL per layer.
+Both programs are in the plain form (``model(x)``/``guide(x)`` over ``pyro.plate("data", B)``).
+Sites ``z1`` .. ``zL`` (``z1`` next to the data) are all latent and inside the data plate, so
+training's :class:`pyro_vae.scaling.ScaleSites` puts the KL weight on every layer (warm-up and
+beta apply to each) and ``N/B`` on every site, and the evaluator reports active units and KL per
+layer.
 """
 
 from __future__ import annotations
@@ -22,14 +24,13 @@ from dataclasses import dataclass
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro import poutine
 from torch import nn
 
 from ..distributions import ReparamNormal
 from ..likelihoods import build_likelihood
 from ..networks import GaussianHead, MLPEncoder, mlp, build_networks
 from ..priors import build_prior, check_prior
-from .base import GENERIC_FIGURES, CodeFigures, Family, batch_size_of, data_plate, option
+from .base import GENERIC_FIGURES, CodeFigures, Family, batch_size_of, option
 from .parts import NetworkConfig
 from .registry import register_model
 
@@ -118,24 +119,23 @@ class HierarchicalVAE(CodeFigures, Family):
         return cls(encoders, top_down, decoder, prior, likelihood, data_shape, dims, config.guide)
 
     # ------------------------------------------------------------------ Pyro programs
-    def model(self, x=None, kl_weight=1.0, num_data=None):
+    def model(self, x=None):
         """p(z_L) prod_l p(z_l | z_{l+1}) p(x | z_1); ``x=None`` draws from the prior predictive."""
         pyro.module(self.pyro_name, self)
         self.check_shape(x)
         L = len(self.latent_dims)
-        with data_plate(batch_size_of(x), num_data):
-            with poutine.scale(scale=kl_weight):
-                z = pyro.sample(f"z{L}", self.prior())
-                for layer in reversed(range(L - 1)):
-                    loc, scale = self.top_down[layer](z)
-                    z = pyro.sample(f"z{layer + 1}", dist.Normal(loc, scale).to_event(1))
+        with pyro.plate("data", batch_size_of(x)):
+            z = pyro.sample(f"z{L}", self.prior())
+            for layer in reversed(range(L - 1)):
+                loc, scale = self.top_down[layer](z)
+                z = pyro.sample(f"z{layer + 1}", dist.Normal(loc, scale).to_event(1))
             return pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
 
-    def guide(self, x, kl_weight=1.0, num_data=None):
+    def guide(self, x):
         """The bottom-up or the ladder guide (``guide`` option); see the module docstring."""
         pyro.module(self.pyro_name, self)
         self.check_shape(x)
-        with data_plate(x.shape[0], num_data), poutine.scale(scale=kl_weight):
+        with pyro.plate("data", x.shape[0]):
             if self.guide_kind == "bottomup":
                 h = x
                 for layer, encoder in enumerate(self.encoders):
