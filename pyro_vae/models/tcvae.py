@@ -11,7 +11,7 @@ q(z) = E_p(x)[q(z|x)] the aggregate posterior and d = 1..D the dimensions of z:
                               + KL(q(z) || prod_d q(z_d))    total correlation, TC
                               + sum_d KL(q(z_d) || p(z_d))   dimension-wise KL
 
-beta-TCVAE weighs the TC by beta and the other two by 1. The programs below are the plain VAE,
+beta-TCVAE weighs the TC by beta and the other two by 1. The programs are the VAE's (inherited from it),
 written as Pyro's tutorial writes them; training applies the KL weight w (its beta and warm-up)
 to the site ``z`` and N/B to the data plate (:mod:`pyro_vae.scaling`). The TC penalty is the
 family's :meth:`TCVAE.extra_loss`, so the loss per data set of N images is
@@ -47,16 +47,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import pyro
 import pyro.distributions as dist
 import torch
 
-from ..distributions import ReparamNormal
 from ..likelihoods import build_likelihood
 from ..networks import build_networks
 from ..priors import build_prior
-from .base import GENERIC_FIGURES, CodeFigures, Family, batch_size_of, option
+from .base import GENERIC_FIGURES, option
 from .registry import register_model
+from .vae import VAE
 
 METRIC_POINTS = 2000  # images the measure uses: its bias depends on the batch size, so it is fixed
 CHUNK = 256  # rows i of the (M, M, D) log-densities made at a time
@@ -92,8 +91,8 @@ def total_correlation(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, c
 
 
 @register_model("tcvae")
-class TCVAE(CodeFigures, Family):
-    """beta-TCVAE: the VAE's programs, with a total-correlation penalty as :meth:`extra_loss`.
+class TCVAE(VAE):
+    """beta-TCVAE: the VAE's programs (inherited), with a total-correlation penalty as :meth:`extra_loss`.
 
     Args:
         encoder: ``x (B, *data_shape) -> (loc, scale)`` of q(z|x), each ``(B, latent_dim)``.
@@ -112,10 +111,7 @@ class TCVAE(CodeFigures, Family):
                                          f"nats (minibatch estimate, one draw each)"}
 
     def __init__(self, encoder, decoder, prior, likelihood, data_shape, latent_dim, tc_weight=5.0):
-        super().__init__()
-        self.encoder, self.decoder, self.prior, self.likelihood = encoder, decoder, prior, likelihood
-        self.data_shape = tuple(int(s) for s in data_shape)
-        self.latent_dim = int(latent_dim)
+        super().__init__(encoder, decoder, prior, likelihood, data_shape, latent_dim)
         if not tc_weight >= 0:
             raise ValueError(f"tc_weight is beta - 1 >= 0, got {tc_weight}")
         self.tc_weight = float(tc_weight)
@@ -126,23 +122,6 @@ class TCVAE(CodeFigures, Family):
         return cls(encoder, decoder, build_prior("standard_normal", config.latent_dim),
                    build_likelihood(config.likelihood, data_shape, **config.likelihood_kwargs),
                    data_shape, config.latent_dim, config.tc_weight)
-
-    # ------------------------------------------------------------------ Pyro programs
-    def model(self, x=None):
-        """p(z) p(x|z); ``x=None`` draws from the prior predictive."""
-        pyro.module(self.pyro_name, self)
-        self.check_shape(x)
-        with pyro.plate("data", batch_size_of(x)):
-            z = pyro.sample("z", self.prior())
-            return pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
-
-    def guide(self, x):
-        """q(z|x) = N(z; mu(x), diag sigma(x)^2), reparameterized."""
-        pyro.module(self.pyro_name, self)
-        self.check_shape(x)
-        with pyro.plate("data", x.shape[0]):
-            loc, scale = self.encoder(x)
-            pyro.sample("z", ReparamNormal(loc, scale).to_event(1))
 
     # ------------------------------------------------------------------ the TC penalty
     def extra_loss(self, batch, num_data=None, kl_weight=1.0):
@@ -167,19 +146,7 @@ class TCVAE(CodeFigures, Family):
                           dtype=scale.dtype)
         return {"total_correlation": total_correlation(loc + scale * eps, loc, scale).mean().item()}
 
-    # ------------------------------------------------------------------ codes, samples, figures
-    @torch.no_grad()
-    def encode(self, x):
-        """``(loc, scale)`` of q(z|x)."""
-        self.check_shape(x)
-        return self.encoder(x)
-
-    @torch.no_grad()
-    def sample(self, n: int, mean: bool = True):
-        """``n`` images: z ~ p(z), then E[x|z] (``mean``) or x ~ p(x|z)."""
-        params = self.decoder(self.prior().sample((n,)))
-        return self.likelihood.mean(params) if mean else self.likelihood(params).sample()
-
+    # ------------------------------------------------------------------ figures
     def figure(self, name, data, path):
         if name == "traversals":
             return self.plot_traversals(data.x, path)
