@@ -18,7 +18,7 @@ MNIST test set binarized once with seed 0:
 * generation: 10,000 images drawn from p(x|z) with z from N(0, I) ("prior") and from a
   10-component Gaussian mixture fitted to the training codes ("mixture", Ghosh et al. 2020),
   scored against the 10,000 test images by the Fréchet distance and Inception score of a small
-  classifier trained on the training labels (``pyro_vae.generation``; not comparable with
+  classifier trained on the training labels (``pyro_vae.analysis.generation``; not comparable with
   published FIDs), and the number of classes covered;
 * test log p(x) with k importance samples (VAE rows; for the AE rows undefined: a point-mass guide
   has no density to importance-sample with), and active units.
@@ -51,13 +51,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from pyro_vae import ModelConfig, TrainConfig, build_model, fit, load_checkpoint  # noqa: E402
-from pyro_vae.data import for_evaluation  # noqa: E402
-from pyro_vae.evaluation import evaluate  # noqa: E402
-from pyro_vae.generation import generation_scores  # noqa: E402
-from pyro_vae.m1 import latent_means  # noqa: E402
-from pyro_vae.plots import _pca_2d, image_grid  # noqa: E402
-from pyro_vae.samplers import fit_code_mixture, generate  # noqa: E402
-from pyro_vae.training import set_seed  # noqa: E402
+from pyro_vae.data.batch import for_evaluation  # noqa: E402
+from pyro_vae.analysis.evaluate import evaluate  # noqa: E402
+from pyro_vae.analysis.generation import generation_scores  # noqa: E402
+from pyro_vae.analysis.m1 import latent_means  # noqa: E402
+from pyro_vae.drawing import image_grid, pca_2d  # noqa: E402
+from pyro_vae.analysis.samplers import fit_code_mixture, generate  # noqa: E402
+from pyro_vae.devices import set_seed  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import DATA_DIR, feature_classifier, start  # noqa: E402
@@ -154,7 +154,7 @@ def main(argv=None):
             recon = family.decode(family.encode(test.x[:8])[0])
         codes = latent_means(family, test.subset(slice(0, 3000)))
         panels[name] = {"recon": torch.cat([test.x[:8], recon.reshape(8, 1, 28, 28)]), **images,
-                        "codes": _pca_2d(codes.cpu())[0].numpy(), "labels": test.y[:3000].numpy()}
+                        "codes": pca_2d(codes.cpu())[0].numpy(), "labels": test.y[:3000].numpy()}
         rows.append(row)
         lp = f"{row['log_px'][0]:.2f}" if row["log_px"] else "undefined"
         print(f"{name:5s} test recon {row['test_recon_nats'][0]:.2f} nats, MSE {row['test_recon_mse'][0]:.2f}; "

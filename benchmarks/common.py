@@ -19,7 +19,7 @@ def start(a, argv=None):
     mnist5k splits with the official test set (exit with a message without it)."""
     import torch
 
-    from pyro_vae.datasets import load_data
+    from pyro_vae.data.datasets import load_data
 
     torch.set_num_threads(a.threads)
     argv_used = sys.argv if argv is None else [sys.argv[0], *argv]
@@ -46,8 +46,8 @@ def write_results(out, lines, rows) -> None:
 def feature_classifier(splits):
     """The generation scores' classifier, trained on the training images binarized once (seed 0)
     and all their labels; cached, so every benchmark scores with the same network."""
-    from pyro_vae.data import for_evaluation
-    from pyro_vae.generation import load_or_train_classifier
+    from pyro_vae.data.batch import for_evaluation
+    from pyro_vae.analysis.generation import load_or_train_classifier
 
     return load_or_train_classifier(CLASSIFIER_CACHE, for_evaluation(splits.train, "static").replace(labelled=None),
                                     seed=0, name="mnist5k")

@@ -7,7 +7,7 @@ binarized MNIST digit (q = 1: top-left; 2: + top-right; 3: + bottom-left), predi
 * **CVAE** (``--model cvae --condition quadrant``): p(z|c) a learned network, p(x_missing|z,c)
   Bernoulli, q(z|x,c); trained by ``pyro_vae.fit``; measured by the conditional
   log-likelihood of the missing pixels, log p(x_missing | c), by importance sampling with k
-  samples (``pyro_vae.evaluation``).
+  samples (``pyro_vae.inference.marginal``).
 * **deterministic**: an MLP of the same hidden size from c to the missing pixels' logits,
   trained with binary cross-entropy on the missing pixels (Pyro's "baseline net"); its
   log-likelihood is sum over missing pixels of log Bernoulli(x | sigmoid(logits)).
@@ -38,12 +38,12 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from pyro_vae import ModelConfig, TrainConfig, build_model, fit, load_checkpoint  # noqa: E402
-from pyro_vae.data import for_evaluation  # noqa: E402
-from pyro_vae.evaluation import log_marginal  # noqa: E402
-from pyro_vae.generation import generation_scores  # noqa: E402
+from pyro_vae.data.batch import for_evaluation  # noqa: E402
+from pyro_vae.inference.marginal import log_marginal  # noqa: E402
+from pyro_vae.analysis.generation import generation_scores  # noqa: E402
 from pyro_vae.models.cvae import quadrant_mask  # noqa: E402
-from pyro_vae.plots import plot_image_rows  # noqa: E402
-from pyro_vae.training import set_seed  # noqa: E402
+from pyro_vae.figures.plots import plot_image_rows  # noqa: E402
+from pyro_vae.devices import set_seed  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import DATA_DIR, feature_classifier, start  # noqa: E402
@@ -129,7 +129,7 @@ def main(argv=None):
             det = torch.cat([net.log_lik(test.x[i:i + 1000], observed) for i in range(0, len(test), 1000)])
         n_missing = int((~observed).sum())
         # completed test images, missing pixels drawn from each model's p(x_missing | c), scored against the
-        # test images by the Fréchet distance of a classifier's features (pyro_vae.generation)
+        # test images by the Fréchet distance of a classifier's features (pyro_vae.analysis.generation)
         torch.manual_seed(0)
         with torch.no_grad():
             done_cvae = torch.cat([torch.bernoulli(cvae.complete(test.x[i:i + 1000])[0])
@@ -174,7 +174,7 @@ def write(a, command, rows):
         f"torch {torch.__version__}",
         "- FD of completions: every test image completed once (missing pixels drawn from the model), against the "
         "test images: Fréchet distance of the features of a classifier trained on the training labels "
-        "(`pyro_vae.generation`; lower is better; not comparable with published FIDs)",
+        "(`pyro_vae.analysis.generation`; lower is better; not comparable with published FIDs)",
         "",
         "| quadrants given | missing pixels | model | test log p(x_missing \\| c) | FD of completions | training time |",
         "|---:|---:|---|---:|---:|---:|",

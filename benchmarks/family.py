@@ -44,8 +44,9 @@ import torch  # noqa: E402
 
 from benchmarks.common import DATA_DIR, start  # noqa: E402
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit  # noqa: E402
-from pyro_vae.data import for_evaluation, load_mnist5k  # noqa: E402
-from pyro_vae.evaluation import evaluate  # noqa: E402
+from pyro_vae.data.batch import for_evaluation
+from pyro_vae.data.sources import load_mnist5k  # noqa: E402
+from pyro_vae.analysis.evaluate import evaluate  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 NET = {"hidden": (200, 200), "latent_dim": 50}

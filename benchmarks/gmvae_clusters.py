@@ -29,7 +29,8 @@ import torch  # noqa: E402
 
 from benchmarks.common import DATA_DIR, start, write_results  # noqa: E402
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit  # noqa: E402
-from pyro_vae.data import for_evaluation, load_mnist5k  # noqa: E402
+from pyro_vae.data.batch import for_evaluation
+from pyro_vae.data.sources import load_mnist5k  # noqa: E402
 
 DEFAULT_INIT = 0.1  # GMVAE's own start: cluster means 0.1 N(0, I)
 

@@ -9,7 +9,7 @@ a learned baseline network b(x)).
 For each estimator:
 
 * the variance of the gradient of the batch's mean negative ELBO over independent draws of z
-  (``pyro_vae.estimators.gradient_variance``), on one fixed batch of training images, per parameter
+  (``pyro_vae.inference.estimators.gradient_variance``), on one fixed batch of training images, per parameter
   group (encoder, decoder), averaged over the group's coordinates: at the shared initialisation, and
   after training with that estimator;
 * the test ELBO reached after the same number of optimizer steps (``pyro_vae.fit``, same seed,
@@ -46,12 +46,12 @@ import torch  # noqa: E402
 
 from pyro_vae import ModelConfig, TrainConfig, build_model, fit, load_checkpoint  # noqa: E402
 from pyro_vae.config import read_metrics  # noqa: E402
-from pyro_vae.data import for_evaluation  # noqa: E402
-from pyro_vae.estimators import gradient_variance  # noqa: E402
-from pyro_vae.evaluation import evaluate  # noqa: E402
-from pyro_vae.generation import generation_scores  # noqa: E402
-from pyro_vae.samplers import generate  # noqa: E402
-from pyro_vae.training import set_seed  # noqa: E402
+from pyro_vae.data.batch import for_evaluation  # noqa: E402
+from pyro_vae.inference.estimators import gradient_variance  # noqa: E402
+from pyro_vae.analysis.evaluate import evaluate  # noqa: E402
+from pyro_vae.analysis.generation import generation_scores  # noqa: E402
+from pyro_vae.analysis.samplers import generate  # noqa: E402
+from pyro_vae.devices import set_seed  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import DATA_DIR, feature_classifier, start  # noqa: E402
@@ -172,7 +172,7 @@ def write(a, command, rows):
         "- estimators (`pyro-vae train --estimator ...`): reparam (Trace_ELBO), score (score function / REINFORCE), "
         "score-avg (decaying-average baseline), score-baseline (decaying average plus a learned baseline network "
         "of x); the score estimators train with TraceGraph_ELBO",
-        f"- gradient variance: `pyro_vae.estimators.gradient_variance`, the gradient of the mean negative ELBO of one "
+        f"- gradient variance: `pyro_vae.inference.estimators.gradient_variance`, the gradient of the mean negative ELBO of one "
         f"fixed batch of {a.batch} training images (binarized once, seed 0), {a.draws} independent draws of z (after "
         "20 discarded, so the decaying average settles), variance of each coordinate averaged over the group; at "
         f"initialisation, and after {a.epochs} epochs of training with that estimator",
@@ -180,7 +180,7 @@ def write(a, command, rows):
         f"epochs ({rows[0]['steps']} steps) for every estimator; test ELBO of the last checkpoint on the first "
         f"{a.limit} official MNIST test images binarized once with seed 0 (KL in closed form, one sample of z)",
         f"- FD of prior samples: {a.num_generated} images drawn from p(x|z), z ~ N(0, I), against the test images, "
-        "Fréchet distance of the features of a classifier trained on the training labels (`pyro_vae.generation`; "
+        "Fréchet distance of the features of a classifier trained on the training labels (`pyro_vae.analysis.generation`; "
         "lower is better; not comparable with published FIDs)",
         f"- machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, cpu, "
         f"torch {torch.__version__}",

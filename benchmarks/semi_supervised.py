@@ -47,11 +47,12 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit, load_checkpoint  # noqa: E402
-from pyro_vae.data import for_evaluation, select_labels, shift_images  # noqa: E402
-from pyro_vae.evaluation import log_marginal  # noqa: E402
-from pyro_vae.generation import generation_scores  # noqa: E402
+from pyro_vae.data.batch import for_evaluation, select_labels
+from pyro_vae.data.batch import shift_images  # noqa: E402
+from pyro_vae.inference.marginal import log_marginal  # noqa: E402
+from pyro_vae.analysis.generation import generation_scores  # noqa: E402
 from pyro_vae.models.ssvae import Classifier  # noqa: E402
-from pyro_vae.training import set_seed  # noqa: E402
+from pyro_vae.devices import set_seed  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import DATA_DIR, feature_classifier, start  # noqa: E402
@@ -264,7 +265,7 @@ def write(a, command, results):
           if a.stacked else []),
         f"- FD of samples (M2 rows): {a.num_generated} images drawn from M2 (y ~ p(y), z ~ p(z), x ~ p(x|y,z)) "
         "against the test images: Fréchet distance of the features of a classifier trained on all training labels "
-        "(`pyro_vae.generation`; lower is better; not comparable with published FIDs); n/a: the supervised "
+        "(`pyro_vae.analysis.generation`; lower is better; not comparable with published FIDs); n/a: the supervised "
         "classifier does not generate, M1 + M2 generates latent codes, not images",
         f"- machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, cpu, "
         f"torch {torch.__version__}",

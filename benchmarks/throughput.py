@@ -11,7 +11,7 @@ Rows:
 
 * **hand-written, default Adam**: the loop as a PyTorch user writes it (``torch.optim.Adam(params)``);
 * **hand-written, fused Adam**: the same with pyro-vae's optimizer (``Adam(fused=True)``);
-* **pyro-vae default**: ``pyro_vae.training.train_step`` with the VAE's default objective
+* **pyro-vae default**: ``pyro_vae.training.fit.train_step`` with the VAE's default objective
   (``jit``: Trace_ELBO compiled) and its optimizer, the code path of ``fit``;
 * **pyro-vae trace**: the same with the uncompiled ``Trace_ELBO``;
 * **pyro-vae bf16**: the default with ``precision="bf16"`` (networks under bfloat16 autocast);
@@ -27,7 +27,7 @@ measured once more with both in one process, alternating blocks of ``--seconds``
 between the row processes does not enter it.
 
 Evaluation: log p(x) with k importance samples on the first ``--eval-images`` test images,
-through ``pyro_vae.evaluation.log_marginal``, against a hand-written evaluator of the same
+through ``pyro_vae.inference.marginal.log_marginal``, against a hand-written evaluator of the same
 network (encoder, k draws, decoder, log-densities, log-sum-exp) with the same chunking.
 
     python benchmarks/throughput.py                      # about 7 minutes alone, 2 threads
@@ -136,7 +136,8 @@ def make_step(row: str, batch: int, a):
     from torch.nn import functional as F
 
     torch.set_num_threads(a.threads)
-    from pyro_vae.data import binarize, load_mnist5k
+    from pyro_vae.data.batch import binarize
+    from pyro_vae.data.sources import load_mnist5k
 
     x = binarize(load_mnist5k().x[:4500], seed=0)
     n = len(x)
@@ -163,8 +164,8 @@ def make_step(row: str, batch: int, a):
             opt.step()
     elif row.startswith("pyro-vae"):
         from pyro_vae import Batch, ModelConfig, TrainConfig, build_model
-        from pyro_vae.objectives import Loss, make_objective
-        from pyro_vae.training import make_optimizer, train_step
+        from pyro_vae.inference.objectives import Loss, make_objective
+        from pyro_vae.training.fit import make_optimizer, train_step
 
         torch.manual_seed(0)
         vae = build_model(ModelConfig(data_shape=(1, 28, 28), latent_dim=50, hidden=(400,)))
@@ -275,9 +276,9 @@ def evaluation(a) -> dict:
 
     torch.set_num_threads(a.threads)
     from pyro_vae import ModelConfig, build_model
-    from pyro_vae.data import binarize
-    from pyro_vae.datasets import load_data
-    from pyro_vae.evaluation import _auto_chunk, log_marginal
+    from pyro_vae.data.batch import binarize
+    from pyro_vae.data.datasets import load_data
+    from pyro_vae.inference.marginal import _auto_chunk, log_marginal
 
     test = load_data("mnist5k", a.data_dir).test
     if test is None:

@@ -12,8 +12,8 @@ on the 4,500-image ``mnist5k`` training split, with the same seed. Test data: th
 MNIST test set (10,000 images) from ``--data-dir``, binarized once with seed 0 (as the
 ``pyro-vae`` CLI does).
 
-(a) pyro-vae: ``pyro_vae.training.fit`` with Trace_ELBO (or --elbo meanfield / jit);
-    test ELBO and log p(x) with ``pyro_vae.evaluation.elbo`` / ``log_marginal``.
+(a) pyro-vae: ``pyro_vae.fit`` with Trace_ELBO (or --elbo meanfield / jit);
+    test ELBO and log p(x) with ``pyro_vae.inference.marginal.elbo`` / ``log_marginal``.
 (b) plain:    the same network in plain torch, single-sample ELBO
     log p(x|z) + log p(z) - log q(z|x) (Monte Carlo KL, the Trace_ELBO estimator; analytic
     KL with --elbo meanfield), and an independent plain-torch importance-sampling
@@ -53,12 +53,14 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from pyro_vae.config import ModelConfig, TrainConfig  # noqa: E402
-from pyro_vae.data import EVAL_BINARIZATION_SEED, Batch, DataError, binarize  # noqa: E402
-from pyro_vae.datasets import load_data  # noqa: E402
-from pyro_vae.evaluation import elbo as pyro_elbo  # noqa: E402
-from pyro_vae.evaluation import log_marginal as pyro_log_marginal  # noqa: E402
+from pyro_vae.data.batch import EVAL_BINARIZATION_SEED, Batch, DataError
+from pyro_vae.data.batch import binarize  # noqa: E402
+from pyro_vae.data.datasets import load_data  # noqa: E402
+from pyro_vae.inference.marginal import elbo as pyro_elbo  # noqa: E402
+from pyro_vae.inference.marginal import log_marginal as pyro_log_marginal  # noqa: E402
 from pyro_vae.models import build_model  # noqa: E402
-from pyro_vae.training import fit, select_device, set_seed  # noqa: E402
+from pyro_vae.devices import select_device, set_seed  # noqa: E402
+from pyro_vae.training.fit import fit  # noqa: E402
 
 LOG_2PI = math.log(2 * math.pi)
 BATCH_SIZE = 128
@@ -121,7 +123,7 @@ def plain_elbo_per_image(net, x, analytic_kl=False):
 
 def train_plain(net, x_train, x_val, epochs, seed, analytic_kl, device, log=print):
     """Adam, batch 128, dynamic binarization per batch (drawn as fit() draws it), data indexed on the device."""
-    set_seed(seed)  # same RNG state at the start of training as pyro_vae.training.fit
+    set_seed(seed)  # same RNG state at the start of training as pyro_vae.fit
     # like fit(): shuffling and dynamic binarization draw from their own generator, so both
     # models see the same binarized images in the same order
     data_gen = torch.Generator(device=device).manual_seed(seed)
@@ -172,7 +174,7 @@ def train_plain(net, x_train, x_val, epochs, seed, analytic_kl, device, log=prin
 def warm_up(steps, x_flat, data_shape, elbo_name, analytic_kl, device):
     """Untimed training steps of both code paths (the same step as fit() and as train_plain())
     on throwaway models, so neither timed run pays the process's one-off start-up costs."""
-    from pyro_vae.objectives import Loss, make_objective
+    from pyro_vae.inference.objectives import Loss, make_objective
 
     x = torch.bernoulli(x_flat[: BATCH_SIZE]).to(device)
     n = x_flat.shape[0]
@@ -462,8 +464,8 @@ def main(argv=None):
 
     gen = None
     if a.num_generated:
-        from pyro_vae.generation import generation_scores, load_or_train_classifier
-        from pyro_vae.samplers import generate
+        from pyro_vae.analysis.generation import generation_scores, load_or_train_classifier
+        from pyro_vae.analysis.samplers import generate
 
         say(f"\n=== generation: {a.num_generated} images from each model's prior against the test images ===")
         clf, clf_info = load_or_train_classifier(
@@ -524,7 +526,7 @@ def main(argv=None):
     L.append(f"- training estimator: {estimator}")
     L.append(f"- evaluation: test ELBO = 1 sample of z per image; log p(x) = importance sampling with "
              f"k = {a.k} samples from q(z|x); nats per image, mean ± standard error over test images. "
-             f"pyro-vae: `pyro_vae.evaluation.elbo` / `log_marginal`; plain: own torch code")
+             f"pyro-vae: `pyro_vae.inference.marginal.elbo` / `log_marginal`; plain: own torch code")
     L.append("- throughput: training images / time of the training steps (per-batch binarization, "
              "batching, forward, backward, Adam step); validation and evaluation excluded")
     L.append("")
@@ -561,7 +563,7 @@ def main(argv=None):
              "pyro-vae − plain, paired over the same test images (± standard error).")
     if gen is not None:
         L.append("")
-        L.append("Generation scores (`pyro_vae.generation`): images drawn from p(x|z), z ~ N(0, I), against the "
+        L.append("Generation scores (`pyro_vae.analysis.generation`): images drawn from p(x|z), z ~ N(0, I), against the "
                  "binarized test images, through a small classifier trained on the binarized training labels "
                  f"(held-out accuracy {gen['classifier_val_accuracy']:.3f}) standing in for Inception: the Fréchet "
                  "distance of its penultimate features and its Inception score. Not comparable with published "

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from pyro_vae import ModelConfig, TrainConfig, build_model, fit, load_data
-from pyro_vae.data import for_evaluation
-from pyro_vae.evaluation import evaluate
-from pyro_vae.generation import score_generation
-from pyro_vae.plots import plot_samples
-from pyro_vae.samplers import fit_code_mixture
+from pyro_vae.data.batch import for_evaluation
+from pyro_vae.analysis.evaluate import evaluate
+from pyro_vae.analysis.generation import score_generation
+from pyro_vae.figures.plots import plot_samples
+from pyro_vae.analysis.samplers import fit_code_mixture
 
 
 def main():

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from pyro_vae import VAE, MLPDecoder, MLPEncoder, TrainConfig, fit, load_data
-from pyro_vae.evaluation import elbo
+from pyro_vae.inference.marginal import elbo
 
 
 class LaplacePrior(nn.Module):

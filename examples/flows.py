@@ -13,8 +13,8 @@ import argparse
 import torch
 
 from pyro_vae import ModelConfig, TrainConfig, build_model, fit, load_data
-from pyro_vae.data import for_evaluation
-from pyro_vae.evaluation import evaluate
+from pyro_vae.data.batch import for_evaluation
+from pyro_vae.analysis.evaluate import evaluate
 
 
 def main():

@@ -16,9 +16,9 @@ import pyro
 import torch
 
 from pyro_vae import ModelConfig, TrainConfig, build_model, fit, load_data
-from pyro_vae.data import for_evaluation
-from pyro_vae.estimators import gradient_variance
-from pyro_vae.evaluation import evaluate
+from pyro_vae.data.batch import for_evaluation
+from pyro_vae.inference.estimators import gradient_variance
+from pyro_vae.analysis.evaluate import evaluate
 
 
 def main():

@@ -57,7 +57,7 @@ class PixelGauss(Family):
         return F.softplus(self.raw_scale) + self.min_scale
 
     # Pyro programs as Pyro's VAE tutorial writes them: training puts beta/warm-up on "z" and the
-    # data-set scale N/B on every site from outside (pyro_vae.scaling)
+    # data-set scale N/B on every site from outside (pyro_vae.inference.scaling)
     def model(self, x=None):
         pyro.module(self.pyro_name, self)
         with pyro.plate("data", batch_size_of(x)):  # x=None: one draw from the prior predictive

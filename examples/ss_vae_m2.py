@@ -24,8 +24,8 @@ import time
 import torch
 
 from pyro_vae import ModelConfig, RunDir, TrainConfig, build_model, fit, load_checkpoint, load_data
-from pyro_vae.data import for_evaluation
-from pyro_vae.evaluation import evaluate
+from pyro_vae.data.batch import for_evaluation
+from pyro_vae.analysis.evaluate import evaluate
 
 
 def main():

@@ -14,8 +14,8 @@ import argparse
 import torch
 
 from pyro_vae import ModelConfig, TrainConfig, build_model, fit, load_data
-from pyro_vae.data import binarize
-from pyro_vae.evaluation import elbo, log_marginal
+from pyro_vae.data.batch import binarize
+from pyro_vae.inference.marginal import elbo, log_marginal
 
 
 def main():

@@ -12,9 +12,9 @@ import argparse
 import torch
 
 from pyro_vae import ModelConfig, TrainConfig, build_model, fit, load_data
-from pyro_vae.data import for_evaluation
-from pyro_vae.evaluation import evaluate
-from pyro_vae.plots import plot_image_rows
+from pyro_vae.data.batch import for_evaluation
+from pyro_vae.analysis.evaluate import evaluate
+from pyro_vae.figures.plots import plot_image_rows
 
 
 def main():

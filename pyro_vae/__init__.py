@@ -5,25 +5,26 @@ declared contract (:mod:`pyro_vae.models.base`); training, evaluation, figures, 
 work on any family that meets it.
 """
 
-from .config import DataConfig, ModelConfig, TrainConfig
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .data import Batch, DataError, Dataset, select_labels
-from .datasets import load_data
-from .likelihoods import (BernoulliLikelihood, ContinuousBernoulliLikelihood, GaussianLikelihood,
-                          LaplaceLikelihood, Likelihood, register_likelihood)
-from .models import (AE, CVAE, GMVAE, IAFVAE, SSVAE, VAE, ContractError, Family, HierarchicalVAE, build_model,
-                     data_plate, register_model)
-from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
-from .objectives import Loss, make_objective, register_objective
-from .importance import IWAE, FreeBitsELBO, StickingTheLanding
-from .priors import DiagonalGaussian, FlowPrior, MixtureOfGaussians, StandardNormal, VampPrior, register_prior
-from .run import RunDir
-from .finish import finish_run
-from .training import TrainingDiverged, fit
-from .estimators import gradient_variance
-from .evaluation import evaluate
-from .m1 import m1_classify
-from .samplers import fit_code_mixture, generate
+from pyro_vae.analysis.evaluate import evaluate
+from pyro_vae.analysis.m1 import m1_classify
+from pyro_vae.analysis.samplers import fit_code_mixture, generate
+from pyro_vae.components.likelihoods import (BernoulliLikelihood, ContinuousBernoulliLikelihood, GaussianLikelihood,
+                                             LaplaceLikelihood, Likelihood, register_likelihood)
+from pyro_vae.components.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from pyro_vae.components.priors import (DiagonalGaussian, FlowPrior, MixtureOfGaussians, StandardNormal, VampPrior,
+                                        register_prior)
+from pyro_vae.config import DataConfig, ModelConfig, TrainConfig
+from pyro_vae.data.batch import Batch, DataError, Dataset, select_labels
+from pyro_vae.data import load_data
+from pyro_vae.inference.estimators import gradient_variance
+from pyro_vae.inference.importance import IWAE, FreeBitsELBO, StickingTheLanding
+from pyro_vae.inference.objectives import Loss, make_objective, register_objective
+from pyro_vae.models import (AE, CVAE, GMVAE, IAFVAE, SSVAE, VAE, ContractError, Family, HierarchicalVAE, build_model,
+                             data_plate, register_model)
+from pyro_vae.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pyro_vae.runs.folder import RunDir
+from pyro_vae.training.finish import finish_run
+from pyro_vae.training.fit import TrainingDiverged, fit
 
 __version__ = "0.2.0"
 

@@ -11,7 +11,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from .devices import device_problem
+from pyro_vae.devices import device_problem
 
 
 DEFAULT_MODEL = "vae"  # the family a run uses when none is named
@@ -246,7 +246,7 @@ class TrainConfig:
     free_bits: float = option(
         0.0, "free bits (Kingma et al. 2016): each latent dimension's batch-mean KL counts as at least this many "
              "nats, so the optimiser gains nothing by shutting a unit down (0: off; replaces the ELBO objective by "
-             "pyro_vae.importance.FreeBitsELBO)", min=0)
+             "pyro_vae.inference.importance.FreeBitsELBO)", min=0)
     objective: str = option(
         "auto", "training objective: auto (the family's default_objective: jit for a family built from the "
                 "library's parts, trace with a part of your own, graph for a score-function estimator, enum for an "
@@ -389,7 +389,7 @@ def to_json(obj) -> str:
 
 def save_json(path, data) -> None:
     """Write JSON atomically (:func:`pyro_vae.files.write_json`)."""
-    from .files import write_json
+    from pyro_vae.files import write_json
 
     write_json(path, data)
 

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .files import save_figure
+from pyro_vae.files import save_figure
 
 DPI = 120
 

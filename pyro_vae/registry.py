@@ -63,7 +63,7 @@ def check_component_class(obj, kind: str, needs=("forward",)) -> None:
     name = getattr(obj, "__name__", type(obj).__name__)
     if not (inspect.isclass(obj) and issubclass(obj, nn.Module)):
         raise ContractError(f"{kind} {name} is not an nn.Module class: register a class (subclass torch.nn.Module, "
-                            f"or pyro_vae.likelihoods.Likelihood for a likelihood) that the library builds by name")
+                            f"or pyro_vae.components.likelihoods.Likelihood for a likelihood) that the library builds by name")
     missing = [n for n in needs if not overrides(obj, n, nn.Module)]
     if missing:
         raise ContractError(f"{kind} {name} does not define {' or '.join(missing)}: "

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from pyro_vae.data import binarize, load_mnist5k
+from pyro_vae.data.batch import binarize
+
+from pyro_vae.data.sources import load_mnist5k
 
 
 @pytest.fixture(autouse=True)

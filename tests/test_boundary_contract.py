@@ -20,8 +20,9 @@ import pytest
 import torch
 
 from pyro_vae import Batch, ContractError, Family, ModelConfig, build_model, data_plate
-from pyro_vae.data import DataError
-from pyro_vae.evaluation import elbo, elbo_terms, evaluate, latent_statistics, log_marginal
+from pyro_vae.data.batch import DataError
+from pyro_vae.inference.marginal import elbo, elbo_terms, latent_statistics, log_marginal
+from pyro_vae.analysis.evaluate import evaluate
 from pyro_vae.models import MODELS, model_options
 from pyro_vae.models.base import batch_size_of
 from test_mistakes import TINY, _binary, assert_user_error, cli
@@ -42,8 +43,8 @@ def data(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _registries():
     """A plugin test registers names; the registries are as they were after it."""
-    from pyro_vae.likelihoods import LIKELIHOODS
-    from pyro_vae.priors import PRIORS
+    from pyro_vae.components.likelihoods import LIKELIHOODS
+    from pyro_vae.components.priors import PRIORS
 
     saved = [(r, dict(r)) for r in (MODELS, LIKELIHOODS, PRIORS)]
     yield
@@ -63,7 +64,7 @@ from torch import nn
 
 from pyro_vae import Family, data_plate, register_likelihood, register_model, register_prior
 from pyro_vae.models.base import batch_size_of, option
-from pyro_vae.networks import MLPDecoder
+from pyro_vae.components.networks import MLPDecoder
 
 
 @dataclass
@@ -346,7 +347,7 @@ def test_classify_refuses_numbers_that_train_nothing(flags, words, labelled_run,
 
 
 def test_an_interrupted_classify_does_not_advise_resume(labelled_run, capsys, monkeypatch):
-    from pyro_vae import m1
+    from pyro_vae.analysis import m1
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -360,7 +361,7 @@ def test_an_interrupted_classify_does_not_advise_resume(labelled_run, capsys, mo
 @pytest.mark.parametrize("kwargs, words", [({"lr": float("inf")}, "finite lr > 0"), ({"weight_decay": float("nan")},
                                            "finite weight_decay"), ({"seed": 2**70}, "seed must be an integer from 0")])
 def test_m1_classify_refuses_them_in_python_too(kwargs, words):
-    from pyro_vae.m1 import m1_classify
+    from pyro_vae.analysis.m1 import m1_classify
 
     codes = Batch(torch.zeros(4, 2), torch.arange(4))
     with pytest.raises(ValueError, match=words):

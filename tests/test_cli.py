@@ -7,7 +7,7 @@ import struct
 
 import numpy as np
 
-from pyro_vae.cli import build_parser, main
+from pyro_vae.cli.app import build_parser, main
 from pyro_vae.config import TrainConfig
 
 
@@ -120,7 +120,7 @@ def test_a_new_train_config_field_becomes_a_flag(monkeypatch, capsys):
     and the config built from the flags."""
     import pytest
 
-    import pyro_vae.cli as cli
+    import pyro_vae.cli.app as cli
     from pyro_vae.config import option
 
     @dataclasses.dataclass
@@ -167,7 +167,7 @@ def test_semi_supervised_training_from_the_cli(tmp_path, capsys):
 def test_library_messages_are_said_with_the_commands_flags():
     """The library names a setting as Python does; the CLI, the one place that knows its flags,
     says the flag (and leaves alone what is not a flag of the command, or sits in a call)."""
-    from pyro_vae.cli import flags_of, with_flags
+    from pyro_vae.cli.app import flags_of, with_flags
     from pyro_vae.config import OptionError
 
     parser = build_parser()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_vae import cli as cli_module
+from pyro_vae.cli import app as cli_module
 from pyro_vae.cli import main
 from test_mistakes import TINY, _binary, assert_user_error, cli
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from pyro_vae.cli import main
-from pyro_vae.cli import add_compare_parser as add_parser, cmd_compare
-from pyro_vae.compare import compare_runs, config_differences
-from pyro_vae.run import RunDir
+from pyro_vae.cli.app import add_compare_parser as add_parser, cmd_compare
+from pyro_vae.figures.compare import compare_runs, config_differences
+from pyro_vae.runs.folder import RunDir
 
 LONG_FLOAT = re.compile(r"-?\d+\.\d{5,}")  # a float not rounded to what it means
 

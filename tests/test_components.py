@@ -5,16 +5,16 @@ import pytest
 import torch
 from torch import nn
 
-from pyro_vae.likelihoods import LIKELIHOODS, build_likelihood
-from pyro_vae.networks import build_networks
-from pyro_vae.priors import PRIORS, build_prior, check_prior
+from pyro_vae.components.likelihoods import LIKELIHOODS, build_likelihood
+from pyro_vae.components.networks import build_networks
+from pyro_vae.components.priors import PRIORS, build_prior, check_prior
 
 
 @pytest.mark.parametrize("name", sorted(PRIORS))
 def test_priors_give_one_latent_vector(name):
     p = build_prior(name, 6, data_shape=(1, 4, 4))
     if getattr(p, "needs_encoder", False):  # the VampPrior: a mixture of an encoder at pseudo-inputs
-        from pyro_vae.networks import MLPEncoder
+        from pyro_vae.components.networks import MLPEncoder
 
         p.attach(MLPEncoder((1, 4, 4), 6, (8,)))
     d = p()

@@ -24,9 +24,11 @@ from torch import nn  # noqa: E402
 from pyro_vae import (Batch, ContractError, Family, ModelConfig, TrainConfig, build_model, data_plate,  # noqa: E402
                       fit, load_checkpoint, register_model)
 from pyro_vae.cli import main  # noqa: E402
-from pyro_vae.evaluation import elbo, evaluate, log_marginal  # noqa: E402
+from pyro_vae.inference.marginal import elbo
+from pyro_vae.analysis.evaluate import evaluate
+from pyro_vae.inference.marginal import log_marginal  # noqa: E402
 from pyro_vae.models.base import batch_size_of, option  # noqa: E402
-from pyro_vae.networks import MLPDecoder, MLPEncoder  # noqa: E402
+from pyro_vae.components.networks import MLPDecoder, MLPEncoder  # noqa: E402
 
 THIS = str(Path(__file__).resolve())
 

@@ -7,7 +7,7 @@ import torch
 
 from pyro_vae import Batch, Loss, ModelConfig, TrainConfig, build_model, fit
 from pyro_vae.cli import main
-from pyro_vae.evaluation import log_weights
+from pyro_vae.inference.marginal import log_weights
 from pyro_vae.models.cvae import quadrant_mask
 
 
@@ -101,10 +101,10 @@ def test_cli_conditional_sampling_and_completion(tmp_path, capsys):
 
 
 def test_a_given_condition_of_the_wrong_shape_is_named():
-    from pyro_vae.likelihoods import GaussianLikelihood
+    from pyro_vae.components.likelihoods import GaussianLikelihood
     from pyro_vae.models import CVAE
     from pyro_vae.models.cvae import PriorNet
-    from pyro_vae.networks import MLPDecoder, MLPEncoder
+    from pyro_vae.components.networks import MLPDecoder, MLPEncoder
 
     fam = CVAE(MLPEncoder((6 + 2,), 2, (8,)), MLPDecoder((6,), 2 + 2, (8,)), PriorNet(2, 2, (8,)),
                GaussianLikelihood((6,)), (6,), 2, condition="given", cond_shape=(2,))

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_vae.data import DataError, batches, binarize, load_mnist_test_files, load_torchvision, read_idx
-from pyro_vae.datasets import load_data
+from pyro_vae.data.batch import DataError, batches, binarize
+
+from pyro_vae.data.sources import load_mnist_test_files, load_torchvision, read_idx
+from pyro_vae.data.datasets import load_data
 
 
 def test_mnist5k_is_real_mnist(mnist5k):
@@ -117,8 +119,8 @@ def test_batches_cover_every_index_once():
 def test_npz_keeps_labels_and_conditions_and_names_bad_ones(tmp_path):
     import numpy as np
 
-    from pyro_vae.data import DataError
-    from pyro_vae.datasets import load_data
+    from pyro_vae.data.batch import DataError
+    from pyro_vae.data.datasets import load_data
 
     x = (np.random.default_rng(0).random((30, 4, 4)) * 255).astype(np.uint8)
     np.savez(tmp_path / "d.npz", x=x, y=np.arange(30) % 3, c=np.ones((30, 2)))
@@ -136,7 +138,7 @@ def test_npz_keeps_labels_and_conditions_and_names_bad_ones(tmp_path):
 
 
 def test_label_subset_is_per_class_and_seeded(mnist5k):
-    from pyro_vae.data import select_labels
+    from pyro_vae.data.batch import select_labels
 
     a = select_labels(mnist5k, 100, seed=3)
     b = select_labels(mnist5k, 100, seed=3)
@@ -147,7 +149,7 @@ def test_label_subset_is_per_class_and_seeded(mnist5k):
 
 
 def test_mixed_batches_add_labelled_points_to_every_batch():
-    from pyro_vae.data import mixed_batches
+    from pyro_vae.data.batch import mixed_batches
 
     labelled = torch.tensor([3, 7, 11])
     out = list(mixed_batches(20, 8, labelled, 2, torch.Generator().manual_seed(0)))
@@ -158,7 +160,7 @@ def test_mixed_batches_add_labelled_points_to_every_batch():
 
 
 def test_shift_images_moves_each_image_within_its_bound(mnist5k):
-    from pyro_vae.data import shift_images
+    from pyro_vae.data.batch import shift_images
 
     x = torch.zeros(200, 1, 7, 7)
     x[:, 0, 3, 3] = 1.0  # one lit pixel in the centre of every image

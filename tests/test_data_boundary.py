@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_vae.data import (MAX_CLASSES, Batch, DataError, check_shift, load_array_file, load_torchvision, num_classes_of,
-                           shift_images)
-from pyro_vae.datasets import load_data
+from pyro_vae.data.batch import MAX_CLASSES, Batch, DataError, check_shift, num_classes_of, shift_images
+
+from pyro_vae.data.sources import load_array_file, load_torchvision
+from pyro_vae.data.datasets import load_data
 
 
 def one_line(excinfo, *expected):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit
-from pyro_vae.cli import data_record, main
+from pyro_vae.cli.app import data_record, main
 from pyro_vae.config import DataConfig
 
 QUIET = dict(progress=False, log=None)
@@ -57,7 +57,7 @@ def _refused(argv, capsys, *words):
 
 # ---------------------------------------------------------------------- the record
 def test_the_cli_record_keeps_its_keys_and_round_trips(tmp_path):
-    from pyro_vae.datasets import load_data
+    from pyro_vae.data.datasets import load_data
 
     path = tmp_path / "x.npy"
     np.save(path, _tensors().numpy())

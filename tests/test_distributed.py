@@ -18,9 +18,9 @@ WORKER = textwrap.dedent('''
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     from pyro_vae import Dataset, ModelConfig, TrainConfig, build_model, fit
-    from pyro_vae.data import load_mnist5k
-    from pyro_vae.training import validation_elbo
-    from pyro_vae.data import binarize
+    from pyro_vae.data.sources import load_mnist5k
+    from pyro_vae.training.fit import validation_elbo
+    from pyro_vae.data.batch import binarize
     rank, out = dist.get_rank(), sys.argv[1]
     torch.manual_seed(rank)  # different initialisations: DDP must broadcast rank 0's
     data = load_mnist5k()

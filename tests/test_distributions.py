@@ -1,4 +1,4 @@
-"""The shorter log-densities (pyro_vae.distributions) against torch's Normal: same values, same
+"""The shorter log-densities (pyro_vae.components.distributions) against torch's Normal: same values, same
 gradients, same random stream; and the JIT objective's lean graph against Trace_ELBO."""
 
 import pyro
@@ -8,8 +8,8 @@ import torch
 from pyro.infer import Trace_ELBO
 
 from pyro_vae import Batch, ModelConfig, build_model
-from pyro_vae.distributions import ReparamNormal, UnitNormal
-from pyro_vae.objectives import Loss, make_objective
+from pyro_vae.components.distributions import ReparamNormal, UnitNormal
+from pyro_vae.inference.objectives import Loss, make_objective
 
 
 def test_unit_normal_log_prob_and_expand_match_normal():
@@ -98,7 +98,7 @@ def test_jit_falls_back_when_a_guide_uses_a_param_store_parameter():
     objective must take Pyro's compiled path, and the gradient must reach that parameter."""
     from torch import nn
 
-    from pyro_vae.objectives import JitTraceELBO
+    from pyro_vae.inference.objectives import JitTraceELBO
 
     class Own(nn.Module):
         def __init__(self):
@@ -130,7 +130,7 @@ def test_jit_does_not_specialize_a_graph_with_value_dependent_shapes():
     the loss stays Trace_ELBO's on batches of one shape but different masks."""
     from torch import nn
 
-    from pyro_vae.objectives import JitTraceELBO
+    from pyro_vae.inference.objectives import JitTraceELBO
 
     class Masked(nn.Module):
         def __init__(self):

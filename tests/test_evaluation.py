@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 from pyro_vae import VAE, Dataset, TrainConfig, fit
-from pyro_vae import evaluation as ev
-from pyro_vae.likelihoods import GaussianLikelihood
-from pyro_vae.priors import StandardNormal
+from pyro_vae.analysis.evaluate import evaluate, format_table
+from pyro_vae.inference import marginal as ev
+from pyro_vae.components.likelihoods import GaussianLikelihood
+from pyro_vae.components.priors import StandardNormal
 
 D, d, S = 6, 2, 0.5
 
@@ -218,20 +219,20 @@ def test_evaluate_table_is_consistent():
     vae, W, b = _ppca_vae(shift=0.2, scale_factor=1.3)
     x = _data(n=50)
     torch.manual_seed(0)
-    m = ev.evaluate(vae, x, k=500, iwae_k=20)
+    m = evaluate(vae, x, k=500, iwae_k=20)
     exact = _exact_log_px(x, W, b).mean().item()
     assert m["elbo"]["value"] < m["iwae_20"]["value"] < exact + 0.05
     assert m["log_px"]["value"] == pytest.approx(exact, abs=0.05)
     assert m["elbo"]["value"] == pytest.approx(m["recon_log_lik"]["value"] - m["kl"]["value"], abs=1e-4)
     assert m["log_px_bpd"]["value"] == pytest.approx(-m["log_px"]["value"] / (D * math.log(2)))
-    assert "k=500" in ev.format_table(m)
+    assert "k=500" in format_table(m)
 
 
 def test_training_approaches_the_exact_likelihood_of_the_learned_model():
     """Fit a linear-Gaussian VAE on PPCA data; its learned W, b give an exact log p(x) that the
     evaluator must match, and the ELBO must sit below it with a small gap (the guide can
     represent the posterior only approximately since learned W need not have orthogonal columns)."""
-    from pyro_vae.networks import MLPEncoder
+    from pyro_vae.components.networks import MLPEncoder
 
     W, b = _ppca_params()
     g = torch.Generator().manual_seed(3)

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit, load_checkpoint
-from pyro_vae import evaluation as ev
+from pyro_vae.analysis.evaluate import evaluate, format_table
+from pyro_vae.inference import marginal as ev
 from pyro_vae.cli import main
 from pyro_vae.models.gmvae import assignment, cluster_accuracy
 from pyro_vae.models.hierarchical import precision_weighted
-from pyro_vae.priors import DiagonalNormalMixture, FlowPrior, VampPrior
+from pyro_vae.components.priors import DiagonalNormalMixture, FlowPrior, VampPrior
 
 SMALL = {"hidden": (64,)}
 MEMBERS = {
@@ -104,7 +105,7 @@ def test_evaluation_reports_kl_and_active_units_per_layer():
     torch.manual_seed(0)
     fam = build_model(ModelConfig(model="hvae", data_shape=(1, 28, 28), latent_dims=(6, 3), hidden=(32,),
                                   upper_hidden=(16,)))
-    m = ev.evaluate(fam, torch.bernoulli(torch.rand(30, 1, 28, 28)), k=10)
+    m = evaluate(fam, torch.bernoulli(torch.rand(30, 1, 28, 28)), k=10)
     for site, dims in (("z1", 6), ("z2", 3)):
         assert m[f"active_units_{site}"]["unit"] == f"of {dims}"
         assert len(m[f"kl_per_dim_{site}"]["value"]) == dims
@@ -269,7 +270,7 @@ def test_gmvae_reports_how_much_its_clusters_are_used():
 def test_gmvae_minimum_information_constraint_replaces_the_cluster_kl_below_its_floor():
     """With lambda above the batch's cluster KL the loss gains kl_weight * N * (lambda - KL): its
     value is the ELBO's with max(lambda, KL) in place of KL, and the cluster KL's gradient is gone."""
-    from pyro_vae.objectives import Loss
+    from pyro_vae.inference.objectives import Loss
     torch.manual_seed(0)
     opts = dict(model="gmvae", data_shape=(1, 28, 28), latent_dim=4, hidden=(16,), clusters=3)
     plain = build_model(ModelConfig(**opts))
@@ -346,6 +347,6 @@ def test_parts_that_do_not_fit_are_refused_by_name():
     with pytest.raises(ValueError, match="prior"):
         build_model(ModelConfig(model="gmvae", data_shape=(1, 28, 28), prior="mixture"))
     with pytest.raises(ValueError, match="free bits"):
-        from pyro_vae.objectives import make_objective
+        from pyro_vae.inference.objectives import make_objective
 
         make_objective("auto", build_model(ModelConfig(model="gmvae", data_shape=(1, 28, 28))), free_bits=0.5)

@@ -5,8 +5,8 @@ import time
 import pytest
 import torch
 
-from pyro_vae.data import Batch
-from pyro_vae.generation import (FeatureClassifier, class_spread, frechet_distance, gaussian_frechet,
+from pyro_vae.data.batch import Batch
+from pyro_vae.analysis.generation import (FeatureClassifier, class_spread, frechet_distance, gaussian_frechet,
                                  generation_scores, inception_score, load_or_train_classifier,
                                  train_feature_classifier)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pyro_vae import Dataset, ModelConfig, TrainConfig, build_model, fit, load_checkpoint
-from pyro_vae.evaluation import log_marginal
+from pyro_vae.inference.marginal import log_marginal
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -39,9 +39,9 @@ def test_family_members_train_on_cuda(member, mnist_bin):
 
 
 def test_data_larger_than_the_gpu_budget_stay_on_the_host(mnist_bin, monkeypatch):
-    from pyro_vae.training import prepare_data
+    from pyro_vae.training.fit import prepare_data
 
-    monkeypatch.setattr("pyro_vae.streaming.MEMORY_SHARE", 1e-12)
+    monkeypatch.setattr("pyro_vae.data.streaming.MEMORY_SHARE", 1e-12)
     train, val = mnist_bin
     vae = build_model(ModelConfig(data_shape=(1, 28, 28), latent_dim=4, hidden=(32,))).cuda()
     cfg = TrainConfig(epochs=1, batch_size=100, binarize="none", patience=None, device="cuda")

@@ -1,4 +1,4 @@
-"""The importance-weighted objectives (pyro_vae.importance) against exact answers on the
+"""The importance-weighted objectives (pyro_vae.inference.importance) against exact answers on the
 linear-Gaussian model (PPCA), whose log p(x) is known in closed form."""
 
 import math
@@ -11,11 +11,11 @@ from pyro import infer
 from torch import nn
 
 from pyro_vae import VAE
-from pyro_vae.importance import IWAE, FreeBitsELBO, StickingTheLanding, _Weights
-from pyro_vae.likelihoods import GaussianLikelihood
-from pyro_vae.objectives import make_objective
-from pyro_vae.priors import StandardNormal
-from pyro_vae.scaling import Scaled
+from pyro_vae.inference.importance import IWAE, FreeBitsELBO, StickingTheLanding, _Weights
+from pyro_vae.components.likelihoods import GaussianLikelihood
+from pyro_vae.inference.objectives import make_objective
+from pyro_vae.components.priors import StandardNormal
+from pyro_vae.inference.scaling import Scaled
 
 D, d, S = 6, 2, 0.5
 

@@ -11,15 +11,16 @@ import torch
 from pyro import poutine
 from test_evaluation import PosteriorEncoder, _data, _exact_log_px, _ppca_vae
 
-from pyro_vae import evaluation as ev
+from pyro_vae.analysis.evaluate import evaluate, format_table
+from pyro_vae.inference import marginal as ev
 from pyro_vae.cli import main
 from pyro_vae.config import ModelConfig
-from pyro_vae.data import Batch
-from pyro_vae.estimators import gradient_variance, mean_gradient
+from pyro_vae.data.batch import Batch
+from pyro_vae.inference.estimators import gradient_variance, mean_gradient
 from pyro_vae.models import build_model
 from pyro_vae.models.vae import corrupt
-from pyro_vae.objectives import Loss
-from pyro_vae.samplers import GaussianMixture, fit_code_mixture, generate
+from pyro_vae.inference.objectives import Loss
+from pyro_vae.analysis.samplers import GaussianMixture, fit_code_mixture, generate
 
 
 def _ae(prior_term="off", **opts):
@@ -47,11 +48,11 @@ def test_point_mass_guide_objective_is_log_px_given_the_code(prior_term, mnist_b
 def test_evaluate_declines_log_px_for_an_autoencoder_and_keeps_reconstruction(mnist_bin):
     ae = _ae()
     x = mnist_bin[1][:50]
-    m = ev.evaluate(ae, x, k=10)
+    m = evaluate(ae, x, k=10)
     for name in ("log_px", "elbo", "gap"):
         assert m[name]["value"] is None and "point mass" in m[name]["note"]
     assert math.isfinite(m["recon_log_lik"]["value"]) and m["recon_log_lik"]["value"] < 0
-    assert "undefined" in ev.format_table(m)
+    assert "undefined" in format_table(m)
     with torch.no_grad():
         by_hand = torch.distributions.Bernoulli(logits=ae.decoder(ae.encoder(x)[0])).log_prob(x).sum((1, 2, 3))
     assert m["recon_log_lik"]["value"] == pytest.approx(by_hand.mean().item(), rel=1e-5)
@@ -145,7 +146,7 @@ def test_inference_gap_equals_the_exact_kl_to_the_posterior_for_ppca():
     x = _data(n=400)
     torch.manual_seed(0)
     per = {}
-    m = ev.evaluate(vae, x, k=3000, batch_size=100, per_image=per)
+    m = evaluate(vae, x, k=3000, batch_size=100, per_image=per)
     q_loc, q_scale = vae.encoder(x)
     p_loc, p_scale = PosteriorEncoder(W, b)(x)
     exact_gap = torch.distributions.kl_divergence(dist.Normal(q_loc, q_scale), dist.Normal(p_loc, p_scale)).sum(-1)

@@ -10,8 +10,8 @@ import torch
 
 from pyro_vae import VAE, Batch, DataError, ModelConfig, TrainConfig, build_model, fit
 from pyro_vae.cli import main
-from pyro_vae.data import for_evaluation
-from pyro_vae.m1 import latent_means, m1_classify
+from pyro_vae.data.batch import for_evaluation
+from pyro_vae.analysis.m1 import latent_means, m1_classify
 
 MC = ModelConfig(data_shape=(1, 28, 28), latent_dim=16, hidden=(200,))
 

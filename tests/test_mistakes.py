@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_vae.checkpoint import FORMAT, RESUME_ENTRIES, CheckpointError, load_checkpoint, read_checkpoint
+from pyro_vae.runs.checkpoint import FORMAT, RESUME_ENTRIES, CheckpointError, load_checkpoint, read_checkpoint
 from pyro_vae.cli import main
 from pyro_vae.config import TrainConfig, read_metrics
-from pyro_vae.data import DataError, load_array_file, to_float_images
-from pyro_vae.datasets import load_data
-from pyro_vae.evaluation import evaluate
+from pyro_vae.data.batch import DataError, to_float_images
+from pyro_vae.data.sources import load_array_file
+from pyro_vae.data.datasets import load_data
+from pyro_vae.analysis.evaluate import evaluate
 
 TINY = ["--latent-dim", "2", "--hidden", "8", "--epochs", "1", "--batch-size", "16", "--eval-k", "0",
         "--no-plots", "--no-progress", "--val-fraction", "0.25"]
@@ -242,10 +243,10 @@ def test_out_in_a_folder_that_cannot_be_written(files, tmp_path, capsys, monkeyp
         except PermissionError:
             pass
         if not enforced:
-            import pyro_vae.cli
+            import pyro_vae.cli.app
 
             real = os.access
-            monkeypatch.setattr(pyro_vae.cli.os, "access",
+            monkeypatch.setattr(pyro_vae.cli.app.os, "access",
                                 lambda p, mode, **kw: False if Path(p) == locked else real(p, mode, **kw))
         assert_user_error(["train", "--dataset", files["bin"], *TINY, "--out", locked / "run"], capsys,
                           "--out", "cannot write", str(locked))

@@ -7,8 +7,8 @@ import torch
 from pyro.infer import Trace_ELBO
 
 from pyro_vae import Batch, Loss, ModelConfig, TrainConfig, build_model, fit, make_objective, register_objective
-from pyro_vae.objectives import OBJECTIVES, FromLossAndGrads
-from pyro_vae.scaling import Scaled
+from pyro_vae.inference.objectives import OBJECTIVES, FromLossAndGrads
+from pyro_vae.inference.scaling import Scaled
 
 X = torch.bernoulli(torch.rand(64, 1, 28, 28) * 0.3, generator=torch.Generator().manual_seed(0))
 
@@ -89,7 +89,7 @@ def test_a_users_objective_by_object_and_by_name(mnist_bin):
 def test_every_jit_objective_has_the_gradient_of_its_uncompiled_twin(model, plain, jit):
     """Same random draws, same loss, same gradient (Pyro's own JitTrace_ELBO doubles it)."""
     from pyro_vae import Batch, ModelConfig, build_model
-    from pyro_vae.objectives import Loss
+    from pyro_vae.inference.objectives import Loss
 
     x = (torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.4).float()
     batch = Batch(x, torch.arange(8) % 2, torch.arange(8) < 4) if model == "ssvae" else Batch(x)

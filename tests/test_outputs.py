@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from pyro_vae.cli import main
-from pyro_vae.report import write_report
-from pyro_vae.run import RunDir
+from pyro_vae.figures.report import write_report
+from pyro_vae.runs.folder import RunDir
 
 EVIL = "<img src=x onerror=alert(1)>"
 
@@ -98,7 +98,7 @@ def test_evaluate_results_with_another_k_keep_their_own_files(run, capsys):
 
 
 def test_result_names_carry_every_setting_and_are_safe(tmp_path):
-    from pyro_vae.run import name_part
+    from pyro_vae.runs.folder import name_part
 
     run = RunDir(tmp_path)
     base = run.evaluation("bin.npy/test", 50)

@@ -1,4 +1,4 @@
-"""Figures (pyro_vae.plots) and the run report (pyro_vae.report) on tiny, untrained models."""
+"""Figures (pyro_vae.figures.plots) and the run report (pyro_vae.figures.report) on tiny, untrained models."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import torch
 
 import matplotlib.image as mpimg
 
-from pyro_vae import plots
+from pyro_vae.figures import plots
 from pyro_vae.config import ModelConfig
 from pyro_vae.models import build_model
-from pyro_vae.priors import StandardNormal
-from pyro_vae.report import write_report
+from pyro_vae.components.priors import StandardNormal
+from pyro_vae.figures.report import write_report
 
 torch.set_num_threads(1)
 

@@ -19,8 +19,9 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 from pyro_vae.config import read_metrics  # noqa: E402
-from pyro_vae.data import (MAX_CLASSES, Batch, DataError, binarize, load_array_file, select_labels,  # noqa: E402
-                           split, to_float_images)
+from pyro_vae.data.batch import (MAX_CLASSES, Batch, DataError, binarize, select_labels, split,  # noqa: E402
+                                 to_float_images)
+from pyro_vae.data.sources import load_array_file  # noqa: E402
 
 FAST = settings(max_examples=40, deadline=None)
 

@@ -174,7 +174,7 @@ def _render(page: Path, tmp: Path) -> dict:
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium)")
 def test_pages_in_a_real_browser(runs, tmp_path):
     tmp, _ = runs
-    from pyro_vae.compare import compare_runs
+    from pyro_vae.figures.compare import compare_runs
 
     compare_runs([tmp / "vae", tmp / "m2"], tmp / "cmp")
     for page in (tmp / "vae" / "index.html", tmp / "m2" / "index.html", tmp / "cmp" / "index.html"):

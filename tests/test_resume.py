@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit
-from pyro_vae.checkpoint import read_checkpoint
+from pyro_vae.runs.checkpoint import read_checkpoint
 from pyro_vae.cli import main
 from pyro_vae.files import RunLock, RunLocked, atomic_write
-from pyro_vae.training import ConfigMismatch, TrainingInterrupted
+from pyro_vae.training.fit import ConfigMismatch, TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,7 +99,7 @@ class _SignalAt:
     """An objective that sends ``signum`` to this process at training step ``at`` (deterministic)."""
 
     def __init__(self, family, signum, at):
-        from pyro_vae.objectives import make_objective
+        from pyro_vae.inference.objectives import make_objective
 
         self.inner, self.signum, self.at, self.calls = make_objective("trace", family), signum, at, 0
 
@@ -132,7 +132,7 @@ def test_a_signal_in_the_first_epoch_leaves_a_checkpoint_that_resumes_exactly(tm
 
 
 def test_cli_sigint_exit_code_and_message(tmp_path, capsys, monkeypatch, sigint_as_in_a_terminal):
-    import pyro_vae.training as training
+    import pyro_vae.training.fit as training
 
     real = training.train_step
     calls = {"n": 0}

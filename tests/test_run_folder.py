@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit
-from pyro_vae.checkpoint import read_checkpoint
+from pyro_vae.runs.checkpoint import read_checkpoint
 from pyro_vae.cli import main
 
 import pyro_vae
@@ -193,7 +193,7 @@ IGNORED_SIGINT = """
 import os, signal, sys, torch
 torch.set_num_threads(1)
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit
-from pyro_vae.objectives import make_objective
+from pyro_vae.inference.objectives import make_objective
 
 assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # as in a job started with `&`
 
@@ -237,7 +237,7 @@ def sigint_as_in_a_terminal():
 
 def test_a_second_ctrl_c_before_any_checkpoint_says_to_start_again(tmp_path, npy, capsys, monkeypatch,
                                                                    sigint_as_in_a_terminal):
-    import pyro_vae.training as training
+    import pyro_vae.training.fit as training
 
     real = training.train_step
 
@@ -256,7 +256,7 @@ def test_a_second_ctrl_c_before_any_checkpoint_says_to_start_again(tmp_path, npy
 
 @pytest.mark.parametrize("resume", [False, True], ids=["new", "resumed"])
 def test_an_interrupt_before_training_says_whether_a_checkpoint_exists(tmp_path, monkeypatch, resume):
-    import pyro_vae.training as training
+    import pyro_vae.training.fit as training
 
     train, val = _data()
     run = tmp_path / "run"
@@ -290,7 +290,7 @@ def test_fit_on_float64_data_trains_and_evaluates(tmp_path):
 @pytest.mark.parametrize("likelihood,mode", [("bernoulli", "dynamic"), ("continuous_bernoulli", "none"),
                                              ("gaussian", "none"), ("laplace", "none")])
 def test_the_default_binarizes_only_for_a_likelihood_of_binary_data(tmp_path, likelihood, mode):
-    from pyro_vae.training import prepare_data
+    from pyro_vae.training.fit import prepare_data
 
     train, val = _grey() if mode == "none" else _data()
     family = _family(likelihood=likelihood)
@@ -313,7 +313,7 @@ def test_binarizing_for_a_continuous_likelihood_is_kept_with_one_warning_and_aut
     lines.clear()
     fit(_family(), *_data(), _cfg(binarize="dynamic"), progress=False, log=lines.append)  # Bernoulli: as meant
     assert not [line for line in lines if line.startswith("warning:")]
-    from pyro_vae.training import resolve_binarize
+    from pyro_vae.training.fit import resolve_binarize
 
     assert resolve_binarize(TrainConfig(), object()).binarize == "none"  # no likelihood: the data as given
 
@@ -341,7 +341,7 @@ def test_resume_refuses_a_config_json_edited_since_the_checkpoint(tmp_path, npy,
 
 
 def test_resume_rewrites_a_deleted_config_json_from_the_checkpoint_and_follows_the_checkpoint(tmp_path):
-    from pyro_vae.training import ConfigMismatch
+    from pyro_vae.training.fit import ConfigMismatch
 
     train, val = _data()
     run = tmp_path / "run"
@@ -359,7 +359,7 @@ def test_resume_rewrites_a_deleted_config_json_from_the_checkpoint_and_follows_t
 
 
 def test_run_record_of_a_checkpoint_is_what_config_json_holds(tmp_path):
-    from pyro_vae.checkpoint import run_record
+    from pyro_vae.runs.checkpoint import run_record
 
     train, val = _data()
     run = tmp_path / "run"
@@ -373,7 +373,7 @@ def test_run_record_of_a_checkpoint_is_what_config_json_holds(tmp_path):
 
 
 def test_eval_k_is_recorded_so_config_reruns_report_the_same_k(tmp_path, npy, capsys):
-    from pyro_vae.cli import build_parser
+    from pyro_vae.cli.app import build_parser
 
     assert TrainConfig().eval_k == build_parser().parse_args(["train"]).eval_k == 1000  # one default
     run, again = tmp_path / "run", tmp_path / "again"

@@ -1,6 +1,6 @@
 """Families written as Pyro users write them: ``model(x)``, ``guide(x)`` and a plain
 ``pyro.plate("data", x.shape[0])``; beta, KL warm-up, free bits and the data-set scale N/B
-applied from outside (pyro_vae.scaling), checked from traces; the same numbers as the explicit
+applied from outside (pyro_vae.inference.scaling), checked from traces; the same numbers as the explicit
 form (``model(x, kl_weight, num_data)``) on common random numbers."""
 
 import pyro
@@ -11,14 +11,15 @@ from pyro import poutine
 from torch import nn
 
 from pyro_vae import Batch, Loss, TrainConfig, fit, make_objective
-from pyro_vae import evaluation, training
-from pyro_vae.distributions import ReparamNormal
-from pyro_vae.importance import FreeBitsELBO
+from pyro_vae.analysis.evaluate import evaluate
+from pyro_vae.training import fit as training
+from pyro_vae.components.distributions import ReparamNormal
+from pyro_vae.inference.importance import FreeBitsELBO
 from pyro_vae.models import ContractError, Family, check_family
 from pyro_vae.models.base import batch_size_of, data_plate
 from pyro_vae.models.vae import VAE, VAEConfig
-from pyro_vae.objectives import _compiled_count
-from pyro_vae.scaling import EXPLICIT, PLAIN, Scaled, ScaleSites, program_form, uses_handlers
+from pyro_vae.inference.objectives import _compiled_count
+from pyro_vae.inference.scaling import EXPLICIT, PLAIN, Scaled, ScaleSites, program_form, uses_handlers
 
 
 # ---------------------------------------------------------------------- Pyro's VAE tutorial, 8x8 images
@@ -128,7 +129,7 @@ def test_a_tutorial_pair_trains_with_beta_warm_up_and_free_bits_scaled_as_docume
     assert steps[0]["kl_weight"] == pytest.approx(4.0 / (2 * per_epoch))
 
     # the evaluator calls the plain programs on chunks, unscaled
-    out = evaluation.evaluate(family, Batch(_images(30, seed=2)), k=20, batch_size=7)
+    out = evaluate(family, Batch(_images(30, seed=2)), k=20, batch_size=7)
     assert all(torch.isfinite(torch.tensor(out[m]["value"])) for m in ("elbo", "log_px", "kl", "recon_log_lik"))
     assert out["log_px"]["value"] >= out["elbo"]["value"] - 1.0
 

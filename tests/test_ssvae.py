@@ -13,7 +13,8 @@ from pyro.infer import TraceEnum_ELBO
 from torch.nn import functional as F
 
 from pyro_vae import Batch, Loss, ModelConfig, TrainConfig, build_model, fit, load_checkpoint
-from pyro_vae.evaluation import evaluate, log_marginal
+from pyro_vae.analysis.evaluate import evaluate
+from pyro_vae.inference.marginal import log_marginal
 from pyro_vae.models.ssvae import one_hot
 
 C = 3
@@ -130,13 +131,13 @@ def test_evaluation_sums_the_label_out_and_reports_accuracy(mnist_bin, mnist5k):
     b = log_marginal(m.model, m.guide, *args, num_particles=200, batch_size=7)
     assert (a.mean() - b.mean()).abs() < 0.3  # same estimator, other Monte Carlo draws
     # exact in y: with one z particle the weight is a sum over all C classes, not a sampled one
-    lw = __import__("pyro_vae.evaluation", fromlist=["log_weights"]).log_weights(m.model, m.guide, *args,
+    lw = __import__("pyro_vae.inference.marginal", fromlist=["log_weights"]).log_weights(m.model, m.guide, *args,
                                                                               num_particles=3)
     assert lw.shape == (3, 40)
 
 
 def test_figures_of_the_family(mnist_bin, mnist5k, tmp_path):
-    from pyro_vae.plots import make_figures
+    from pyro_vae.figures.plots import make_figures
 
     m = build_model(ModelConfig(model="ssvae", data_shape=(1, 28, 28), num_classes=10, latent_dim=4,
                                 hidden=(32,)))

@@ -8,9 +8,9 @@ import torch
 
 from pyro_vae import ModelConfig, TrainConfig, build_model, fit
 from pyro_vae.cli import main
-from pyro_vae.data import DataError
-from pyro_vae.datasets import load_data
-from pyro_vae.streaming import StreamedData, memory_budget
+from pyro_vae.data.batch import DataError
+from pyro_vae.data.datasets import load_data
+from pyro_vae.data.streaming import StreamedData, memory_budget
 
 
 def _images(n=260, seed=0):

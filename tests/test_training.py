@@ -10,10 +10,10 @@ from torch import nn
 
 from pyro_vae import (VAE, CheckpointError, DataError, Dataset, ModelConfig, TrainConfig,
                       TrainingDiverged, build_model, fit, load_checkpoint)
-from pyro_vae.checkpoint import load_model_state, read_checkpoint
-from pyro_vae.networks import MLPDecoder, MLPEncoder
-from pyro_vae.training import validation_elbo
-from pyro_vae import training
+from pyro_vae.runs.checkpoint import load_model_state, read_checkpoint
+from pyro_vae.components.networks import MLPDecoder, MLPEncoder
+from pyro_vae.training.fit import validation_elbo
+from pyro_vae.training import fit as training
 
 MC = ModelConfig(data_shape=(1, 28, 28), latent_dim=8, hidden=(64,))
 
@@ -33,7 +33,7 @@ def test_training_on_real_mnist_lowers_validation_loss(grey, tmp_path):
     train, val = grey
     torch.manual_seed(0)
     vae = build_model(MC)
-    from pyro_vae.data import binarize
+    from pyro_vae.data.batch import binarize
 
     before = validation_elbo(vae, binarize(val.x, seed=1))
     summary = fit(vae, train, val, _cfg(epochs=4), tmp_path / "run", MC, progress=False, log=lambda *_: None)

@@ -11,8 +11,8 @@ from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
 from torch.distributions import kl_divergence
 
 from pyro_vae import Batch, Loss, ModelConfig, build_model
-from pyro_vae.objectives import _compiled_count
-from pyro_vae.scaling import Scaled
+from pyro_vae.inference.objectives import _compiled_count
+from pyro_vae.inference.scaling import Scaled
 
 SMALL = dict(data_shape=(1, 28, 28), latent_dim=8, hidden=(64,))
 

@@ -13,7 +13,7 @@ way, in a module of its own (``--plugin MODULE``)::
         @classmethod
         def from_config(cls, config, data_shape, num_classes=None): ...
         def model(self, x=None): ...            # plain Pyro: sites inside pyro.plate("data", B)
-        def guide(self, x): ...                 # beta, warm-up, N/B applied by training (pyro_vae.scaling)
+        def guide(self, x): ...                 # beta, warm-up, N/B applied by training (pyro_vae.inference.scaling)
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import ContractError, Family, check_family, check_family_class, check_options, data_plate, plan, size_fix
-from .registry import MODELS, build_model, complete_config, model_options, register_model
+from pyro_vae.models.base import (ContractError, Family, check_family, check_family_class, check_options, data_plate,
+                                  plan, size_fix)
+from pyro_vae.models.registry import MODELS, build_model, complete_config, model_options, register_model
 
 
 def _import_families() -> dict:

@@ -23,12 +23,12 @@ import pyro
 import pyro.distributions as dist
 from pyro import poutine
 
-from ..likelihoods import build_likelihood
-from ..networks import GaussianHead, PointHead, build_networks
-from ..priors import build_prior
-from .base import batch_size_of, option
-from .registry import register_model
-from .vae import VAE, DenoisingConfig
+from pyro_vae.components.likelihoods import build_likelihood
+from pyro_vae.components.networks import GaussianHead, PointHead, build_networks
+from pyro_vae.components.priors import build_prior
+from pyro_vae.models.base import batch_size_of, option
+from pyro_vae.models.registry import register_model
+from pyro_vae.models.vae import VAE, DenoisingConfig
 
 
 @dataclass
@@ -45,7 +45,7 @@ class AE(VAE):
     """A deterministic autoencoder (the guide is the point mass ``Delta(encoder(x).loc)``).
 
     Built from the same parts as :class:`~pyro_vae.models.VAE`, with the encoder's scale layer
-    removed (a :class:`~pyro_vae.networks.PointHead`: a point mass has no spread to learn)."""
+    removed (a :class:`~pyro_vae.components.networks.PointHead`: a point mass has no spread to learn)."""
 
     Config = AEConfig
     point_estimate = True  # no density q(z|x): log p(x) by importance sampling is undefined

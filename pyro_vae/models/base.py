@@ -19,7 +19,7 @@ with ``args = family.args(batch)``. The rules:
   the batch (``"data"``; dim ``-1`` unless the family nests more plates: ``max_plate_nesting``
   says how deep).
 * **Scaling, from outside.** Training runs the programs under
-  :class:`pyro_vae.scaling.ScaleSites`: every *latent* sample site (not observed; in the model
+  :class:`pyro_vae.inference.scaling.ScaleSites`: every *latent* sample site (not observed; in the model
   and the guide) gets the KL weight w (beta times the warm-up), every site inside the data plate
   gets ``N / B`` (N the training-set size), so an observed site there gets ``N / B`` and a latent
   one ``N / B * w``. ``kl_sites`` (a tuple of names; default None: every latent site) names the
@@ -29,7 +29,7 @@ with ``args = family.args(batch)``. The rules:
   :func:`data_plate` (the data-set scaling ``num_data / B``) and wrapping the latent sites in
   ``poutine.scale(scale=kl_weight)``; ``None`` / 1.0 give the per-batch ELBO. Each program's
   form is read from its signature once, when training builds its loss
-  (:func:`pyro_vae.scaling.program_form`).
+  (:func:`pyro_vae.inference.scaling.program_form`).
 * **Sites.** ``latent_sites`` and ``observed_sites`` name them (the observed site is ``"x"`` for
   the data). A discrete latent to be summed out exactly is marked
   ``infer={"enumerate": "parallel"}`` in the guide; ``default_objective = "enum"`` then makes
@@ -72,8 +72,8 @@ from pyro import poutine
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ..registry import SCALARS, ContractError, overrides, scalar_problem
-from ..scaling import program_form
+from pyro_vae.registry import SCALARS, ContractError, overrides, scalar_problem
+from pyro_vae.inference.scaling import program_form
 
 GENERIC_FIGURES = ("reconstructions", "samples", "manifold", "latent_space", "interpolation")
 
@@ -179,7 +179,7 @@ class Family(nn.Module):
         num_classes = getattr(self, "num_classes", None)
         if y is None or not isinstance(num_classes, int) or isinstance(num_classes, bool):
             return
-        from ..data import DataError, check_labels
+        from pyro_vae.data.batch import DataError, check_labels
 
         if y.numel() and not (y.is_floating_point() or y.dtype == torch.bool) and y.dim() == 1:
             low, high = int(y.min()), int(y.max())
@@ -245,7 +245,7 @@ def _lacks(module, name: str) -> bool:
 
 
 def _check_signatures(obj, name: str) -> None:
-    """Each program in one of the two forms (:func:`pyro_vae.scaling.program_form`): plain (no
+    """Each program in one of the two forms (:func:`pyro_vae.inference.scaling.program_form`): plain (no
     ``kl_weight``, no ``num_data``: training scales its sites) or explicit (both)."""
     for program in ("model", "guide"):
         if program_form(getattr(obj, program)) is None:
@@ -491,7 +491,7 @@ def available_memory() -> int:
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    from ..devices import MEMORY_SHARE, memory_budget
+    from pyro_vae.devices import MEMORY_SHARE, memory_budget
 
     return int(memory_budget("cpu") / MEMORY_SHARE)
 

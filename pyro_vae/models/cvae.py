@@ -27,13 +27,13 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ..distributions import ReparamNormal
-from ..likelihoods import build_likelihood
-from ..networks import MLPDecoder, MLPEncoder
-from ..priors import build_prior, check_prior
-from .base import Family, batch_size_of, option
-from .parts import cat_broadcast, one_hot
-from .registry import register_model
+from pyro_vae.components.distributions import ReparamNormal
+from pyro_vae.components.likelihoods import build_likelihood
+from pyro_vae.components.networks import MLPDecoder, MLPEncoder
+from pyro_vae.components.priors import build_prior, check_prior
+from pyro_vae.models.base import Family, batch_size_of, option
+from pyro_vae.models.parts import cat_broadcast, one_hot
+from pyro_vae.models.registry import register_model
 
 CONDITIONS = ("class", "quadrant", "given")
 
@@ -243,7 +243,7 @@ class CVAE(Family):
         return torch.where(self.observed, x, mean)
 
     def figure(self, name, data, path):
-        from ..drawing import plot_codes, plot_image_rows
+        from pyro_vae.drawing import plot_codes, plot_image_rows
 
         if name == "conditional_samples":
             k = self.num_classes

@@ -29,12 +29,12 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ..distributions import ReparamNormal
-from ..likelihoods import build_likelihood
-from ..networks import build_networks
-from .base import GENERIC_FIGURES, CodeFigures, Family, batch_size_of, option
-from .parts import Classifier, NetworkConfig, label_encoder_shape, most_probable, one_hot, with_label
-from .registry import register_model
+from pyro_vae.components.distributions import ReparamNormal
+from pyro_vae.components.likelihoods import build_likelihood
+from pyro_vae.components.networks import build_networks
+from pyro_vae.models.base import GENERIC_FIGURES, CodeFigures, Family, batch_size_of, option
+from pyro_vae.models.parts import Classifier, NetworkConfig, label_encoder_shape, most_probable, one_hot, with_label
+from pyro_vae.models.registry import register_model
 
 DISCRETE = ("enumerate", "relaxed")
 
@@ -293,7 +293,7 @@ class GMVAE(CodeFigures, Family):
         return self.likelihood.mean(params) if mean else self.likelihood(params).sample()
 
     def figure(self, name, data, path):
-        from ..drawing import plot_image_rows
+        from pyro_vae.drawing import plot_image_rows
 
         if name == "clusters":
             rows = torch.stack([self.sample(10, cluster=k) for k in range(self.clusters)])

@@ -11,7 +11,7 @@ guide of Sonderby et al. (2016).
 
 Both programs are in the plain form (``model(x)``/``guide(x)`` over ``pyro.plate("data", B)``).
 Sites ``z1`` .. ``zL`` (``z1`` next to the data) are all latent and inside the data plate, so
-training's :class:`pyro_vae.scaling.ScaleSites` puts the KL weight on every layer (warm-up and
+training's :class:`pyro_vae.inference.scaling.ScaleSites` puts the KL weight on every layer (warm-up and
 beta apply to each) and ``N/B`` on every site, and the evaluator reports active units and KL per
 layer.
 """
@@ -26,13 +26,13 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ..distributions import ReparamNormal
-from ..likelihoods import build_likelihood
-from ..networks import GaussianHead, MLPEncoder, mlp, build_networks
-from ..priors import build_prior, check_prior
-from .base import GENERIC_FIGURES, CodeFigures, Family, batch_size_of, option
-from .parts import NetworkConfig
-from .registry import register_model
+from pyro_vae.components.distributions import ReparamNormal
+from pyro_vae.components.likelihoods import build_likelihood
+from pyro_vae.components.networks import GaussianHead, MLPEncoder, mlp, build_networks
+from pyro_vae.components.priors import build_prior, check_prior
+from pyro_vae.models.base import GENERIC_FIGURES, CodeFigures, Family, batch_size_of, option
+from pyro_vae.models.parts import NetworkConfig
+from pyro_vae.models.registry import register_model
 
 GUIDES = ("bottomup", "ladder")
 

@@ -22,10 +22,10 @@ from pyro.distributions.transforms import AffineAutoregressive
 from pyro.nn import AutoRegressiveNN
 from torch import nn
 
-from ..priors import autoregressive_order
-from .base import option
-from .registry import register_model
-from .vae import VAE, VAEConfig
+from pyro_vae.components.priors import autoregressive_order
+from pyro_vae.models.base import option
+from pyro_vae.models.registry import register_model
+from pyro_vae.models.vae import VAE, VAEConfig
 
 
 @dataclass

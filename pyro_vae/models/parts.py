@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..networks import build_networks
-from .base import option
+from pyro_vae.components.networks import build_networks
+from pyro_vae.models.base import option
 
 
 @dataclass

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config import ModelConfig, from_dict
-from ..registry import Registry
-from .base import Family, check_family, check_family_class, check_options, plan, size_fix
+from pyro_vae.config import ModelConfig, from_dict
+from pyro_vae.registry import Registry
+from pyro_vae.models.base import Family, check_family, check_family_class, check_options, plan, size_fix
 
 MODELS = Registry("model", check=check_family_class)  # a plugin lacking a part is refused when imported
 register_model = MODELS.register  # @register_model("name") on a Family subclass

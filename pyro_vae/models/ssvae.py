@@ -30,13 +30,14 @@ import torch
 from pyro import poutine
 from torch.nn import functional as F
 
-from ..distributions import ReparamNormal
-from ..likelihoods import build_likelihood
-from ..networks import build_networks
-from ..priors import build_prior, check_prior
-from .base import GENERIC_FIGURES, Family, batch_size_of, data_plate, option
-from .parts import Classifier, NetworkConfig, cat_broadcast, label_encoder_shape, most_probable, one_hot, with_label
-from .registry import register_model
+from pyro_vae.components.distributions import ReparamNormal
+from pyro_vae.components.likelihoods import build_likelihood
+from pyro_vae.components.networks import build_networks
+from pyro_vae.components.priors import build_prior, check_prior
+from pyro_vae.models.base import GENERIC_FIGURES, Family, batch_size_of, data_plate, option
+from pyro_vae.models.parts import (Classifier, NetworkConfig, cat_broadcast, label_encoder_shape, most_probable,
+                                   one_hot, with_label)
+from pyro_vae.models.registry import register_model
 
 POINT_MASS = -1e4  # logit of the classes a labelled point does not have (exp() is exactly 0)
 
@@ -196,7 +197,7 @@ class SSVAE(Family):
         return self.likelihood.mean(params) if mean else self.likelihood(params).sample()
 
     def figure(self, name, data, path):
-        from ..drawing import plot_confusion
+        from pyro_vae.drawing import plot_confusion
 
         if name == "confusion":
             return plot_confusion(self.predict(data.x), data.y, self.num_classes, path)
@@ -208,7 +209,7 @@ class SSVAE(Family):
     def plot_analogies(self, x, path, n: int = 8):
         """For each of ``n`` test images (left column): its style z = mean of q(z|x, y=argmax q(y|x)),
         decoded as every class y (one column per class), as in Kingma et al. (2014), fig. 1."""
-        from ..drawing import grid_figsize, image_grid, no_ticks, plt, save, show
+        from pyro_vae.drawing import grid_figsize, image_grid, no_ticks, plt, save, show
 
         xb = x[:n].to(self.class_logits.device)
         k = self.num_classes

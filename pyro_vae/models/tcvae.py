@@ -13,7 +13,7 @@ q(z) = E_p(x)[q(z|x)] the aggregate posterior and d = 1..D the dimensions of z:
 
 beta-TCVAE weighs the TC by beta and the other two by 1. The programs are the VAE's (inherited from it),
 written as Pyro's tutorial writes them; training applies the KL weight w (its beta and warm-up)
-to the site ``z`` and N/B to the data plate (:mod:`pyro_vae.scaling`). The TC penalty is the
+to the site ``z`` and N/B to the data plate (:mod:`pyro_vae.inference.scaling`). The TC penalty is the
 family's :meth:`TCVAE.extra_loss`, so the loss per data set of N images is
 
     -ELBO_w + w * tc_weight * N * TC,      tc_weight = beta - 1 (default 5: beta = 6),
@@ -50,12 +50,12 @@ from dataclasses import dataclass
 import pyro.distributions as dist
 import torch
 
-from ..likelihoods import build_likelihood
-from ..networks import build_networks
-from ..priors import build_prior
-from .base import GENERIC_FIGURES, option
-from .registry import register_model
-from .vae import VAE
+from pyro_vae.components.likelihoods import build_likelihood
+from pyro_vae.components.networks import build_networks
+from pyro_vae.components.priors import build_prior
+from pyro_vae.models.base import GENERIC_FIGURES, option
+from pyro_vae.models.registry import register_model
+from pyro_vae.models.vae import VAE
 
 METRIC_POINTS = 2000  # images the measure uses: its bias depends on the batch size, so it is fixed
 CHUNK = 256  # rows i of the (M, M, D) log-densities made at a time
@@ -157,7 +157,7 @@ class TCVAE(VAE):
         """Latent traversals: from the code mean of the first image in ``x``, one row per
         dimension of z (the ``rows`` whose means vary most over ``x``, most first), that
         dimension set to ``steps`` values in [-reach, reach] (prior standard deviations), E[x|z]."""
-        from ..drawing import plot_image_rows
+        from pyro_vae.drawing import plot_image_rows
 
         loc, _ = self.encode(x[:METRIC_POINTS])
         dims = loc.var(0).argsort(descending=True)[:rows] if loc.shape[0] > 1 else torch.arange(

@@ -4,13 +4,13 @@
     guide:  z ~ N(encoder(x).loc, encoder(x).scale)  for each image in pyro.plate("data")
 
 Both are written as Pyro's VAE tutorial writes them, ``model(x)`` and ``guide(x)`` over a plain
-``pyro.plate("data", B)``. Training runs them under :class:`pyro_vae.scaling.ScaleSites`, so
+``pyro.plate("data", B)``. Training runs them under :class:`pyro_vae.inference.scaling.ScaleSites`, so
 ``Trace_ELBO`` on the pair estimates, per data set,
 
     ELBO = sum_n  E_q[log p(x_n|z)] - beta * KL(q(z|x_n) || p(z))
 
 with beta (and the KL warm-up) on the ``z`` site in *both* programs, and the batch scaled up to
-the data set by ``num_data / B`` on every site. ``pyro_vae.scaling.Scaled(vae)`` gives the
+the data set by ``num_data / B`` on every site. ``pyro_vae.inference.scaling.Scaled(vae)`` gives the
 programs with ``kl_weight``/``num_data`` keywords, for an objective called by hand.
 """
 
@@ -24,13 +24,13 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from ..distributions import ReparamNormal
-from ..likelihoods import build_likelihood
-from ..networks import build_networks
-from ..priors import build_prior, check_prior
-from .base import CodeFigures, Family, batch_size_of, option
-from .parts import NetworkConfig
-from .registry import register_model
+from pyro_vae.components.distributions import ReparamNormal
+from pyro_vae.components.likelihoods import build_likelihood
+from pyro_vae.components.networks import build_networks
+from pyro_vae.components.priors import build_prior, check_prior
+from pyro_vae.models.base import CodeFigures, Family, batch_size_of, option
+from pyro_vae.models.parts import NetworkConfig
+from pyro_vae.models.registry import register_model
 
 
 NOISES = ("none", "mask", "gaussian")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelConfig
+from pyro_vae.config import ModelConfig
 
 FORMAT = "pyro-vae-checkpoint"
 VERSION = 1
@@ -26,7 +26,7 @@ class CheckpointError(ValueError):
 def atomic_save(obj, path) -> None:
     """``torch.save`` through :func:`pyro_vae.files.atomic_write` (exclusive unpredictable temp
     file, fsync, rename, fsync of the folder)."""
-    from .files import torch_save
+    from pyro_vae.files import torch_save
 
     torch_save(obj, path)
 
@@ -75,7 +75,7 @@ ENTRIES = {
     "objective_state": (lambda v: v is None or isinstance(v, dict), "a dict or None"),
     "in_epoch": (lambda v: v is None or isinstance(v, dict), "a dict or None"),
 }
-# what resuming (fit's resume=True) reads from checkpoint_last.pt (pyro_vae.training.resume_state)
+# what resuming (fit's resume=True) reads from checkpoint_last.pt (pyro_vae.training.fit.resume_state)
 RESUME_ENTRIES = ("model_state", "optimizer_state", "rng", "epoch", "step")
 _RESUMING = "continuing training (resume=True)"
 _NEEDED_BY = {"optimizer_state": _RESUMING, "rng": _RESUMING, "epoch": _RESUMING, "step": _RESUMING,
@@ -87,7 +87,7 @@ def _not_a_checkpoint(path, obj) -> str:
     if isinstance(obj, dict) and obj and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
         return (f"{path} is not a pyro-vae checkpoint: it holds a plain state_dict ({len(obj)} tensors, e.g. "
                 f"{next(iter(obj))!r}); build the module and load it with "
-                f"pyro_vae.checkpoint.load_model_state(module, torch.load(path, weights_only=True))")
+                f"pyro_vae.runs.checkpoint.load_model_state(module, torch.load(path, weights_only=True))")
     if isinstance(obj, dict):
         keys = ", ".join(repr(k) for k in list(obj)[:6]) or "none"
         return f"{path} is not a pyro-vae checkpoint (a dict without the '{FORMAT}' marker; its keys: {keys})"
@@ -101,7 +101,7 @@ def read_checkpoint(path, map_location="cpu", require=()) -> dict:
     present is checked for its type, ``model_state`` always has to be there, and so has every
     entry named in ``require`` (e.g. :data:`RESUME_ENTRIES` to continue training). Anything
     wrong is a :class:`CheckpointError` naming the file and the entry."""
-    from .data import UnreadableFile, load_torch_file
+    from pyro_vae.data.sources import UnreadableFile, load_torch_file
 
     path = Path(path)
     if not path.is_file():
@@ -147,7 +147,7 @@ def run_record(path) -> dict:
     records about its run, in ``config.json``'s layout (``{"model": ..., "train": ...,
     "data": ..., ...}``): the settings ``--resume`` continues with. A checkpoint without a
     training record (saved by hand) is a :class:`CheckpointError`."""
-    from .run import RunDir
+    from pyro_vae.runs.folder import RunDir
 
     path = Path(path)
     if path.is_dir():
@@ -198,13 +198,13 @@ def load_checkpoint(path, device="cpu"):
 
     Returns ``(module, ckpt)`` where ``ckpt`` is the whole checkpoint dict.
     """
-    from .models import MODELS, build_model
+    from pyro_vae.models import MODELS, build_model
 
     ckpt = read_checkpoint(path, require=("model_state", "model_config"))
     if ckpt.get("model_config") is None:
         raise CheckpointError(
             f"{path} holds a hand-built model without a ModelConfig; build the module yourself and "
-            f"load the weights with pyro_vae.checkpoint.load_model_state(module, ckpt['model_state'])")
+            f"load the weights with pyro_vae.runs.checkpoint.load_model_state(module, ckpt['model_state'])")
     try:
         config = ModelConfig.from_dict(ckpt["model_config"])
     except (KeyError, TypeError, ValueError) as e:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .devices import MEMORY_SHARE, memory_budget  # noqa: F401 (the streaming decision reads them)
+from pyro_vae.devices import MEMORY_SHARE, memory_budget  # noqa: F401 (the streaming decision reads them)
 
 def _layout(a: np.ndarray) -> np.ndarray:
     """Rows as (N, C, H, W) for images stored (N, H, W) or (N, H, W, C), as ``load_array_file`` does."""
@@ -39,7 +39,8 @@ class NpySource:
     """The rows of a ``.npy`` file, memory-mapped (opened again in each worker process)."""
 
     def __init__(self, path):
-        from .data import NPY_MAGIC, ZIP_MAGICS, DataError, file_head, array_scale
+        from pyro_vae.data.sources import NPY_MAGIC, ZIP_MAGICS, file_head, array_scale
+        from pyro_vae.data.batch import DataError
 
         self.path = Path(path)
         head = file_head(self.path, "a NumPy .npy file")
@@ -75,7 +76,7 @@ class NpySource:
 
     def read(self, rows) -> torch.Tensor:
         """The rows ``rows`` (in that order) as float32, uint8 scaled to [0, 1]."""
-        from .data import to_float_images
+        from pyro_vae.data.batch import to_float_images
 
         if self._array is None:
             self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
@@ -85,11 +86,11 @@ class NpySource:
 
 class ImageFolderSource:
     """The image files below a folder (sub-folders become labels), each read when asked for, and
-    scaled by the kind of the first (:func:`pyro_vae.data.read_image`): a file of another kind, or
+    scaled by the kind of the first (:func:`pyro_vae.data.sources.read_image`): a file of another kind, or
     of another shape, is refused when read."""
 
     def __init__(self, path):
-        from .data import image_files, image_scale
+        from pyro_vae.data.sources import image_files, image_scale
 
         self.path = Path(path)
         self.files, classes = image_files(self.path)
@@ -111,12 +112,13 @@ class ImageFolderSource:
         return self.num_rows * math.prod(self.data_shape) * 4
 
     def _read(self, i: int):
-        from .data import read_image
+        from pyro_vae.data.sources import read_image
 
         return read_image(self.files[int(i)])
 
     def _image(self, i: int) -> np.ndarray:
-        from .data import DataError, check_image_kind
+        from pyro_vae.data.batch import DataError
+        from pyro_vae.data.sources import check_image_kind
 
         arr, kind, mode = self._read(i)
         check_image_kind((self.files[0], self.kind, self.mode), (self.files[int(i)], kind, mode), self.path)
@@ -126,7 +128,7 @@ class ImageFolderSource:
         return arr
 
     def read(self, rows) -> torch.Tensor:
-        from .data import images_as_x
+        from pyro_vae.data.sources import images_as_x
 
         return images_as_x([self._image(i) for i in np.asarray(rows, dtype=np.int64)], self.kind)
 
@@ -180,7 +182,7 @@ class StreamedData:
 
     @property
     def x(self):
-        from .data import DataError
+        from pyro_vae.data.batch import DataError
 
         raise DataError(f"{self!r} is read batch by batch; use .subset(idx), .head(n) or .to_batch() (which loads "
                         f"it all into memory)")
@@ -201,7 +203,7 @@ class StreamedData:
         return x, pick(self.y), pick(self.labelled)
 
     def subset(self, idx):
-        from .data import Batch
+        from pyro_vae.data.batch import Batch
 
         return Batch(*self.read(idx))
 

@@ -31,7 +31,7 @@ Protocol (every choice is recorded in the result):
   ``labels + val_labels`` labels were used.
 
 The caller prepares the images: the CLI binarizes training and test images once by the
-evaluation rule (:func:`pyro_vae.data.for_evaluation`), so the codes are deterministic.
+evaluation rule (:func:`pyro_vae.data.batch.for_evaluation`), so the codes are deterministic.
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from .data import Batch, DataError, check_labels, num_classes_of, select_labels
-from .generation import classifier_accuracy
-from .samplers import latent_means
-from .models.base import plan
-from .models.parts import Classifier
+from pyro_vae.data.batch import Batch, DataError, check_labels, num_classes_of, select_labels
+from pyro_vae.analysis.generation import classifier_accuracy
+from pyro_vae.analysis.samplers import latent_means
+from pyro_vae.models.base import plan
+from pyro_vae.models.parts import Classifier
 
 STANDARDIZE = {  # how the codes are scaled, by statistics of all training codes (never the test codes)
     "global": "centred per dimension, divided by one scale (root mean variance over dimensions)",
@@ -63,7 +63,7 @@ def result_name(labels: int, seed: int, split: str = "test", val_labels: int | N
     without validation labels, with ``_val`` (validation split), ``_vl{V}`` (``val_labels``),
     the data set when it is not the run's own, and a hash of classifier ``settings`` that differ
     from the defaults added otherwise, so that different protocols do not overwrite each other."""
-    from .run import name_part
+    from pyro_vae.runs.folder import name_part
 
     suffix = ("_val" if split == "val" else "") + (f"_vl{val_labels}" if val_labels else "")
     if dataset is not None:
@@ -103,7 +103,7 @@ def m1_classify(family, train: Batch, test: Batch, labels: int = 100, seed: int 
     :data:`STANDARDIZE`) and the labels, of which
     ``labels`` (``labels / num_classes`` per class, drawn with ``seed``) are used; ``test`` is
     held-out labelled data for the accuracy. Both should already be prepared the way the
-    family expects (binarized by :func:`pyro_vae.data.for_evaluation` for a Bernoulli
+    family expects (binarized by :func:`pyro_vae.data.batch.for_evaluation` for a Bernoulli
     likelihood). The classifier is the MLP of M2's q(y|x) with ``hidden`` layers, trained
     ``epochs`` passes over the labelled codes (mini-batches of ``batch_size``) by Adam
     (``lr``, ``weight_decay``); the final weights are kept, unless ``val_labels`` more

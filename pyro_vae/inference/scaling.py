@@ -26,7 +26,7 @@ observed (``obs=``, ``pyro.factor``)           ``N/B``            1
 * **latent** means not observed: the sites the guide draws and the model scores at the guide's
   value, discrete ones marked ``infer={"enumerate": ...}`` included; a site split by ``obs_mask``
   has a latent part (``name_unobserved``) and an observed one (``name_observed``);
-* ``w`` is the step's **KL weight**, beta times the warm-up ramp (:func:`pyro_vae.training.kl_weight_at`);
+* ``w`` is the step's **KL weight**, beta times the warm-up ramp (:func:`pyro_vae.training.fit.kl_weight_at`);
   a family whose ``kl_sites`` names sites (a tuple of names, default ``None``: every latent
   site) gets ``w`` on exactly those sites, observed or not, and on no other;
 * the plate's bookkeeping site (``_Subsample``) and ``param`` sites are left alone; a scale the
@@ -42,11 +42,11 @@ the same numbers as a family in the *explicit form* (``model(x, kl_weight, num_d
 training still accepts and calls as before. (Up to one rounding: Pyro's plate multiplies a
 site's scale by B/B after the handlers *inside* it, so the explicit form's ``N/B * w`` is
 rounded once more as ``(N/B * w * B) / B``, exact when B is a power of two; this handler sits
-outside the plate.) Free bits (:class:`~pyro_vae.importance.FreeBitsELBO`)
+outside the plate.) Free bits (:class:`~pyro_vae.inference.importance.FreeBitsELBO`)
 read the KL weight back from the latent sites' scale (``scale / (N/B)``) and so work on both forms.
 
 :class:`Scaled` presents a family's programs in the explicit signature, the plain ones run under
-:class:`ScaleSites`, so every objective and :class:`~pyro_vae.objectives.Loss` call either form
+:class:`ScaleSites`, so every objective and :class:`~pyro_vae.inference.objectives.Loss` call either form
 alike; ``train_model``/``train_guide`` take the KL weight as the last *positional* argument, as
 training passes it (a 0-d tensor), so the compiled objectives keep it a graph input rather than
 a constant frozen into the graph, and compile once for every weight.
@@ -143,7 +143,7 @@ class Scaled(nn.Module):
     A plain-form program runs under :class:`ScaleSites` (the family's ``plate_name`` and
     ``kl_sites``); an explicit-form one is passed the two weights. ``train_model(*args, kl_weight,
     num_data=None)`` and ``train_guide`` take the KL weight positionally, after the family's
-    arguments: what :class:`~pyro_vae.objectives.Loss` hands the objectives.
+    arguments: what :class:`~pyro_vae.inference.objectives.Loss` hands the objectives.
 
     The family is a submodule (the compiled objective's lean graph reads its parameters), and
     ``training`` is the family's own mode. The forms are read once, here."""
@@ -172,7 +172,7 @@ class Scaled(nn.Module):
     @classmethod
     def of(cls, family: nn.Module) -> "Scaled":
         """The one ``Scaled`` of ``family`` while any is in use (so the graphs a compiled
-        objective keeps for these programs serve every :class:`~pyro_vae.objectives.Loss` built
+        objective keeps for these programs serve every :class:`~pyro_vae.inference.objectives.Loss` built
         on the family, as they do for an explicit-form family's own methods)."""
         scaled = _SCALED.get(id(family))
         if scaled is None or scaled.family is not family:

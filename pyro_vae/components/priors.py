@@ -24,8 +24,8 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from .distributions import UnitNormal
-from .registry import ContractError, Registry, check_component_class, check_kwargs
+from pyro_vae.components.distributions import UnitNormal
+from pyro_vae.registry import ContractError, Registry, check_component_class, check_kwargs
 
 PRIORS = Registry("prior", check=lambda cls: check_component_class(cls, "prior"))
 register_prior = PRIORS.register  # @register_prior("name") makes a prior buildable by name (checked at once)

@@ -6,7 +6,7 @@
     pyro-vae sample runs/mnist -n 64
     pyro-vae plot runs/mnist
     pyro-vae train --plugin my_family --model mine --out runs/mine     # a user's registered family
-    torchrun --nproc_per_node=2 -m pyro_vae.cli train --out runs/ddp   # DistributedDataParallel
+    torchrun --nproc_per_node=2 -m pyro_vae.cli.app train --out runs/ddp   # DistributedDataParallel
 
 Every choice (``--model``, ``--prior``, ``--likelihood``, ``--objective``, ``--network``) and every
 option comes from the registries and the families' typed ``Config`` dataclasses: a prior's or
@@ -31,20 +31,20 @@ import sys
 import time
 from pathlib import Path
 
-from .m1 import STANDARDIZE
-from .checkpoint import CheckpointError, run_record
-from .config import (DEFAULT_MODEL, DataConfig, ModelConfig, OptionError, TrainConfig, describe, field_default,
-                     field_kind, fingerprint, named, option_problems, value_problem)
-from .data import DataError
-from .likelihoods import LIKELIHOODS
-from .models import MODELS, ContractError
-from .models.base import config_fields
-from .networks import NETWORKS
-from .objectives import OBJECTIVES
-from .priors import PRIORS
-from .files import RunLocked
-from .run import RunDir, suffixed
-from .training import TrainingDiverged
+from pyro_vae.analysis.m1 import STANDARDIZE
+from pyro_vae.runs.checkpoint import CheckpointError, run_record
+from pyro_vae.config import (DEFAULT_MODEL, DataConfig, ModelConfig, OptionError, TrainConfig, describe, field_default,
+                             field_kind, fingerprint, named, option_problems, value_problem)
+from pyro_vae.data.batch import DataError
+from pyro_vae.components.likelihoods import LIKELIHOODS
+from pyro_vae.models import MODELS, ContractError
+from pyro_vae.models.base import config_fields
+from pyro_vae.components.networks import NETWORKS
+from pyro_vae.inference.objectives import OBJECTIVES
+from pyro_vae.components.priors import PRIORS
+from pyro_vae.files import RunLocked
+from pyro_vae.runs.folder import RunDir, suffixed
+from pyro_vae.training.fit import TrainingDiverged
 
 COMPONENTS = {"prior": PRIORS, "likelihood": LIKELIHOODS}
 SKIP_ARGS = {"self", "latent_dim", "data_shape"}  # filled in by the family, not options
@@ -283,7 +283,7 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model; writes a run folder",
                        description="Train a model family by SVI and write config, metrics, checkpoints, "
                                    "figures and a report to --out. Under torchrun "
-                                   "(torchrun --nproc_per_node=N -m pyro_vae.cli train --out DIR ...) "
+                                   "(torchrun --nproc_per_node=N -m pyro_vae.cli.app train --out DIR ...) "
                                    "it trains with DistributedDataParallel.",
                        formatter_class=_Help)
     _data_args(t)
@@ -456,7 +456,7 @@ def _load_splits(data_cfg, dataset=None, data_dir=None, run=None):
     dict), or ``dataset`` / ``data_dir`` given now. Data named by the run folder are never
     downloaded: a run folder someone sends you does not choose where this machine writes. A run
     that names no data (trained from Python on tensors) needs ``dataset``: one line says so."""
-    from .datasets import load_data
+    from pyro_vae.data.datasets import load_data
 
     record = DataConfig.from_dict(data_cfg or None)
     if dataset is None and record.dataset is None:
@@ -484,8 +484,8 @@ def _load_splits(data_cfg, dataset=None, data_dir=None, run=None):
 
 def _eval_split(splits, name: str, split: str, binarize_mode: str):
     """The evaluation split (test, else validation, said on stderr) under the one binarization
-    rule (:func:`pyro_vae.data.for_evaluation`), and its label for files and titles."""
-    from .data import for_evaluation
+    rule (:func:`pyro_vae.data.batch.for_evaluation`), and its label for files and titles."""
+    from pyro_vae.data.batch import for_evaluation
 
     ds, used = (splits.test, "test") if split == "test" and splits.test is not None else (splits.val, "val")
     if split == "test" and used == "val":
@@ -496,8 +496,8 @@ def _eval_split(splits, name: str, split: str, binarize_mode: str):
 
 
 def _load(path, device="cpu"):
-    from .checkpoint import load_checkpoint
-    from .devices import select_device
+    from pyro_vae.runs.checkpoint import load_checkpoint
+    from pyro_vae.devices import select_device
 
     family, ckpt = load_checkpoint(RunDir.checkpoint_path(path), select_device(device))
     family.eval()
@@ -573,10 +573,10 @@ def refuse_inert(a, typed: dict) -> None:
 
 # ---------------------------------------------------------------------- commands
 def cmd_train(a) -> int:
-    from .data import num_classes_of
-    from .models import build_model
-    from .devices import set_seed
-    from .training import fit
+    from pyro_vae.data.batch import num_classes_of
+    from pyro_vae.models import build_model
+    from pyro_vae.devices import set_seed
+    from pyro_vae.training.fit import fit
 
     if a.resume and a.out is None:
         raise CLIError("--resume needs --out: the run folder to continue")
@@ -586,7 +586,7 @@ def cmd_train(a) -> int:
     out = Path(a.out or f"runs/{Path(a.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     _check_out(out, a.resume)
     tcfg = train_config_from_args(a)  # before any work: values from --config or --resume checked here
-    from .datasets import load_data
+    from pyro_vae.data.datasets import load_data
 
     # a --data-dir that came from a config (--config, --resume) is read, never downloaded into
     splits = load_data(a.dataset, a.data_dir, val_fraction=a.val_fraction, seed=a.seed, stream=a.stream,
@@ -682,8 +682,8 @@ def _init_distributed():
 
 
 def cmd_evaluate(a) -> int:
-    from .finish import evaluate_and_save
-    from .devices import set_seed
+    from pyro_vae.training.finish import evaluate_and_save
+    from pyro_vae.devices import set_seed
 
     path = RunDir.checkpoint_path(a.checkpoint)
     family, ckpt = _load(path, a.device)
@@ -703,11 +703,11 @@ def cmd_evaluate(a) -> int:
 
 
 def _evaluate_generation(a, family, ckpt, splits, name, data, label, path) -> int:
-    from .config import save_json
-    from .data import for_evaluation
-    from .evaluation import format_table
-    from .files import write_text
-    from .generation import score_generation
+    from pyro_vae.config import save_json
+    from pyro_vae.data.batch import for_evaluation
+    from pyro_vae.analysis.evaluate import format_table
+    from pyro_vae.files import write_text
+    from pyro_vae.analysis.generation import score_generation
 
     if getattr(family, "conditional", False) and not (a.sampler == "prior" and getattr(family, "joint_prior", False)):
         raise CLIError(f"--generation scores unconditional samples; {type(family).__name__} is conditional"
@@ -716,7 +716,7 @@ def _evaluate_generation(a, family, ckpt, splits, name, data, label, path) -> in
     if splits.train.y is None:
         raise CLIError(f"--generation needs a labelled image data set to train its feature classifier; {name} "
                        f"has no labels")
-    from .devices import memory_budget
+    from pyro_vae.devices import memory_budget
 
     need = 2 * 4 * a.num_generated * _pixels(family)  # the images, and their float copy for the features
     if need > memory_budget(dev := next(iter(family.state_dict().values())).device):
@@ -750,8 +750,8 @@ def _pixels(family) -> int:
 
 
 def cmd_sample(a) -> int:
-    from .plots import plot_samples
-    from .devices import set_seed
+    from pyro_vae.figures.plots import plot_samples
+    from pyro_vae.devices import set_seed
 
     path = RunDir.checkpoint_path(a.checkpoint)
     family, ckpt = _load(path, "cpu")
@@ -773,8 +773,8 @@ def cmd_sample(a) -> int:
                        f"evaluate --generation --num-generated N to score many samples")
     mixture = None
     if a.sampler == "mixture":
-        from .data import for_evaluation
-        from .samplers import fit_code_mixture
+        from pyro_vae.data.batch import for_evaluation
+        from pyro_vae.analysis.samplers import fit_code_mixture
 
         if a.condition is not None:
             raise CLIError("--condition and --sampler mixture do not go together: the mixture is fitted to "
@@ -794,7 +794,7 @@ def cmd_sample(a) -> int:
 
 
 def cmd_plot(a) -> int:
-    from .finish import write_figures_and_report
+    from pyro_vae.training.finish import write_figures_and_report
 
     run = RunDir(a.run_dir)
     if not run.best.exists():
@@ -831,7 +831,7 @@ def add_compare_parser(sub, formatter_class):
 
 def cmd_compare(args) -> int:
     """Run ``pyro-vae compare`` from parsed arguments (``runs``, ``out``, optional ``names``)."""
-    from .compare import HTML, compare_runs
+    from pyro_vae.figures.compare import HTML, compare_runs
 
     md = compare_runs(args.runs, args.out, names=getattr(args, "names", None))
     print(f"wrote {md} and {md.with_name(HTML)}")
@@ -895,10 +895,10 @@ def cmd_classify(a) -> int:
 
 
 def _classify(a) -> int:
-    from .config import save_json
-    from .data import for_evaluation
-    from .m1 import m1_classify, result_name
-    from .run import RunDir
+    from pyro_vae.config import save_json
+    from pyro_vae.data.batch import for_evaluation
+    from pyro_vae.analysis.m1 import m1_classify, result_name
+    from pyro_vae.runs.folder import RunDir
 
     for flag, value in (("--labels", a.labels), ("--epochs", a.epochs)):
         if value < 1:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .objectives import Loss, make_objective
+from pyro_vae.inference.objectives import Loss, make_objective
 
 
 def parameter_groups(family: nn.Module) -> dict:

@@ -25,8 +25,8 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
-from .files import write_text
-from .run import RunDir
+from pyro_vae.files import write_text
+from pyro_vae.runs.folder import RunDir
 
 # name -> caption (FIGURE_ALT: the alt text) of the generic figures; a family gives its own
 FIGURE_TITLES = {
@@ -355,7 +355,7 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
         run_dir: a run folder (``config.json``, ``summary.json``, ``metrics.jsonl`` are used
             when present; none is required).
         metrics: evaluation results, ``{name: value}`` or ``{name: {"value": v, "unit": u}}``.
-        figures: ``{name: path}`` as returned by :func:`pyro_vae.plots.make_figures`; linked
+        figures: ``{name: path}`` as returned by :func:`pyro_vae.figures.plots.make_figures`; linked
             relative to ``run_dir``. None: every ``*.png`` in ``run_dir``.
         last_rows: how many final rows of ``metrics.jsonl`` to tabulate.
         titles: ``{figure name: caption or (caption, alt text)}`` for a family's own figures

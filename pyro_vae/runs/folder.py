@@ -213,7 +213,7 @@ class RunDir:
         (cut short, garbled, hand-edited) are left out, as :func:`pyro_vae.config.read_metrics`
         does, and said once, in one line naming the file and the fix; a file that cannot be read
         at all (a folder, no permission) is an :class:`UnreadableRunFile`."""
-        from .config import read_metrics
+        from pyro_vae.config import read_metrics
 
         try:
             text = self.metrics.read_bytes().decode("utf-8", errors="replace")

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
-from .config import read_metrics
-from .drawing import (DPI, as_images, grid_figsize, image_grid, no_ticks, pca_2d, plot_codes, plot_confusion,  # noqa: F401
-                      plot_image_rows, save, show, to_numpy)
-from .evaluation import as_normal
-from .models.base import GENERIC_FIGURES
-from .run import RunDir
+from pyro_vae.config import read_metrics
+from pyro_vae.drawing import (DPI, as_images, grid_figsize, image_grid, no_ticks, pca_2d, plot_codes,  # noqa: F401
+                              plot_confusion, plot_image_rows, save, show, to_numpy)
+from pyro_vae.inference.marginal import as_normal
+from pyro_vae.models.base import GENERIC_FIGURES
+from pyro_vae.runs.folder import RunDir
 
 FIGURE_NAMES = ("curves",) + GENERIC_FIGURES
 
@@ -163,10 +163,10 @@ def plot_samples(module, path, n: int = 64, condition=None, sampler: str = "prio
     """``n`` images from the model: z ~ p(z), shown as E[x|z] (``module.sample(n)``); a
     conditional family draws them given ``condition`` (e.g. a class). ``sampler="mixture"``
     draws z from ``mixture``, a density fitted to the training codes
-    (:func:`pyro_vae.samplers.fit_code_mixture`), instead of the prior."""
+    (:func:`pyro_vae.analysis.samplers.fit_code_mixture`), instead of the prior."""
     with _EvalMode(module):
         if sampler == "mixture":
-            from .samplers import generate
+            from pyro_vae.analysis.samplers import generate
 
             x = generate(module, n, "mixture", mixture)
         else:
@@ -339,7 +339,7 @@ def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: 
     The module is put in eval mode (its training flag is restored afterwards). ``seed`` fixes
     the random draws (samples) without changing the global random state; None uses the global state.
     """
-    from .data import Batch
+    from pyro_vae.data.batch import Batch
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -414,7 +414,7 @@ def plot_kl_per_dim(kl, activity, path, site: str = "z", threshold: float = 0.01
 
 
 def plot_log_px_terms(terms: dict, path, k: int | None = None) -> Path:
-    """The terms of log p(x) over the test images, from :func:`~pyro_vae.evaluation.evaluate`'s
+    """The terms of log p(x) over the test images, from :func:`~pyro_vae.analysis.evaluate.evaluate`'s
     per-image values: (left) their means, walking from E_q[log p(x|z)] down by KL(q || p(z)) to
     the ELBO and up by the inference gap KL(q || p(z|x)) to log p(x); (middle) the per-image
     ELBO and log p(x); (right) the per-image KL(q || p(z)) and inference gap."""

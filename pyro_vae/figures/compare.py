@@ -11,9 +11,9 @@ or styles) holding
 3. ``DIR/val_curves.png``: the validation -ELBO of every run against epoch on one axis (and
    the validation accuracy beside it when a run has one).
 
-Run folders are read through :class:`pyro_vae.run.RunDir` (a damaged file is an error naming it,
+Run folders are read through :class:`pyro_vae.runs.folder.RunDir` (a damaged file is an error naming it,
 never taken for a missing one); the pages are rendered with the report's document model
-(:mod:`pyro_vae.report`), which escapes every text a run folder or ``--names`` brings. ``--out``
+(:mod:`pyro_vae.figures.report`), which escapes every text a run folder or ``--names`` brings. ``--out``
 is never a run folder nor inside one: the comparison's ``index.html`` would replace the run's
 report.
 """
@@ -25,9 +25,9 @@ import os
 import re
 from pathlib import Path
 
-from .files import write_text
-from .report import flatten, to_html, to_markdown
-from .run import RunDir
+from pyro_vae.files import write_text
+from pyro_vae.figures.report import flatten, to_html, to_markdown
+from pyro_vae.runs.folder import RunDir
 
 FIGURE = "val_curves"
 MARKDOWN = "compare.md"
@@ -104,7 +104,7 @@ def _test_metrics(run: RunDir, summary: dict) -> tuple[dict, dict]:
 
 def _count_parameters(run: RunDir) -> tuple[int | None, str | None]:
     """Number of parameters of the best checkpoint's model, or (None, why not)."""
-    from .checkpoint import load_checkpoint
+    from pyro_vae.runs.checkpoint import load_checkpoint
 
     try:
         module, _ = load_checkpoint(run.best, "cpu")
@@ -158,7 +158,7 @@ def _with_se(entry: dict | None, spec: str) -> str:
 
 
 def _duration(seconds) -> str:
-    from .report import duration
+    from pyro_vae.figures.report import duration
 
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
         return "n/a"
@@ -251,7 +251,7 @@ def plot_val_curves(runs, path) -> Path | None:
     import numpy as np
     from matplotlib.ticker import MaxNLocator
 
-    from .drawing import save
+    from pyro_vae.drawing import save
 
     def column(rows, key, sign=1.0):
         return np.array([sign * r[key] if isinstance(r.get(key), (int, float)) else np.nan for r in rows],
@@ -368,7 +368,7 @@ def compare_runs(run_dirs, out_dir, names=None) -> Path:
     Raises:
         ValueError: no runs, a path that is not a run folder, ``out_dir`` a file or a run folder
             (or inside one), names that do not fit the runs, or a run file that cannot be read
-            (:class:`pyro_vae.run.UnreadableRunFile`).
+            (:class:`pyro_vae.runs.folder.UnreadableRunFile`).
     """
 
     run_dirs = list(run_dirs)

@@ -7,21 +7,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .checkpoint import load_checkpoint
-from .compare import samples_k
-from .config import save_json
-from .devices import select_device, set_seed
-from .evaluation import TERMS, evaluate, format_table
-from .files import save_npz, write_text
-from .models.base import GENERIC_FIGURES
-from .plots import make_figures, plot_kl_per_dim, plot_log_px_terms
-from .report import write_report
-from .run import RunDir, suffixed
+from pyro_vae.runs.checkpoint import load_checkpoint
+from pyro_vae.figures.compare import samples_k
+from pyro_vae.config import save_json
+from pyro_vae.devices import select_device, set_seed
+from pyro_vae.analysis.evaluate import TERMS, evaluate, format_table
+from pyro_vae.files import save_npz, write_text
+from pyro_vae.models.base import GENERIC_FIGURES
+from pyro_vae.figures.plots import make_figures, plot_kl_per_dim, plot_log_px_terms
+from pyro_vae.figures.report import write_report
+from pyro_vae.runs.folder import RunDir, suffixed
 
 
 def evaluate_and_save(family, data, label: str, out_base: Path, k: int, iwae_k: int = 0,
                       batch_size: int = 100, progress: bool = True):
-    """:func:`pyro_vae.evaluation.evaluate` plus the data label and the time taken, written to
+    """:func:`pyro_vae.analysis.evaluate.evaluate` plus the data label and the time taken, written to
     ``out_base.json`` and ``out_base.txt``. Returns ``(metrics, table)``."""
 
     t0 = time.perf_counter()
@@ -41,7 +41,7 @@ def evaluate_and_save(family, data, label: str, out_base: Path, k: int, iwae_k: 
 def finish_run(run, test, label: str = "test", eval_k: int = 1000, device="auto", plots: bool = True,
                progress: bool = True, log=print) -> dict | None:
     """The end of a run: load the best checkpoint, evaluate it on ``test`` (a Batch, already
-    prepared by :func:`pyro_vae.data.for_evaluation`), add the test metrics to the summary, write
+    prepared by :func:`pyro_vae.data.batch.for_evaluation`), add the test metrics to the summary, write
     the figures and the report. Returns the test metrics (None when ``eval_k`` is 0 and there
     is nothing to evaluate)."""
 

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Batch, batches, check_labels, num_classes_of
-from .files import torch_save
+from pyro_vae.data.batch import Batch, batches, check_labels, num_classes_of
+from pyro_vae.files import torch_save
 
 FORMAT = "pyro-vae-feature-classifier"
 VERSION = 1  # bump when the architecture or training changes: old cache files are retrained
@@ -441,10 +441,10 @@ def score_generation(family, train: Batch, reference: Batch, classifier_path=Non
     codes of ``train``), against the ``reference`` images (the test set, binarized as the model's
     data). The feature classifier is trained on ``train``'s labels (all of them, also for a
     semi-supervised run), cached in ``classifier_path`` when given. ``train`` and ``reference``
-    are Batches in the form the model scores (see :func:`pyro_vae.data.for_evaluation`).
+    are Batches in the form the model scores (see :func:`pyro_vae.data.batch.for_evaluation`).
 
     Returns :func:`generation_scores`' table plus ``classifier_val_accuracy`` and the sampler."""
-    from .samplers import fit_code_mixture, generate
+    from pyro_vae.analysis.samplers import fit_code_mixture, generate
 
     labelled = train.replace(labelled=None)
     if classifier_path is not None:

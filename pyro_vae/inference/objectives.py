@@ -10,11 +10,11 @@ By name (config and CLI ``--objective``), each built for the family it trains::
     renyi          RenyiELBO(alpha=0.5)       (the Renyi bound of each data point, scaled to the data
                                                set outside the log-mean-exp: see :class:`ScaledOutside`)
     iwae           IWAE                       (the per-data-point importance-weighted bound, K =
-                                               num_particles; pyro_vae.importance)
+                                               num_particles; pyro_vae.inference.importance)
     iwae_dreg      IWAE(estimator="dreg")     (the same bound, doubly-reparameterized gradient)
     stl            StickingTheLanding         (the ELBO with the sticking-the-landing gradient)
 
-``TrainConfig.free_bits`` > 0 trains the ELBO with free bits (:class:`~pyro_vae.importance.FreeBitsELBO`).
+``TrainConfig.free_bits`` > 0 trains the ELBO with free bits (:class:`~pyro_vae.inference.importance.FreeBitsELBO`).
 
 ``max_plate_nesting`` is taken from the family, particles are vectorized. Pyro objectives that
 offer only ``loss_and_grads`` (``TraceGraph_ELBO``, ``RenyiELBO``) are wrapped by
@@ -44,9 +44,9 @@ from pyro.infer.enum import get_importance_trace
 from pyro.poutine.util import prune_subsample_sites
 from torch import nn
 
-from .importance import IWAE, FreeBitsELBO, StickingTheLanding
-from .registry import Registry
-from .scaling import Scaled, uses_handlers
+from pyro_vae.inference.importance import IWAE, FreeBitsELBO, StickingTheLanding
+from pyro_vae.registry import Registry
+from pyro_vae.inference.scaling import Scaled, uses_handlers
 
 # torch 2.9+ marks torch.jit.trace deprecated; Pyro's Jit* objectives use it on every compile.
 # The warning says nothing a user can act on, so it is silenced for that one message.
@@ -375,7 +375,7 @@ def _importance(cls, **fixed):
     def factory(family, num_particles: int = 1):
         return cls(num_particles=num_particles, max_plate_nesting=getattr(family, "max_plate_nesting", 1), **fixed)
 
-    factory.__doc__ = f"pyro_vae.importance.{cls.__name__}"
+    factory.__doc__ = f"pyro_vae.inference.importance.{cls.__name__}"
     return factory
 
 
@@ -418,7 +418,7 @@ def make_objective(spec, family, num_particles: int = 1, free_bits: float = 0.0)
     ``default_objective``), or an object with ``differentiable_loss`` (returned as is) or only
     ``loss_and_grads`` (wrapped in :class:`FromLossAndGrads`). ``free_bits`` > 0 (nats per latent
     dimension) replaces a plain ELBO (``auto``, ``trace``, ``meanfield`` and their JIT versions) by
-    :class:`~pyro_vae.importance.FreeBitsELBO`."""
+    :class:`~pyro_vae.inference.importance.FreeBitsELBO`."""
     if free_bits:
         if not (isinstance(spec, str) and spec in FREE_BITS_BASES):
             given = f"objective={spec!r}" if isinstance(spec, str) else f"the objective {spec!r}"
@@ -486,8 +486,8 @@ class Loss(nn.Module):
     ``forward(batch, kl_weight, num_data)`` returns the loss on the data-set scale (the batch
     scaled by ``num_data / B``); divide by ``num_data`` for nats per data point. A family in the
     explicit form gets both weights as arguments of its programs; one in the plain form
-    (``model(x)``, ``guide(x)``) gets them on its sites by :class:`~pyro_vae.scaling.ScaleSites`
-    (``plain`` is True, ``programs`` the :class:`~pyro_vae.scaling.Scaled` programs). Wrap it in
+    (``model(x)``, ``guide(x)``) gets them on its sites by :class:`~pyro_vae.inference.scaling.ScaleSites`
+    (``plain`` is True, ``programs`` the :class:`~pyro_vae.inference.scaling.Scaled` programs). Wrap it in
     ``DistributedDataParallel`` for multi-GPU training: its parameters are the family's.
     ``precision="bf16"`` runs the programs under bfloat16 autocast (the library's networks hand
     float32 outputs to the distributions). A JIT objective's compile is made neutral to the

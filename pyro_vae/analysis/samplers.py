@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from .data import Batch, DataError
+from pyro_vae.data.batch import Batch, DataError
 
 SAMPLERS = ("prior", "mixture")
 

@@ -44,7 +44,7 @@ from pyro import poutine
 from torch import nn
 from torch.distributions import Independent, kl_divergence
 
-from .evaluation import is_scored, site_log_prob
+from pyro_vae.inference.marginal import is_scored, site_log_prob
 
 PARTICLES = "_iw_particles"
 ESTIMATORS = ("plain", "dreg")

@@ -1,15 +1,15 @@
 """Data sets by name or path: the one entry point, :func:`load_data`, which reads a named set
 (mnist5k, the torchvision sets) or a file or folder, in memory or streamed from disk
-(:mod:`pyro_vae.streaming`), and splits off a seeded validation set."""
+(:mod:`pyro_vae.data.streaming`), and splits off a seeded validation set."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .data import (TORCHVISION, DataError, Splits, check_val_fraction, image_scale, load_mnist5k,
-                   load_mnist_test_files, load_torchvision, path_problem, read_array_file, read_image_folder,
-                   split, split_positions)
-from .streaming import ImageFolderSource, NpySource, StreamedData, should_stream
+from pyro_vae.data.sources import (TORCHVISION, image_scale, load_mnist5k, load_mnist_test_files, load_torchvision,
+                                   path_problem, read_array_file, read_image_folder)
+from pyro_vae.data.batch import DataError, Splits, check_val_fraction, split, split_positions
+from pyro_vae.data.streaming import ImageFolderSource, NpySource, StreamedData, should_stream
 
 
 def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0,
@@ -19,8 +19,8 @@ def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0
     ``data_dir`` is where torchvision data sets live (default ``./data``); for ``mnist5k`` it is
     where to look for the official MNIST test-set files. ``stream`` (``off``, ``on``, ``auto``:
     when the data would not fit the memory budget) makes the training split of a ``.npy`` file or
-    an image folder a :class:`~pyro_vae.streaming.StreamedData`, read batch by batch by
-    ``workers`` processes (:mod:`pyro_vae.streaming`); the validation split is loaded.
+    an image folder a :class:`~pyro_vae.data.streaming.StreamedData`, read batch by batch by
+    ``workers`` processes (:mod:`pyro_vae.data.streaming`); the validation split is loaded.
     ``download=False`` never fetches a torchvision set: missing files are a DataError naming the
     folder and the files, and nothing is created (for a ``data_dir`` read from a run folder).
     """

@@ -10,9 +10,9 @@ optimizer, in steps a reader can see at once.
         loop.train_epoch(epoch)       # for batch in epoch_data(...): train_step(...)  ((loss / N).backward())
         loop.end_epoch(epoch, ...)    # validate(...), metrics, save_checkpoints(...), early stopping
 
-The run folder (:class:`pyro_vae.run.RunDir`) gets ``config.json``, ``metrics.jsonl`` (one JSON
+The run folder (:class:`pyro_vae.runs.folder.RunDir`) gets ``config.json``, ``metrics.jsonl`` (one JSON
 line per epoch), ``checkpoint_last.pt`` (every epoch), ``checkpoint_best.pt`` (best validation
-measure) and ``summary.json``; with ``test`` given, :func:`pyro_vae.finish.finish_run` then adds the
+measure) and ``summary.json``; with ``test`` given, :func:`pyro_vae.training.finish.finish_run` then adds the
 test metrics, the figures and the report. ``resume=True`` continues from ``checkpoint_last.pt``
 with the optimizer and RNG state it saved, so a resumed run reaches the same parameters as an
 uninterrupted one.
@@ -35,17 +35,18 @@ import pyro
 import torch
 from torch import nn
 
-from . import evaluation
-from .checkpoint import RESUME_ENTRIES, CheckpointError, load_model_state, read_checkpoint, record_of, save_checkpoint
-from .config import DataConfig, ModelConfig, TrainConfig, save_json
-from .files import RunFileError, run_folder
-from .devices import memory_budget, select_device, set_seed
-from .data import (Batch, DataError, batches, binarize, check_finite, check_shift, for_evaluation,
-                   mixed_batches, select_labels, shift_images)
-from .models import complete_config
-from .models.base import check_family
-from .objectives import Loss, make_objective
-from .run import RunDir
+from pyro_vae.inference import marginal as evaluation
+from pyro_vae.runs.checkpoint import (RESUME_ENTRIES, CheckpointError, load_model_state, read_checkpoint, record_of,
+                                      save_checkpoint)
+from pyro_vae.config import DataConfig, ModelConfig, TrainConfig, save_json
+from pyro_vae.files import RunFileError, run_folder
+from pyro_vae.devices import memory_budget, select_device, set_seed
+from pyro_vae.data.batch import (Batch, DataError, batches, binarize, check_finite, check_shift, for_evaluation,
+                                 mixed_batches, select_labels, shift_images)
+from pyro_vae.models import complete_config
+from pyro_vae.models.base import check_family
+from pyro_vae.inference.objectives import Loss, make_objective
+from pyro_vae.runs.folder import RunDir
 
 
 class TrainingDiverged(RuntimeError):
@@ -235,7 +236,7 @@ def _check_x(family, ds: Batch, cfg: TrainConfig, seed_offset: int, what: str) -
 
 def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> TrainData:
     """Checked training and validation data on ``device``; the labelled subset drawn (seeded)
-    when ``cfg.labels`` is set. A streamed training split (:class:`pyro_vae.streaming.StreamedData`)
+    when ``cfg.labels`` is set. A streamed training split (:class:`pyro_vae.data.streaming.StreamedData`)
     stays on disk: its first rows are checked here, every batch when it is read.
     ``cfg.binarize="auto"`` is resolved for ``family`` (:func:`resolve_binarize`)."""
     if cfg.binarize == "auto":
@@ -296,7 +297,7 @@ def epoch_data(data: TrainData, cfg: TrainConfig, generator, rank: int = 0, worl
     ``size`` data points in batch i, of which ``batch`` (on the device) is this rank's slice.
 
     With ``--augment-shift S`` each image is first moved by a random offset of up to S pixels
-    (:func:`pyro_vae.data.shift_images`), drawn from the same per-batch generator.
+    (:func:`pyro_vae.data.batch.shift_images`), drawn from the same per-batch generator.
 
     The order comes from :func:`epoch_batches`; with ``--binarize dynamic`` each batch is binarized
     on the device with a generator seeded from one number the epoch draws from ``generator`` and
@@ -324,7 +325,7 @@ def epoch_data(data: TrainData, cfg: TrainConfig, generator, rank: int = 0, worl
 
 
 def _checked_stream_batch(part: Batch, data: TrainData, cfg: TrainConfig, i: int) -> Batch:
-    from .data import check_finite
+    from pyro_vae.data.batch import check_finite
 
     where = f"training data (streamed batch {i})"
     part = _as_dtype(part, data.dtype)
@@ -412,7 +413,7 @@ def validate(family, val: Batch, cfg: TrainConfig) -> dict:
         out.update(family.metrics(val) if hasattr(family, "metrics") else {})
     select = getattr(family, "select_by", "elbo")
     if select not in out:
-        from .models.base import ContractError
+        from pyro_vae.models.base import ContractError
 
         raise ContractError(f"{type(family).__name__}.select_by is {select!r}, but its metrics() gave only "
                             f"{', '.join(sorted(out))} on the validation data")
@@ -540,7 +541,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 def check_resume_config(stored: dict, new: dict, allow_changes=()) -> dict:
     """The settings of a resumed run against the run's record (the checkpoint's, see
-    :func:`pyro_vae.checkpoint.run_record`; ``config.json`` is a copy of it): returns the changes
+    :func:`pyro_vae.runs.checkpoint.run_record`; ``config.json`` is a copy of it): returns the changes
     ``{key: [stored, new]}`` that are allowed (the epoch count, and keys or last key parts named in
     ``allow_changes``, e.g. ``"lr"`` or ``"train.lr"``); raises :class:`ConfigMismatch` naming every
     other difference (a different seed, data set, model option, learning rate, batch size, ...
@@ -621,7 +622,7 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
     Returns a summary dict (best validation measures, epochs, time). With ``run_dir``, writes
     config, metrics, checkpoints and summary there, and with ``test`` (a Batch) ends like the
     CLI: test evaluation with ``cfg.eval_k`` importance samples (``eval_k``, if given, sets it
-    and is recorded with it), figures and report (:func:`pyro_vae.finish.finish_run`; needs
+    and is recorded with it), figures and report (:func:`pyro_vae.training.finish.finish_run`; needs
     ``model_config`` to rebuild the best checkpoint).
     ``objective``: an object with ``differentiable_loss`` to use instead of ``cfg.objective``.
     ``log``: where the per-epoch lines go (a callable taking a string; None: nowhere).
@@ -631,7 +632,7 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
     the resolved mode. Floating data are cast once to the model's dtype.
 
     ``resume=True`` continues from ``checkpoint_last.pt`` (also one written mid-epoch by Ctrl-C or
-    SIGTERM) bit for bit on CPU. The checkpoint records the run (:func:`pyro_vae.checkpoint.run_record`)
+    SIGTERM) bit for bit on CPU. The checkpoint records the run (:func:`pyro_vae.runs.checkpoint.run_record`)
     and is the truth: settings that differ from its record are refused (:func:`check_resume_config`)
     except the epoch count, ``eval_k`` and the fields named in ``allow_changes``; a ``config.json``
     edited since is refused, a missing one rewritten from the checkpoint. The run folder is locked
@@ -690,7 +691,7 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
         loop = _Loop(family, cfg, data, loss_fn, make_optimizer(family.parameters(), cfg.lr), data_gen, device,
                      rank, world, run if rank == 0 else None, model_config, extra_config, log, progress)
         if loop.run is not None:
-            from .files import RunLock
+            from pyro_vae.files import RunLock
 
             lock = RunLock(run.path, command=(extra_config or {}).get("command")).acquire()
             if lock.stale:
@@ -712,7 +713,7 @@ def fit(family: nn.Module, train: Batch, val: Batch, cfg: TrainConfig | None = N
         if loop.run is not None:
             save_json(run.summary, summary)
             if test is not None:
-                from .finish import finish_run  # lazily: figures and report load matplotlib
+                from pyro_vae.training.finish import finish_run  # lazily: figures and report load matplotlib
 
                 test = _as_dtype(for_evaluation(test, cfg.binarize), model_dtype(family))
                 finish_run(run, test, label=test_label, eval_k=cfg.eval_k, device=cfg.device, plots=plots,
@@ -959,7 +960,7 @@ def versions() -> dict:
     """The versions that produced a run (recorded in its config.json)."""
     import platform
 
-    from . import __version__
+    from pyro_vae import __version__
 
     return {"pyro-vae": __version__, "pyro-ppl": pyro.__version__, "torch": torch.__version__,
             "python": platform.python_version()}
@@ -978,6 +979,6 @@ def _summary(state: TrainState, select: str, stopped_early: bool, seconds: float
 
 def _write_metrics(path: Path, rows) -> None:
     """The whole ``metrics.jsonl``, rewritten atomically (a reader never sees half a line)."""
-    from .files import write_jsonl
+    from pyro_vae.files import write_jsonl
 
     write_jsonl(path, rows)

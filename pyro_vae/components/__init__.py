@@ -1,0 +1,2 @@
+"""The parts families are built from: priors p(z), likelihoods p(x|z), encoder and decoder
+networks, and distributions Pyro lacks. Each kind has a registry a plugin can add to."""
