@@ -121,6 +121,7 @@ def test_a_new_train_config_field_becomes_a_flag(monkeypatch, capsys):
     import pytest
 
     import pyro_vae.cli.app as cli
+    import pyro_vae.cli.train as train_cli
     from pyro_vae.config import option
 
     @dataclasses.dataclass
@@ -128,13 +129,13 @@ def test_a_new_train_config_field_becomes_a_flag(monkeypatch, capsys):
         warm_restarts: int = option(0, "restart the cosine schedule this many times", min=0)
         ema: bool = option(False, "keep an exponential moving average of the weights")
 
-    monkeypatch.setattr(cli, "TrainConfig", Wider)
+    monkeypatch.setattr(train_cli, "TrainConfig", Wider)
     train = _train_parser(cli.build_parser())
     assert "--warm-restarts" in train.format_help() and "restart the cosine" in train.format_help()
     args = cli.build_parser().parse_args(["train", "--warm-restarts", "3", "--ema", "--lr", "0.01"])
-    config = cli.train_config_from_args(args)
+    config = train_cli.train_config_from_args(args)
     assert isinstance(config, Wider) and config.warm_restarts == 3 and config.ema is True and config.lr == 0.01
-    assert cli.train_config_from_args(cli.build_parser().parse_args(["train"])).warm_restarts == 0
+    assert train_cli.train_config_from_args(cli.build_parser().parse_args(["train"])).warm_restarts == 0
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["train", "--warm-restarts", "-1"])
     assert "--warm-restarts: must be an integer >= 0, got -1" in capsys.readouterr().err
@@ -167,7 +168,7 @@ def test_semi_supervised_training_from_the_cli(tmp_path, capsys):
 def test_library_messages_are_said_with_the_commands_flags():
     """The library names a setting as Python does; the CLI, the one place that knows its flags,
     says the flag (and leaves alone what is not a flag of the command, or sits in a call)."""
-    from pyro_vae.cli.app import flags_of, with_flags
+    from pyro_vae.cli.messages import flags_of, with_flags
     from pyro_vae.config import OptionError
 
     parser = build_parser()

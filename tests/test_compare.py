@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pyro_vae.cli import main
-from pyro_vae.cli.app import add_compare_parser as add_parser, cmd_compare
+from pyro_vae.cli.compare import add_compare_parser as add_parser, cmd_compare
 from pyro_vae.figures.compare import compare_runs, config_differences
 from pyro_vae.runs.folder import RunDir
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit
-from pyro_vae.cli.app import data_record, main
+from pyro_vae.cli import main
+from pyro_vae.cli.runs import data_record
 from pyro_vae.config import DataConfig
 
 QUIET = dict(progress=False, log=None)

@@ -243,10 +243,10 @@ def test_out_in_a_folder_that_cannot_be_written(files, tmp_path, capsys, monkeyp
         except PermissionError:
             pass
         if not enforced:
-            import pyro_vae.cli.app
+            import pyro_vae.cli.train
 
             real = os.access
-            monkeypatch.setattr(pyro_vae.cli.app.os, "access",
+            monkeypatch.setattr(pyro_vae.cli.train.os, "access",
                                 lambda p, mode, **kw: False if Path(p) == locked else real(p, mode, **kw))
         assert_user_error(["train", "--dataset", files["bin"], *TINY, "--out", locked / "run"], capsys,
                           "--out", "cannot write", str(locked))
