@@ -24,7 +24,8 @@ def add_classify_parser(sub, formatter_class):
     p.add_argument("run", metavar="RUN", help="a run folder (its checkpoint_best.pt) or a checkpoint .pt file")
     p.add_argument("--labels", type=positive_int, default=100,
                    help="labelled training images the classifier learns from (a multiple of the number of classes)")
-    p.add_argument("--seed", type=seed, default=0, help="seed of the labelled subset, the initialisation and the shuffling")
+    p.add_argument("--seed", type=seed, default=0,
+                   help="seed of the labelled subset, the initialisation and the shuffling")
     p.add_argument("--epochs", type=positive_int, default=300, help="passes of the classifier over the labelled codes")
     p.add_argument("--hidden", type=positive_int, nargs="+", default=[500], metavar="N",
                    help="hidden layer sizes of the classifier")

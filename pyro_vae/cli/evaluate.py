@@ -8,8 +8,8 @@ import math
 from pyro_vae.cli.flags import device_flag, nonneg_int, positive_int, seed
 from pyro_vae.cli.messages import CLIError
 from pyro_vae.cli.plugins import plugin_flag
-from pyro_vae.cli.runs import data_flags, device_of, eval_split, load_family, load_splits, recorded_data, \
-    trained_binarize
+from pyro_vae.cli.runs import (data_flags, device_of, eval_split, load_family, load_splits, recorded_data,
+                             trained_binarize)
 from pyro_vae.runs.folder import RunDir, suffixed
 
 
@@ -20,7 +20,8 @@ def add_evaluate_parser(sub, formatter_class):
     e.add_argument("checkpoint", help="a checkpoint .pt file (or a run folder: its checkpoint_best.pt)")
     data_flags(e, required_default=False)
     plugin_flag(e)
-    e.add_argument("--split", default="test", choices=["test", "val"], help="which split to evaluate (test falls back to val if the data set has none)")
+    e.add_argument("--split", default="test", choices=["test", "val"],
+                   help="which split to evaluate (test falls back to val if the data set has none)")
     e.add_argument("--k", type=nonneg_int, default=5000, help="importance samples for log p(x) (0: ELBO only)")
     e.add_argument("--iwae-k", type=nonneg_int, default=50, help="samples for the IWAE bound (0: skip)")
     e.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N images")

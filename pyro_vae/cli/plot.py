@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pyro_vae.cli.flags import device_flag
 from pyro_vae.cli.plugins import plugin_flag
-from pyro_vae.cli.runs import data_flags, device_of, eval_split, load_family, load_splits, recorded_data, \
-    trained_binarize
+from pyro_vae.cli.runs import (data_flags, device_of, eval_split, load_family, load_splits, recorded_data,
+                             trained_binarize)
 from pyro_vae.runs.checkpoint import CheckpointError
 from pyro_vae.runs.folder import RunDir
 

@@ -119,7 +119,7 @@ def config_defaults(path, cfg: dict | None = None) -> dict:
             cfg = json.loads(Path(path).read_text())
         except (OSError, ValueError) as e:
             raise CLIError(f"--config {path}: cannot read it as JSON ({e})") from None
-    model, train = cfg.get("model") if isinstance(cfg, dict) else None, cfg.get("train") if isinstance(cfg, dict) else None
+    model, train = (cfg.get("model"), cfg.get("train")) if isinstance(cfg, dict) else (None, None)
     if not isinstance(model, dict) or not isinstance(train, dict):
         raise CLIError(f"--config {path}: not a pyro-vae run config (it needs 'model' and 'train'; "
                        f"pass RUN/config.json of a run trained from the command line)")

@@ -9,8 +9,8 @@ from pathlib import Path
 from pyro_vae.cli.flags import positive_int, seed
 from pyro_vae.cli.messages import CLIError
 from pyro_vae.cli.plugins import plugin_flag
-from pyro_vae.cli.runs import check_name_lengths, data_flags, load_family, load_splits, recorded_data, \
-    trained_binarize
+from pyro_vae.cli.runs import (check_name_lengths, data_flags, load_family, load_splits, recorded_data,
+                             trained_binarize)
 from pyro_vae.runs.folder import RunDir
 
 MAX_GRID = 10_000  # samples in one figure

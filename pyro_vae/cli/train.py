@@ -28,7 +28,8 @@ def add_train_parser(sub, formatter_class, defaults: dict | None = None):
                                    "it trains with DistributedDataParallel.",
                        formatter_class=formatter_class)
     data_flags(t)
-    t.add_argument("--val-fraction", type=fraction, default=0.1, help="share of the training data held out for validation")
+    t.add_argument("--val-fraction", type=fraction, default=0.1,
+                   help="share of the training data held out for validation")
     t.add_argument("--stream", default="auto", choices=["auto", "on", "off"],
                    help="read the training split of a .npy file or an image folder from disk batch by batch "
                         "(memory-mapped; images opened when needed) instead of loading it: on, off, or auto "
