@@ -20,7 +20,7 @@ REGISTRIES = {"prior": PRIORS, "likelihood": LIKELIHOODS, "network": NETWORKS,
               "objective": OBJECTIVES}  # option(registered=...) names these
 
 
-def bounded(kind, meta=None, name: str | None = None):
+def _bounded(kind, meta=None, name: str | None = None):
     """An argparse type for an option of ``kind`` (int, float, str) declared with ``meta`` (the
     metadata of :func:`pyro_vae.config.option`): it parses, and refuses a value outside the
     declaration by :func:`pyro_vae.config.value_problem`, the check a config's ``check`` makes. A
@@ -46,19 +46,19 @@ def bounded(kind, meta=None, name: str | None = None):
     return parse
 
 
-def declared(cls, name: str):
+def _declared(cls, name: str):
     """The argparse type of field ``name`` of config dataclass ``cls``, from its declaration."""
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    return bounded(field_kind(cls, f)[0], f.metadata, name)
+    return _bounded(field_kind(cls, f)[0], f.metadata, name)
 
 
-positive_int = bounded(int, {"min": 1}, "positive_int")
-nonneg_int = bounded(int, {"min": 0}, "nonneg_int")
-finite_float = bounded(float, {}, "finite_float")
-positive_float = bounded(float, {"above": 0}, "positive_float")
-fraction = bounded(float, {"above": 0, "below": 1}, "fraction")
-seed = declared(TrainConfig, "seed")  # every command's --seed takes what training's does
-device = declared(TrainConfig, "device")  # every command's --device: the one device check
+positive_int = _bounded(int, {"min": 1}, "positive_int")
+nonneg_int = _bounded(int, {"min": 0}, "nonneg_int")
+finite_float = _bounded(float, {}, "finite_float")
+positive_float = _bounded(float, {"above": 0}, "positive_float")
+fraction = _bounded(float, {"above": 0, "below": 1}, "fraction")
+seed = _declared(TrainConfig, "seed")  # every command's --seed takes what training's does
+device = _declared(TrainConfig, "device")  # every command's --device: the one device check
 
 
 def device_flag(p) -> None:
@@ -81,7 +81,7 @@ class HelpWithDefaults(argparse.HelpFormatter):
 def flag_kwargs(cls, f, help_text: str, default=None, check: bool = False) -> dict:
     """argparse keywords for the flag of field ``f`` of config dataclass ``cls``: its type (a bool
     a ``--x/--no-x`` pair, a tuple ``nargs="+"``), and with ``check`` the declared choices and
-    bounds (:func:`bounded`). Family options are checked when the model is built (their bounds
+    bounds (:func:`_bounded`). Family options are checked when the model is built (their bounds
     differ between families), so their flags parse only."""
     kind, elem, _ = field_kind(cls, f)
     meta = f.metadata if check else {}
@@ -90,7 +90,7 @@ def flag_kwargs(cls, f, help_text: str, default=None, check: bool = False) -> di
         return {"choices": list(meta["choices"]) + [c for c in registered if c not in meta["choices"]],
                 "default": default, "help": help_text}
     if check and kind in (int, float, str):
-        return {"type": bounded(kind, meta, f.name), "default": default, "help": help_text}
+        return {"type": _bounded(kind, meta, f.name), "default": default, "help": help_text}
     return value_flag(kind, elem, help_text, default)
 
 
