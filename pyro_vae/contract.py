@@ -380,8 +380,8 @@ def check_abilities(family) -> None:
                 "select by \"elbo\" (the default)")
     if declared("conditional", bool):
         require(family, Samples, "draw samples given a condition")
-        if "condition" not in inspect.signature(family.sample).parameters and not any(
-                p.kind == p.VAR_KEYWORD for p in inspect.signature(family.sample).parameters.values()):
+        params = inspect.signature(family.sample).parameters
+        if "condition" not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
             raise ContractError(f"{name} is conditional, but its sample takes no condition: define "
                                 f"sample(n, mean=True, condition=None)")
         num_classes = getattr(family, "num_classes", None)

@@ -7,7 +7,7 @@ lacks a part is refused when it is imported, in one line, and not deep inside tr
 
 from __future__ import annotations
 
-from pyro_vae.contract import ContractError  # noqa: F401 - components import it from here
+from pyro_vae.contract import ContractError  # a component that breaks its contract is refused with it
 
 
 class Registry(dict):

@@ -6,7 +6,8 @@ By name (config and CLI ``--objective``), each built for the family it trains::
     meanfield      TraceMeanField_ELBO        (analytic KL where it is known)
     graph          TraceGraph_ELBO            (score-function terms with Rao-Blackwellization)
     enum           TraceEnum_ELBO             (discrete latents marked "enumerate" summed out exactly)
-    jit, jit_meanfield, jit_graph, jit_enum   (the JIT-compiled versions)
+    jit, jit_meanfield, jit_graph, jit_enum   (the JIT-compiled versions; ``jit`` is
+                                               :class:`~pyro_vae.inference.jit.JitTraceELBO`)
     renyi          RenyiELBO(alpha=0.5)       (the Renyi bound of each data point, scaled to the data
                                                set outside the log-mean-exp: see :class:`ScaledOutside`)
     iwae           IWAE                       (the per-data-point importance-weighted bound, K =
@@ -16,8 +17,8 @@ By name (config and CLI ``--objective``), each built for the family it trains::
 
 ``TrainConfig.free_bits`` > 0 trains the ELBO with free bits (:class:`~pyro_vae.inference.importance.FreeBitsELBO`).
 
-``max_plate_nesting`` is taken from the family, particles are vectorized. Pyro objectives that
-offer only ``loss_and_grads`` (``TraceGraph_ELBO``, ``RenyiELBO``) are wrapped by
+``max_plate_nesting`` is taken from the family (:func:`pyro_vae.contract.traits`), particles are
+vectorized. Pyro objectives that offer only ``loss_and_grads`` (``TraceGraph_ELBO``, ``RenyiELBO``) are wrapped by
 :class:`FromLossAndGrads`, so every objective is used the same way. A user's own objective is
 either an object passed to ``fit(..., objective=obj)`` or a factory registered by name (then
 ``TrainConfig(objective="my_bound")`` and ``--objective my_bound`` find it)::
@@ -27,7 +28,8 @@ either an object passed to ``fit(..., objective=obj)`` or a factory registered b
         return MyBound(num_particles)          # has differentiable_loss(model, guide, *args, **kw)
 
 :class:`Loss` turns a family and an objective into the ``nn.Module`` that training steps (and
-``DistributedDataParallel`` wraps): ELBO term plus the family's :meth:`extra_loss`.
+``DistributedDataParallel`` wraps): ELBO term plus the family's ``extra_loss`` where it has one
+(:class:`~pyro_vae.contract.ExtraLoss`).
 """
 
 from __future__ import annotations

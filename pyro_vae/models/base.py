@@ -1,5 +1,8 @@
-"""The model contract: what every family declares, and all that training, evaluation, figures,
-report and CLI rely on.
+"""The base class of every family, :class:`Family`, and the rules of the model contract: what
+training, evaluation, figures, report and CLI rely on. The contract as code (the required core,
+the optional abilities as protocols, the declared traits and their defaults, and the only
+look-ups of a family's members) is :mod:`pyro_vae.contract`; :func:`check_family_class` and
+:func:`check_family` run its checks when a family is registered and when one is built.
 
 A family is an ``nn.Module`` holding two Pyro programs over a batch of data points, written as
 Pyro's VAE tutorial writes them::
@@ -36,17 +39,24 @@ with ``args = family.args(batch)``. The rules:
   training use ``TraceEnum_ELBO`` and the evaluator sums it out exactly.
 * **Prior draws.** ``model(None)`` (``x=None``) samples x from the prior predictive, Pyro's own
   convention, so ``pyro.infer.Predictive(family.model, num_samples=n)()`` draws images.
-* **Terms outside the ELBO** (M2's classifier loss): :meth:`extra_loss`, added to the loss.
-* **Schedules.** An optional ``on_epoch(epoch, epochs)`` is called at the start of every training
-  epoch (also the first one of a resumed run): a schedule that is a function of the epoch, kept in
-  a buffer so checkpoints hold it (the Gaussian-mixture VAE's relaxation temperature).
+* **Terms outside the ELBO** (M2's classifier loss): ``extra_loss`` (the ``ExtraLoss``
+  ability), added to the loss.
+* **Schedules.** An optional ``on_epoch(epoch, epochs)`` (``Schedules``) is called at the start of
+  every training epoch (also the first one of a resumed run): a schedule that is a function of the
+  epoch, kept in a buffer so checkpoints hold it (the Gaussian-mixture VAE's relaxation temperature).
 * **Point-mass guides.** ``point_estimate = True`` (the autoencoder) makes the evaluator report
   the ELBO, log p(x) and the inference gap as undefined, with ``undefined_note`` as the reason.
-* **Measures and figures.** :meth:`metrics` adds family measures (test accuracy) to evaluation
-  and validation; ``select_by`` names the validation measure that keeps the best checkpoint;
-  ``figures`` lists what the plots may ask of the family: the generic ones use
-  ``encode``/``decode``/``reconstruct``/``sample``, any other name is drawn by the family's
-  own :meth:`figure`.
+* **Measures and figures.** ``metrics`` (``Measures``) adds family measures (test accuracy) to
+  evaluation and validation; ``select_by`` names the validation measure that keeps the best
+  checkpoint; ``figures`` lists what the plots draw: a generic one needs its abilities
+  (``Codes``: ``encode``/``decode``/``reconstruct``; ``Samples``: ``sample``; ``Prior``), any
+  other name is drawn by the family's own ``figure`` (``Figures``). Unset, it is every generic
+  figure the family has the abilities for.
+* **Abilities.** A family has an ability when it defines all of its members
+  (:func:`pyro_vae.contract.has`); :class:`Family`'s ``extra_loss``, ``metrics`` and ``figure`` are
+  placeholders that do not count. What a family declares is checked against what it has when it
+  is registered and built; a command that needs an ability it lacks refuses in one line
+  (:class:`~pyro_vae.contract.MissingAbility`).
 * **Configuration.** ``Config`` is a dataclass of the family's options (typed, with defaults);
   :meth:`from_config` builds the family from it and the data's shape (and number of classes).
   The CLI makes a flag of every field; checkpoints store the family's name and these options.
