@@ -309,7 +309,8 @@ def pixel_gauss():
     return build_model(ModelConfig(model="pixel_gauss", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,)))
 
 
-def test_drawing_x_for_mixture_codes_without_a_likelihood_is_one_line_naming_family_and_ability(pixel_gauss):
+def test_drawing_x_for_mixture_codes_without_a_likelihood_is_one_line_naming_family_and_ability(pixel_gauss,
+                                                                                               monkeypatch):
     from pyro_vae import MissingAbility
     from pyro_vae.analysis.samplers import fit_code_mixture, generate
 
@@ -322,6 +323,13 @@ def test_drawing_x_for_mixture_codes_without_a_likelihood_is_one_line_naming_fam
     assert "the family 'pixel_gauss' (PixelGauss)" in message and "mean=False" in message
     assert "it has no likelihood (the Likelihood ability: decoder(z), likelihood(params))" in message
     assert "--" not in message  # a library message names no CLI flag
+    # the generation scores draw x ~ p(x|z): refused at once, before their classifier is trained
+    from pyro_vae.analysis import generation
+
+    monkeypatch.setattr(generation, "train_feature_classifier", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(MissingAbility, match="'pixel_gauss'.*no likelihood"):
+        generation.score_generation(pixel_gauss, Batch(torch.rand(40, 1, 8, 8), torch.arange(40) % 2),
+                                    Batch(torch.rand(10, 1, 8, 8)), n=5, sampler="mixture")
 
 
 class Duck(nn.Module):

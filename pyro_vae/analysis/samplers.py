@@ -92,7 +92,7 @@ class GaussianMixture:
         return self.means[k] + (chol[k] @ eps.unsqueeze(-1)).squeeze(-1)
 
 
-def _check_sampler(family, sampler: str) -> None:
+def _unconditional(family, sampler: str) -> None:
     """Refuse an unknown sampler, and any sampler for a conditional family but its joint prior."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; one of {', '.join(SAMPLERS)}")
@@ -102,11 +102,16 @@ def _check_sampler(family, sampler: str) -> None:
                          f"(sample(n, condition=...)); the {sampler} sampler is for unconditional families")
 
 
-def _check_mixture(family, mean: bool = True) -> None:
-    """The mixture sampler fits the family's codes and decodes its draws
-    (:class:`~pyro_vae.contract.Codes`); x ~ p(x|z) (not ``mean``) needs its
-    :class:`~pyro_vae.contract.Likelihood` too. Refused in one line otherwise."""
-    _check_sampler(family, "mixture")
+def check_sampler(family, sampler: str, mean: bool = True) -> None:
+    """Refuse, before any work, a sampler ``family`` cannot serve, in one line
+    (:class:`~pyro_vae.contract.MissingAbility` naming the family and the ability): ``prior``
+    draws with its own ``sample`` (:class:`~pyro_vae.contract.Samples`); ``mixture`` fits its
+    codes and decodes them (:class:`~pyro_vae.contract.Codes`), and draws x ~ p(x|z) with its
+    :class:`~pyro_vae.contract.Likelihood` unless ``mean``."""
+    _unconditional(family, sampler)
+    if sampler == "prior":
+        require(family, Samples, "draw samples from its prior")
+        return
     require(family, Codes, "fit the mixture sampler to its codes and decode its draws")
     if not mean:
         require(family, Likelihood, "draw x ~ p(x|z) for codes from the mixture (mean=False)",
@@ -216,7 +221,7 @@ def latent_means(family, data: Batch, batch_size: int = 1000) -> torch.Tensor:
 def fit_code_mixture(family, data, components: int = 10, seed: int = 0, batch_size: int = 1000) -> GaussianMixture:
     """The mixture sampler's density: a :class:`GaussianMixture` fitted to E_q[z|x] of ``data``
     (a Batch or a tensor x of training images, already binarized as for evaluation)."""
-    _check_mixture(family)
+    check_sampler(family, "mixture")
     data = data if isinstance(data, Batch) else Batch(torch.as_tensor(data))
     return GaussianMixture(components, seed=seed).fit(latent_means(family, data, batch_size=batch_size))
 
@@ -225,11 +230,11 @@ def fit_code_mixture(family, data, components: int = 10, seed: int = 0, batch_si
 def sample_latents(family, n: int, sampler: str = "prior", mixture: GaussianMixture | None = None,
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """``n`` latent codes from the prior or from a fitted mixture, on the family's device."""
-    _check_sampler(family, sampler)
-    if sampler == "prior":
+    if sampler == "prior":  # codes from p(z) itself, not the family's own sample()
+        _unconditional(family, sampler)
         require(family, Prior, "draw codes from its prior")
     else:
-        _check_mixture(family)
+        check_sampler(family, sampler)
     device = next(family.parameters()).device
     if sampler == "prior":
         return family.prior().sample((n,)).to(device)
@@ -245,11 +250,7 @@ def generate(family, n: int, sampler: str = "prior", mixture: GaussianMixture | 
     the class y ~ p(y) too); ``mixture``: codes from the fitted mixture; decoded to E[x|z]
     (``mean``) or drawn from p(x|z). A family without what the sampler needs is refused in one
     line (:class:`~pyro_vae.contract.MissingAbility`) before anything is drawn."""
-    _check_sampler(family, sampler)
-    if sampler == "prior":
-        require(family, Samples, "draw samples from its prior")
-    else:
-        _check_mixture(family, mean)
+    check_sampler(family, sampler, mean)
     out = []
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
@@ -261,4 +262,5 @@ def generate(family, n: int, sampler: str = "prior", mixture: GaussianMixture | 
     return torch.cat(out)
 
 
-__all__ = ["latent_means", "GaussianMixture", "fit_code_mixture", "sample_latents", "generate", "SAMPLERS"]
+__all__ = ["latent_means", "GaussianMixture", "check_sampler", "fit_code_mixture", "sample_latents", "generate",
+           "SAMPLERS"]
