@@ -1,8 +1,8 @@
 """pyro-vae: variational autoencoders written as Pyro programs.
 
 Every model family is an ``nn.Module`` with Pyro programs ``model`` and ``guide`` behind one
-declared contract (:mod:`pyro_vae.models.base`); training, evaluation, figures, report and CLI
-work on any family that meets it.
+declared contract (:mod:`pyro_vae.contract`: a required core and optional abilities); training,
+evaluation, figures, report and CLI work on any family that meets it.
 """
 
 from pyro_vae.analysis.evaluate import evaluate
@@ -14,6 +14,7 @@ from pyro_vae.components.networks import ConvDecoder, ConvEncoder, MLPDecoder, M
 from pyro_vae.components.priors import (DiagonalGaussian, FlowPrior, MixtureOfGaussians, StandardNormal, VampPrior,
                                         register_prior)
 from pyro_vae.config import DataConfig, ModelConfig, TrainConfig
+from pyro_vae.contract import MissingAbility
 from pyro_vae.data.batch import Batch, DataError, Dataset, select_labels
 from pyro_vae.data import load_data
 from pyro_vae.inference.estimators import gradient_variance
@@ -33,7 +34,8 @@ __all__ = [
     "Batch", "DataError", "Dataset", "load_data", "select_labels", "BernoulliLikelihood",
     "ContinuousBernoulliLikelihood", "GaussianLikelihood", "LaplaceLikelihood", "Likelihood",
     "register_likelihood", "VAE", "AE", "SSVAE", "CVAE", "Family", "ContractError", "build_model", "data_plate",
-    "register_model", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "Loss", "make_objective",
+    "register_model", "MissingAbility", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "Loss",
+    "make_objective",
     "register_objective", "DiagonalGaussian", "MixtureOfGaussians", "StandardNormal", "register_prior",
     "RunDir", "finish_run", "TrainingDiverged", "fit", "evaluate", "gradient_variance", "m1_classify",
     "fit_code_mixture", "generate", "HierarchicalVAE", "IAFVAE", "GMVAE", "IWAE", "StickingTheLanding",

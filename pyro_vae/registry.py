@@ -7,9 +7,7 @@ lacks a part is refused when it is imported, in one line, and not deep inside tr
 
 from __future__ import annotations
 
-
-class ContractError(TypeError):
-    """A module that does not meet the model contract (a family, a prior or a likelihood)."""
+from pyro_vae.contract import ContractError  # a component that breaks its contract is refused with it
 
 
 class Registry(dict):

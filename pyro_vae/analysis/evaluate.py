@@ -7,7 +7,9 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
+from pyro_vae.contract import ChecksData, ContractError, Measures, check_data, has, traits
 from pyro_vae.data.batch import Batch
 from pyro_vae.inference.marginal import elbo_terms, iwae_bound, latent_statistics, log_marginal
 
@@ -23,17 +25,19 @@ def _as_batch(data):
 
 
 class _evaluating:
-    """Puts a module in eval mode (no denoising corruption, no dropout) and restores its mode."""
+    """Puts a module in eval mode (no denoising corruption, no dropout) and restores its mode
+    (a family that is not an ``nn.Module`` has no mode)."""
 
     def __init__(self, module):
-        self.module, self.was = module, getattr(module, "training", False)
+        self.module = module if isinstance(module, nn.Module) else None
+        self.was = self.module is not None and self.module.training
 
     def __enter__(self):
-        if hasattr(self.module, "eval"):
+        if self.module is not None:
             self.module.eval()
 
     def __exit__(self, *exc):
-        if hasattr(self.module, "train"):
+        if self.module is not None:
             self.module.train(self.was)
 
 
@@ -84,7 +88,7 @@ def evaluate(family, data, k: int = 5000, iwae_k: int = 0, batch_size: int = 100
     x = data.x
     if len(data) == 0:
         raise DataError(f"evaluate: the data hold no data points (shape {tuple(x.shape)})")
-    param = next(iter(family.parameters()), None) if hasattr(family, "parameters") else None
+    param = next(iter(family.parameters()), None) if isinstance(family, nn.Module) else None
     if not x.is_floating_point() or (param is not None and x.dtype != param.dtype):
         want = param.dtype if param is not None else torch.float32
         raise DataError(f"evaluate: the data are {x.dtype} but the model's parameters are {want}; pass x.to({want}) "
@@ -93,13 +97,11 @@ def evaluate(family, data, k: int = 5000, iwae_k: int = 0, batch_size: int = 100
         raise DataError(f"evaluate: the data are on {x.device} but the model is on {param.device}; move one of them "
                         f"(data.to(device))")
     check_finite(x, "evaluation data")
-    if callable(getattr(family, "check_shape", None)):
+    if has(family, ChecksData):
         family.check_shape(x)
-    if data.y is not None and callable(getattr(family, "check_labels", None)):
-        family.check_labels(data.y)  # a label the model has no class for (its programs still see y)
-    check_data = getattr(getattr(family, "likelihood", None), "check_data", None)
-    if callable(check_data):
-        check_data(x)
+        if data.y is not None:
+            family.check_labels(data.y)  # a label the model has no class for (its programs still see y)
+    check_data(family, x)  # values outside the likelihood's support
     with _evaluating(family):
         return _evaluate(family, data, k, iwae_k, batch_size, progress, per_image)
 
@@ -108,24 +110,20 @@ def _evaluate(family, data, k, iwae_k, batch_size, progress, per_image):
     data = _as_batch(data)
     args = family.args(data.unlabelled())
     if not isinstance(args, (tuple, list)):
-        from pyro_vae.registry import ContractError
-
         raise ContractError(f"{type(family).__name__}.args(batch) must return a tuple of the programs' positional "
                             f"arguments (x first), got {type(args).__name__}")
     model, guide = family.model, family.guide
     n, dims = len(data), data.x[0].numel()
     to_bpd = 1.0 / (dims * math.log(2))
-    mpn = getattr(family, "max_plate_nesting", None)
-    plate = getattr(family, "plate_name", "data")
-    point = getattr(family, "point_estimate", False)
+    t = traits(family)
+    mpn, plate, point = t.max_plate_nesting, t.plate_name, t.point_estimate
     out = {"num_images": {"value": n, "unit": "images"}}
     info = {}
     ll, kl = elbo_terms(model, guide, *args, batch_size=max(batch_size, 500), data_plate=plate, info=info)
     terms = {"recon_log_lik": ll}
-    latents = "+".join(getattr(family, "latent_sites", ("z",)))
-    observed = "+".join(getattr(family, "observed_sites", ("x",)))
+    latents, observed = "+".join(t.latent_sites), "+".join(t.observed_sites)
     if point:
-        undefined = getattr(family, "undefined_note", "undefined: the guide is a point mass")
+        undefined = t.undefined_note
         v, se = _mean_se(ll)
         out["recon_log_lik"] = {"value": v, "se": se, "unit": "nats/image",
                                 "note": f"log p({observed}|{latents}) at the code {latents} = encoder(x)"}
@@ -174,9 +172,9 @@ def _evaluate(family, data, k, iwae_k, batch_size, progress, per_image):
                                          "unit": "nats/image"}
             out[f"kl_{name}"] = {"value": float(sum(st["kl_per_dim"])), "unit": "nats/image",
                                  "note": f"KL(q({name}|...) || p({name}|...)) of this site, closed form"}
-    notes = getattr(family, "metric_notes", {})
-    for name, value in (family.metrics(data) if hasattr(family, "metrics") else {}).items():
-        out[name] = value if isinstance(value, dict) else {"value": value, "unit": "", "note": notes.get(name, "")}
+    for name, value in (family.metrics(data) if has(family, Measures) else {}).items():
+        out[name] = value if isinstance(value, dict) else {"value": value, "unit": "",
+                                                           "note": t.metric_notes.get(name, "")}
     if per_image is not None:
         per_image.update({name: t.detach().cpu() for name, t in terms.items()})
     return out

@@ -443,9 +443,11 @@ def score_generation(family, train: Batch, reference: Batch, classifier_path=Non
     semi-supervised run), cached in ``classifier_path`` when given. ``train`` and ``reference``
     are Batches in the form the model scores (see :func:`pyro_vae.data.batch.for_evaluation`).
 
-    Returns :func:`generation_scores`' table plus ``classifier_val_accuracy`` and the sampler."""
-    from pyro_vae.analysis.samplers import fit_code_mixture, generate
+    Returns :func:`generation_scores`' table plus ``classifier_val_accuracy`` and the sampler. A
+    family that cannot draw x from ``sampler`` is refused first, before the classifier is trained."""
+    from pyro_vae.analysis.samplers import check_sampler, fit_code_mixture, generate
 
+    check_sampler(family, sampler, mean=False)
     labelled = train.replace(labelled=None)
     if classifier_path is not None:
         clf, info = load_or_train_classifier(classifier_path, labelled, seed=seed, progress=progress, name=name)

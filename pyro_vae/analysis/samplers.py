@@ -21,6 +21,7 @@ import math
 
 import torch
 
+from pyro_vae.contract import Codes, Likelihood, Prior, Samples, defines, has, require, traits
 from pyro_vae.data.batch import Batch, DataError
 
 SAMPLERS = ("prior", "mixture")
@@ -91,19 +92,30 @@ class GaussianMixture:
         return self.means[k] + (chol[k] @ eps.unsqueeze(-1)).squeeze(-1)
 
 
-def _check_family(family, sampler: str):
+def _unconditional(family, sampler: str) -> None:
+    """Refuse an unknown sampler, and any sampler for a conditional family but its joint prior."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; one of {', '.join(SAMPLERS)}")
-    if getattr(family, "conditional", False) and not (sampler == "prior" and getattr(family, "joint_prior", False)):
-        raise ValueError(f"{type(family).__name__} is conditional: draw its samples given a condition "
-                         f"(pyro-vae sample --condition); the {sampler} sampler is for unconditional families")
-    if sampler == "mixture" and not callable(getattr(family, "decode", None)):
-        raise ValueError(f"{type(family).__name__} has no decode(z); the mixture sampler decodes latent codes")
-    if sampler == "prior" and not callable(getattr(family, "sample", None)):
-        raise ValueError(f"{type(family).__name__} has no sample(n); it cannot draw from its prior")
-    if sampler == "mixture" and not callable(getattr(family, "encode", None)):
-        raise ValueError(f"{type(family).__name__} has no encode(x); the mixture sampler is fitted to the "
-                         f"codes of the training images")
+    t = traits(family)
+    if t.conditional and not (sampler == "prior" and t.joint_prior):
+        raise ValueError(f"{t.name} is conditional: draw its samples given a condition "
+                         f"(sample(n, condition=...)); the {sampler} sampler is for unconditional families")
+
+
+def check_sampler(family, sampler: str, mean: bool = True) -> None:
+    """Refuse, before any work, a sampler ``family`` cannot serve, in one line
+    (:class:`~pyro_vae.contract.MissingAbility` naming the family and the ability): ``prior``
+    draws with its own ``sample`` (:class:`~pyro_vae.contract.Samples`); ``mixture`` fits its
+    codes and decodes them (:class:`~pyro_vae.contract.Codes`), and draws x ~ p(x|z) with its
+    :class:`~pyro_vae.contract.Likelihood` unless ``mean``."""
+    _unconditional(family, sampler)
+    if sampler == "prior":
+        require(family, Samples, "draw samples from its prior")
+        return
+    require(family, Codes, "fit the mixture sampler to its codes and decode its draws")
+    if not mean:
+        require(family, Likelihood, "draw x ~ p(x|z) for codes from the mixture (mean=False)",
+                "draw E[x|z] with mean=True")
 
 
 # ---------------------------------------------------------------------- codes
@@ -130,7 +142,7 @@ def _guide_means(family, chunk: Batch) -> torch.Tensor:
     import pyro
     from pyro import poutine
 
-    sites = tuple(getattr(family, "latent_sites", ("z",)))
+    sites = traits(family).latent_sites
     with torch.random.fork_rng(devices=[]):  # a guide may draw (e.g. a discrete site first)
         pyro.set_rng_seed(0)
         trace = poutine.trace(family.guide).get_trace(*family.args(chunk))
@@ -173,20 +185,19 @@ def latent_means(family, data: Batch, batch_size: int = 1000) -> torch.Tensor:
     name = type(family).__name__
     device = _device_of(family)
     blind = data.replace(y=None, labelled=None)  # labels never reach the codes
-    was_training = getattr(family, "training", None)
+    was_training = family.training if isinstance(family, torch.nn.Module) else None
     if was_training is not None:
         family.eval()
     reasons = []
     try:
-        encode = getattr(family, "encode", None)
-        if callable(encode):
+        if has(family, Codes):
             try:
-                return torch.cat([_as_mean(encode(blind.x[i:i + batch_size].to(device)))
+                return torch.cat([_as_mean(family.encode(blind.x[i:i + batch_size].to(device)))
                                   .reshape(min(batch_size, len(data) - i), -1)
                                   for i in range(0, len(data), batch_size)])
             except (ValueError, TypeError, NotImplementedError) as e:  # e.g. encode needs a condition
                 reasons.append(f"encode(x): {e}")
-        if not callable(getattr(family, "guide", None)) or not hasattr(family, "args"):
+        if not (defines(family, "guide") and defines(family, "args")):
             reasons.append("no guide(*args(batch)) to trace")
         else:
             try:
@@ -210,7 +221,7 @@ def latent_means(family, data: Batch, batch_size: int = 1000) -> torch.Tensor:
 def fit_code_mixture(family, data, components: int = 10, seed: int = 0, batch_size: int = 1000) -> GaussianMixture:
     """The mixture sampler's density: a :class:`GaussianMixture` fitted to E_q[z|x] of ``data``
     (a Batch or a tensor x of training images, already binarized as for evaluation)."""
-    _check_family(family, "mixture")
+    check_sampler(family, "mixture")
     data = data if isinstance(data, Batch) else Batch(torch.as_tensor(data))
     return GaussianMixture(components, seed=seed).fit(latent_means(family, data, batch_size=batch_size))
 
@@ -219,7 +230,11 @@ def fit_code_mixture(family, data, components: int = 10, seed: int = 0, batch_si
 def sample_latents(family, n: int, sampler: str = "prior", mixture: GaussianMixture | None = None,
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """``n`` latent codes from the prior or from a fitted mixture, on the family's device."""
-    _check_family(family, sampler)
+    if sampler == "prior":  # codes from p(z) itself, not the family's own sample()
+        _unconditional(family, sampler)
+        require(family, Prior, "draw codes from its prior")
+    else:
+        check_sampler(family, sampler)
     device = next(family.parameters()).device
     if sampler == "prior":
         return family.prior().sample((n,)).to(device)
@@ -233,8 +248,9 @@ def generate(family, n: int, sampler: str = "prior", mixture: GaussianMixture | 
              mean: bool = True, batch_size: int = 1000) -> torch.Tensor:
     """``n`` generated images: ``prior``: the family's own ``sample(n, mean)`` (z ~ p(z), and for M2
     the class y ~ p(y) too); ``mixture``: codes from the fitted mixture; decoded to E[x|z]
-    (``mean``) or drawn from p(x|z)."""
-    _check_family(family, sampler)
+    (``mean``) or drawn from p(x|z). A family without what the sampler needs is refused in one
+    line (:class:`~pyro_vae.contract.MissingAbility`) before anything is drawn."""
+    check_sampler(family, sampler, mean)
     out = []
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
@@ -246,4 +262,5 @@ def generate(family, n: int, sampler: str = "prior", mixture: GaussianMixture | 
     return torch.cat(out)
 
 
-__all__ = ["latent_means", "GaussianMixture", "fit_code_mixture", "sample_latents", "generate", "SAMPLERS"]
+__all__ = ["latent_means", "GaussianMixture", "check_sampler", "fit_code_mixture", "sample_latents", "generate",
+           "SAMPLERS"]

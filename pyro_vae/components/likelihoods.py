@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pyro_vae.registry import ContractError, Registry, check_component_class
+from pyro_vae.contract import ContractError
+from pyro_vae.registry import Registry, check_component_class
 
 LIKELIHOODS = Registry("likelihood", check=lambda cls: check_component_class(cls, "likelihood", ("forward", "mean")))
 register_likelihood = LIKELIHOODS.register  # @register_likelihood("name"): refused at once if it lacks a part

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from pyro_vae.components.distributions import UnitNormal
-from pyro_vae.registry import ContractError, Registry, check_component_class, check_kwargs
+from pyro_vae.contract import ContractError
+from pyro_vae.registry import Registry, check_component_class, check_kwargs
 
 PRIORS = Registry("prior", check=lambda cls: check_component_class(cls, "prior"))
 register_prior = PRIORS.register  # @register_prior("name") makes a prior buildable by name (checked at once)

@@ -25,10 +25,10 @@ import torch
 from matplotlib.ticker import MaxNLocator
 
 from pyro_vae.config import read_metrics
+from pyro_vae.contract import FIGURE_NEEDS, GENERIC_FIGURES, Figures, require, traits
 from pyro_vae.drawing import (DPI, as_images, grid_figsize, image_grid, no_ticks, pca_2d, plot_codes,  # noqa: F401
                               plot_confusion, plot_image_rows, save, show, to_numpy)
 from pyro_vae.inference.marginal import as_normal
-from pyro_vae.models.base import GENERIC_FIGURES
 from pyro_vae.runs.folder import RunDir
 
 FIGURE_NAMES = ("curves",) + GENERIC_FIGURES
@@ -61,7 +61,7 @@ class _EvalMode:
         self.module = module
 
     def __enter__(self):
-        self.was_training = getattr(self.module, "training", False)
+        self.was_training = self.module.training
         self.no_grad = torch.no_grad()
         self.no_grad.__enter__()
         self.module.eval()
@@ -347,7 +347,11 @@ def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: 
         metrics_rows = read_metrics(RunDir(run_dir).metrics)
     data = x_test if isinstance(x_test, Batch) else Batch(torch.as_tensor(x_test), y_test)
     x_test, y_test = data.x, data.y
-    names = getattr(module, "figures", GENERIC_FIGURES)
+    t = traits(module)
+    names = t.figures
+    for name in names:  # what each figure asks of the family, checked before any is drawn
+        for ability in FIGURE_NEEDS.get(name, (Figures,)):
+            require(module, ability, f"draw its figure {name!r}", f"leave {name!r} out of its figures")
     out = {}
     dev = _device(module)
     fork_devices = [dev] if dev.type == "cuda" else []
@@ -365,7 +369,7 @@ def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: 
             elif name == "samples":
                 out[name] = plot_samples(module, path, n=n_samples)
             elif name == "manifold":
-                if int(getattr(module, "latent_dim", 0)) == 2:
+                if t.latent_dim == 2:
                     out[name] = plot_manifold(module, path)
             elif name == "latent_space":
                 out[name] = plot_latent_space(module, x_test, y_test, path, split=split)

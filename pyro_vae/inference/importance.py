@@ -44,6 +44,7 @@ from pyro import poutine
 from torch import nn
 from torch.distributions import Independent, kl_divergence
 
+from pyro_vae.contract import traits
 from pyro_vae.inference.marginal import is_scored, site_log_prob
 
 PARTICLES = "_iw_particles"
@@ -92,21 +93,21 @@ def _owner(guide, what: str) -> nn.Module:
 
 
 class _Call(nn.Module):
-    """Calls ``module.<name>`` as its forward, so ``torch.func.functional_call`` can run a
-    family's guide with other parameter tensors."""
+    """Calls ``function(module, ...)`` (a method's function on its module) as its forward, so
+    ``torch.func.functional_call`` can run a family's guide with other parameter tensors."""
 
-    def __init__(self, module: nn.Module, name: str):
+    def __init__(self, module: nn.Module, function):
         super().__init__()
-        self.module, self.name = module, name
+        self.module, self.function = module, function
 
     def forward(self, *args, **kwargs):
-        return getattr(self.module, self.name)(*args, **kwargs)
+        return self.function(self.module, *args, **kwargs)
 
 
 def _stopped(guide, what: str):
     """``guide`` run with every parameter of its module detached (values kept, no gradient)."""
     module = _owner(guide, what)
-    call = _Call(module, guide.__name__)
+    call = _Call(module, guide.__func__)
 
     def stopped(*args, **kwargs):
         params = {f"module.{n}": p.detach() for n, p in module.named_parameters()}
@@ -190,7 +191,7 @@ def _scale_by(holder: dict, event_dim: int):
 def _mpn(objective, guide) -> int:
     if objective.max_plate_nesting is not None:
         return objective.max_plate_nesting
-    return getattr(getattr(guide, "__self__", None), "max_plate_nesting", 1)
+    return traits(getattr(guide, "__self__", None)).max_plate_nesting  # of the family the guide is a method of
 
 
 def _check_particles(num_particles) -> int:

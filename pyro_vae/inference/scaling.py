@@ -63,6 +63,8 @@ from pyro.poutine.subsample_messenger import _Subsample
 from pyro.poutine.util import is_validation_enabled
 from torch import nn
 
+from pyro_vae.contract import traits
+
 PLAIN, EXPLICIT = "plain", "explicit"
 WEIGHTS = ("kl_weight", "num_data")
 
@@ -151,14 +153,13 @@ class Scaled(nn.Module):
     def __init__(self, family: nn.Module):
         super().__init__()
         self.family = family
-        self.forms = {name: program_form(getattr(family, name)) for name in ("model", "guide")}
+        self.forms = {"model": program_form(family.model), "guide": program_form(family.guide)}
         bad = [name for name, form in self.forms.items() if form is None]
         if bad:
             raise TypeError(f"{type(family).__name__}.{bad[0]} takes one of kl_weight and num_data: take both "
                             f"(the explicit form) or neither (the plain form; training scales the sites)")
-        self.plate_name = getattr(family, "plate_name", "data")
-        self.kl_sites = getattr(family, "kl_sites", None)
-        self.max_plate_nesting = getattr(family, "max_plate_nesting", None)
+        t = traits(family)
+        self.plate_name, self.kl_sites, self.max_plate_nesting = t.plate_name, t.kl_sites, t.max_plate_nesting
         self._model, self._guide = family.model, family.guide  # bound once
 
     @property
@@ -207,7 +208,7 @@ _SCALED: "weakref.WeakValueDictionary[int, Scaled]" = weakref.WeakValueDictionar
 def uses_handlers(family) -> bool:
     """Whether training applies the weights to ``family`` from outside (a program in the plain
     form), rather than passing them to its programs (both in the explicit form)."""
-    return any(program_form(getattr(family, name)) != EXPLICIT for name in ("model", "guide"))
+    return any(program_form(program) != EXPLICIT for program in (family.model, family.guide))
 
 
 __all__ = ["ScaleSites", "Scaled", "scaled", "program_form", "uses_handlers", "PLAIN", "EXPLICIT"]

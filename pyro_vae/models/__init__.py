@@ -1,4 +1,4 @@
-"""Model families. Every family meets the contract of :mod:`pyro_vae.models.base`.
+"""Model families. Every family meets the model contract (:mod:`pyro_vae.contract`).
 
 A family is one file of this package that registers itself; importing the package imports
 every module in it (:func:`_import_families`), so a new file is a new family, with no list to

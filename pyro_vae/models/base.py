@@ -1,5 +1,8 @@
-"""The model contract: what every family declares, and all that training, evaluation, figures,
-report and CLI rely on.
+"""The base class of every family, :class:`Family`, and the rules of the model contract: what
+training, evaluation, figures, report and CLI rely on. The contract as code (the required core,
+the optional abilities as protocols, the declared traits and their defaults, and the only
+look-ups of a family's members) is :mod:`pyro_vae.contract`; :func:`check_family_class` and
+:func:`check_family` run its checks when a family is registered and when one is built.
 
 A family is an ``nn.Module`` holding two Pyro programs over a batch of data points, written as
 Pyro's VAE tutorial writes them::
@@ -36,17 +39,24 @@ with ``args = family.args(batch)``. The rules:
   training use ``TraceEnum_ELBO`` and the evaluator sums it out exactly.
 * **Prior draws.** ``model(None)`` (``x=None``) samples x from the prior predictive, Pyro's own
   convention, so ``pyro.infer.Predictive(family.model, num_samples=n)()`` draws images.
-* **Terms outside the ELBO** (M2's classifier loss): :meth:`extra_loss`, added to the loss.
-* **Schedules.** An optional ``on_epoch(epoch, epochs)`` is called at the start of every training
-  epoch (also the first one of a resumed run): a schedule that is a function of the epoch, kept in
-  a buffer so checkpoints hold it (the Gaussian-mixture VAE's relaxation temperature).
+* **Terms outside the ELBO** (M2's classifier loss): ``extra_loss`` (the ``ExtraLoss``
+  ability), added to the loss.
+* **Schedules.** An optional ``on_epoch(epoch, epochs)`` (``Schedules``) is called at the start of
+  every training epoch (also the first one of a resumed run): a schedule that is a function of the
+  epoch, kept in a buffer so checkpoints hold it (the Gaussian-mixture VAE's relaxation temperature).
 * **Point-mass guides.** ``point_estimate = True`` (the autoencoder) makes the evaluator report
   the ELBO, log p(x) and the inference gap as undefined, with ``undefined_note`` as the reason.
-* **Measures and figures.** :meth:`metrics` adds family measures (test accuracy) to evaluation
-  and validation; ``select_by`` names the validation measure that keeps the best checkpoint;
-  ``figures`` lists what the plots may ask of the family: the generic ones use
-  ``encode``/``decode``/``reconstruct``/``sample``, any other name is drawn by the family's
-  own :meth:`figure`.
+* **Measures and figures.** ``metrics`` (``Measures``) adds family measures (test accuracy) to
+  evaluation and validation; ``select_by`` names the validation measure that keeps the best
+  checkpoint; ``figures`` lists what the plots draw: a generic one needs its abilities
+  (``Codes``: ``encode``/``decode``/``reconstruct``; ``Samples``: ``sample``; ``Prior``), any
+  other name is drawn by the family's own ``figure`` (``Figures``). Unset, it is every generic
+  figure the family has the abilities for.
+* **Abilities.** A family has an ability when it defines all of its members
+  (:func:`pyro_vae.contract.has`); :class:`Family`'s ``extra_loss``, ``metrics`` and ``figure`` are
+  placeholders that do not count. What a family declares is checked against what it has when it
+  is registered and built; a command that needs an ability it lacks refuses in one line
+  (:class:`~pyro_vae.contract.MissingAbility`).
 * **Configuration.** ``Config`` is a dataclass of the family's options (typed, with defaults);
   :meth:`from_config` builds the family from it and the data's shape (and number of classes).
   The CLI makes a flag of every field; checkpoints store the family's name and these options.
@@ -72,10 +82,10 @@ from pyro import poutine
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from pyro_vae.registry import SCALARS, ContractError, overrides, scalar_problem
+from pyro_vae.contract import (GENERIC_FIGURES, ContractError, Declared, check_abilities, check_core,
+                               check_core_class, placeholder, traits)
 from pyro_vae.inference.scaling import program_form
-
-GENERIC_FIGURES = ("reconstructions", "samples", "manifold", "latent_space", "interpolation")
+from pyro_vae.registry import SCALARS, scalar_problem
 
 
 @contextlib.contextmanager
@@ -100,31 +110,16 @@ class NoOptions:
     """A family without options."""
 
 
-class Family(nn.Module):
+class Family(Declared, nn.Module):
     """Base class of every model family; see the module docstring for the contract.
 
     Subclasses set ``data_shape`` and define ``model`` and ``guide``; the rest has defaults
-    that fit a plain VAE (``args = (x,)``, no extra loss, no extra measures).
+    that fit a plain VAE (``args = (x,)``, the declared traits of
+    :class:`pyro_vae.contract.Declared`). ``extra_loss``, ``metrics`` and ``figure`` here are
+    placeholders: a family has those abilities once it defines its own.
     """
 
     Config = NoOptions
-    plate_name = "data"  # the plate over the data points (evaluation keeps one number per point)
-    max_plate_nesting = 1
-    latent_sites: tuple = ("z",)  # named in evaluation notes (KL of which latents)
-    kl_sites: tuple | None = None  # sites the KL weight scales in a plain-form family (None: every latent site)
-    observed_sites: tuple = ("x",)  # named in evaluation notes (likelihood of what)
-    default_objective = "trace"
-    select_by = "elbo"  # validation measure that picks the best checkpoint (higher is better)
-    figures: tuple = GENERIC_FIGURES
-    figure_titles: dict = {}
-    metric_notes: dict = {}  # {measure: what it is}, shown beside the family's measures in evaluation
-    needs_labels = False  # True: training data must carry labels (y)
-    partial_labels = False  # True: trains on data where only some labels are known (TrainConfig.labels)
-    conditional = False  # True: samples need a condition (``sample(n, condition=...)``)
-    joint_prior = False  # True (with conditional): ``sample(n)`` also draws the condition (M2's class)
-    point_estimate = False  # True: the guide is a point mass (an autoencoder): no ELBO, no log p(x)
-    undefined_note = "undefined: the guide is a point mass"  # what evaluate says instead, for point_estimate
-
     data_shape: tuple = ()
 
     def __init__(self):
@@ -133,6 +128,7 @@ class Family(nn.Module):
 
     # ------------------------------------------------------------ built from a config
     @classmethod
+    @placeholder
     def from_config(cls, config, data_shape, num_classes=None) -> "Family":
         raise NotImplementedError(f"{cls.__name__} cannot be built by name: define from_config")
 
@@ -141,21 +137,25 @@ class Family(nn.Module):
         """The positional arguments of ``model`` and ``guide`` for ``batch``."""
         return (batch.x,)
 
+    @placeholder
     def model(self, x=None):
         """p(latents) p(x | latents), plain (training scales its sites) or with ``kl_weight=1.0,
         num_data=None`` (it scales them itself); see the module docstring."""
         raise NotImplementedError
 
+    @placeholder
     def guide(self, x):
         """q(latents | x), in the same form as ``model``."""
         raise NotImplementedError
 
+    @placeholder
     def extra_loss(self, batch, num_data=None):
         """Loss terms outside the ELBO, on the same per-data-set scale (None: none). A family whose
         ``extra_loss`` also declares a ``kl_weight`` parameter receives the step's KL weight (a
         0-d tensor: beta times warm-up) as well."""
         return None
 
+    @placeholder
     @torch.no_grad()
     def metrics(self, batch) -> dict:
         """Family measures on ``batch`` for validation and evaluation: ``{name: value}``
@@ -176,7 +176,7 @@ class Family(nn.Module):
         """Raise a DataError unless the labels ``y`` (or None) are classes of this model: integers
         in 0..num_classes-1 when the family has ``num_classes`` (a label it has no class for would
         index past its one-hot vectors and classifier outputs)."""
-        num_classes = getattr(self, "num_classes", None)
+        num_classes = traits(self).num_classes
         if y is None or not isinstance(num_classes, int) or isinstance(num_classes, bool):
             return
         from pyro_vae.data.batch import DataError, check_labels
@@ -196,6 +196,7 @@ class Family(nn.Module):
                 f"this model expects data of shape (batch, {', '.join(map(str, self.data_shape))}) "
                 f"but got {tuple(x.shape)}")
 
+    @placeholder
     def figure(self, name: str, data, path) -> Path:
         """Draw the family's own figure ``name`` (one listed in ``figures`` that is not generic)
         for test data ``data`` (a Batch) into ``path``."""
@@ -219,36 +220,11 @@ class CodeFigures:
 
 
 # ---------------------------------------------------------------------- checks
-PROGRAMS = {
-    "model": "model(self, x=None), the Pyro program p(latents) p(x | latents) (or model(self, x=None, kl_weight=1.0, "
-             "num_data=None), scaling its own sites)",
-    "guide": "guide(self, x), the Pyro program q(latents | x) (or guide(self, x, kl_weight=1.0, num_data=None), "
-             "scaling its own sites)",
-    "args": "args(self, batch), the programs' positional arguments for a batch",
-    "from_config": "from_config(cls, config, data_shape, num_classes=None), a classmethod that builds it from "
-                   "its Config",
-}
-
-
-def _defines(cls, name: str) -> bool:
-    """Whether class ``cls`` has ``name`` of its own (for a Family: not the base class's stub)."""
-    if issubclass(cls, Family) and name in ("model", "guide", "from_config"):
-        return overrides(cls, name, Family)
-    return callable(getattr(cls, name, None))
-
-
-def _lacks(module, name: str) -> bool:
-    """Whether the instance ``module`` has no program ``name`` (a Family's stub counts as none)."""
-    if not callable(getattr(module, name, None)):
-        return True
-    return isinstance(module, Family) and name not in vars(module) and not _defines(type(module), name)
-
-
 def _check_signatures(obj, name: str) -> None:
     """Each program in one of the two forms (:func:`pyro_vae.inference.scaling.program_form`): plain (no
     ``kl_weight``, no ``num_data``: training scales its sites) or explicit (both)."""
-    for program in ("model", "guide"):
-        if program_form(getattr(obj, program)) is None:
+    for program, fn in (("model", obj.model), ("guide", obj.guide)):
+        if program_form(fn) is None:
             raise ContractError(
                 f"{name}.{program} takes one of kl_weight and num_data: take neither (the plain form, "
                 f"def {program}(self, x{'=None' if program == 'model' else ''}); training scales the sites, "
@@ -258,48 +234,26 @@ def _check_signatures(obj, name: str) -> None:
 
 def check_family_class(cls) -> None:
     """Raise :class:`ContractError` naming what family class ``cls`` lacks to be built by name
-    (``register_model`` runs it, so a plugin is refused when it is imported): an ``nn.Module``
-    class with ``model``, ``guide`` and ``from_config`` of its own, and a ``Config`` dataclass whose
-    fields all have defaults."""
-    name = getattr(cls, "__name__", repr(cls))
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ContractError(f"{name} is not a model family class: register a subclass of pyro_vae.models.Family "
-                            f"(see docs/families.md)")
-    config = getattr(cls, "Config", None)
-    if not (isinstance(config, type) and dataclasses.is_dataclass(config)):
-        raise ContractError(f"{name}.Config is not a dataclass ({getattr(config, '__name__', type(config).__name__)}): "
-                            f"decorate it with @dataclasses.dataclass; its typed fields with defaults are the "
-                            f"family's options and CLI flags")
-    for f in dataclasses.fields(config):
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ContractError(f"{name}.Config field {f.name!r} has no default: give it one "
-                                f"({f.name}: ... = option(DEFAULT, \"help\")); every option is a CLI flag that may be "
-                                f"left out")
-    missing = [n for n in ("model", "guide", "from_config", "args") if not _defines(cls, n)]
-    if missing:
-        raise ContractError(f"{name} does not define {', '.join(missing)}: define "
-                            f"{'; '.join(PROGRAMS[n] for n in missing)} (see docs/families.md)")
-    _check_signatures(cls, name)
+    (``register_model`` runs it, so a plugin is refused when it is imported): the required core
+    (:func:`pyro_vae.contract.check_core_class`), programs in one of the two forms, and the
+    abilities that what it declares needs (:func:`pyro_vae.contract.check_abilities`)."""
+    check_core_class(cls)
+    _check_signatures(cls, cls.__name__)
+    check_abilities(cls)
 
 
 def check_family(module) -> None:
-    """Raise :class:`ContractError` naming what ``module`` lacks to be trained and evaluated."""
-    missing = [name for name in ("model", "guide", "args") if _lacks(module, name)]
-    if not isinstance(module, nn.Module):
-        missing.append("nn.Module base class (its parameters are the checkpoint)")
-    if getattr(module, "data_shape", None) is None:
-        missing.append("data_shape")
-    if missing:
-        raise ContractError(
-            f"{type(module).__name__} does not meet the model contract: missing {', '.join(missing)}. "
-            f"Subclass pyro_vae.models.Family and define model(*args), guide(*args) (Pyro programs over "
-            f"pyro.plate(\"data\", B)) and, if the programs take more than x, args(batch); see docs/families.md")
+    """Raise :class:`ContractError` naming what ``module`` lacks to be trained and evaluated: the
+    required core, programs in one of the two forms, parameters to train, and the abilities that
+    what it declares needs."""
+    check_core(module)
     _check_signatures(module, type(module).__name__)
     if not any(p.requires_grad for p in module.parameters()):
         raise ContractError(
             f"{type(module).__name__} has no parameters to train: make its networks submodules (self.encoder = "
             f"MLPEncoder(...)) or its weights nn.Parameter attributes (a pyro.param outside the module is not "
             f"trained or saved)")
+    check_abilities(module)
 
 
 def option(default, help: str = "", choices=None, min=None, only_with: dict | None = None):

@@ -11,11 +11,21 @@ from __future__ import annotations
 import dataclasses
 
 from pyro_vae.config import ModelConfig, from_dict
+from pyro_vae.contract import known_as
 from pyro_vae.registry import Registry
 from pyro_vae.models.base import Family, check_family, check_family_class, check_options, plan, size_fix
 
 MODELS = Registry("model", check=check_family_class)  # a plugin lacking a part is refused when imported
-register_model = MODELS.register  # @register_model("name") on a Family subclass
+
+
+def register_model(name: str):
+    """``@register_model("name")`` on a family class: checked (:func:`~pyro_vae.models.base.check_family_class`),
+    then buildable by ``name``, the name its messages give it."""
+    def deco(cls):
+        known_as(cls, name)  # first, so a refusal names it too
+        return MODELS.register(name)(cls)
+
+    return deco
 
 
 def model_options(name: str, options: dict | None = None):

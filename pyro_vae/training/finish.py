@@ -13,7 +13,7 @@ from pyro_vae.config import save_json
 from pyro_vae.devices import select_device, set_seed
 from pyro_vae.analysis.evaluate import TERMS, evaluate, format_table
 from pyro_vae.files import save_npz, write_text
-from pyro_vae.models.base import GENERIC_FIGURES
+from pyro_vae.contract import GENERIC_FIGURES, traits
 from pyro_vae.figures.plots import make_figures, plot_kl_per_dim, plot_log_px_terms
 from pyro_vae.figures.report import write_report
 from pyro_vae.runs.folder import RunDir, suffixed
@@ -83,9 +83,9 @@ def write_figures_and_report(run: RunDir, family, test, metrics=None, label="tes
     if terms and all(len(terms.get(name, ())) for name in TERMS):
         figures["log_px_terms"] = plot_log_px_terms({name: terms[name] for name in TERMS},
                                                     run.figure("log_px_terms"), k=samples_k(entries.get("log_px")))
-    own = [n for n in getattr(family, "figures", ()) if n not in GENERIC_FIGURES]
-    report = write_report(run.path, metrics, figures, titles=getattr(family, "figure_titles", None),
-                          family_figures=own)
+    t = traits(family)
+    own = [n for n in t.figures if n not in GENERIC_FIGURES]
+    report = write_report(run.path, metrics, figures, titles=t.figure_titles, family_figures=own)
     log(f"figures and report: {report}")
     return figures
 
