@@ -64,15 +64,16 @@ def cmd_evaluate(a) -> int:
 def _evaluate_generation(a, family, ckpt, splits, name, data, label, path) -> int:
     from pyro_vae.analysis.evaluate import format_table
     from pyro_vae.analysis.generation import score_generation
+    from pyro_vae.contract import traits
     from pyro_vae.config import save_json
     from pyro_vae.data.batch import for_evaluation
     from pyro_vae.devices import memory_budget
     from pyro_vae.files import write_text
 
-    if getattr(family, "conditional", False) and not (a.sampler == "prior" and getattr(family, "joint_prior", False)):
+    t = traits(family)
+    if t.conditional and not (a.sampler == "prior" and t.joint_prior):
         raise CLIError(f"--generation scores unconditional samples; {type(family).__name__} is conditional"
-                       + (" (its prior sampler draws the class too: use --sampler prior)"
-                          if getattr(family, "joint_prior", False) else ""))
+                       + (" (its prior sampler draws the class too: use --sampler prior)" if t.joint_prior else ""))
     if splits.train.y is None:
         raise CLIError(f"--generation needs a labelled image data set to train its feature classifier; {name} "
                        f"has no labels")

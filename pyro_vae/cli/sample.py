@@ -36,17 +36,18 @@ def add_sample_parser(sub, formatter_class):
 
 
 def cmd_sample(a) -> int:
+    from pyro_vae.contract import traits
     from pyro_vae.devices import set_seed
     from pyro_vae.figures.plots import plot_samples
 
     path = RunDir.checkpoint_path(a.checkpoint)
     family, ckpt = load_family(path, "cpu")
-    if a.condition is not None and not getattr(family, "conditional", False):
+    t = traits(family)
+    if a.condition is not None and not t.conditional:
         raise CLIError(f"--condition: this model ({type(family).__name__}) is not conditional; "
                        f"leave --condition out")
-    classes = getattr(family, "num_classes", None)
-    if a.condition is not None and isinstance(classes, int) and getattr(family, "condition", "class") == "class" \
-            and not 0 <= a.condition < classes:
+    classes = t.num_classes
+    if a.condition is not None and isinstance(classes, int) and t.condition == "class" and not 0 <= a.condition < classes:
         raise CLIError(f"--condition {a.condition}: this model has {classes} classes; pass a class in "
                        f"0..{classes - 1}")
     if a.out is not None:
