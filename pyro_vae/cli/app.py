@@ -598,8 +598,8 @@ def cmd_train(a) -> int:
     set_seed(a.seed)  # network initialisation
     module = build_model(mcfg)
     if rank:  # ranks other than 0 train quietly and leave evaluation and files to rank 0
-        fit(module, splits.train, splits.val, tcfg, out, mcfg, resume=a.resume, progress=False,
-            extra_config=extra, allow_changes=a.allow_change)
+        fit(module, splits, tcfg, out, model_config=mcfg, resume=a.resume, progress=False, record=extra,
+            allow_changes=a.allow_change)
         return 0
     print(f"data: {a.dataset}: {len(splits.train)} train, {len(splits.val)} validation"
           + (f", {len(splits.test)} test" if splits.test is not None else ", no test split")
@@ -609,10 +609,9 @@ def cmd_train(a) -> int:
     if splits.test is None:
         print(f"note: {a.dataset} has no test split here (for mnist5k pass --data-dir with the official "
               f"MNIST test files); the final evaluation uses the validation split", file=sys.stderr)
-    summary = fit(module, splits.train, splits.val, tcfg, out, mcfg, resume=a.resume,
-                  progress=not a.no_progress, extra_config=extra, test=test, test_label=label,
-                  plots=not a.no_plots, allow_changes=a.allow_change, tensorboard=a.tensorboard,
-                  log=_log_with_flags(getattr(a, "flags", {})))
+    summary = fit(module, splits, tcfg, out, model_config=mcfg, resume=a.resume, progress=not a.no_progress,
+                  record=extra, test=test, test_label=label, plots=not a.no_plots, allow_changes=a.allow_change,
+                  tensorboard=a.tensorboard)
     select = summary["select_by"]
     best = summary.get("best_" + select, summary["best_val_elbo"])
     print(f"best {select.replace('_', ' ')} {best:.2f}{' nats/image' if select == 'val_elbo' else ''} at epoch "
@@ -1078,7 +1077,10 @@ def main(argv=None) -> int:
         args.flags = flags
         if hasattr(args, "plugin"):
             args.plugin = plugins  # file plugins as absolute paths: the checkpoint's hint works anywhere
-        return COMMANDS[args.command](args)
+        from pyro_vae.cli.logs import console
+
+        with console(_log_with_flags(flags)):  # the library's messages, said with this command's flags
+            return COMMANDS[args.command](args)
     except (DataError, CheckpointError, FileExistsError, ContractError, ValueError, RunLocked) as e:
         print(f"{prog}: error: {with_flags(e, flags)}", file=sys.stderr)
         return 2
