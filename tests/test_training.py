@@ -254,3 +254,35 @@ def test_cosine_learning_rate_schedule(grey, tmp_path):
     # a 1-epoch run extended to 3 on resume: its later epochs follow the 3-epoch schedule
     later = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in later[1:]] == pytest.approx([r["lr"] for r in rows[1:]])
+
+
+def test_fit_speaks_through_the_pyro_vae_logger_and_installs_no_handler(grey, caplog):
+    """Messages of a run reach a handler on the ``pyro_vae`` logger (an application's, or the
+    CLI's console); the library itself only adds the NullHandler the logging docs ask for."""
+    import logging
+
+    from pyro_vae.cli.logs import console
+
+    def handlers():
+        named = [logging.getLogger(n) for n in logging.root.manager.loggerDict if n.startswith("pyro_vae.")]
+        return logging.getLogger("pyro_vae").handlers, [h for log in named for h in log.handlers]
+
+    own, below = handlers()
+    assert [type(h) for h in own] == [logging.NullHandler] and below == []
+    train, val = grey
+    caplog.set_level(logging.INFO, logger="pyro_vae")
+    fit(build_model(MC), (train, val), _cfg(epochs=2), progress=False)
+    lines = [r for r in caplog.records if r.name.startswith("pyro_vae.")]
+    assert [r.getMessage()[:9] for r in lines] == ["epoch   1", "epoch   2"]
+    assert {r.name for r in lines} == {"pyro_vae.training.loop"} and {r.levelno for r in lines} == {logging.INFO}
+    printed = []
+    with console(printed.append):  # what the CLI installs for a command, and takes away after it
+        fit(build_model(MC), (train, val), _cfg(epochs=1), progress=False)
+    assert len(printed) == 1 and printed[0].startswith("epoch   1  train loss")
+    assert handlers() == (own, below)
+
+
+def test_fit_takes_its_data_as_a_pair_or_splits(grey):
+    train, val = grey
+    with pytest.raises(TypeError, match=r"a \(train, val\) pair or the Splits of load_data, got Batch"):
+        fit(build_model(MC), train, _cfg())  # fit(family, train, val, ...) of older versions

@@ -50,6 +50,7 @@ class Loop:
         self.config_written = None  # the record config.json holds (written again only when it changes)
 
     def say(self, message: str, level: int = logging.INFO) -> None:
+        """A message of the run (rank 0 speaks for every rank)."""
         if self.rank == 0:
             logger.log(level, message)
 
