@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from pyro_vae.config import TrainConfig
-from pyro_vae.data.batch import (Batch, DataError, binarize, check_finite, check_shift, for_evaluation,
+from pyro_vae.data.batch import (Batch, DataError, Splits, binarize, check_finite, check_shift, for_evaluation,
                                  select_labels)
 from pyro_vae.devices import memory_budget
 
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 def splits_of(data) -> tuple:
     """``(train, val)`` from what ``fit`` was given: a :class:`~pyro_vae.data.batch.Splits` (its
     test split is left alone) or a ``(train, val)`` pair."""
-    if hasattr(data, "train") and hasattr(data, "val"):
+    if isinstance(data, Splits):
         return data.train, data.val
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return tuple(data)
