@@ -124,9 +124,8 @@ def main(argv=None):
         set_seed(0)
         family = build_model(mc)
         with tempfile.TemporaryDirectory() as run:
-            summary = fit(family, splits.train, splits.val,
-                          TrainConfig(epochs=a.epochs, batch_size=128, patience=None, device="cpu"), run, mc,
-                          progress=False, log=lambda *_: None)
+            summary = fit(family, splits, TrainConfig(epochs=a.epochs, batch_size=128, patience=None, device="cpu"),
+                          run, model_config=mc, progress=False)
             family, _ = load_checkpoint(Path(run) / "checkpoint_best.pt")
         row = {"model": name, "family": model, "options": opts, "train_time_s": summary["train_time_s"],
                "best_epoch": summary.get("best_epoch")}

@@ -117,9 +117,8 @@ def main(argv=None):
         set_seed(0)
         cvae = build_model(mc)
         with tempfile.TemporaryDirectory() as run:
-            summary = fit(cvae, splits.train, splits.val, TrainConfig(epochs=a.epochs, batch_size=100, patience=None,
-                                                                      device="cpu"),
-                          run, mc, progress=False, log=lambda *_: None)
+            summary = fit(cvae, splits, TrainConfig(epochs=a.epochs, batch_size=100, patience=None, device="cpu"),
+                          run, model_config=mc, progress=False)
             cvae, _ = load_checkpoint(Path(run) / "checkpoint_best.pt")
         cvae.eval()
         torch.manual_seed(0)

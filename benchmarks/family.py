@@ -28,6 +28,7 @@ missing (``--force`` reruns them). The table is written to ``benchmarks/results/
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -44,6 +45,7 @@ import torch  # noqa: E402
 
 from benchmarks.common import DATA_DIR, start  # noqa: E402
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit  # noqa: E402
+from pyro_vae.cli.logs import console  # noqa: E402
 from pyro_vae.data.batch import for_evaluation
 from pyro_vae.data.sources import load_mnist5k  # noqa: E402
 from pyro_vae.analysis.evaluate import evaluate  # noqa: E402
@@ -122,8 +124,8 @@ def run_row(name, a, train, test, log) -> dict:
                       val_batch_size=500, **train_opts)
     log(f"[{name}] training {label}: {a.epochs} epochs ...")
     t0 = time.perf_counter()
-    summary = fit(family, train, train.subset(torch.arange(500)), cfg, progress=False,
-                  log=lambda m: log(f"  [{name}] {m}") if a.verbose else None)
+    with console(lambda m: log(f"  [{name}] {m}")) if a.verbose else contextlib.nullcontext():  # fit's epoch lines
+        summary = fit(family, (train, train.subset(torch.arange(500))), cfg, progress=False)
     train_s = time.perf_counter() - t0
     k = a.k // 10 if model == "gmvae" else a.k  # 10 clusters enumerated: the same 5,000 weights per image
     log(f"[{name}] evaluating on {len(test)} test images, k = {k} ...")

@@ -62,7 +62,7 @@ def main(argv=None):
         cfg = TrainConfig(epochs=a.epochs, batch_size=100, lr=1e-3, patience=None, seed=a.seed, device="cpu",
                           val_batch_size=500)
         t0 = time.perf_counter()
-        summary = fit(fam, train, train.subset(torch.arange(500)), cfg, progress=False, log=None)
+        summary = fit(fam, (train, train.subset(torch.arange(500))), cfg, progress=False)
         row = {"init": init, "free_bits": lam, "seconds": time.perf_counter() - t0,
                "val_elbo": summary["final_val_elbo"], **fam.metrics(test)}
         print(f"init {init} x N(0, I), free bits {lam}: " + "  ".join(

@@ -104,9 +104,8 @@ def main(argv=None):
         at_init = measure(family, batch, a)
         pyro.clear_param_store()
         with tempfile.TemporaryDirectory() as run:
-            summary = fit(family, splits.train, splits.val,
-                          TrainConfig(epochs=a.epochs, batch_size=a.batch, patience=None, device="cpu"), run, mc,
-                          progress=False, log=lambda *_: None)
+            summary = fit(family, splits, TrainConfig(epochs=a.epochs, batch_size=a.batch, patience=None, device="cpu"),
+                          run, model_config=mc, progress=False)
             history = read_metrics(Path(run) / "metrics.jsonl")
             last, _ = load_checkpoint(Path(run) / "checkpoint_last.pt")
         trained = measure(family, batch, a)  # the trained module, baseline state included

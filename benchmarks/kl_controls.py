@@ -64,9 +64,8 @@ def main(argv=None):
         torch.manual_seed(0)
         model = build_model(ModelConfig(model="vae", data_shape=(1, 28, 28), latent_dim=50, hidden=(200, 200)))
         t0 = time.perf_counter()
-        fit(model, train, train.subset(torch.arange(500)),
-            TrainConfig(epochs=a.epochs, batch_size=100, patience=None, device="cpu", **options),
-            progress=False, log=lambda *_: None)
+        fit(model, (train, train.subset(torch.arange(500))),
+            TrainConfig(epochs=a.epochs, batch_size=100, patience=None, device="cpu", **options), progress=False)
         seconds = time.perf_counter() - t0
         torch.manual_seed(1)
         m = evaluate(model, test, k=a.k)

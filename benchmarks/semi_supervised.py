@@ -31,6 +31,7 @@ images); training time. Threads and device are printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
@@ -47,6 +48,7 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit, load_checkpoint  # noqa: E402
+from pyro_vae.cli.logs import console  # noqa: E402
 from pyro_vae.data.batch import for_evaluation, select_labels
 from pyro_vae.data.batch import shift_images  # noqa: E402
 from pyro_vae.inference.marginal import log_marginal  # noqa: E402
@@ -139,12 +141,11 @@ def m2(train: Batch, val: Batch, test: Batch, a, seed: int, data_shape, likeliho
     set_seed(seed)
     family = build_model(mc)
     with tempfile.TemporaryDirectory() as run:
-        summary = fit(family, train, val, TrainConfig(epochs=epochs or a.epochs, batch_size=100, lr=1e-3, patience=None,
-                                                      labels=train.num_labelled, binarize=binarize,
-                                                      labelled_batch_size=a.labelled_batch_size, seed=seed,
-                                                      lr_schedule=a.lr_schedule, augment_shift=a.augment_shift,
-                                                      device="cpu"),
-                      run, mc, progress=False, log=print if a.verbose else None)
+        cfg = TrainConfig(epochs=epochs or a.epochs, batch_size=100, lr=1e-3, patience=None,
+                          labels=train.num_labelled, binarize=binarize, labelled_batch_size=a.labelled_batch_size,
+                          seed=seed, lr_schedule=a.lr_schedule, augment_shift=a.augment_shift, device="cpu")
+        with console() if a.verbose else contextlib.nullcontext():  # fit's epoch lines
+            summary = fit(family, (train, val), cfg, run, model_config=mc, progress=False)
         best, _ = load_checkpoint(Path(run) / "checkpoint_best.pt")
     best.eval()
     out = {"test_accuracy": best.metrics(test)["accuracy"], "val_accuracy": summary["best_val_accuracy"],
@@ -174,8 +175,8 @@ def m1_codes(splits, a):
     vae = build_model(mc)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as run:
-        fit(vae, splits.train, splits.val, TrainConfig(epochs=a.m1_epochs, batch_size=100, patience=None,
-                                                       device="cpu"), run, mc, progress=False, log=lambda *_: None)
+        fit(vae, splits, TrainConfig(epochs=a.m1_epochs, batch_size=100, patience=None, device="cpu"), run,
+            model_config=mc, progress=False)
         vae, _ = load_checkpoint(Path(run) / "checkpoint_best.pt")
     vae.eval()
     g = torch.Generator().manual_seed(0)

@@ -11,7 +11,7 @@ Rows:
 
 * **hand-written, default Adam**: the loop as a PyTorch user writes it (``torch.optim.Adam(params)``);
 * **hand-written, fused Adam**: the same with pyro-vae's optimizer (``Adam(fused=True)``);
-* **pyro-vae default**: ``pyro_vae.training.fit.train_step`` with the VAE's default objective
+* **pyro-vae default**: ``pyro_vae.training.step.train_step`` with the VAE's default objective
   (``jit``: Trace_ELBO compiled) and its optimizer, the code path of ``fit``;
 * **pyro-vae trace**: the same with the uncompiled ``Trace_ELBO``;
 * **pyro-vae bf16**: the default with ``precision="bf16"`` (networks under bfloat16 autocast);
@@ -165,7 +165,7 @@ def make_step(row: str, batch: int, a):
     elif row.startswith("pyro-vae"):
         from pyro_vae import Batch, ModelConfig, TrainConfig, build_model
         from pyro_vae.inference.objectives import Loss, make_objective
-        from pyro_vae.training.fit import make_optimizer, train_step
+        from pyro_vae.training.step import make_optimizer, train_step
 
         torch.manual_seed(0)
         vae = build_model(ModelConfig(data_shape=(1, 28, 28), latent_dim=50, hidden=(400,)))

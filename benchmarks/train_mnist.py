@@ -60,6 +60,7 @@ from pyro_vae.inference.marginal import elbo as pyro_elbo  # noqa: E402
 from pyro_vae.inference.marginal import log_marginal as pyro_log_marginal  # noqa: E402
 from pyro_vae.models import build_model  # noqa: E402
 from pyro_vae.devices import select_device, set_seed  # noqa: E402
+from pyro_vae.cli.logs import console  # noqa: E402
 from pyro_vae.training.fit import fit  # noqa: E402
 
 LOG_2PI = math.log(2 * math.pi)
@@ -376,8 +377,8 @@ def main(argv=None):
         with tempfile.TemporaryDirectory(prefix="train_mnist_") as tmp:
             # with run_dir but no model_config, fit() writes metrics.jsonl (per-epoch timing:
             # training steps only) but no checkpoints
-            fit(module, train, val, tcfg, run_dir=tmp, progress=False,
-                log=lambda s: say(f"[pyro-vae] {s}"))
+            with console(lambda s: say(f"[pyro-vae] {s}")):  # fit's epoch lines, marked
+                fit(module, (train, val), tcfg, tmp, progress=False)
             history = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()
                        if line.strip()]
         module.eval()

@@ -47,8 +47,7 @@ def main():
         torch.manual_seed(0)
         config = ModelConfig(model=model, data_shape=data.train.data_shape, latent_dim=args.latent_dim, hidden=(400,))
         family = build_model(config)
-        fit(family, data.train, data.val, TrainConfig(epochs=args.epochs, patience=None), progress=False,
-            log=lambda *_: None)
+        fit(family, data, TrainConfig(epochs=args.epochs, patience=None), progress=False)
         family.eval()
         torch.manual_seed(0)
         m = evaluate(family, test, k=100)

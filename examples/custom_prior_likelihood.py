@@ -9,6 +9,7 @@ mapping decoder outputs to a distribution over one image.
 """
 
 import argparse
+import logging
 
 import pyro.distributions as dist
 import torch
@@ -44,13 +45,14 @@ def main():
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--latent-dim", type=int, default=16)
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # fit's line per epoch
 
     data = load_data("mnist5k")
     shape, d = data.train.data_shape, args.latent_dim
     vae = VAE(MLPEncoder(shape, d, (256,)), MLPDecoder(shape, d, (256,)), LaplacePrior(d),
               PixelGaussian(shape), shape, d)
     before = elbo(vae.model, vae.guide, data.val.x).mean().item()
-    summary = fit(vae, data.train, data.val, TrainConfig(epochs=args.epochs, binarize="none", device="cpu"))
+    summary = fit(vae, data, TrainConfig(epochs=args.epochs, binarize="none", device="cpu"))
     print(f"validation ELBO: {before:.1f} nats/image before training, {summary['best_val_elbo']:.1f} after "
           f"(a Gaussian log-density of grey images: higher is better, can be positive)")
     scale = vae.likelihood.log_scale.exp()

@@ -12,6 +12,7 @@ Trains on the 4,500-image mnist5k split (offline); p(z|c) is a learned network o
 """
 
 import argparse
+import logging
 import time
 
 import torch
@@ -29,6 +30,7 @@ def main():
     p.add_argument("--k", type=int, default=20, help="importance samples per image for log p(x|c)")
     p.add_argument("--out", default=None, help="run folder (default runs/cvae-CONDITION-TIME)")
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # fit's line per epoch
     out = RunDir(args.out or time.strftime(f"runs/cvae-{args.condition}-%Y%m%d-%H%M%S"))
 
     data = load_data("mnist5k", args.data_dir)
@@ -37,7 +39,7 @@ def main():
     torch.manual_seed(0)
     cvae = build_model(config)
     train = TrainConfig(epochs=args.epochs, batch_size=128, lr=1e-3, patience=None)
-    fit(cvae, data.train, data.val, train, run_dir=out, model_config=config)
+    fit(cvae, data, train, out, model_config=config)
 
     cvae, ckpt = load_checkpoint(out.best)  # the epoch with the best validation ELBO
     cvae.eval()

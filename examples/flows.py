@@ -32,8 +32,7 @@ def main():
                          ("flow prior", ModelConfig(model="vae", prior="flow", prior_kwargs={"steps": a.steps}, **net))):
         torch.manual_seed(0)
         model = build_model(config)
-        fit(model, data.train, data.val, TrainConfig(epochs=a.epochs, batch_size=100, patience=None),
-            progress=False, log=lambda *_: None)
+        fit(model, data, TrainConfig(epochs=a.epochs, batch_size=100, patience=None), progress=False)
         m = evaluate(model, test, k=a.eval_k)
         print(f"{name:30s} log p(x) {m['log_px']['value']:8.2f}  ELBO {m['elbo']['value']:8.2f}  "
               f"gap {m['gap']['value']:5.2f} nats  (k={a.eval_k})")

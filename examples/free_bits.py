@@ -29,8 +29,7 @@ def main():
     for name, options in settings:
         torch.manual_seed(0)
         model = build_model(ModelConfig(model="vae", data_shape=(1, 28, 28), latent_dim=50, hidden=(200, 200)))
-        fit(model, data.train, data.val, TrainConfig(epochs=a.epochs, batch_size=100, patience=None, **options),
-            progress=False, log=lambda *_: None)
+        fit(model, data, TrainConfig(epochs=a.epochs, batch_size=100, patience=None, **options), progress=False)
         m = evaluate(model, test, k=a.eval_k)
         print(f"{name:32s} active units {m['active_units_z']['value']:2d}/50  KL {m['kl']['value']:5.1f}  "
               f"ELBO {m['elbo']['value']:8.2f}  log p(x) {m['log_px']['value']:8.2f} (k={a.eval_k})")

@@ -37,8 +37,7 @@ def main():
         config = ModelConfig(data_shape=(1, 28, 28), latent_dim=16, hidden=(200,), estimator=estimator)
         vae = build_model(config)
         v = gradient_variance(vae, batch, draws=args.draws)
-        fit(vae, data.train, data.val, TrainConfig(epochs=args.epochs, patience=None), progress=False,
-            log=lambda *_: None)
+        fit(vae, data, TrainConfig(epochs=args.epochs, patience=None), progress=False)
         elbo = evaluate(vae, val, k=0)["elbo"]["value"]
         print(f"{estimator:15s} {v['encoder']['variance']:12.3g} {v['decoder']['variance']:12.3g} {elbo:26.2f}")
 

@@ -31,8 +31,8 @@ def main():
                              upper_hidden=(100, 100), guide=guide)
         torch.manual_seed(0)
         model = build_model(config)
-        fit(model, data.train, data.val, TrainConfig(epochs=a.epochs, batch_size=100, warmup_epochs=a.warmup_epochs,
-                                                     patience=None), progress=False, log=lambda *_: None)
+        fit(model, data, TrainConfig(epochs=a.epochs, batch_size=100, warmup_epochs=a.warmup_epochs, patience=None),
+            progress=False)
         m = evaluate(model, test, k=a.eval_k)
         layers = "   ".join(f"{s}: KL {m[f'kl_{s}']['value']:5.1f} nats, {m[f'active_units_{s}']['value']} active "
                             f"{m[f'active_units_{s}']['unit']}" for s in ("z1", "z2"))

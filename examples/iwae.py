@@ -31,9 +31,8 @@ def main():
     for name, objective, k in (("VAE", "auto", 1), (f"IWAE k={a.k}", "iwae", a.k), (f"IWAE k={a.k}, DReG", "iwae_dreg", a.k)):
         torch.manual_seed(0)
         model = build_model(config)
-        fit(model, data.train, data.val, TrainConfig(epochs=a.epochs, batch_size=100, objective=objective,
-                                                     num_particles=k, patience=None), progress=False,
-            log=lambda *_: None)
+        fit(model, data, TrainConfig(epochs=a.epochs, batch_size=100, objective=objective, num_particles=k,
+                                     patience=None), progress=False)
         m = evaluate(model, test, k=a.eval_k)
         print(f"{name:18s} log p(x) {m['log_px']['value']:8.2f}   ELBO {m['elbo']['value']:8.2f}   "
               f"active units {m['active_units_z']['value']}/50   (k={a.eval_k}, {len(test)} images)")

@@ -8,6 +8,7 @@ is in pyro_vae/; docs/families.md walks through it line by line.
 """
 
 import argparse
+import logging
 from dataclasses import dataclass
 
 import pyro
@@ -105,14 +106,15 @@ def main():
     p.add_argument("--data-dir", default=None, help="folder with the official MNIST test files")
     p.add_argument("--out", default="runs/pixel_gauss", help="run folder (must not hold a run yet)")
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # fit's line per epoch
 
     data = load_data("mnist5k", args.data_dir)
     config = ModelConfig(model="pixel_gauss", data_shape=data.train.data_shape, z_prior="laplace",
                          plugins=[__file__])  # the CLI will ask for --plugin this file to reload it
     family = build_model(config)
     test, label = (data.test, "mnist/test") if data.test is not None else (data.val, "mnist5k/val")
-    summary = fit(family, data.train, data.val, TrainConfig(epochs=args.epochs, binarize="none"),
-                  run_dir=args.out, model_config=config, test=test, test_label=label, eval_k=100)
+    summary = fit(family, data, TrainConfig(epochs=args.epochs, binarize="none", eval_k=100), args.out,
+                  model_config=config, test=test, test_label=label)
     print(f"{label} log p(x) {summary['test']['log_px']:.1f} nats/image (a Gaussian log-density: higher "
           f"is better, can be positive); figures and report in {args.out}")
 

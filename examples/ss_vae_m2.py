@@ -19,6 +19,7 @@ of 100.
 """
 
 import argparse
+import logging
 import time
 
 import torch
@@ -37,6 +38,7 @@ def main():
     p.add_argument("--out", default=None, help="run folder (default runs/m2-TIME)")
     p.add_argument("--conv", action="store_true", help="conv networks, z of 4, aux weight 10 (the benchmark's recipe)")
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # fit's line per epoch
     out = RunDir(args.out or time.strftime("runs/m2-%Y%m%d-%H%M%S"))
 
     data = load_data("mnist5k", args.data_dir)
@@ -50,7 +52,7 @@ def main():
     m2 = build_model(config)
     train = TrainConfig(epochs=args.epochs, labels=args.labels, batch_size=100 if args.conv else 128, lr=1e-3,
                         patience=None)
-    summary = fit(m2, data.train, data.val, train, run_dir=out, model_config=config)
+    summary = fit(m2, data, train, out, model_config=config)
     print(f"best validation accuracy {summary['best_val_accuracy']:.3f} at epoch {summary['best_epoch']}")
 
     m2, ckpt = load_checkpoint(out.best)  # fit leaves m2 at its last epoch; the best one is on disk

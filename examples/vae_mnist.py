@@ -10,6 +10,7 @@ Kingma & Welling used one hidden layer of 500 units and a latent space of up to 
 """
 
 import argparse
+import logging
 
 import torch
 
@@ -27,14 +28,14 @@ def main():
     p.add_argument("--k", type=int, default=0, help="also estimate log p(x) with k importance samples")
     p.add_argument("--out", default=None, help="run folder for checkpoints and metrics")
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # fit's line per epoch
 
     torch.manual_seed(0)
     data = load_data("mnist5k", args.data_dir)
     config = ModelConfig(data_shape=data.train.data_shape, latent_dim=args.latent_dim, hidden=(args.hidden,))
     vae = build_model(config)
-    fit(vae, data.train, data.val, TrainConfig(epochs=args.epochs, batch_size=100, lr=1e-3,
-                                                binarize="dynamic", patience=None),
-        run_dir=args.out, model_config=config)
+    fit(vae, data, TrainConfig(epochs=args.epochs, batch_size=100, lr=1e-3, binarize="dynamic", patience=None),
+        args.out, model_config=config)
 
     test, name = (data.test, "official MNIST test set") if data.test is not None else (data.val, "validation split")
     device = next(vae.parameters()).device

@@ -32,8 +32,7 @@ def main():
         torch.manual_seed(0)
         model = build_model(ModelConfig(model="vae", prior=prior, prior_kwargs={"components": a.components}
                                         if prior != "standard_normal" else {}, **net))
-        fit(model, data.train, data.val, TrainConfig(epochs=a.epochs, batch_size=100, patience=None),
-            progress=False, log=lambda *_: None)
+        fit(model, data, TrainConfig(epochs=a.epochs, batch_size=100, patience=None), progress=False)
         m = evaluate(model, test, k=a.eval_k)
         print(f"{prior:16s} log p(x) {m['log_px']['value']:8.2f}  ELBO {m['elbo']['value']:8.2f}  "
               f"KL {m['kl']['value']:5.1f}  active units {m['active_units_z']['value']}/50")

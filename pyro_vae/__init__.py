@@ -3,7 +3,12 @@
 Every model family is an ``nn.Module`` with Pyro programs ``model`` and ``guide`` behind one
 declared contract (:mod:`pyro_vae.contract`: a required core and optional abilities); training,
 evaluation, figures, report and CLI work on any family that meets it.
+
+Messages go to the ``pyro_vae`` logger (:mod:`logging`); the library installs no handler of its
+own (the CLI does), so from Python ``logging.basicConfig(level=logging.INFO)`` shows them.
 """
+
+import logging
 
 from pyro_vae.analysis.evaluate import evaluate
 from pyro_vae.analysis.m1 import m1_classify
@@ -26,6 +31,8 @@ from pyro_vae.runs.checkpoint import CheckpointError, load_checkpoint, save_chec
 from pyro_vae.runs.folder import RunDir
 from pyro_vae.training.finish import finish_run
 from pyro_vae.training.fit import TrainingDiverged, fit
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())  # the library's messages are the application's to show
 
 __version__ = "0.2.0"
 

@@ -50,8 +50,8 @@ def test_cvae_trains_on_real_digits(condition, mnist_bin, mnist5k):
     y = mnist5k.y[perm]
     x = torch.bernoulli(mnist5k.x[perm], generator=torch.Generator().manual_seed(1))
     train, val = Batch(x[:800], y[:800]), Batch(x[800:], y[800:])
-    summary = fit(fam, train, val, TrainConfig(epochs=3, batch_size=100, lr=3e-3, patience=None, device="cpu",
-                                               binarize="none"), progress=False, log=lambda *_: None)
+    summary = fit(fam, (train, val), TrainConfig(epochs=3, batch_size=100, lr=3e-3, patience=None, device="cpu",
+                                                 binarize="none"), progress=False)
     assert summary["best_val_elbo"] > -250, summary  # ~540 nats (class) / ~400 (3 quadrants) untrained
     if condition == "class":
         s = fam.sample(12, condition=7)
@@ -110,9 +110,9 @@ def test_a_given_condition_of_the_wrong_shape_is_named():
                GaussianLikelihood((6,)), (6,), 2, condition="given", cond_shape=(2,))
     x, c = torch.randn(40, 6), torch.randn(40, 2)
     cfg = TrainConfig(epochs=2, batch_size=20, binarize="none", patience=None, device="cpu")
-    summary = fit(fam, Batch(x[:30], c=c[:30]), Batch(x[30:], c=c[30:]), cfg, progress=False, log=lambda *_: None)
+    summary = fit(fam, (Batch(x[:30], c=c[:30]), Batch(x[30:], c=c[30:])), cfg, progress=False)
     assert summary["epochs_run"] == 2
     with pytest.raises(ValueError, match="condition of 2 numbers per data point, got c of shape"):
-        fit(fam, Batch(x[:30], c=torch.randn(30, 3)), Batch(x[30:], c=c[30:]), cfg, progress=False)
+        fit(fam, (Batch(x[:30], c=torch.randn(30, 3)), Batch(x[30:], c=c[30:])), cfg, progress=False)
     with pytest.raises(ValueError, match="needs data with a condition tensor c"):
-        fit(fam, Batch(x[:30]), Batch(x[30:], c=c[30:]), cfg, progress=False)
+        fit(fam, (Batch(x[:30]), Batch(x[30:], c=c[30:])), cfg, progress=False)

@@ -184,11 +184,10 @@ def test_training_with_augment_shift(mnist5k, tmp_path):
     train, val = Dataset(mnist5k.x[:300], mnist5k.y[:300]), Dataset(mnist5k.x[300:400])
     mc = ModelConfig(data_shape=(1, 28, 28), latent_dim=4, hidden=(32,))
     cfg = TrainConfig(epochs=2, batch_size=100, patience=None, device="cpu", augment_shift=2)
-    summary = fit(build_model(mc), train, val, cfg, progress=False, log=None)
+    summary = fit(build_model(mc), (train, val), cfg, progress=False)
     assert summary["epochs_run"] == 2
     with pytest.raises(ValueError, match="augment_shift must be an integer >= 0"):
         TrainConfig(augment_shift=-1).check()
     flat = Dataset(mnist5k.x[:300].reshape(300, -1))
     with pytest.raises(DataError, match="augment_shift=2 moves images"):
-        fit(build_model(ModelConfig(data_shape=(784,), latent_dim=4, hidden=(32,))), flat, flat, cfg,
-            progress=False, log=None)
+        fit(build_model(ModelConfig(data_shape=(784,), latent_dim=4, hidden=(32,))), (flat, flat), cfg, progress=False)

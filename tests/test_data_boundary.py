@@ -203,7 +203,7 @@ def test_a_float64_batch_made_in_python_trains():
     assert b.subset(slice(0, 5)).x.dtype == torch.float32
     vae = build_model(ModelConfig(data_shape=(1, 4, 4), latent_dim=2, hidden=(8,)))
     cfg = TrainConfig(epochs=1, batch_size=10, patience=None, device="cpu", binarize="none")
-    summary = fit(vae, Batch(x), Batch(x[:10]), cfg, progress=False, log=None)
+    summary = fit(vae, (Batch(x), Batch(x[:10])), cfg, progress=False)
     assert summary["epochs_run"] == 1
 
 

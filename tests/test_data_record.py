@@ -15,7 +15,7 @@ from pyro_vae.cli import main
 from pyro_vae.cli.runs import data_record
 from pyro_vae.config import DataConfig
 
-QUIET = dict(progress=False, log=None)
+QUIET = dict(progress=False)
 # what `pyro-vae train` recorded before the record was typed: the same keys, in this order
 CLI_KEYS = ["dataset", "data_dir", "val_fraction", "split_seed", "train_size", "val_size", "fingerprint", "scale",
             "stream", "streamed", "workers", "test"]
@@ -31,8 +31,8 @@ def _python_run(path, extra=None):
     x = _tensors()
     config = ModelConfig(data_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
     torch.manual_seed(0)
-    fit(build_model(config), Batch(x[:80]), Batch(x[80:]), TrainConfig(epochs=1, batch_size=16, patience=None),
-        path, config, extra_config=extra, **QUIET)
+    fit(build_model(config), (Batch(x[:80]), Batch(x[80:])), TrainConfig(epochs=1, batch_size=16, patience=None), path,
+        model_config=config, record=extra, **QUIET)
     return x
 
 

@@ -12,14 +12,15 @@ import pytest
 import torch
 
 WORKER = textwrap.dedent('''
-    import json, os, sys
+    import json, logging, os, sys
     import torch
     import torch.distributed as dist
     torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")  # every rank: rank 0 speaks
     dist.init_process_group("gloo")
     from pyro_vae import Dataset, ModelConfig, TrainConfig, build_model, fit
     from pyro_vae.data.sources import load_mnist5k
-    from pyro_vae.training.fit import validation_elbo
+    from pyro_vae.training.validation import validation_elbo
     from pyro_vae.data.batch import binarize
     rank, out = dist.get_rank(), sys.argv[1]
     torch.manual_seed(rank)  # different initialisations: DDP must broadcast rank 0's
@@ -27,8 +28,8 @@ WORKER = textwrap.dedent('''
     train, val = Dataset(data.x[:600]), Dataset(data.x[600:800])
     mc = ModelConfig(data_shape=(1, 28, 28), latent_dim=4, hidden=(32,))
     vae = build_model(mc)
-    summary = fit(vae, train, val, TrainConfig(epochs=3, batch_size=64, lr=3e-3, patience=None, device="cpu"),
-                  os.path.join(out, "run"), mc, progress=False)
+    summary = fit(vae, (train, val), TrainConfig(epochs=3, batch_size=64, lr=3e-3, patience=None, device="cpu"),
+                  os.path.join(out, "run"), model_config=mc, progress=False)
     torch.save(vae.state_dict(), os.path.join(out, f"rank{rank}.pt"))
     with open(os.path.join(out, f"summary{rank}.json"), "w") as f:
         json.dump(summary, f)

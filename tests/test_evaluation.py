@@ -243,8 +243,8 @@ def test_training_approaches_the_exact_likelihood_of_the_learned_model():
     data = Dataset(x[:1800])
     val = Dataset(x[1800:])
     untrained = ev.elbo(vae.model, vae.guide, val.x).mean().item()
-    fit(vae, data, val, TrainConfig(epochs=40, batch_size=100, lr=2e-2, binarize="none", patience=None,
-                                    device="cpu"), progress=False, log=lambda *_: None)
+    fit(vae, (data, val), TrainConfig(epochs=40, batch_size=100, lr=2e-2, binarize="none", patience=None,
+                                      device="cpu"), progress=False)
     Wl, bl = vae.decoder.lin.weight.detach(), vae.decoder.lin.bias.detach()
     exact_learned = _exact_log_px(val.x, Wl, bl).mean().item()
     exact_true = _exact_log_px(val.x, W, b).mean().item()

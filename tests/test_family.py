@@ -47,12 +47,11 @@ def test_member_trains_evaluates_and_round_trips(member, digits, tmp_path):
     mc = ModelConfig(model=name, data_shape=(1, 28, 28), num_classes=10, **options)
     torch.manual_seed(0)
     fam = build_model(mc)
-    cfg = TrainConfig(epochs=3, batch_size=100, lr=3e-3, patience=None, device="cpu", binarize="none",
+    cfg = TrainConfig(epochs=3, batch_size=100, lr=3e-3, patience=None, device="cpu", binarize="none", eval_k=20,
                       **train_options)
     with torch.no_grad():
         untrained = ev.elbo(fam.model, fam.guide, val.x).mean().item()  # about -540 nats
-    summary = fit(fam, train, val, cfg, tmp_path, mc, progress=False, log=lambda *_: None, test=test, eval_k=20,
-                  plots=False)
+    summary = fit(fam, (train, val), cfg, tmp_path, model_config=mc, progress=False, test=test, plots=False)
     rows = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["val_elbo"] > untrained + 100, (untrained, [r["val_elbo"] for r in rows])
     assert rows[-1]["val_elbo"] > rows[0]["val_elbo"], [r["val_elbo"] for r in rows]
@@ -306,9 +305,8 @@ def test_free_bits_keep_units_active_that_the_elbo_shuts_down(digits):
         torch.manual_seed(0)
         mc = ModelConfig(model="vae", data_shape=(1, 28, 28), latent_dim=32, hidden=(64,))
         fam = build_model(mc)
-        fit(fam, train, val, TrainConfig(epochs=4, batch_size=100, lr=3e-3, patience=None, device="cpu",
-                                         binarize="none", free_bits=fb, beta=4.0), progress=False,
-            log=lambda *_: None)
+        fit(fam, (train, val), TrainConfig(epochs=4, batch_size=100, lr=3e-3, patience=None, device="cpu",
+                                           binarize="none", free_bits=fb, beta=4.0), progress=False)
         st = ev.latent_statistics(fam.model, fam.guide, val.x)["z"]
         active[fb] = st["active_units"]
     assert active[0.5] > active[0.0] + 5, active

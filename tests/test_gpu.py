@@ -14,8 +14,8 @@ def test_train_and_evaluate_on_cuda_then_load_on_cpu(mnist_bin, tmp_path):
     train, val = mnist_bin
     mc = ModelConfig(data_shape=(1, 28, 28), latent_dim=8, hidden=(64,))
     vae = build_model(mc)
-    summary = fit(vae, Dataset(train), Dataset(val), TrainConfig(epochs=2, batch_size=100, lr=3e-3,
-                  binarize="none", patience=None, device="auto"), tmp_path, mc, progress=False)
+    summary = fit(vae, (Dataset(train), Dataset(val)), TrainConfig(epochs=2, batch_size=100, lr=3e-3,
+                  binarize="none", patience=None, device="auto"), tmp_path, model_config=mc, progress=False)
     assert summary["device"].startswith("cuda")
     assert next(vae.parameters()).is_cuda
     lp = log_marginal(vae.model, vae.guide, val[:50].cuda(), num_particles=64)
@@ -33,13 +33,13 @@ def test_family_members_train_on_cuda(member, mnist_bin):
             "iwae_dreg": {}}[member]
     fam = build_model(ModelConfig(data_shape=(1, 28, 28), hidden=(32,), **opts))
     extra = {"objective": "iwae_dreg", "num_particles": 3} if member == "iwae_dreg" else {}
-    fit(fam, Dataset(train[:300]), Dataset(val[:100]), TrainConfig(epochs=1, batch_size=100, binarize="none",
-        patience=None, device="cuda", **extra), progress=False, log=lambda *_: None)
+    fit(fam, (Dataset(train[:300]), Dataset(val[:100])), TrainConfig(epochs=1, batch_size=100, binarize="none",
+        patience=None, device="cuda", **extra), progress=False)
     assert next(fam.parameters()).is_cuda and fam.sample(2).is_cuda
 
 
 def test_data_larger_than_the_gpu_budget_stay_on_the_host(mnist_bin, monkeypatch):
-    from pyro_vae.training.fit import prepare_data
+    from pyro_vae.training.prepare import prepare_data
 
     monkeypatch.setattr("pyro_vae.data.streaming.MEMORY_SHARE", 1e-12)
     train, val = mnist_bin
@@ -47,4 +47,4 @@ def test_data_larger_than_the_gpu_budget_stay_on_the_host(mnist_bin, monkeypatch
     cfg = TrainConfig(epochs=1, batch_size=100, binarize="none", patience=None, device="cuda")
     data = prepare_data(vae, Dataset(train[:300]), Dataset(val[:100]), cfg, torch.device("cuda"))
     assert data.on_host and not data.train.x.is_cuda
-    fit(vae, Dataset(train[:300]), Dataset(val[:100]), cfg, progress=False, log=lambda *_: None)
+    fit(vae, (Dataset(train[:300]), Dataset(val[:100])), cfg, progress=False)

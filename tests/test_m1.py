@@ -23,8 +23,7 @@ def trained(mnist5k):
     train, val, test = data.subset(slice(0, 1500)), data.subset(slice(1500, 1800)), data.subset(slice(3000, 5000))
     torch.manual_seed(0)
     vae = build_model(MC)
-    fit(vae, train, val, TrainConfig(epochs=15, batch_size=100, lr=3e-3, patience=None, device="cpu"),
-        progress=False, log=lambda *_: None)
+    fit(vae, (train, val), TrainConfig(epochs=15, batch_size=100, lr=3e-3, patience=None, device="cpu"), progress=False)
     vae.eval()
     return vae, for_evaluation(train, "dynamic"), for_evaluation(test, "dynamic")
 

@@ -72,11 +72,10 @@ def test_a_users_objective_by_object_and_by_name(mnist_bin):
     register_objective("counting_test")(lambda family, num_particles: Counting(num_particles=num_particles))
     train, val = Batch(mnist_bin[0][:200]), Batch(mnist_bin[1][:100])
     cfg = TrainConfig(epochs=1, batch_size=100, binarize="none", patience=None, device="cpu", objective="counting_test")
-    fit(build_model(ModelConfig(latent_dim=2, hidden=(16,))), train, val, cfg, progress=False, log=lambda *_: None)
+    fit(build_model(ModelConfig(latent_dim=2, hidden=(16,))), (train, val), cfg, progress=False)
     assert len(calls) == 2
-    fit(build_model(ModelConfig(latent_dim=2, hidden=(16,))), train, val,
-        TrainConfig(epochs=1, batch_size=100, binarize="none", device="cpu"), objective=Counting(),
-        progress=False, log=lambda *_: None)
+    fit(build_model(ModelConfig(latent_dim=2, hidden=(16,))), (train, val),
+        TrainConfig(epochs=1, batch_size=100, binarize="none", device="cpu"), objective=Counting(), progress=False)
     assert len(calls) == 4
     with pytest.raises(ValueError, match="objective must be a registered name"):
         TrainConfig(objective=Counting()).check()

@@ -2,6 +2,7 @@
 one writer per run folder, settings of a resumed run checked against the stored ones."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -68,17 +69,17 @@ def test_resume_is_bit_exact(tmp_path, objective, particles, model, opts):
     train, val = _data(labels=model == "ssvae")
     cfg = TrainConfig(epochs=3, batch_size=32, objective=objective, num_particles=particles, patience=None,
                       labels=20 if model == "ssvae" else None)
-    quiet = dict(progress=False, log=lambda *_: None)
+    quiet = dict(progress=False)
     pyro.clear_param_store()
     whole = _family(model, **opts)
-    fit(whole, train, val, cfg, tmp_path / "whole", _config(model, **opts), **quiet)
+    fit(whole, (train, val), cfg, tmp_path / "whole", model_config=_config(model, **opts), **quiet)
     pyro.clear_param_store()  # a new process: nothing survives but the run folder
     part = _family(model, **opts)
-    fit(part, train, val, TrainConfig(**{**cfg.__dict__, "epochs": 1}), tmp_path / "part", _config(model, **opts),
-        **quiet)
+    fit(part, (train, val), TrainConfig(**{**cfg.__dict__, "epochs": 1}), tmp_path / "part",
+        model_config=_config(model, **opts), **quiet)
     pyro.clear_param_store()
     resumed = _family(model, **opts)
-    fit(resumed, train, val, cfg, tmp_path / "part", _config(model, **opts), resume=True, **quiet)
+    fit(resumed, (train, val), cfg, tmp_path / "part", model_config=_config(model, **opts), resume=True, **quiet)
     assert _same(whole, resumed)
     rows = [json.loads(line) for line in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
     ref = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
@@ -115,24 +116,25 @@ def test_a_signal_in_the_first_epoch_leaves_a_checkpoint_that_resumes_exactly(tm
                                                                             sigint_as_in_a_terminal):
     train, val = _data()
     cfg = TrainConfig(epochs=2, batch_size=16, patience=None, objective="trace")  # what _SignalAt wraps
-    quiet = dict(progress=False, log=lambda *_: None)
+    quiet = dict(progress=False)
     whole = _family()
-    fit(whole, train, val, cfg, tmp_path / "whole", _config(), **quiet)
+    fit(whole, (train, val), cfg, tmp_path / "whole", model_config=_config(), **quiet)
     stopped = _family()
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(TrainingInterrupted) as err:
-        fit(stopped, train, val, cfg, tmp_path / "run", _config(), objective=_SignalAt(stopped, signum, 3), **quiet)
+        fit(stopped, (train, val), cfg, tmp_path / "run", model_config=_config(),
+            objective=_SignalAt(stopped, signum, 3), **quiet)
     assert err.value.signum == signum
     ckpt = read_checkpoint(tmp_path / "run" / "checkpoint_last.pt")
     assert ckpt["epoch"] == 0 and ckpt["in_epoch"]["batch"] == 3  # stopped after its third step
     assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # the handlers found, given back
     resumed = _family()
-    fit(resumed, train, val, cfg, tmp_path / "run", _config(), resume=True, **quiet)
+    fit(resumed, (train, val), cfg, tmp_path / "run", model_config=_config(), resume=True, **quiet)
     assert _same(whole, resumed)
 
 
 def test_cli_sigint_exit_code_and_message(tmp_path, capsys, monkeypatch, sigint_as_in_a_terminal):
-    import pyro_vae.training.fit as training
+    import pyro_vae.training.loop as training
 
     real = training.train_step
     calls = {"n": 0}
@@ -159,22 +161,22 @@ def test_cli_sigint_exit_code_and_message(tmp_path, capsys, monkeypatch, sigint_
 
 def test_resume_refuses_changed_settings_and_names_them(tmp_path, capsys):
     train, val = _data()
-    quiet = dict(progress=False, log=lambda *_: None)
+    quiet = dict(progress=False)
     cfg = TrainConfig(epochs=1, batch_size=32, patience=None)
-    fit(_family(), train, val, cfg, tmp_path / "run", _config(), **quiet)
+    fit(_family(), (train, val), cfg, tmp_path / "run", model_config=_config(), **quiet)
     changed = TrainConfig(epochs=2, batch_size=16, lr=1e-2, seed=3, patience=None)
     with pytest.raises(ConfigMismatch) as err:
-        fit(_family(), train, val, changed, tmp_path / "run", _config(), resume=True, **quiet)
+        fit(_family(), (train, val), changed, tmp_path / "run", model_config=_config(), resume=True, **quiet)
     msg = str(err.value)
     for name in ("train.batch_size", "train.lr", "train.seed", "allow_changes=['batch_size', 'lr', 'seed']"):
         assert name in msg
     assert "epochs" not in msg.split("allow_changes=")[1]  # the epoch count may always grow
     with pytest.raises(ConfigMismatch, match="latent_dim"):
-        fit(_family(latent_dim=3), train, val, TrainConfig(epochs=2, batch_size=32, patience=None),
-            tmp_path / "run", _config(latent_dim=3), resume=True, **quiet)
+        fit(_family(latent_dim=3), (train, val), TrainConfig(epochs=2, batch_size=32, patience=None), tmp_path / "run",
+            model_config=_config(latent_dim=3), resume=True, **quiet)
     # a change made on purpose is allowed and recorded
-    fit(_family(), train, val, TrainConfig(epochs=2, batch_size=32, lr=5e-4, patience=None), tmp_path / "run",
-        _config(), resume=True, allow_changes=("lr",), **quiet)
+    fit(_family(), (train, val), TrainConfig(epochs=2, batch_size=32, lr=5e-4, patience=None), tmp_path / "run",
+        model_config=_config(), resume=True, allow_changes=("lr",), **quiet)
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stored["train"]["lr"] == 5e-4
     assert stored["resumes"][-1]["changed"] == {"train.lr": [0.001, 0.0005], "train.epochs": [1, 2]}
@@ -204,12 +206,12 @@ def test_a_second_trainer_on_a_folder_is_refused(tmp_path):
     holder = RunLock(run, command="pyro-vae train ...").acquire()
     try:
         with pytest.raises(RunLocked, match=f"process {os.getpid()} on host"):
-            fit(_family(), train, val, TrainConfig(epochs=1, patience=None), run, _config(), progress=False,
-                log=lambda *_: None)
+            fit(_family(), (train, val), TrainConfig(epochs=1, patience=None), run, model_config=_config(),
+                progress=False)
     finally:
         holder.release()
-    fit(_family(), train, val, TrainConfig(epochs=1, patience=None), run, _config(), progress=False,
-        log=lambda *_: None)  # free again
+    fit(_family(), (train, val), TrainConfig(epochs=1, patience=None), run, model_config=_config(),
+        progress=False)  # free again
 
 
 def test_two_cli_trainers_on_one_folder(tmp_path, capsys):
@@ -237,14 +239,14 @@ def test_two_cli_trainers_on_one_folder(tmp_path, capsys):
     assert b"continue with --resume" in first.stderr.read()
 
 
-def test_a_stale_lock_is_explained_and_taken_over(tmp_path):
+def test_a_stale_lock_is_explained_and_taken_over(tmp_path, caplog):
     run = tmp_path / "run"
     run.mkdir()
     (run / ".lock").write_text(json.dumps({"pid": 999999, "host": "elsewhere", "since": "yesterday"}))
-    lines = []
+    caplog.set_level(logging.INFO, logger="pyro_vae")
     train, val = _data()
-    fit(_family(), train, val, TrainConfig(epochs=1, patience=None), run, _config(), progress=False, log=lines.append)
-    assert any("left locked by process 999999 on host elsewhere" in line for line in lines)
+    fit(_family(), (train, val), TrainConfig(epochs=1, patience=None), run, model_config=_config(), progress=False)
+    assert any("left locked by process 999999 on host elsewhere" in line for line in caplog.messages)
     assert (run / ".lock").read_text() == ""  # released cleanly
 
 
@@ -274,8 +276,8 @@ x = (torch.rand(400, 1, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.4)
 mc = ModelConfig(data_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
 torch.manual_seed(0)
 fam = build_model(mc)
-fit(fam, Batch(x[:350]), Batch(x[350:]), TrainConfig(epochs=int(sys.argv[2]), batch_size=16, patience=None),
-    sys.argv[1], mc, resume=sys.argv[3] == "1", progress=False, log=lambda *_: None)
+fit(fam, (Batch(x[:350]), Batch(x[350:])), TrainConfig(epochs=int(sys.argv[2]), batch_size=16, patience=None),
+    sys.argv[1], model_config=mc, resume=sys.argv[3] == "1", progress=False)
 """
 
 

@@ -6,6 +6,7 @@ result are recorded (binarization resolved, eval_k), and the library says what i
 
 import errno
 import json
+import logging
 import math
 import os
 import signal
@@ -24,7 +25,7 @@ from pyro_vae.cli import main
 import pyro_vae
 
 ROOT = Path(pyro_vae.__file__).resolve().parent.parent  # the package under test, for subprocesses
-QUIET = dict(progress=False, log=None)
+QUIET = dict(progress=False)
 
 
 def _data(n=80, seed=0):
@@ -210,8 +211,8 @@ class CtrlC:  # Ctrl-C typed in the terminal at the second step
 x = (torch.rand(80, 1, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.4).float()
 mc = ModelConfig(data_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
 family = build_model(mc)
-summary = fit(family, Batch(x[:60]), Batch(x[60:]), TrainConfig(epochs=1, batch_size=16, patience=None),
-              sys.argv[1], mc, objective=CtrlC(family), progress=False, log=None)
+summary = fit(family, (Batch(x[:60]), Batch(x[60:])), TrainConfig(epochs=1, batch_size=16, patience=None),
+              sys.argv[1], model_config=mc, objective=CtrlC(family), progress=False)
 assert summary["epochs_run"] == 1 and summary["steps"] == 4, summary
 assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 print("trained through")
@@ -237,7 +238,7 @@ def sigint_as_in_a_terminal():
 
 def test_a_second_ctrl_c_before_any_checkpoint_says_to_start_again(tmp_path, npy, capsys, monkeypatch,
                                                                    sigint_as_in_a_terminal):
-    import pyro_vae.training.fit as training
+    import pyro_vae.training.loop as training
 
     real = training.train_step
 
@@ -261,14 +262,14 @@ def test_an_interrupt_before_training_says_whether_a_checkpoint_exists(tmp_path,
     train, val = _data()
     run = tmp_path / "run"
     if resume:
-        fit(_family(), train, val, _cfg(), run, _config(), **QUIET)
+        fit(_family(), (train, val), _cfg(), run, model_config=_config(), **QUIET)
 
     def interrupted(*a, **k):  # Ctrl-C while the data are checked
         raise KeyboardInterrupt
 
     monkeypatch.setattr(training, "prepare_data", interrupted)
     with pytest.raises(KeyboardInterrupt) as err:
-        fit(_family(), train, val, _cfg(epochs=2), run, _config(), resume=resume, **QUIET)
+        fit(_family(), (train, val), _cfg(epochs=2), run, model_config=_config(), resume=resume, **QUIET)
     assert err.value.signum == signal.SIGINT  # a TrainingInterrupted: the CLI exits 130 with its message
     if resume:
         assert str(err.value) == f"SIGINT: training stopped; the last checkpoint {run / 'checkpoint_last.pt'} " \
@@ -281,8 +282,8 @@ def test_an_interrupt_before_training_says_whether_a_checkpoint_exists(tmp_path,
 def test_fit_on_float64_data_trains_and_evaluates(tmp_path):
     train, val = _data()
     as64 = lambda b: b.replace(x=b.x.double())  # noqa: E731
-    summary = fit(_family(), as64(train), as64(val), _cfg(), tmp_path / "run", _config(), test=as64(val), eval_k=3,
-                  plots=False, **QUIET)
+    summary = fit(_family(), (as64(train), as64(val)), _cfg(eval_k=3), tmp_path / "run", model_config=_config(),
+                  test=as64(val), plots=False, **QUIET)
     assert math.isfinite(summary["best_val_elbo"])
     assert (tmp_path / "run" / "metrics_test.json").exists()
 
@@ -290,7 +291,7 @@ def test_fit_on_float64_data_trains_and_evaluates(tmp_path):
 @pytest.mark.parametrize("likelihood,mode", [("bernoulli", "dynamic"), ("continuous_bernoulli", "none"),
                                              ("gaussian", "none"), ("laplace", "none")])
 def test_the_default_binarizes_only_for_a_likelihood_of_binary_data(tmp_path, likelihood, mode):
-    from pyro_vae.training.fit import prepare_data
+    from pyro_vae.training.prepare import prepare_data
 
     train, val = _grey() if mode == "none" else _data()
     family = _family(likelihood=likelihood)
@@ -299,21 +300,21 @@ def test_the_default_binarizes_only_for_a_likelihood_of_binary_data(tmp_path, li
     binary = bool(((data.val.x == 0) | (data.val.x == 1)).all())
     assert binary if mode == "dynamic" else torch.equal(data.val.x, val.x)  # grey data seen as given
     run = tmp_path / "run"
-    fit(family, train, val, _cfg(), run, _config(likelihood=likelihood), **QUIET)
+    fit(family, (train, val), _cfg(), run, model_config=_config(likelihood=likelihood), **QUIET)
     assert json.loads((run / "config.json").read_text())["train"]["binarize"] == mode  # recorded resolved
     assert read_checkpoint(run / "checkpoint_last.pt")["train_config"]["binarize"] == mode
 
 
-def test_binarizing_for_a_continuous_likelihood_is_kept_with_one_warning_and_auto_needs_a_declaration():
+def test_binarizing_for_a_continuous_likelihood_is_kept_with_one_warning_and_auto_needs_a_declaration(caplog):
     train, val = _grey()
-    lines = []
-    fit(_family(likelihood="gaussian"), train, val, _cfg(binarize="dynamic"), progress=False, log=lines.append)
-    warnings = [line for line in lines if line.startswith("warning:")]
-    assert len(warnings) == 1 and "binarize='dynamic'" in warnings[0] and "GaussianLikelihood" in warnings[0]
-    lines.clear()
-    fit(_family(), *_data(), _cfg(binarize="dynamic"), progress=False, log=lines.append)  # Bernoulli: as meant
-    assert not [line for line in lines if line.startswith("warning:")]
-    from pyro_vae.training.fit import resolve_binarize
+    fit(_family(likelihood="gaussian"), (train, val), _cfg(binarize="dynamic"), progress=False)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: binarize='dynamic'"), warnings
+    assert "GaussianLikelihood" in warnings[0]
+    caplog.clear()
+    fit(_family(), _data(), _cfg(binarize="dynamic"), progress=False)  # Bernoulli: as meant
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    from pyro_vae.training.prepare import resolve_binarize
 
     assert resolve_binarize(TrainConfig(), object()).binarize == "none"  # no likelihood: the data as given
 
@@ -340,21 +341,22 @@ def test_resume_refuses_a_config_json_edited_since_the_checkpoint(tmp_path, npy,
     assert read_checkpoint(run / "checkpoint_last.pt")["epoch"] == 1  # nothing trained
 
 
-def test_resume_rewrites_a_deleted_config_json_from_the_checkpoint_and_follows_the_checkpoint(tmp_path):
+def test_resume_rewrites_a_deleted_config_json_from_the_checkpoint_and_follows_the_checkpoint(tmp_path, caplog):
     from pyro_vae.training.fit import ConfigMismatch
 
     train, val = _data()
     run = tmp_path / "run"
-    fit(_family(), train, val, _cfg(lr=1e-3), run, _config(), extra_config={"data": {"dataset": "x.npy"}}, **QUIET)
+    fit(_family(), (train, val), _cfg(lr=1e-3), run, model_config=_config(), record={"data": {"dataset": "x.npy"}},
+        **QUIET)
     (run / "config.json").unlink()
-    lines = []
+    caplog.set_level(logging.INFO, logger="pyro_vae")
     with pytest.raises(ConfigMismatch, match=r"train\.lr: 0\.001 in the run, 0\.05 now"):
-        fit(_family(), train, val, _cfg(epochs=2, lr=0.05), run, _config(), resume=True,
-            extra_config={"data": {"dataset": "x.npy"}}, progress=False, log=lines.append)
-    assert lines == [f"note: {run / 'config.json'} was missing; rewritten from {run / 'checkpoint_last.pt'}"]
+        fit(_family(), (train, val), _cfg(epochs=2, lr=0.05), run, model_config=_config(), resume=True, progress=False,
+            record={"data": {"dataset": "x.npy"}})
+    assert caplog.messages == [f"note: {run / 'config.json'} was missing; rewritten from {run / 'checkpoint_last.pt'}"]
     assert json.loads((run / "config.json").read_text())["train"]["lr"] == 1e-3
-    fit(_family(), train, val, _cfg(epochs=2, lr=1e-3), run, _config(), resume=True,
-        extra_config={"data": {"dataset": "x.npy"}}, **QUIET)
+    fit(_family(), (train, val), _cfg(epochs=2, lr=1e-3), run, model_config=_config(), resume=True,
+        record={"data": {"dataset": "x.npy"}}, **QUIET)
     assert json.loads((run / "config.json").read_text())["resumes"][-1]["at_epoch"] == 1
 
 
@@ -364,8 +366,8 @@ def test_run_record_of_a_checkpoint_is_what_config_json_holds(tmp_path):
     train, val = _data()
     run = tmp_path / "run"
     extra = {"data": {"dataset": "x.npy", "val_fraction": 0.25}, "command": "pyro-vae train ..."}
-    fit(_family(), train, val, _cfg(), run, _config(), extra_config=extra, **QUIET)
-    fit(_family(), train, val, _cfg(epochs=2), run, _config(), extra_config=extra, resume=True, **QUIET)
+    fit(_family(), (train, val), _cfg(), run, model_config=_config(), record=extra, **QUIET)
+    fit(_family(), (train, val), _cfg(epochs=2), run, model_config=_config(), resume=True, record=extra, **QUIET)
     stored = json.loads((run / "config.json").read_text())
     assert run_record(run) == run_record(run / "checkpoint_last.pt") == stored
     assert stored["data"] == extra["data"] and stored["train"]["lr"] == 1e-3 and stored["world_size"] == 1

@@ -108,7 +108,7 @@ def test_a_tutorial_pair_trains_with_beta_warm_up_and_free_bits_scaled_as_docume
     N, B, epochs = 80, 16, 4
     cfg = TrainConfig(epochs=epochs, batch_size=B, beta=4.0, warmup_epochs=2, free_bits=0.5, lr=1e-2, device="cpu",
                       patience=None, binarize="none", seed=1)
-    summary = fit(family, Batch(_images(N)), Batch(_images(40, seed=1)), cfg, progress=False, log=lambda *_: None)
+    summary = fit(family, (Batch(_images(N)), Batch(_images(40, seed=1))), cfg, progress=False)
     assert summary is not None
 
     per_epoch = N // B
@@ -116,7 +116,7 @@ def test_a_tutorial_pair_trains_with_beta_warm_up_and_free_bits_scaled_as_docume
     for step, rec in enumerate(steps):
         assert rec["plain"] and isinstance(rec["objective"], FreeBitsELBO) and rec["objective"].free_bits == 0.5
         assert rec["epoch"] == step // per_epoch and rec["N"] == N and rec["B"] == B
-        w = 4.0 * min(1.0, (step + 1) / (2 * per_epoch))  # beta x the linear warm-up (training.kl_weight_at)
+        w = 4.0 * min(1.0, (step + 1) / (2 * per_epoch))  # beta x the linear warm-up (schedules.kl_weight_at)
         assert rec["kl_weight"] == pytest.approx(w, rel=1e-6)
         for program in ("guide", "model"):
             assert float(rec[program]["latent"]) == pytest.approx(N / B * w, rel=1e-6), (step, program)

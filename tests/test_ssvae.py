@@ -106,8 +106,8 @@ def test_classifier_learns_from_100_real_labels(mnist5k, tmp_path):
     mc = ModelConfig(model="ssvae", data_shape=(1, 28, 28), num_classes=10, latent_dim=16, hidden=(128,))
     torch.manual_seed(0)
     m = build_model(mc)
-    summary = fit(m, train, val, TrainConfig(epochs=8, batch_size=100, lr=1e-3, labels=100, patience=None,
-                                             device="cpu"), tmp_path, mc, progress=False, log=lambda *_: None)
+    summary = fit(m, (train, val), TrainConfig(epochs=8, batch_size=100, lr=1e-3, labels=100, patience=None,
+                                               device="cpu"), tmp_path, model_config=mc, progress=False)
     best, _ = load_checkpoint(tmp_path / "checkpoint_best.pt")
     acc = best.metrics(Batch(torch.bernoulli(val.x, generator=g), val.y))["accuracy"]
     assert summary["select_by"] == "val_accuracy"
@@ -153,17 +153,17 @@ def test_bad_labels_are_named(mnist5k):
     x = torch.bernoulli(mnist5k.x[:300])
     cfg = TrainConfig(epochs=1, batch_size=100, patience=None, device="cpu", binarize="none")
     with pytest.raises(ValueError, match=r"lie in \[0, 9\]"):
-        fit(m, Batch(x[:200], mnist5k.y[:200] + 10), Batch(x[200:], mnist5k.y[200:300]), cfg, progress=False)
+        fit(m, (Batch(x[:200], mnist5k.y[:200] + 10), Batch(x[200:], mnist5k.y[200:300])), cfg, progress=False)
     with pytest.raises(ValueError, match="needs labelled data"):
-        fit(m, Batch(x[:200]), Batch(x[200:]), cfg, progress=False)
+        fit(m, (Batch(x[:200]), Batch(x[200:])), cfg, progress=False)
     with pytest.raises(ValueError, match="entries in 'y'"):
         Batch(x[:200], mnist5k.y[:150])
     g = torch.randperm(5000, generator=torch.Generator().manual_seed(0))
     sub = mnist5k.subset(g[:300])
     with pytest.raises(ValueError, match="multiple of the 10 classes"):
-        fit(m, sub, sub, TrainConfig(epochs=1, labels=25, device="cpu"), progress=False)
+        fit(m, (sub, sub), TrainConfig(epochs=1, labels=25, device="cpu"), progress=False)
     with pytest.raises(ValueError, match="has only"):
-        fit(m, sub, sub, TrainConfig(epochs=1, labels=1000, device="cpu"), progress=False)
+        fit(m, (sub, sub), TrainConfig(epochs=1, labels=1000, device="cpu"), progress=False)
 
 
 def test_classifier_dropout_acts_in_training_only():

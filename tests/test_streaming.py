@@ -22,8 +22,8 @@ def _train(splits, labels=None, **cfg):
     torch.manual_seed(0)
     model = dict(model="ssvae", num_classes=3) if labels else dict(model="vae")  # labels: a partly labelled family
     fam = build_model(ModelConfig(data_shape=(1, 8, 8), latent_dim=3, hidden=(16,), **model))
-    fit(fam, splits.train, splits.val, TrainConfig(epochs=2, batch_size=32, patience=None, device="cpu",
-                                                   labels=labels, **cfg), progress=False, log=lambda *_: None)
+    fit(fam, splits, TrainConfig(epochs=2, batch_size=32, patience=None, device="cpu", labels=labels, **cfg),
+        progress=False)
     return {k: v.clone() for k, v in fam.state_dict().items()}
 
 

@@ -19,7 +19,7 @@ def test_tensorboard_events_hold_the_expected_scalars_and_images(tmp_path, mnist
     for tb in (True, False):
         torch.manual_seed(0)
         vae = build_model(mc)
-        fit(vae, train, val, cfg, tmp_path / f"run{tb}", mc, progress=False, log=lambda *_: None, tensorboard=tb)
+        fit(vae, (train, val), cfg, tmp_path / f"run{tb}", model_config=mc, tensorboard=tb, progress=False)
         states.append(vae.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])  # TensorBoard draws change nothing
     assert not (tmp_path / "runFalse" / "tensorboard").exists()

@@ -12,8 +12,8 @@ from pyro_vae import (VAE, CheckpointError, DataError, Dataset, ModelConfig, Tra
                       TrainingDiverged, build_model, fit, load_checkpoint)
 from pyro_vae.runs.checkpoint import load_model_state, read_checkpoint
 from pyro_vae.components.networks import MLPDecoder, MLPEncoder
-from pyro_vae.training.fit import validation_elbo
-from pyro_vae.training import fit as training
+from pyro_vae.training import schedules, validation
+from pyro_vae.training.validation import validation_elbo
 
 MC = ModelConfig(data_shape=(1, 28, 28), latent_dim=8, hidden=(64,))
 
@@ -36,7 +36,7 @@ def test_training_on_real_mnist_lowers_validation_loss(grey, tmp_path):
     from pyro_vae.data.batch import binarize
 
     before = validation_elbo(vae, binarize(val.x, seed=1))
-    summary = fit(vae, train, val, _cfg(epochs=4), tmp_path / "run", MC, progress=False, log=lambda *_: None)
+    summary = fit(vae, (train, val), _cfg(epochs=4), tmp_path / "run", model_config=MC, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and summary["epochs_run"] == 4
     assert before < -500  # an untrained decoder: ~543 nats per 784 binary pixels
@@ -50,7 +50,7 @@ def test_training_on_real_mnist_lowers_validation_loss(grey, tmp_path):
 def test_checkpoint_reloads_to_identical_outputs(grey, tmp_path):
     train, val = grey
     vae = build_model(MC)
-    fit(vae, train, val, _cfg(epochs=1), tmp_path / "run", MC, progress=False, log=lambda *_: None)
+    fit(vae, (train, val), _cfg(epochs=1), tmp_path / "run", model_config=MC, progress=False)
     loaded, ckpt = load_checkpoint(tmp_path / "run" / "checkpoint_last.pt")
     assert ckpt["epoch"] == 1
     x = val.x[:10].round()
@@ -64,17 +64,18 @@ def test_checkpoint_reloads_to_identical_outputs(grey, tmp_path):
 def test_resumed_run_reaches_the_same_parameters(grey, tmp_path):
     train, val = grey
     cfg = _cfg(epochs=4, binarize="dynamic", warmup_epochs=2.0)
-    quiet = dict(progress=False, log=lambda *_: None)
+    quiet = dict(progress=False)
     torch.manual_seed(5)
     straight = build_model(MC)
-    fit(straight, train, val, cfg, tmp_path / "a", MC, **quiet)
+    fit(straight, (train, val), cfg, tmp_path / "a", model_config=MC, **quiet)
 
     torch.manual_seed(5)
     first = build_model(MC)
-    fit(first, train, val, _cfg(epochs=2, binarize="dynamic", warmup_epochs=2.0), tmp_path / "b", MC, **quiet)
+    fit(first, (train, val), _cfg(epochs=2, binarize="dynamic", warmup_epochs=2.0), tmp_path / "b", model_config=MC,
+        **quiet)
     torch.manual_seed(999)  # a different process state must not matter
     resumed = build_model(MC)
-    fit(resumed, train, val, cfg, tmp_path / "b", MC, resume=True, **quiet)
+    fit(resumed, (train, val), cfg, tmp_path / "b", model_config=MC, resume=True, **quiet)
 
     for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(p, q), name
@@ -84,11 +85,11 @@ def test_resumed_run_reaches_the_same_parameters(grey, tmp_path):
 
 def test_existing_run_needs_resume(grey, tmp_path):
     train, val = grey
-    fit(build_model(MC), train, val, _cfg(epochs=1), tmp_path, MC, progress=False, log=lambda *_: None)
+    fit(build_model(MC), (train, val), _cfg(epochs=1), tmp_path, model_config=MC, progress=False)
     with pytest.raises(FileExistsError, match="resume=True"):
-        fit(build_model(MC), train, val, _cfg(epochs=1), tmp_path, MC, progress=False, log=lambda *_: None)
+        fit(build_model(MC), (train, val), _cfg(epochs=1), tmp_path, model_config=MC, progress=False)
     with pytest.raises(CheckpointError, match="no checkpoint_last.pt"):
-        fit(build_model(MC), train, val, _cfg(), tmp_path / "new", MC, resume=True, progress=False)
+        fit(build_model(MC), (train, val), _cfg(), tmp_path / "new", model_config=MC, resume=True, progress=False)
 
 
 class PoisonedLikelihood(nn.Module):
@@ -114,7 +115,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(grey, tmp_path):
     vae = build_model(MC)
     vae.likelihood = PoisonedLikelihood(after=15)  # epoch 1 has 10 steps: NaN in epoch 2
     with pytest.raises(TrainingDiverged, match="checkpoint_last.pt"):
-        fit(vae, train, val, _cfg(epochs=3), tmp_path, MC, progress=False, log=lambda *_: None)
+        fit(vae, (train, val), _cfg(epochs=3), tmp_path, model_config=MC, progress=False)
     ckpt = read_checkpoint(tmp_path / "checkpoint_last.pt")
     assert ckpt["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in ckpt["model_state"].values())
@@ -124,28 +125,27 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(grey, tmp_path):
 def test_early_stopping_stops_after_patience(grey, tmp_path, monkeypatch):
     train, val = grey
     scores = iter([-100.0, -101.0, -102.0, -103.0, -104.0, -105.0])
-    monkeypatch.setattr(training, "validation_elbo", lambda *a, **k: next(scores))
-    summary = fit(build_model(MC), train, val, _cfg(epochs=6, patience=2), tmp_path, MC,
-                  progress=False, log=lambda *_: None)
+    monkeypatch.setattr(validation, "validation_elbo", lambda *a, **k: next(scores))
+    summary = fit(build_model(MC), (train, val), _cfg(epochs=6, patience=2), tmp_path, model_config=MC, progress=False)
     assert summary["stopped_early"] and summary["epochs_run"] == 3
     assert read_checkpoint(tmp_path / "checkpoint_best.pt")["epoch"] == 1
 
 
 def test_bad_data_gets_clear_errors(grey):
     train, val = grey
-    quiet = dict(progress=False, log=lambda *_: None)
+    quiet = dict(progress=False)
     with pytest.raises(DataError, match="binary"):  # grey pixels, Bernoulli, no binarization
-        fit(build_model(MC), train, val, _cfg(binarize="none"), **quiet)
+        fit(build_model(MC), (train, val), _cfg(binarize="none"), **quiet)
     eight_bit = Dataset(train.x * 255, None)
     with pytest.raises(DataError, match=r"\[0, 1\]"):
-        fit(build_model(MC), eight_bit, val, _cfg(binarize="dynamic"), **quiet)
+        fit(build_model(MC), (eight_bit, val), _cfg(binarize="dynamic"), **quiet)
     nan = train.x.clone()
     nan[3, 0, 5, 5] = float("nan")
     with pytest.raises(DataError, match="NaN"):
-        fit(build_model(MC), Dataset(nan), val, _cfg(), **quiet)
+        fit(build_model(MC), (Dataset(nan), val), _cfg(), **quiet)
     flat = Dataset(train.x.reshape(-1, 784))
     with pytest.raises(ValueError, match="expects data of shape"):
-        fit(build_model(MC), flat, val, _cfg(), **quiet)
+        fit(build_model(MC), (flat, val), _cfg(), **quiet)
 
 
 def test_corrupt_and_mismatched_checkpoints(tmp_path, grey):
@@ -159,7 +159,7 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path, grey):
     with pytest.raises(CheckpointError, match="not a pyro-vae checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
     train, val = grey
-    fit(build_model(MC), train, val, _cfg(epochs=1), tmp_path / "run", MC, progress=False, log=lambda *_: None)
+    fit(build_model(MC), (train, val), _cfg(epochs=1), tmp_path / "run", model_config=MC, progress=False)
     ckpt = read_checkpoint(tmp_path / "run" / "checkpoint_last.pt")
     other = build_model(ModelConfig(data_shape=(1, 28, 28), latent_dim=4, hidden=(64,)))
     with pytest.raises(CheckpointError, match="shape mismatch"):
@@ -202,7 +202,7 @@ def test_user_defined_prior_and_likelihood_train_without_library_changes(grey):
     vae = VAE(MLPEncoder(shape, d, (64,)), MLPDecoder(shape, d, (64,)), StudentTPrior(d),
               PixelGaussian(shape), shape, d)
     before = validation_elbo(vae, val.x)
-    summary = fit(vae, train, val, _cfg(epochs=3, binarize="none"), progress=False, log=lambda *_: None)
+    summary = fit(vae, (train, val), _cfg(epochs=3, binarize="none"), progress=False)
     assert summary["best_val_elbo"] > before + 200, (before, summary)
     assert vae.likelihood.log_scale.grad is not None
 
@@ -216,14 +216,14 @@ def test_hand_built_model_checkpoints_and_resumes(grey, tmp_path):
         return VAE(MLPEncoder(shape, d, (32,)), MLPDecoder(shape, d, (32,)), StudentTPrior(d),
                    PixelGaussian(shape), shape, d)
 
-    quiet = dict(progress=False, log=lambda *_: None)
-    fit(make(), train, val, _cfg(epochs=1, binarize="none"), tmp_path, **quiet)
+    quiet = dict(progress=False)
+    fit(make(), (train, val), _cfg(epochs=1, binarize="none"), tmp_path, **quiet)
     with pytest.raises(CheckpointError, match="hand-built"):
         load_checkpoint(tmp_path / "checkpoint_last.pt")
     resumed = make()
-    fit(resumed, train, val, _cfg(epochs=2, binarize="none"), tmp_path, resume=True, **quiet)
+    fit(resumed, (train, val), _cfg(epochs=2, binarize="none"), tmp_path, resume=True, **quiet)
     straight = make()
-    fit(straight, train, val, _cfg(epochs=2, binarize="none"), tmp_path / "s", **quiet)
+    fit(straight, (train, val), _cfg(epochs=2, binarize="none"), tmp_path / "s", **quiet)
     for p, q in zip(straight.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
 
@@ -233,24 +233,56 @@ def test_cosine_learning_rate_schedule(grey, tmp_path):
     steps (recorded per epoch); the rate is a function of the step alone, so a resumed run
     follows the schedule of its --epochs."""
     cfg = _cfg(epochs=3, lr_schedule="cosine")
-    assert training.lr_at(0, 30, cfg) == cfg.lr
-    assert training.lr_at(15, 30, cfg) == pytest.approx(cfg.lr / 2)
-    assert training.lr_at(29, 30, cfg) < cfg.lr * 0.01
-    assert training.lr_at(29, 30, _cfg()) == _cfg().lr  # the default stays constant
+    assert schedules.lr_at(0, 30, cfg) == cfg.lr
+    assert schedules.lr_at(15, 30, cfg) == pytest.approx(cfg.lr / 2)
+    assert schedules.lr_at(29, 30, cfg) < cfg.lr * 0.01
+    assert schedules.lr_at(29, 30, _cfg()) == _cfg().lr  # the default stays constant
     with pytest.raises(ValueError, match="lr_schedule must be constant or cosine"):
         _cfg(lr_schedule="linear").check()
     train, val = grey
     torch.manual_seed(0)
     straight = build_model(MC)
-    fit(straight, train, val, cfg, tmp_path / "a", MC, progress=False, log=None)
+    fit(straight, (train, val), cfg, tmp_path / "a", model_config=MC, progress=False)
     rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["lr"] for r in rows] == pytest.approx([training.lr_at(s - 1, 30, cfg) for s in (10, 20, 30)])
+    assert [r["lr"] for r in rows] == pytest.approx([schedules.lr_at(s - 1, 30, cfg) for s in (10, 20, 30)])
     assert rows[0]["lr"] > rows[1]["lr"] > rows[2]["lr"]
     torch.manual_seed(0)
     first = build_model(MC)
-    fit(first, train, val, _cfg(epochs=1, lr_schedule="cosine"), tmp_path / "b", MC, progress=False, log=None)
+    fit(first, (train, val), _cfg(epochs=1, lr_schedule="cosine"), tmp_path / "b", model_config=MC, progress=False)
     resumed, _ = load_checkpoint(tmp_path / "b" / "checkpoint_last.pt")
-    fit(resumed, train, val, cfg, tmp_path / "b", MC, resume=True, progress=False, log=None)
+    fit(resumed, (train, val), cfg, tmp_path / "b", model_config=MC, resume=True, progress=False)
     # a 1-epoch run extended to 3 on resume: its later epochs follow the 3-epoch schedule
     later = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in later[1:]] == pytest.approx([r["lr"] for r in rows[1:]])
+
+
+def test_fit_speaks_through_the_pyro_vae_logger_and_installs_no_handler(grey, caplog):
+    """Messages of a run reach a handler on the ``pyro_vae`` logger (an application's, or the
+    CLI's console); the library itself only adds the NullHandler the logging docs ask for."""
+    import logging
+
+    from pyro_vae.cli.logs import console
+
+    def handlers():
+        named = [logging.getLogger(n) for n in logging.root.manager.loggerDict if n.startswith("pyro_vae.")]
+        return logging.getLogger("pyro_vae").handlers, [h for log in named for h in log.handlers]
+
+    own, below = handlers()
+    assert [type(h) for h in own] == [logging.NullHandler] and below == []
+    train, val = grey
+    caplog.set_level(logging.INFO, logger="pyro_vae")
+    fit(build_model(MC), (train, val), _cfg(epochs=2), progress=False)
+    lines = [r for r in caplog.records if r.name.startswith("pyro_vae.")]
+    assert [r.getMessage()[:9] for r in lines] == ["epoch   1", "epoch   2"]
+    assert {r.name for r in lines} == {"pyro_vae.training.loop"} and {r.levelno for r in lines} == {logging.INFO}
+    printed = []
+    with console(printed.append):  # what the CLI installs for a command, and takes away after it
+        fit(build_model(MC), (train, val), _cfg(epochs=1), progress=False)
+    assert len(printed) == 1 and printed[0].startswith("epoch   1  train loss")
+    assert handlers() == (own, below)
+
+
+def test_fit_takes_its_data_as_a_pair_or_splits(grey):
+    train, val = grey
+    with pytest.raises(TypeError, match=r"a \(train, val\) pair or the Splits of load_data, got Batch"):
+        fit(build_model(MC), train, _cfg())  # fit(family, train, val, ...) of older versions

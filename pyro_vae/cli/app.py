@@ -33,6 +33,7 @@ from pyro_vae.cli.classify import add_classify_parser, cmd_classify
 from pyro_vae.cli.compare import add_compare_parser, cmd_compare
 from pyro_vae.cli.evaluate import add_evaluate_parser, cmd_evaluate
 from pyro_vae.cli.flags import HelpWithDefaults, refuse_inert
+from pyro_vae.cli.logs import console, said_with_flags
 from pyro_vae.cli.messages import command_parser, flags_of, with_flags
 from pyro_vae.cli.plot import add_plot_parser, cmd_plot
 from pyro_vae.cli.plugins import load_plugins
@@ -44,7 +45,7 @@ from pyro_vae.files import RunLocked
 from pyro_vae.models import ContractError
 from pyro_vae.runs.checkpoint import CheckpointError, run_record
 from pyro_vae.runs.folder import RunDir
-from pyro_vae.training.fit import TrainingDiverged
+from pyro_vae.training.step import TrainingDiverged
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,7 +137,8 @@ def main(argv=None) -> int:
         args.flags = flags
         if hasattr(args, "plugin"):
             args.plugin = plugins  # file plugins as absolute paths: the checkpoint's hint works anywhere
-        return COMMANDS[args.command](args)
+        with console(said_with_flags(flags)):  # the library's messages, said with this command's flags
+            return COMMANDS[args.command](args)
     except (DataError, CheckpointError, FileExistsError, ContractError, ValueError, RunLocked) as e:
         print(f"{prog}: error: {with_flags(e, flags)}", file=sys.stderr)
         return 2

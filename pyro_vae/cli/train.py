@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from pyro_vae.cli.flags import config_flags, config_from_args, fraction, nonneg_int
-from pyro_vae.cli.messages import CLIError, with_flags
+from pyro_vae.cli.messages import CLIError
 from pyro_vae.cli.model_flags import model_config_from_args, model_flags
 from pyro_vae.cli.plugins import plugin_flag
 from pyro_vae.cli.runs import check_name_lengths, data_flags, data_record
@@ -92,8 +92,8 @@ def cmd_train(a) -> int:
     set_seed(a.seed)  # network initialisation
     module = build_model(mcfg)
     if rank:  # ranks other than 0 train quietly and leave evaluation and files to rank 0
-        fit(module, splits.train, splits.val, tcfg, out, mcfg, resume=a.resume, progress=False,
-            extra_config=extra, allow_changes=a.allow_change)
+        fit(module, splits, tcfg, out, model_config=mcfg, resume=a.resume, progress=False, record=extra,
+            allow_changes=a.allow_change)
         return 0
     print(f"data: {a.dataset}: {len(splits.train)} train, {len(splits.val)} validation"
           + (f", {len(splits.test)} test" if splits.test is not None else ", no test split")
@@ -103,10 +103,9 @@ def cmd_train(a) -> int:
     if splits.test is None:
         print(f"note: {a.dataset} has no test split here (for mnist5k pass --data-dir with the official "
               f"MNIST test files); the final evaluation uses the validation split", file=sys.stderr)
-    summary = fit(module, splits.train, splits.val, tcfg, out, mcfg, resume=a.resume,
-                  progress=not a.no_progress, extra_config=extra, test=test, test_label=label,
-                  plots=not a.no_plots, allow_changes=a.allow_change, tensorboard=a.tensorboard,
-                  log=_log_with_flags(getattr(a, "flags", {})))
+    summary = fit(module, splits, tcfg, out, model_config=mcfg, resume=a.resume, progress=not a.no_progress,
+                  record=extra, test=test, test_label=label, plots=not a.no_plots, allow_changes=a.allow_change,
+                  tensorboard=a.tensorboard)
     select = summary["select_by"]
     best = summary.get("best_" + select, summary["best_val_elbo"])
     print(f"best {select.replace('_', ' ')} {best:.2f}{' nats/image' if select == 'val_elbo' else ''} at epoch "
@@ -114,14 +113,6 @@ def cmd_train(a) -> int:
     return 0
 
 
-
-
-def _log_with_flags(flags: dict):
-    """fit's ``log`` for the CLI: its advice (lines starting ``warning`` or ``note``) said with flags."""
-    def log(message):
-        print(with_flags(message, flags) if str(message).startswith(("warning", "note")) else message)
-
-    return log
 
 
 def _check_out(out: Path, resume: bool) -> None:

@@ -26,7 +26,7 @@ observed (``obs=``, ``pyro.factor``)           ``N/B``            1
 * **latent** means not observed: the sites the guide draws and the model scores at the guide's
   value, discrete ones marked ``infer={"enumerate": ...}`` included; a site split by ``obs_mask``
   has a latent part (``name_unobserved``) and an observed one (``name_observed``);
-* ``w`` is the step's **KL weight**, beta times the warm-up ramp (:func:`pyro_vae.training.fit.kl_weight_at`);
+* ``w`` is the step's **KL weight**, beta times the warm-up ramp (:func:`pyro_vae.training.schedules.kl_weight_at`);
   a family whose ``kl_sites`` names sites (a tuple of names, default ``None``: every latent
   site) gets ``w`` on exactly those sites, observed or not, and on no other;
 * the plate's bookkeeping site (``_Subsample``) and ``param`` sites are left alone; a scale the

@@ -75,7 +75,7 @@ ENTRIES = {
     "objective_state": (lambda v: v is None or isinstance(v, dict), "a dict or None"),
     "in_epoch": (lambda v: v is None or isinstance(v, dict), "a dict or None"),
 }
-# what resuming (fit's resume=True) reads from checkpoint_last.pt (pyro_vae.training.fit.resume_state)
+# what resuming (fit's resume=True) reads from checkpoint_last.pt (pyro_vae.training.resume.resume_state)
 RESUME_ENTRIES = ("model_state", "optimizer_state", "rng", "epoch", "step")
 _RESUMING = "continuing training (resume=True)"
 _NEEDED_BY = {"optimizer_state": _RESUMING, "rng": _RESUMING, "epoch": _RESUMING, "step": _RESUMING,
