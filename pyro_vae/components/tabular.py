@@ -32,7 +32,7 @@ declares ``missing_values = True``, which lets training and evaluation accept Na
 the library's MLP encoder sees a missing entry as 0 (HI-VAE's input drop-out: 0 is a real
 column's training mean, and an all-zero one-hot block no level). :func:`impute` fills the
 missing entries of rows with the conditional mean (real, positive, count) or mode (categorical,
-binary) of p(x_missing | z) at z = the mean of q(z | x_obs).
+binary) of p(x_missing | z) at z = the mean of q(z | x_obs) (a count's mean rounded).
 """
 
 from __future__ import annotations
@@ -256,12 +256,14 @@ class TabularLikelihood(Likelihood):
 
     def mode_fill(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """``x`` with every missing (NaN) entry filled from ``mean`` (E[x|z], shaped like ``x``): the
-        mean for real, positive and count columns, the most probable level for categorical and
-        binary ones; observed entries unchanged."""
+        mean for real and positive columns (rounded for count ones), the most probable level for
+        categorical and binary ones; observed entries unchanged."""
         fill = mean.clone()
         for kind, entries, _ in self.groups:
             if kind == "binary":
                 fill[..., entries] = (mean[..., entries] > 0.5).to(mean.dtype)
+            elif kind == "count":  # a whole number, so the filled table is a table of counts
+                fill[..., entries] = mean[..., entries].round()
         for start, k, _ in self.blocks:
             fill[..., start:start + k] = F.one_hot(mean[..., start:start + k].argmax(-1), k).to(mean.dtype)
         return torch.where(torch.isnan(x), fill, x)
@@ -296,8 +298,9 @@ class TabularLikelihood(Likelihood):
 @torch.no_grad()
 def impute(family, x: torch.Tensor) -> torch.Tensor:
     """Rows ``x`` (``(N, D)``, NaN where missing) with their missing entries filled by ``family``:
-    z = the mean of q(z | x_obs), then the conditional mean (real, positive, count columns) or mode
-    (categorical, binary) of p(x_missing | z). Observed entries are returned unchanged."""
+    z = the mean of q(z | x_obs), then the conditional mean (real, positive columns; rounded for
+    counts) or mode (categorical, binary) of p(x_missing | z). Observed entries are returned
+    unchanged."""
     require(family, Codes, "impute missing entries", "use a family with encode and decode")
     likelihood = traits(family).likelihood
     if not callable(getattr(likelihood, "mode_fill", None)):
@@ -307,24 +310,4 @@ def impute(family, x: torch.Tensor) -> torch.Tensor:
     return likelihood.mode_fill(x, family.decode(loc))
 
 
-def feature_names(likelihood, data_shape) -> list:
-    """A name for each column of 1-D data: a table's column names, else x0, x1, ..."""
-    columns = getattr(likelihood, "columns", None)
-    return [c.name for c in columns] if columns else [f"x{i}" for i in range(math.prod(data_shape))]
-
-
-def feature_log_prob(likelihood, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log p(x_j | z) per column of 1-D data, ``(N, columns)``: a table's columns
-    (``column_log_prob``), else the entries of an ``Independent`` distribution's base; NaN
-    where a likelihood cannot split its density by column."""
-    d = likelihood(params)
-    if callable(getattr(d, "column_log_prob", None)):
-        return d.column_log_prob(x)
-    base = getattr(d, "base_dist", None)
-    if base is not None:
-        return base.log_prob(x).reshape(x.shape[0], -1)
-    return torch.full((x.shape[0], x[0].numel()), float("nan"))
-
-
-__all__ = ["CategoricalLikelihood", "TabularLikelihood", "TableRow", "OneHotColumns", "impute", "feature_names",
-           "feature_log_prob", "COUNTS"]
+__all__ = ["CategoricalLikelihood", "TabularLikelihood", "TableRow", "OneHotColumns", "impute", "COUNTS"]
