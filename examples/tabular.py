@@ -47,7 +47,6 @@ def main():
     for before, after in zip(decode(splits.table, rows), decode(splits.table, filled)):
         print("missing:", {n: v for n, v in zip(names, before) if v is None})
         print("   filled:", {n: after[i] for i, n in enumerate(names) if before[i] is None})
-    print(f"figures and report: {a.out}/report.md")
 
 
 def decode(table, x):

@@ -271,8 +271,9 @@ def plot_latent_space(module, x, y, path, max_points: int = 5000, split: str = "
     """
     with _EvalMode(module):
         z = _encode_means(module, x[:max_points])
+    points = "data points" if is_vector(module.data_shape) else "images"
     return plot_codes(z, None if y is None else y[:max_points], path,
-                      f"posterior means of {z.shape[0]} {split} images")
+                      f"posterior means of {z.shape[0]} {split} {points}")
 
 
 def plot_interpolation(module, x_a, x_b, path, steps: int = 10) -> Path:
