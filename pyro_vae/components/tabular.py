@@ -62,7 +62,7 @@ class OneHotColumns(dist.Independent):
     def log_prob(self, value):
         n = self.reinterpreted_batch_ndims + 1
         logp = self.base_dist.logits  # normalized by torch: log softmax
-        terms = (value.to(logp.dtype) * logp)
+        terms = value.to(logp.dtype) * logp
         return terms.reshape(*terms.shape[: terms.dim() - n], -1).sum(-1)
 
 
@@ -116,8 +116,8 @@ class TableRow(TorchDistribution):
         return TableRow(self.lik, self.params.expand(*batch_shape, self.params.shape[-1]))
 
     def _parts(self):
-        """(kind, entry index, column index, distribution) of the scalar kinds, and the
-        categorical blocks as (start, K, column index)."""
+        """``(kind, entries, columns, p(x_entries | z))`` of each scalar kind present (the
+        categorical blocks are read from ``lik.blocks``)."""
         lik, p = self.lik, self.params
         out = []
         for kind, entries, cols in lik.groups:
@@ -203,10 +203,10 @@ class TabularLikelihood(Likelihood):
                              f"need data of shape ({width},)")
         self.count, self.min_scale = count, float(min_scale)
         self._layout()
-        spread = {"real": 1.0, "positive": 1.0, "count": 1.0}  # initial spread (standardized units) or size
-        self.raw = nn.ParameterDict({kind: nn.Parameter(torch.full((len(cols),), math.log(math.expm1(spread[kind]))))
-                                     for kind, cols in self.kinds if kind in spread
-                                     and (kind != "count" or count == "negative_binomial")})
+        learned = ("real", "positive") + (("count",) if count == "negative_binomial" else ())
+        start = math.log(math.expm1(1.0))  # spread 1 (a standardized column's sd), or size 1, at first
+        self.raw = nn.ParameterDict({kind: nn.Parameter(torch.full((len(cols),), start))
+                                     for kind, cols in self.kinds if kind in learned})
 
     def _layout(self):
         """The row's layout: each scalar kind's entries (a buffer ``entries_KIND``) and columns,
