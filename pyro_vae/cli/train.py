@@ -85,7 +85,8 @@ def cmd_train(a) -> int:
     # a --data-dir that came from a config (--config, --resume) is read, never downloaded into
     splits = load_data(a.dataset, a.data_dir, val_fraction=a.val_fraction, seed=a.seed, stream=a.stream,
                        workers=a.workers, download=a.data_dir is None or "data_dir" in a.typed)
-    mcfg = model_config_from_args(a, splits.train.data_shape, num_classes_of(splits.train), a.plugin)
+    mcfg = model_config_from_args(a, splits.train.data_shape, num_classes_of(splits.train), a.plugin,
+                                  schema=getattr(splits, "schema", None))
     extra = {"data": data_record(a, splits), "command": getattr(a, "command_line", None)}
     if a.config:
         extra["reproduced_from"] = {"config": str(Path(a.config).resolve()), "overrides": a.overrides}

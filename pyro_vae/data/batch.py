@@ -129,16 +129,19 @@ def first_line(e) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def check_finite(x: torch.Tensor, what: str = "data") -> None:
+def check_finite(x: torch.Tensor, what: str = "data", allow_nan: bool = False) -> None:
     """Raise a DataError naming how many values of ``x`` are NaN or Inf and the first data point
-    holding one."""
-    bad = ~torch.isfinite(x)
+    holding one (only Inf with ``allow_nan``: NaN marks a missing entry for a likelihood that
+    declares ``missing_values``)."""
+    bad = torch.isinf(x) if allow_nan else ~torch.isfinite(x)
     if bad.any():
         where = ""
         if x.dim() > 0:
             first = int(bad.reshape(x.shape[0], -1).any(1).nonzero()[0, 0])
             where = f" (the first in data point {first})"
-        raise DataError(f"{what} contain {int(bad.sum())} NaN or Inf values{where}; clean them before training")
+        raise DataError(f"{what} contain {int(bad.sum())} {'Inf' if allow_nan else 'NaN or Inf'} values{where}; clean "
+                        f"them before training" + ("" if allow_nan else " (missing entries of a table: a likelihood "
+                                                   "that models them, likelihood='tabular')"))
 
 
 def numeric_array(arr, what: str) -> np.ndarray:

@@ -10,6 +10,7 @@ from pyro_vae.data.sources import (TORCHVISION, image_scale, load_mnist5k, load_
                                    path_problem, read_array_file, read_image_folder)
 from pyro_vae.data.batch import DataError, Splits, check_val_fraction, split, split_positions
 from pyro_vae.data.streaming import ImageFolderSource, NpySource, StreamedData, should_stream
+from pyro_vae.data.tables import load_penguins
 
 
 def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0,
@@ -42,6 +43,8 @@ def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0
             )
         src = f"official MNIST test set ({data_dir})" if test is not None else ""
         return Splits(train, val, test, name, src, image_scale("8-bit"))
+    if name == "penguins":  # a table with its schema (pyro_vae.data.tables)
+        return load_penguins(data_dir=data_dir, val_fraction=val_fraction, seed=seed, download=download)
     if name in TORCHVISION:
         root = Path(data_dir) if data_dir is not None else Path("data")
         full = load_torchvision(name, root, train=True, download=download)

@@ -109,7 +109,7 @@ def _check_x(family, ds: Batch, cfg: TrainConfig, seed_offset: int, what: str) -
     if len(ds) == 0:
         raise DataError(f"{what} data are empty")
     ds = as_dtype(ds, model_dtype(family))
-    check_finite(ds.x, f"{what} data")
+    check_finite(ds.x, f"{what} data", allow_nan=traits(family).missing_values)
     x = binarize(ds.x, seed=cfg.seed + seed_offset) if cfg.binarize == "static" else ds.x
     # dynamic binarization: check one binarized draw (binarize() checks the [0, 1] range)
     sample = binarize(x, seed=0) if cfg.binarize == "dynamic" else x
@@ -145,7 +145,7 @@ def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> 
         _check_x(family, train.head(256), cfg, 0, "training")
     else:
         train = train.replace(x=_check_x(family, train, cfg, 0, "training"))
-    check_finite(val.x, "validation data")
+    check_finite(val.x, "validation data", allow_nan=traits(family).missing_values)
     val = for_evaluation(val, cfg.binarize)
     val = val.replace(x=_check_x(family, val, dataclasses.replace(cfg, binarize="none"), 1, "validation"))
     labelled_idx, per_batch = None, 0
