@@ -238,7 +238,7 @@ def test_mlflow_file_store_records_each_epoch(tmp_path, monkeypatch):
     rows = _rows(run)
     for key in ("train_loss", "val_elbo"):
         history = client.get_metric_history(found.info.run_id, key)
-        assert [(m.step, m.value) for m in history if m.step in (1, 2)][:2] == [(r["epoch"], r[key]) for r in rows]
+        assert sorted((m.step, m.value) for m in history) == [(r["epoch"], r[key]) for r in rows]
     assert found.data.params["train.epochs"] == "2" and found.data.params["model.options.latent_dim"] == "2"
     assert found.data.metrics["best_val_elbo"] == summary["best_val_elbo"]
 
@@ -289,7 +289,7 @@ def test_log_to_trains_with_the_trackers_and_a_failing_one_exits_1(tmp_path, npy
 
     client = MlflowClient()
     (found,) = client.search_runs([client.get_experiment_by_name("pyro-vae").experiment_id])
-    assert [m.step for m in client.get_metric_history(found.info.run_id, "val_elbo")][:2] == [1, 2]
+    assert sorted(m.step for m in client.get_metric_history(found.info.run_id, "val_elbo")) == [1, 2]
 
     def down(self, epoch, row):
         raise ConnectionError("server unreachable")
