@@ -11,6 +11,17 @@ a run calls them (epochs counted from 1, as ``metrics.jsonl`` counts them)::
         on_epoch_end(epoch, row)   # row: the epoch's metrics row, validation included
     on_run_end(summary, error)     # however the run ended
 
+For example, a callback that keeps the validation ELBO of each epoch::
+
+    class Elbos(Callback):
+        def on_run_start(self, run):
+            self.elbos = {}
+
+        def on_epoch_end(self, epoch, row):
+            self.elbos[epoch] = row["val_elbo"]
+
+    fit(family, data, config, run_dir, callbacks=[Elbos()])
+
 A resumed run starts again with ``on_run_start`` (``run.resumed`` true, ``run.start_epoch`` the
 first epoch it trains). ``on_checkpoint`` comes only with a run folder; the checkpoint a Ctrl-C
 or SIGTERM writes inside an epoch is not announced (``on_run_end`` follows, with the interrupt
@@ -19,17 +30,17 @@ family's measures as ``val_NAME``).
 
 **Rules.** Nothing is called per step, so a step is as fast with callbacks as without. Each
 hook runs with the random streams (torch's, Python's, CUDA's) saved and put back, so a run is
-the same, bit for bit, with or without callbacks. Under DDP rank 0 alone calls them. Hooks are
-called in the order of the list.
+the same, bit for bit, with or without callbacks (that leave the family alone). Under DDP rank 0
+alone calls them. Hooks are called in the order of the list.
 
 **A failing callback.** A hook that raises stops the run as an interrupt does: the failure is
 said in one line through the ``pyro_vae`` logger (naming the callback and the hook), every
 started callback gets ``on_run_end(None, error)``, and :class:`CallbackError` is raised from the
-callback's exception. Every hook of an epoch is called after that epoch's checkpoint is written,
-so the last checkpoint stays whole and ``resume=True`` continues the run from it (the hooks of
-the epoch that failed are not called again). A failure in ``on_run_end`` after a finished run
-raises :class:`CallbackError` too (the run's files are complete); after another error it is only
-said, and the first error goes on.
+callback's exception. Hooks come only between epochs (``on_epoch_start`` before the epoch's
+first step, the others after its checkpoint is written), never while a checkpoint is written,
+so the last checkpoint stays whole and ``resume=True`` continues the run from the epoch after
+it. A failure in ``on_run_end`` after a finished run raises :class:`CallbackError` too (the
+run's files are complete); after another error it is only said, and the first error goes on.
 """
 
 from __future__ import annotations
