@@ -4,6 +4,7 @@ folder (under torchrun, on every rank)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -16,6 +17,7 @@ from pyro_vae.cli.plugins import plugin_flag
 from pyro_vae.cli.runs import check_name_lengths, data_flags, data_record
 from pyro_vae.config import TrainConfig
 from pyro_vae.runs.folder import RunDir
+from pyro_vae.training.tracking import TRACKERS, TensorBoard, trackers
 
 
 def add_train_parser(sub, formatter_class, defaults: dict | None = None):
@@ -54,11 +56,36 @@ def add_train_parser(sub, formatter_class, defaults: dict | None = None):
     config_flags(training, TrainConfig, {"output": g})  # --eval-k goes to output
     g.add_argument("--no-plots", action="store_true", help="do not write figures and report at the end")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
-    g.add_argument("--tensorboard", action="store_true",
-                   help="also write TensorBoard events to RUN/tensorboard (needs pip install 'pyro-vae[tensorboard]')")
+    g.add_argument("--log-to", type=tracker_names, action="extend", default=[], metavar="NAME[,NAME...]",
+                   help="also send each epoch's metrics to these trackers: tensorboard (events in RUN/tensorboard), "
+                        "wandb (Weights & Biases; its WANDB_* variables apply, e.g. WANDB_MODE=offline), mlflow "
+                        "(to MLFLOW_TRACKING_URI); each needs pip install 'pyro-vae[NAME]'")
+    g.add_argument("--tensorboard", action="store_true", help="the same as --log-to tensorboard")
     if defaults:
         t.set_defaults(**defaults)
     return t
+
+
+def tracker_names(text: str) -> list:
+    """The argparse type of ``--log-to``: comma-separated names of trackers."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in TRACKERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown tracker {', '.join(map(repr, unknown)) or repr(text)}: choose "
+                                         f"from {', '.join(TRACKERS)} (comma-separated)")
+    return names
+
+
+def trackers_of(a) -> tuple[bool, list]:
+    """``--log-to`` (and ``--tensorboard``) as fit's ``tensorboard`` and ``callbacks``, made before
+    any work so that a tracker whose package is missing is said at once. TensorBoard is fit's
+    ``tensorboard=True``: its folder is opened with the run folder's own checks."""
+    names = [*a.log_to, *(["tensorboard"] if a.tensorboard else [])]
+    try:
+        made = trackers(names)
+    except ValueError as e:
+        raise CLIError(f"{'--log-to' if a.log_to else '--tensorboard'}: {e}") from None
+    return "tensorboard" in names, [t for t in made if not isinstance(t, TensorBoard)]
 
 
 def train_config_from_args(a) -> TrainConfig:
@@ -80,6 +107,7 @@ def cmd_train(a) -> int:
     out = Path(a.out or f"runs/{Path(a.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     _check_out(out, a.resume)
     tcfg = train_config_from_args(a)  # before any work: values from --config or --resume checked here
+    tensorboard, callbacks = trackers_of(a)
     from pyro_vae.data.datasets import load_data
 
     # a --data-dir that came from a config (--config, --resume) is read, never downloaded into
@@ -94,7 +122,7 @@ def cmd_train(a) -> int:
     module = build_model(mcfg)
     if rank:  # ranks other than 0 train quietly and leave evaluation and files to rank 0
         fit(module, splits, tcfg, out, model_config=mcfg, resume=a.resume, progress=False, record=extra,
-            allow_changes=a.allow_change)
+            allow_changes=a.allow_change)  # callbacks are rank 0's alone
         return 0
     print(f"data: {a.dataset}: {len(splits.train)} train, {len(splits.val)} validation"
           + (f", {len(splits.test)} test" if splits.test is not None else ", no test split")
@@ -106,7 +134,7 @@ def cmd_train(a) -> int:
               f"MNIST test files); the final evaluation uses the validation split", file=sys.stderr)
     summary = fit(module, splits, tcfg, out, model_config=mcfg, resume=a.resume, progress=not a.no_progress,
                   record=extra, test=test, test_label=label, plots=not a.no_plots, allow_changes=a.allow_change,
-                  tensorboard=a.tensorboard)
+                  tensorboard=tensorboard, callbacks=callbacks)
     select = summary["select_by"]
     best = summary.get("best_" + select, summary["best_val_elbo"])
     print(f"best {select.replace('_', ' ')} {best:.2f}{' nats/image' if select == 'val_elbo' else ''} at epoch "

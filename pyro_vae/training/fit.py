@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import time
 
 import torch
@@ -40,6 +41,7 @@ from pyro_vae.models import complete_config
 from pyro_vae.models.base import check_family
 from pyro_vae.runs.folder import RunDir
 from pyro_vae.training import distributed
+from pyro_vae.training.callbacks import CallbackError, check_callbacks
 from pyro_vae.training.logs import summary as summary_of
 from pyro_vae.training.loop import Loop
 from pyro_vae.training.prepare import as_dtype, model_dtype, prepare_data, resolve_binarize, splits_of
@@ -54,7 +56,7 @@ logger = logging.getLogger(__name__)
 def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None, *,
         model_config: ModelConfig | None = None, resume: bool = False, allow_changes=(), objective=None,
         record: dict | None = None, tensorboard: bool = False, progress: bool = True, test: Batch | None = None,
-        test_label: str = "test", plots: bool = True) -> dict:
+        test_label: str = "test", plots: bool = True, callbacks=()) -> dict:
     """Train ``family`` on ``data``, validating every epoch; returns the summary (best and last
     validation values, epochs, steps, time)::
 
@@ -83,7 +85,12 @@ def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None
       ``command``; its ``data`` replaces the record fit makes of the data
       (:meth:`~pyro_vae.config.DataConfig.of`).
     * ``tensorboard``: also write TensorBoard events to ``RUN/tensorboard/`` each epoch (needs
-      ``pip install pyro-vae[tensorboard]``).
+      ``pip install pyro-vae[tensorboard]``): a :class:`~pyro_vae.training.tracking.TensorBoard`
+      added to ``callbacks``.
+    * ``callbacks``: :class:`~pyro_vae.training.callbacks.Callback` instances, called between
+      epochs (on rank 0 under DDP); one that raises stops the run with
+      :class:`~pyro_vae.training.callbacks.CallbackError`, the last checkpoint whole
+      (:mod:`~pyro_vae.training.callbacks` gives the hooks, their order and arguments).
     * ``progress``: tqdm progress bars.
     * ``test``: a Batch to end with as the CLI does: the best checkpoint evaluated on it with
       ``config.eval_k`` importance samples, figures (unless ``plots=False``) and the report,
@@ -107,6 +114,7 @@ def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None
     ``logging.basicConfig(level=logging.INFO)`` shows them.
     """
     cfg = (config if config is not None else TrainConfig()).check()
+    callbacks = check_callbacks(callbacks)
     train, val = splits_of(data)
     check_family(family)
     if test is not None and (run_dir is None or model_config is None):
@@ -145,7 +153,7 @@ def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None
         if run is not None:
             new = new_record(cfg, model_config, world, loss_fn.objective, record)
             loop.state = start_run(loop, run, resume, new, allow_changes)
-        loop.open(tensorboard)
+        loop.open(tensorboard, callbacks)
         t_start = time.perf_counter()
         stopped_early = False
         for epoch in range(loop.state.epoch, cfg.epochs):
@@ -165,6 +173,7 @@ def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None
                 finish_run(run, test, label=test_label, eval_k=cfg.eval_k, device=cfg.device, plots=plots,
                            progress=loop.progress, log=logger.info)
                 summary = run.read_json(run.summary)
+        loop.end(summary)
         return summary
     except KeyboardInterrupt as e:  # before the loop catches signals, or a second Ctrl-C: say what is left
         if isinstance(e, TrainingInterrupted):
@@ -176,9 +185,10 @@ def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None
     finally:
         if loop is not None:
             loop.close()
+            loop.end(error=sys.exc_info()[1])  # the callbacks not ended yet hear what stopped the run
         if lock is not None:
             lock.release()
 
 
 # the errors fit raises, importable with it
-__all__ = ["fit", "TrainingDiverged", "TrainingInterrupted", "ConfigMismatch"]
+__all__ = ["fit", "TrainingDiverged", "TrainingInterrupted", "ConfigMismatch", "CallbackError"]
