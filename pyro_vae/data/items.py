@@ -8,17 +8,10 @@ ignored). ``x`` of shape ``data_shape`` becomes floats as an array file's does
 integers cast once, NaN and Inf refused); a PIL image becomes ``(C, H, W)`` scaled to [0, 1].
 ``y`` (one label) becomes an integer tensor, ``c`` (a condition) floats. Anything else is one
 :class:`~pyro_vae.data.batch.DataError` naming the item.
-
-:func:`seeded` runs a read on random streams of its own, so a random transform of the data set
-draws the same numbers wherever and whenever the same rows are read (in the training process or a
-worker, before or after a resume) and never moves the run's Monte Carlo stream.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import random
 from collections.abc import Mapping
 
 import numpy as np
@@ -113,28 +106,6 @@ def batch_of(item, what: str) -> Batch:
     return as_batch(*fields_of(item, what), what=what)
 
 
-def rows_seed(rows) -> int:
-    """A seed for reading ``rows`` (positions in a data set): the same rows, the same seed."""
-    data = np.ascontiguousarray(np.asarray(rows, dtype=np.int64)).tobytes()
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
-
-
-@contextlib.contextmanager
-def seeded(seed: int):
-    """Run the body on random streams of its own (torch's CPU generator, Python's ``random`` and
-    NumPy's global one, all seeded with ``seed``) and give the caller's streams back after it."""
-    states = torch.get_rng_state(), random.getstate(), np.random.get_state()
-    torch.default_generator.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    try:
-        yield
-    finally:
-        torch.set_rng_state(states[0])
-        random.setstate(states[1])
-        np.random.set_state(states[2])
-
-
 def concat(parts: list) -> Batch:
     """Batches one after the other, as one Batch."""
     if len(parts) == 1:
@@ -143,5 +114,4 @@ def concat(parts: list) -> Batch:
                    for f in Batch.FIELDS))
 
 
-__all__ = ["ITEMS", "fields_of", "as_array", "stack", "as_batch", "collate", "batch_of", "rows_seed", "seeded",
-           "concat"]
+__all__ = ["ITEMS", "fields_of", "as_array", "stack", "as_batch", "collate", "batch_of", "concat"]

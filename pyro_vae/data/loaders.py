@@ -10,27 +10,34 @@ built, read anew every epoch, in the order it gives (:class:`LoaderData`).
   ``set_epoch`` (a ``DistributedSampler``'s) is called each epoch with a number drawn from the
   run's data generator, the same on every rank and restored on resume.
 
+The loader's randomness (a shuffling sampler, the workers' seeds, a transform run in this
+process) draws from random streams of its own, seeded each epoch from the run's data generator
+(:class:`~pyro_vae.data.rng.Streams`): it never moves the run's Monte Carlo draws, a run is
+reproduced by its seed, and every rank under ``torchrun`` draws the same order.
+
 The number of data points N (the ELBO's N/B scale) is ``len(dataset)``, or counted in one pass
 when the data set has no length. Under ``torchrun`` a DataLoader with a ``DistributedSampler``
 gives each rank its own batches; otherwise every rank reads every batch and trains on its slice
-(``rank::world``), so the order must be the same on every rank.
+(``rank::world``).
 
-**Resume.** A resumed run reads the interrupted epoch again from its start and skips the batches
-it had done. It continues bit for bit only when the data come again in the same order with the
-same values: a loader without shuffling or random transforms, or one whose order depends only on
-its ``DistributedSampler`` (seeded by the run as above). A shuffling sampler draws its order from
-the global random stream (or its own generator), which a checkpoint does not hold: the resumed
-epoch then sees the data in another order. :attr:`LoaderData.resume_note` says so; training
-logs it as a warning when such a run resumes.
+**Resume.** A resumed run reads the interrupted epoch again from its start, with the same seed,
+and skips the batches it had done. It continues bit for bit when the loader's randomness comes
+from the global streams (as above) or from a ``DistributedSampler``. It cannot when the data
+keep state of their own that a checkpoint does not hold: a sampler or transform with its own
+``torch.Generator``, an iterable that goes on where its last pass stopped, data that change on
+disk. :attr:`LoaderData.resume_note` says so; training logs it as a warning when such a run resumes.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 from torch.utils.data import DataLoader
 
 from pyro_vae.data.batch import Batch, DataError
-from pyro_vae.data.items import batch_of, collate, concat, seeded
+from pyro_vae.data.items import batch_of, collate, concat
+from pyro_vae.data.rng import Streams
 from pyro_vae.devices import memory_budget
 
 HEAD = 256  # data points kept from the first batches: the data shape and the checks before training
@@ -73,32 +80,40 @@ class LoaderData:
     def resume_note(self) -> str:
         kind = "a DataLoader" if self.is_loader else "an iterable Dataset"
         return (f"warning: {self.what} is {kind}: the resumed epoch reads it again from its start and skips the "
-                f"batches done; the run continues as it would have only if it gives the same batches in the same "
-                f"order again (no shuffling or random transforms, or a DistributedSampler, which the run seeds). "
-                f"A map-style Dataset resumes exactly")
+                f"batches done; the run continues as it would have only if the data come again in the same order "
+                f"(their randomness from the global random streams or a DistributedSampler, which the run seeds; "
+                f"not a generator of their own, nor state kept from pass to pass). A map-style Dataset resumes "
+                f"exactly")
 
     def _iterate(self, batch_size: int, pin_memory: bool = False, seed: int = 0):
-        """The Batches of one pass over the data."""
+        """The Batches of one pass over the data. The loader's own randomness (a shuffling
+        sampler's order, the workers' seeds, a transform run here) draws from streams of its own
+        seeded with ``seed`` (:class:`~pyro_vae.data.rng.Streams`), never from the run's."""
         if self.is_loader:
-            for k, item in enumerate(self.source):
-                yield batch_of(item, f"{self.what}, batch {k}")
-            return
-        # its own generator: the workers' base seed comes from it, not from the global random stream
-        loader = DataLoader(self.source, batch_size=batch_size, collate_fn=self._collate, num_workers=self.workers,
-                            pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
-        yield from loader
+            loader, name = self.source, "batch"
+        else:
+            loader, name = DataLoader(self.source, batch_size=batch_size, collate_fn=self._collate,
+                                      num_workers=self.workers, pin_memory=pin_memory), None
+        streams = Streams(seed)
+        with streams.active():
+            batches = iter(loader)
+        for k in itertools.count():
+            with streams.active():
+                item = next(batches, None)
+            if item is None:
+                return
+            yield batch_of(item, f"{self.what}, batch {k}") if name else item
 
     def _collate(self, items):
         return collate(items, self.what)
 
     def _first(self, n: int) -> Batch:
         parts, got = [], 0
-        with seeded(0):
-            for part in self._iterate(n):
-                parts.append(part)
-                got += len(part)
-                if got >= n:
-                    break
+        for part in self._iterate(n):
+            parts.append(part)
+            got += len(part)
+            if got >= n:
+                break
         if not parts:
             raise DataError(f"{self.what} yielded no data points")
         return concat(parts)
@@ -108,8 +123,7 @@ class LoaderData:
         try:
             return len(dataset)
         except TypeError:  # no __len__: count one pass
-            with seeded(0):
-                return sum(len(part) for part in self._iterate(HEAD))
+            return sum(len(part) for part in self._iterate(HEAD))
 
     def head(self, n: int = 16) -> Batch:
         """The first ``n`` data points (of the first batches read)."""
@@ -119,13 +133,12 @@ class LoaderData:
         """One pass in memory (validation data, or a command that needs the whole split); a
         DataError when it grows past the memory budget (:func:`pyro_vae.devices.memory_budget`)."""
         parts, size, budget = [], 0, memory_budget()
-        with seeded(0):
-            for part in self._iterate(HEAD):
-                parts.append(part)
-                size += part.x.numel() * part.x.element_size()
-                if size > budget:
-                    raise DataError(f"{self.what} would take more than the {budget / 2**30:.3g} GiB this machine "
-                                    f"holds comfortably; they are read into memory, so keep them smaller")
+        for part in self._iterate(HEAD):
+            parts.append(part)
+            size += part.x.numel() * part.x.element_size()
+            if size > budget:
+                raise DataError(f"{self.what} would take more than the {budget / 2**30:.3g} GiB this machine "
+                                f"holds comfortably; they are read into memory, so keep them smaller")
         return concat(parts)
 
     def epoch(self, batch_size: int, generator, rank: int = 0, world: int = 1, first: int = 0,

@@ -12,9 +12,10 @@
 * Validation and test data are always read into memory (:func:`to_memory`).
 
 Items are read by :mod:`pyro_vae.data.items` (a tensor, ``(x, y)``, ``(x, y, c)`` or a dict);
-every read of the same rows runs on random streams seeded from the rows
-(:func:`~pyro_vae.data.items.seeded`), so a random transform draws the same numbers in a worker
-or in the training process, before or after a resume.
+every read of rows runs on random streams seeded from the rows (:func:`~pyro_vae.data.rng.seeded`),
+so a random transform draws the same numbers in a worker or in the training process, before or
+after a resume, and never moves the run's Monte Carlo draws. Read into memory, a random
+transform is drawn once; streamed, anew for each batch.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from pyro_vae.data.batch import Batch, DataError
-from pyro_vae.data.items import as_batch, collate, concat, rows_seed, seeded
+from pyro_vae.data.items import as_batch, collate, concat
+from pyro_vae.data.rng import rows_seed, seeded
 from pyro_vae.data.loaders import LoaderData
 from pyro_vae.data.streaming import StreamedData, should_stream
 from pyro_vae.devices import memory_budget
