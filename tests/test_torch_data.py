@@ -330,6 +330,16 @@ def test_a_registered_name_is_one_decorated_function(tmp_path, capsys):
         load_data("tiny-test-set")
     with pytest.raises(ValueError, match="a data set name is a word"):
         register_dataset("a:b")
+    plugin = tmp_path / "myplugin.py"  # a module outside pyro-vae registers a name through --plugin
+    plugin.write_text("import torch\nfrom pyro_vae.data import Batch, register_dataset\n"
+                      "register_dataset('plugged-in')(lambda: Batch(torch.rand(40, 1, 4, 4)))\n")
+    try:
+        assert main(["train", "--plugin", str(plugin), "--dataset", "plugged-in", "--epochs", "1", "--latent-dim",
+                     "2", "--hidden", "8", "--eval-k", "2", "--no-plots", "--no-progress", "--device", "cpu",
+                     "--out", str(tmp_path / "plugged")]) == 0
+        assert main(["evaluate", str(tmp_path / "plugged"), "--plugin", str(plugin), "--k", "2"]) == 0
+    finally:
+        DATASETS.pop("plugged-in", None)
 
 
 WORKER = textwrap.dedent('''
@@ -353,7 +363,7 @@ WORKER = textwrap.dedent('''
     torch.manual_seed(rank)
     vae = build_model(ModelConfig(data_shape=(1, 4, 4), latent_dim=2, hidden=(8,)))
     fit(vae, (DataLoader(ds, batch_size=8, sampler=Logged(ds)), x[80:]),
-        TrainConfig(epochs=2, batch_size=8, patience=None, device="cpu"), progress=False)
+        TrainConfig(epochs=2, batch_size=8, patience=None, device="cpu"), os.path.join(out, "run"), progress=False)
     torch.save({"state": vae.state_dict(), "seen": seen}, os.path.join(out, f"rank{rank}.pt"))
     dist.destroy_process_group()
 ''')
@@ -376,3 +386,19 @@ def test_under_torchrun_a_distributed_sampler_gives_each_rank_its_share(tmp_path
     for epoch in range(2):  # each epoch the two ranks' shares are the whole training set, disjoint
         assert sorted(a["seen"][-2 + epoch] + b["seen"][-2 + epoch]) == list(range(80))
     assert a["seen"][-2] != a["seen"][-1]  # set_epoch: another order each epoch
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["batch_size"] == 16  # both ranks' batch
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_on_a_gpu_batches_read_by_workers_are_pinned_and_train():
+    from pyro_vae.training.prepare import prepare_data
+
+    x = _x()
+    streamed = from_torch(Items(x[:80]), stream="on", workers=1)
+    cfg = TrainConfig(batch_size=16, device="cuda")
+    assert prepare_data(_family().cuda(), streamed, to_memory(Items(x[80:])), cfg, "cuda").pinned
+    batch = next(iter(streamed.loader([torch.arange(16)], pin_memory=True)))
+    assert batch.x.is_pinned()
+    for train in (streamed, Stream(x[:80])):
+        state = _train((train, Items(x[80:])), epochs=1, device="cuda")
+        assert all(v.is_cuda and torch.isfinite(v).all() for v in state.values())

@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from pyro_vae.data.batch import Batch, DataError
 from pyro_vae.data.items import batch_of, collate, concat
@@ -57,7 +57,7 @@ class LoaderData:
         self.what = f"{what} ({origin or type(source).__name__})"
         sampler = getattr(source, "batch_sampler", None) or getattr(source, "sampler", None)
         self.sampler = getattr(sampler, "sampler", sampler)  # a BatchSampler's sampler
-        self.sharded = type(self.sampler).__name__ == "DistributedSampler"
+        self.sharded = isinstance(self.sampler, DistributedSampler)  # each rank reads its own share
         self._head = self._first(HEAD)
         self.n = self._length()
 
