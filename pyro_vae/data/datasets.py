@@ -145,16 +145,16 @@ def import_function(spec: str):
     module_name, func_name = spec.split(":")
     try:
         try:
-            module = importlib.import_module(module_name)
+            user_module = importlib.import_module(module_name)
         except ModuleNotFoundError as e:
             if e.name != module_name.split(".")[0] or "" in sys.path or os.getcwd() in sys.path:
                 raise
             sys.path.append(os.getcwd())
-            module = importlib.import_module(module_name)
+            user_module = importlib.import_module(module_name)
     except Exception as e:  # the user's module: any error in it is the user's to see
         raise DataError(f"data set {spec}: cannot import {module_name} ({type(e).__name__}: {first_line(e)}); put "
                         f"its folder on PYTHONPATH or run from it") from None
-    fn = getattr(module, func_name, None)
+    fn = vars(user_module).get(func_name)
     if not callable(fn):
         raise DataError(f"data set {spec}: {module_name} has no function {func_name!r}")
     return fn

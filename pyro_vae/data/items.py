@@ -5,7 +5,8 @@ An item is ``x`` alone (a tensor, a NumPy array, a number, a PIL image), a tuple
 ``(x, y)`` or ``(x, y, c)``, or a dict with ``"x"`` (and ``"y"``, ``"c"``; other keys are
 ignored). ``x`` of shape ``data_shape`` becomes floats as an array file's does
 (:func:`~pyro_vae.data.batch.to_float_images`: uint8 divided by 255, bool 0/1, float64 and
-integers cast once, NaN and Inf refused); a PIL image becomes ``(C, H, W)`` scaled to [0, 1].
+integers cast once, NaN and Inf refused); a PIL image becomes ``(C, H, W)`` (an 8-bit one
+scaled to [0, 1], as any uint8 data).
 ``y`` (one label) becomes an integer tensor, ``c`` (a condition) floats. Anything else is one
 :class:`~pyro_vae.data.batch.DataError` naming the item.
 """

@@ -42,8 +42,8 @@ def class_path(obj) -> str:
 def is_map_style(obj) -> bool:
     """A map-style data set: items by position (``__getitem__``) and a length, not an iterable
     torch Dataset, a tensor or an array."""
-    if isinstance(obj, (IterableDataset, DataLoader, Batch, StreamedData, str, bytes, dict)):
-        return False
+    if isinstance(obj, (IterableDataset, DataLoader, Batch, StreamedData, str, bytes, dict, tuple)):
+        return False  # a tuple is more likely (x, y) than a data set: TensorDataset(x, y) says it
     if torch.is_tensor(obj) or isinstance(obj, np.ndarray):
         return False
     return hasattr(obj, "__getitem__") and hasattr(obj, "__len__")
@@ -135,7 +135,8 @@ def to_memory(obj, what: str = "validation data", workers: int = 0) -> Batch:
         data = obj if isinstance(obj, LoaderData) else LoaderData(obj, what, workers=workers)
         return data.to_batch()
     if not is_map_style(obj):
-        raise DataError(f"{what} is a {class_path(obj)}; pass a torch Dataset (map-style or iterable), a "
+        hint = " (for tensors x and y: TensorDataset(x, y) or Batch(x, y))" if isinstance(obj, tuple) else ""
+        raise DataError(f"{what} is a {class_path(obj)}{hint}; pass a torch Dataset (map-style or iterable), a "
                         f"DataLoader, a tensor or array (x), or a pyro_vae Batch")
     source = DatasetSource(obj, what)
     if source.float_bytes > memory_budget():

@@ -33,6 +33,7 @@ from torch import nn
 
 from pyro_vae.config import DataConfig, ModelConfig, TrainConfig, save_json
 from pyro_vae.data.batch import Batch, for_evaluation
+from pyro_vae.data.torch_data import to_memory
 from pyro_vae.devices import select_device, set_seed
 from pyro_vae.files import RunLock
 from pyro_vae.inference.objectives import Loss, make_objective
@@ -42,7 +43,6 @@ from pyro_vae.runs.folder import RunDir
 from pyro_vae.training import distributed
 from pyro_vae.training.logs import summary as summary_of
 from pyro_vae.training.loop import Loop
-from pyro_vae.data.torch_data import to_memory
 from pyro_vae.training.prepare import (as_dtype, model_dtype, origin_of_data, prepare_data, resolve_batch_size,
                                        resolve_binarize, splits_of)
 from pyro_vae.training.record import ConfigMismatch, new_record
@@ -69,8 +69,8 @@ def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None
     (map-style, with items a tensor, ``(x, y)``, ``(x, y, c)`` or a dict; or iterable), a
     ``DataLoader`` or a tensor or array: a map-style Dataset that fits the memory budget is read
     once into memory, a larger one streamed, an iterable one or a DataLoader iterated each epoch;
-    the validation split is read into memory (:mod:`pyro_vae.data.torch_data`, docs/data.md). ``config``: how to train (default
-    ``TrainConfig()``). ``run_dir``: the run folder for ``config.json``, ``metrics.jsonl``,
+    the validation split is read into memory (:mod:`pyro_vae.data.torch_data`, docs/data.md).
+    ``config``: how to train (default ``TrainConfig()``). ``run_dir``: the run folder for ``config.json``, ``metrics.jsonl``,
     ``checkpoint_last.pt`` (every epoch), ``checkpoint_best.pt`` and ``summary.json``; None
     trains without writing anything.
 
@@ -91,10 +91,10 @@ def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None
     * ``tensorboard``: also write TensorBoard events to ``RUN/tensorboard/`` each epoch (needs
       ``pip install pyro-vae[tensorboard]``).
     * ``progress``: tqdm progress bars.
-    * ``test``: a Batch (or a Dataset, read into memory) to end with as the CLI does: the best checkpoint evaluated on it with
-      ``config.eval_k`` importance samples, figures (unless ``plots=False``) and the report,
-      labelled ``test_label`` (:func:`~pyro_vae.training.finish.finish_run`; needs ``run_dir``
-      and ``model_config``).
+    * ``test``: a Batch (or a Dataset, read into memory) to end with as the CLI does: the best
+      checkpoint evaluated on it with ``config.eval_k`` importance samples, figures (unless
+      ``plots=False``) and the report, labelled ``test_label``
+      (:func:`~pyro_vae.training.finish.finish_run`; needs ``run_dir`` and ``model_config``).
 
     ``binarize="auto"`` (the default) is resolved here: ``dynamic`` for a likelihood of binary
     data (Bernoulli), ``none`` otherwise; the run records the resolved mode. Floating data are

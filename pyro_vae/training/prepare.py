@@ -40,9 +40,9 @@ def splits_of(data) -> tuple:
     elif isinstance(data, (tuple, list)) and len(data) == 2:
         train, val = data
     else:
-        raise TypeError(f"fit needs training and validation data: a (train, val) pair (Batches, torch Datasets or "
-                        f"DataLoaders) or the Splits of load_data, got {type(data).__name__}; hold out some "
-                        f"training data for validation (e.g. torch.utils.data.random_split)")
+        raise TypeError(f"fit needs training and validation data: a (train, val) pair or the Splits of load_data, "
+                        f"got {type(data).__name__}; each may be a Batch, a torch Dataset or a DataLoader: hold out "
+                        f"some training data for validation (e.g. torch.utils.data.random_split)")
     return from_torch(train), to_memory(val)
 
 
