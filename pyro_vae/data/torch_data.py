@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from pyro_vae.data.batch import Batch, DataError
 from pyro_vae.data.items import as_batch, collate, concat
@@ -61,14 +61,14 @@ def origin_of(obj) -> str | None:
     if isinstance(obj, IterableDataset):
         return f"an iterable torch Dataset {class_path(obj)}"
     if is_map_style(obj):
-        return f"a map-style torch Dataset {class_path(obj)}"
+        return f"a map-style {'torch Dataset' if isinstance(obj, Dataset) else 'data set'} {class_path(obj)}"
     return None
 
 
 class DatasetSource:
     """A map-style Dataset as rows for :class:`~pyro_vae.data.streaming.StreamedData`: the items
     of a batch are read when the batch is needed and collated into a Batch, on random streams
-    seeded from their positions (:func:`~pyro_vae.data.items.rows_seed`)."""
+    seeded from their positions (:func:`~pyro_vae.data.rng.rows_seed`)."""
 
     def __init__(self, dataset, what: str = "training data"):
         self.dataset, self.origin = dataset, origin_of(dataset)
