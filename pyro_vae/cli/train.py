@@ -14,7 +14,7 @@ from pyro_vae.cli.flags import config_flags, config_from_args, fraction, nonneg_
 from pyro_vae.cli.messages import CLIError
 from pyro_vae.cli.model_flags import model_config_from_args, model_flags
 from pyro_vae.cli.plugins import plugin_flag
-from pyro_vae.cli.runs import check_name_lengths, data_flags, data_record
+from pyro_vae.cli.runs import check_name_lengths, data_flags, data_record, num_classes
 from pyro_vae.config import TrainConfig
 from pyro_vae.runs.folder import RunDir
 from pyro_vae.training.tracking import TRACKERS, TensorBoard, trackers
@@ -33,12 +33,13 @@ def add_train_parser(sub, formatter_class, defaults: dict | None = None):
     t.add_argument("--val-fraction", type=fraction, default=0.1,
                    help="share of the training data held out for validation")
     t.add_argument("--stream", default="auto", choices=["auto", "on", "off"],
-                   help="read the training split of a .npy file or an image folder from disk batch by batch "
-                        "(memory-mapped; images opened when needed) instead of loading it: on, off, or auto "
+                   help="read the training split of a .npy file, an image folder or a map-style torch Dataset "
+                        "(MODULE:FUNCTION) batch by batch (memory-mapped; images and items read when needed) "
+                        "instead of loading it: on, off, or auto "
                         "(when it would take more than half the memory available); the validation split is loaded")
     t.add_argument("--workers", type=nonneg_int, default=0,
-                   help="with streamed data: processes that read batches ahead of training (0: read in the "
-                        "training process)")
+                   help="with streamed data (or a torch Dataset from MODULE:FUNCTION): processes that read "
+                        "batches ahead of training (0: read in the training process)")
     plugin_flag(t)
     model_flags(t)
     training = t.add_argument_group("training", "every field of pyro_vae.TrainConfig, declared there")
@@ -94,7 +95,6 @@ def train_config_from_args(a) -> TrainConfig:
 
 
 def cmd_train(a) -> int:
-    from pyro_vae.data.batch import num_classes_of
     from pyro_vae.models import build_model
     from pyro_vae.devices import set_seed
     from pyro_vae.training.fit import fit
@@ -113,7 +113,7 @@ def cmd_train(a) -> int:
     # a --data-dir that came from a config (--config, --resume) is read, never downloaded into
     splits = load_data(a.dataset, a.data_dir, val_fraction=a.val_fraction, seed=a.seed, stream=a.stream,
                        workers=a.workers, download=a.data_dir is None or "data_dir" in a.typed)
-    mcfg = model_config_from_args(a, splits.train.data_shape, num_classes_of(splits.train), a.plugin,
+    mcfg = model_config_from_args(a, splits.train.data_shape, num_classes(splits), a.plugin,
                                   schema=getattr(splits, "schema", None))
     extra = {"data": data_record(a, splits), "command": getattr(a, "command_line", None)}
     if a.config:
