@@ -34,6 +34,7 @@ nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}
 nb_execution_mode = os.environ.get("PYRO_VAE_DOCS_EXECUTE", "force")  # "off": render without running
 nb_execution_timeout = 1800
 nb_execution_raise_on_error = True  # a tutorial that fails fails the build
+nb_execution_in_temp = True  # their run folders go to a temporary folder, not into docs/
 nb_merge_streams = True
 
 # ---- the API reference

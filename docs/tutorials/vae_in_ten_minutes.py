@@ -157,4 +157,4 @@ for name in ("recon_log_lik", "kl", "elbo", "log_px", "gap"):
 # runs/vae`.
 
 # %%
-print(sorted(p.name for p in run.path.iterdir()))
+print(sorted(p.name for p in run.path.iterdir() if not p.name.startswith(".")))
