@@ -21,14 +21,14 @@ author = "the pyro-vae authors"
 copyright = "pyro-vae authors"
 release = version = importlib.import_module("pyro_vae").__version__
 
-extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.autosummary", "sphinx.ext.napoleon", "sphinx.ext.mathjax",
-              "sphinx.ext.viewcode"]
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.autosummary", "sphinx.ext.napoleon",
+              "sphinx.ext.mathjax", "sphinx.ext.viewcode"]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".py": "myst-nb"}
 exclude_patterns = ["_build", "conf.py", "_templates"]
 templates_path = ["_templates"]
 
 # ---- MyST and the tutorials
-myst_enable_extensions = ["dollarmath", "colon_fence"]
+myst_enable_extensions = ["dollarmath", "colon_fence"]  # $...$ math (docs/vae.md), rendered by MathJax
 myst_heading_anchors = 3  # [text](page.md#a-section) links resolve to the section
 nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}
 nb_execution_mode = os.environ.get("PYRO_VAE_DOCS_EXECUTE", "force")  # "off": render without running
@@ -36,6 +36,7 @@ nb_execution_timeout = 1800
 nb_execution_raise_on_error = True  # a tutorial that fails fails the build
 nb_execution_in_temp = True  # their run folders go to a temporary folder, not into docs/
 nb_merge_streams = True
+nb_output_stderr = "remove"  # library warnings of the kernel (tqdm without ipywidgets); logging goes to stdout
 
 # ---- the API reference
 autosummary_generate = True

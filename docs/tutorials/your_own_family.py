@@ -37,7 +37,8 @@ from pyro_vae.models.base import batch_size_of
 
 logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 SMALL = os.environ.get("PYRO_VAE_TUTORIAL_BUDGET") == "small"
-EPOCHS, K = (1, 10) if SMALL else (10, 100)
+EPOCHS = 1 if SMALL else 10  # passes over the training images
+K = 10 if SMALL else 100  # importance samples per image for log p(x)
 
 
 # %% [markdown]
@@ -51,9 +52,9 @@ EPOCHS, K = (1, 10) if SMALL else (10, 100)
 @dataclass
 class PixelGaussConfig:
     latent_dim: int = option(16, "size of z")
-    hidden: tuple = option((256,), "hidden layer sizes of the encoder (the decoder mirrors them)")
-    z_prior: str = option("laplace", "p(z): laplace or normal", choices=("laplace", "normal"))
-    min_scale: float = option(0.01, "floor of the pixel scale (constant pixels would drive it to 0)")
+    hidden: tuple = option((256,), "hidden layer sizes (the decoder mirrors them)")
+    z_prior: str = option("laplace", "p(z)", choices=("laplace", "normal"))
+    min_scale: float = option(0.01, "floor of the pixel scale")
 
 
 # %% [markdown]
@@ -68,23 +69,26 @@ class PixelGaussConfig:
 # %%
 @pyro_vae.register_model("pixel_gauss")
 class PixelGauss(pyro_vae.Family):
-    """z ~ Laplace(0, 1)^L (or N(0, I)),  x ~ N(decoder(z), diag sigma^2), sigma learned per pixel."""
+    """z ~ Laplace(0, 1)^L (or N(0, I)), x ~ N(decoder(z), diag sigma^2), sigma per pixel."""
 
     Config = PixelGaussConfig
     figures = ("reconstructions", "samples", "latent_space", "pixel_scale")
     figure_titles = {"pixel_scale": "Learned scale sigma of p(x|z), per pixel"}
 
-    def __init__(self, data_shape, latent_dim=16, hidden=(256,), z_prior="laplace", min_scale=0.01):
+    def __init__(self, data_shape, latent_dim=16, hidden=(256,), z_prior="laplace",
+                 min_scale=0.01):
         super().__init__()
         self.data_shape, self.latent_dim = tuple(data_shape), latent_dim
         self.z_prior, self.min_scale = z_prior, min_scale
         self.encoder = pyro_vae.MLPEncoder(data_shape, latent_dim, hidden)
         self.decoder = pyro_vae.MLPDecoder(data_shape, latent_dim, hidden)
-        self.raw_scale = nn.Parameter(torch.full(self.data_shape, -2.0))  # sigma = softplus(raw) + floor
+        # sigma = softplus(raw) + floor: positive, and never below the floor
+        self.raw_scale = nn.Parameter(torch.full(self.data_shape, -2.0))
 
     @classmethod
     def from_config(cls, config, data_shape, num_classes=None):
-        return cls(data_shape, config.latent_dim, config.hidden, config.z_prior, config.min_scale)
+        return cls(data_shape, config.latent_dim, config.hidden, config.z_prior,
+                   config.min_scale)
 
     def prior(self):
         zero = self.raw_scale.new_zeros(self.latent_dim)
@@ -96,9 +100,10 @@ class PixelGauss(pyro_vae.Family):
 
     def model(self, x=None):
         pyro.module(self.pyro_name, self)
-        with pyro.plate("data", batch_size_of(x)):  # x=None: one draw from the prior predictive
+        with pyro.plate("data", batch_size_of(x)):  # x=None: one draw from the prior
             z = pyro.sample("z", self.prior())
-            p_x = dist.Normal(self.decoder(z), self.pixel_scale()).to_event(len(self.data_shape))
+            p_x = dist.Normal(self.decoder(z), self.pixel_scale())
+            p_x = p_x.to_event(len(self.data_shape))  # one log-density per image
             return pyro.sample("x", p_x, obs=x)
 
     def guide(self, x):
@@ -120,7 +125,9 @@ class PixelGauss(pyro_vae.Family):
 
     def sample(self, n, mean=True):
         z = self.prior().sample((n,))
-        return self.decode(z) if mean else dist.Normal(self.decode(z), self.pixel_scale()).sample()
+        if mean:
+            return self.decode(z)
+        return dist.Normal(self.decode(z), self.pixel_scale()).sample()
 
     def figure(self, name, data, path):
         from pyro_vae.drawing import plot_image_rows
@@ -141,12 +148,14 @@ class PixelGauss(pyro_vae.Family):
 
 # %%
 data = pyro_vae.load_data("mnist5k")
-config = pyro_vae.ModelConfig(model="pixel_gauss", data_shape=data.train.data_shape, z_prior="laplace")
+config = pyro_vae.ModelConfig(model="pixel_gauss", data_shape=data.train.data_shape,
+                              z_prior="laplace")
 family = pyro_vae.build_model(config)
 run = pyro_vae.RunDir(time.strftime("runs/pixel-gauss-%Y%m%d-%H%M%S"))
 torch.manual_seed(0)
-summary = pyro_vae.fit(family, data, pyro_vae.TrainConfig(epochs=EPOCHS, binarize="none", eval_k=K, patience=None),
-                       run, model_config=config, test=data.val, test_label="validation", progress=False)
+train = pyro_vae.TrainConfig(epochs=EPOCHS, binarize="none", eval_k=K, patience=None)
+summary = pyro_vae.fit(family, data, train, run, model_config=config,
+                       test=data.val, test_label="validation", progress=False)
 print(f"validation log p(x) {summary['test']['log_px']:.1f} nats/image (k = {K})")
 
 # %% [markdown]

@@ -30,9 +30,9 @@ from torch import nn
 import pyro_vae
 
 logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+torch.manual_seed(0)
 SMALL = os.environ.get("PYRO_VAE_TUTORIAL_BUDGET") == "small"
 EPOCHS = 2 if SMALL else 20
-torch.manual_seed(0)
 
 
 # %% [markdown]
@@ -46,7 +46,7 @@ torch.manual_seed(0)
 class LaplacePrior(nn.Module):
     def __init__(self, latent_dim):
         super().__init__()
-        self.register_buffer("loc", torch.zeros(latent_dim))  # a buffer: moves with .to(device)
+        self.register_buffer("loc", torch.zeros(latent_dim))  # moves with .to(device)
 
     def forward(self):  # event_shape (latent_dim,)
         return dist.Laplace(self.loc, torch.ones_like(self.loc)).to_event(1)
@@ -55,10 +55,11 @@ class LaplacePrior(nn.Module):
 class PixelGaussian(nn.Module):
     def __init__(self, data_shape):
         super().__init__()
-        self.log_scale = nn.Parameter(torch.full(data_shape, -2.0))  # learned with the networks
+        self.log_scale = nn.Parameter(torch.full(data_shape, -2.0))  # learned
 
     def forward(self, params):  # event_shape data_shape: one log-density per image
-        return dist.Normal(params, self.log_scale.exp()).to_event(len(self.log_scale.shape))
+        event_dims = len(self.log_scale.shape)
+        return dist.Normal(params, self.log_scale.exp()).to_event(event_dims)
 
     def mean(self, params):  # what the figures draw
         return params
@@ -73,15 +74,17 @@ class PixelGaussian(nn.Module):
 # %%
 data = pyro_vae.load_data("mnist5k")
 shape, d = data.train.data_shape, 16
-vae = pyro_vae.VAE(pyro_vae.MLPEncoder(shape, d, (256,)), pyro_vae.MLPDecoder(shape, d, (256,)),
-                   LaplacePrior(d), PixelGaussian(shape), shape, d)
+encoder = pyro_vae.MLPEncoder(shape, d, hidden=(256,))
+decoder = pyro_vae.MLPDecoder(shape, d, hidden=(256,))
+vae = pyro_vae.VAE(encoder, decoder, LaplacePrior(d), PixelGaussian(shape), shape, d)
 
 # %% [markdown]
 # `vae.model` and `vae.guide` are ordinary Pyro programs, so Pyro's own tools work on them: one
 # step of `SVI` with `Trace_ELBO`, and `Predictive` drawing from the prior (`model(x=None)`):
 
 # %%
-svi = pyro.infer.SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}), pyro.infer.Trace_ELBO())
+optimizer = pyro.optim.Adam({"lr": 1e-3})
+svi = pyro.infer.SVI(vae.model, vae.guide, optimizer, pyro.infer.Trace_ELBO())
 print(f"one SVI step: loss {svi.step(data.train.x[:64]) / 64:.1f} nats/image")
 draws = pyro.infer.Predictive(vae.model, num_samples=4)()
 print("prior predictive draws of x:", tuple(draws["x"].shape))
@@ -93,8 +96,8 @@ print("prior predictive draws of x:", tuple(draws["x"].shape))
 # pixels can be positive, so higher is better but there is no bound at 0.
 
 # %%
-summary = pyro_vae.fit(vae, data, pyro_vae.TrainConfig(epochs=EPOCHS, binarize="none", patience=None),
-                       progress=False)
+train = pyro_vae.TrainConfig(epochs=EPOCHS, binarize="none", patience=None)
+summary = pyro_vae.fit(vae, data, train, progress=False)
 print(f"best validation ELBO {summary['best_val_elbo']:.1f} nats/image")
 
 # %% [markdown]
