@@ -27,6 +27,10 @@ import torch
 
 import pyro_vae
 
+# %matplotlib inline
+# (importing pyro_vae set matplotlib's file backend, Agg, for its own figures; the magic
+# above draws this notebook's figures under their cells again)
+
 SMALL = os.environ.get("PYRO_VAE_TUTORIAL_BUDGET") == "small"
 EPOCHS = 2 if SMALL else 20  # passes over the training images
 K = 10 if SMALL else 100  # importance samples per image for log p(x)

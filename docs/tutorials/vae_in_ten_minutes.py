@@ -37,6 +37,10 @@ from IPython.display import Image, display
 
 import pyro_vae
 
+# %matplotlib inline
+# (importing pyro_vae set matplotlib's file backend, Agg, for its own figures; the magic
+# above draws this notebook's figures under their cells again)
+
 logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 torch.manual_seed(0)
 SMALL = os.environ.get("PYRO_VAE_TUTORIAL_BUDGET") == "small"
@@ -105,7 +109,7 @@ display(Image(filename=run.figure("curves")))
 # %% [markdown]
 # ## What it learned
 #
-# Reconstructions: each test image (top row of each pair) encoded to its code and decoded back.
+# Reconstructions: validation images (top) encoded to their codes and decoded back (bottom).
 
 # %%
 display(Image(filename=run.figure("reconstructions")))

@@ -159,7 +159,14 @@ summary = pyro_vae.fit(family, data, train, run, model_config=config,
 print(f"validation log p(x) {summary['test']['log_px']:.1f} nats/image (k = {K})")
 
 # %% [markdown]
-# The family's own figure, drawn by the report like the generic ones:
+# The generic figures work on it through its abilities: samples, z from the Laplace prior, shown
+# as the decoder's mean,
+
+# %%
+display(Image(filename=run.figure("samples")))
+
+# %% [markdown]
+# and its own figure, the learned scale of each pixel, drawn by the report like the generic ones:
 
 # %%
 display(Image(filename=run.figure("pixel_scale")))

@@ -29,6 +29,10 @@ from torch import nn
 
 import pyro_vae
 
+# %matplotlib inline
+# (importing pyro_vae set matplotlib's file backend, Agg, for its own figures; the magic
+# above draws this notebook's figures under their cells again)
+
 logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 torch.manual_seed(0)
 SMALL = os.environ.get("PYRO_VAE_TUTORIAL_BUDGET") == "small"
