@@ -6,13 +6,14 @@ import importlib
 import os
 import sys
 import types
+from pathlib import Path
 
 from sphinx import addnodes
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the package from this checkout, installed or not
-os.environ.setdefault("PYTHONPATH", str(ROOT))  # and for the kernels that run the tutorials
+# and for the kernels that run the tutorials
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 # `python -m pyro_vae` runs the CLI when imported; autosummary, listing submodules, would import it
 sys.modules["pyro_vae.__main__"] = types.ModuleType("pyro_vae.__main__")
 
@@ -51,8 +52,6 @@ nitpicky = True  # every cross-reference must resolve (see resolve_by_import bel
 # ---- the page
 html_theme = "furo"
 html_title = f"pyro-vae {release}"
-html_static_path = []
-suppress_warnings = ["mystnb.unknown_mime_type"]
 
 
 def _lookup(path: str):
@@ -72,12 +71,12 @@ def _lookup(path: str):
     return None
 
 
-def _canonical(obj, found_as: str) -> str | None:
+def _canonical(obj, found_as: str) -> str:
     """Where an object is documented: its defining module and qualified name."""
-    if hasattr(obj, "__module__") and hasattr(obj, "__qualname__") and not isinstance(obj, type(sys)):
-        return f"{obj.__module__}.{obj.__qualname__}"
-    if isinstance(obj, type(sys)):
+    if isinstance(obj, types.ModuleType):
         return obj.__name__
+    if hasattr(obj, "__module__") and hasattr(obj, "__qualname__"):
+        return f"{obj.__module__}.{obj.__qualname__}"
     return found_as  # data: documented where it was found
 
 
@@ -93,7 +92,7 @@ def _summarized(node, module):
     obj = _lookup(f"{module}.{name}") or _lookup(name)
     if obj is None:
         return None
-    return obj.__name__ if isinstance(obj, type(sys)) else getattr(obj, "__module__", None)
+    return obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
 
 
 def resolve_by_import(app, env, node, contnode):
@@ -122,12 +121,7 @@ def resolve_by_import(app, env, node, contnode):
             if ref is not None:
                 return ref
         return None  # a pyro_vae object that the reference does not document: a warning
-    if "." not in target and target in _BUILTIN_WORDS:
-        return contnode
     return None
-
-
-_BUILTIN_WORDS = {"None", "True", "False"}
 
 
 def link_files_outside(app, doctree):
