@@ -20,10 +20,10 @@ Reported: test accuracy of q(y|x), mean, standard deviation and every seed's val
 log p(x) with the label summed out (k importance samples, on the first ``--eval-images`` test
 images); training time. Threads and device are printed.
 
-    python benchmarks/semi_supervised.py --stacked            # the README table (about 22 min alone, 2 threads)
+    python benchmarks/semi_supervised.py --stacked            # the table in docs/results.md (about 22 min alone, 2 threads)
     python benchmarks/semi_supervised.py --network conv --hidden 256 --labels 100 --epochs 20 \
         --latent-dim 4 --aux-weight 10 --k 1000 --eval-images 200 \
-        --out benchmarks/results/semi_supervised_conv_z4.md   # the README's conv M2 (about 40 min)
+        --out benchmarks/results/semi_supervised_conv_z4.md   # the conv M2 of docs/results.md (about 40 min)
     python benchmarks/semi_supervised.py --epochs 200 --eval-images 10000   # the full budget
     python benchmarks/semi_supervised.py --labels 100 --seeds 0 --epochs 2 --k 10 --out /tmp/smoke.md
 """

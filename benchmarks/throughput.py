@@ -31,7 +31,7 @@ through ``pyro_vae.inference.marginal.log_marginal``, against a hand-written eva
 network (encoder, k draws, decoder, log-densities, log-sum-exp) with the same chunking.
 
     python benchmarks/throughput.py                      # about 7 minutes alone, 2 threads
-    python benchmarks/throughput.py --seconds 10         # the README's figures, about 9 minutes
+    python benchmarks/throughput.py --seconds 10         # the figures in docs/results.md, about 9 minutes
     python benchmarks/throughput.py --batch-sizes 256 --seconds 1 --eval-images 100 --out /tmp/t.md
     python benchmarks/throughput.py --update-evaluation --eval-images 10000
                                  # the evaluation rows again, on all 10,000 test images (about 15 minutes),

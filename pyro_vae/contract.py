@@ -5,8 +5,8 @@ members) with
 
 * **the required core**: ``Config`` (a dataclass of options), ``from_config(config, data_shape,
   num_classes=None)``, ``data_shape``, ``args(batch)`` and the Pyro programs ``model(*args)`` and
-  ``guide(*args)``. :func:`check_family_class` checks it when a family is registered,
-  :func:`check_family` when one is built or trained;
+  ``guide(*args)``. :func:`~pyro_vae.models.base.check_family_class` checks it when a family is registered,
+  :func:`~pyro_vae.models.base.check_family` when one is built or trained;
 * **optional abilities**, each a :class:`typing.Protocol` below: :class:`Codes`,
   :class:`Samples`, :class:`Prior`, :class:`Likelihood`, :class:`Schedules`, :class:`ExtraLoss`,
   :class:`Measures`, :class:`Figures`, :class:`ChecksData`. A family has one when it has every

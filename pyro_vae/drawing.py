@@ -56,8 +56,8 @@ def image_grid(images, nrow: int = 8, pad: int = 1, pad_value: float = 0.5) -> n
         pad_value: grey level of the separators (0.5: visible on black and on white images).
 
     Returns:
-        grey: a 2-D array ``(rows*(H+pad)+pad, ncol*(W+pad)+pad)``; RGB: the same with a
-        trailing axis of 3. ``ncol = min(nrow, N)``, ``rows = ceil(N / ncol)``. Image ``i``
+        a 2-D array ``(rows*(H+pad)+pad, ncol*(W+pad)+pad)`` for grey images; for RGB the same
+        with a trailing axis of 3. ``ncol = min(nrow, N)``, ``rows = ceil(N / ncol)``. Image ``i``
         starts at row ``pad + (i // ncol) * (H + pad)``, column ``pad + (i % ncol) * (W + pad)``.
     """
     arr = as_images(to_numpy(images))
@@ -108,7 +108,7 @@ def no_ticks(ax) -> None:
 
 
 def plot_image_rows(images, path, title: str) -> Path:
-    """A grid of images given as (rows, columns, *image_shape), with a title."""
+    """A grid of images given as ``(rows, columns, *image_shape)``, with a title."""
     images = torch.as_tensor(images).detach().float().cpu()
     r, c = images.shape[:2]
     grid = image_grid(images.reshape(r * c, *images.shape[2:]), c, pad=2, pad_value=1.0)

@@ -278,7 +278,7 @@ def _sym_sqrt(cov: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_frechet(mu_a, cov_a, mu_b, cov_b) -> float:
-    """Squared Fréchet (2-Wasserstein) distance between N(mu_a, cov_a) and N(mu_b, cov_b):
+    """Squared Fréchet (2-Wasserstein) distance between N(mu_a, cov_a) and N(mu_b, cov_b): ::
 
         |mu_a - mu_b|^2 + tr(cov_a + cov_b - 2 (cov_a^1/2 cov_b cov_a^1/2)^1/2),
 
@@ -389,7 +389,7 @@ def generation_scores(generated_x, reference_x, classifier: FeatureClassifier, b
     ``splits`` parts after a fixed shuffle, so the order of the images does not matter),
     ``modes_covered``, ``class_entropy`` (normalised), ``class_fractions`` (of the generated
     images), ``num_generated``, ``num_reference``. ``generated_x`` and ``reference_x`` are
-    tensors ``(N, *data_shape)`` or :class:`~pyro_vae.data.Batch`es.
+    tensors ``(N, *data_shape)`` or :class:`~pyro_vae.data.Batch` objects.
     """
     gen = generated_x.x if isinstance(generated_x, Batch) else torch.as_tensor(generated_x)
     ref = reference_x.x if isinstance(reference_x, Batch) else torch.as_tensor(reference_x)

@@ -138,7 +138,7 @@ def scaled(program, kl_weight=1.0, num_data=None, plate_name: str = "data", kl_s
 
 
 class Scaled(nn.Module):
-    """A family's model and guide in the explicit signature, whatever form each is written in:
+    """A family's model and guide in the explicit signature, whatever form each is written in: ::
 
         model(*args, kl_weight=1.0, num_data=None)        guide(*args, kl_weight=1.0, num_data=None)
 

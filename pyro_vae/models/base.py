@@ -58,7 +58,7 @@ with ``args = family.args(batch)``. The rules:
   is registered and built; a command that needs an ability it lacks refuses in one line
   (:class:`~pyro_vae.contract.MissingAbility`).
 * **Configuration.** ``Config`` is a dataclass of the family's options (typed, with defaults);
-  :meth:`from_config` builds the family from it and the data's shape (and number of classes).
+  :meth:`~Family.from_config` builds the family from it and the data's shape (and number of classes).
   The CLI makes a flag of every field; checkpoints store the family's name and these options.
 
 A family meeting this needs no change anywhere in the library: register it with

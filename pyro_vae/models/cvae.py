@@ -235,7 +235,7 @@ class CVAE(Family):
     @torch.no_grad()
     def complete(self, x, num_samples: int = 1) -> torch.Tensor:
         """Quadrant completion: the observed quadrants of ``x`` kept, the others E[x|z,c] with
-        z ~ p(z|c); shape (num_samples, B, *data_shape)."""
+        z ~ p(z|c); shape ``(num_samples, B, *data_shape)``."""
         c = (x * self.observed).reshape(x.shape[0], -1)
         z = self._prior(c).sample((num_samples,)) if self.learned_prior else \
             self.prior().sample((num_samples, x.shape[0]))

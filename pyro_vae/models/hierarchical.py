@@ -1,5 +1,5 @@
 """A VAE with L stochastic layers, with the bottom-up guide of Burda et al. (2016) or the ladder
-guide of Sonderby et al. (2016).
+guide of Sonderby et al. (2016). ::
 
     model (top-down):  z_L ~ p(z_L),  z_l ~ N(mu_l(z_{l+1}), sigma_l(z_{l+1}))  for l = L-1..1,
                        x ~ p(x | decoder(z_1))

@@ -1,10 +1,10 @@
-"""A VAE whose guide is an inverse autoregressive flow (Kingma et al. 2016).
+"""A VAE whose guide is an inverse autoregressive flow (Kingma et al. 2016). ::
 
     guide:  z_0 ~ N(mu(x), diag sigma(x)^2),   z = f_T o ... o f_1 (z_0),
             f_t(z) = sigmoid(s_t(z)) * z + (1 - sigmoid(s_t(z))) * m_t(z)   (the "stable" IAF step)
 
 with (m_t, s_t) an autoregressive network of z (MADE), so each step has a triangular Jacobian
-and log q(z|x) = log N(z_0) - sum_t log |det df_t/dz|. Built on
+and log q(z|x) = log N(z_0) - sum_t log ``|det df_t/dz|``. Built on
 ``pyro.distributions.transforms.AffineAutoregressive``; consecutive steps read the dimensions in
 opposite orders. The model is the VAE's. A draw and its density come from one pass (the flow
 caches the pair), so the evaluator needs nothing new; the density of a z the guide did not

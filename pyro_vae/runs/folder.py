@@ -1,7 +1,7 @@
 """A run folder: the one object that knows the name of every file a run writes.
 
 Training, the CLI, figures and the report ask a :class:`RunDir` for paths; none of them spells a
-file name. :func:`finish_run` is the end of a run (test evaluation, figures, report), the same
+file name. :func:`~pyro_vae.training.finish.finish_run` is the end of a run (test evaluation, figures, report), the same
 whether training was started from the CLI or from Python.
 """
 
