@@ -1,2 +1,4 @@
 """The parts families are built from: priors p(z), likelihoods p(x|z), encoder and decoder
 networks, and distributions Pyro lacks. Each kind has a registry a plugin can add to."""
+
+from pyro_vae.components import counts  # noqa: E402,F401  (registers the count likelihoods: poisson, nb, zinb)
