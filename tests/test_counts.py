@@ -83,6 +83,8 @@ def test_count_likelihoods_name_the_value_outside_their_support(name):
         lik.check_data(x)
     with pytest.raises(ValueError, match="NaN"):
         lik.check_data(torch.tensor([[0.0, float("nan")] + [0.0] * 18]))
+    with pytest.raises(ValueError, match="divided by 255: store counts as wider integers"):
+        lik.check_data(torch.tensor([[0.0, 3.0, 1.0] + [0.0] * 17]) / 255)  # counts saved as uint8
 
 
 def test_the_simulation_is_seeded_and_keeps_its_parameters():

@@ -44,8 +44,10 @@ def count_problem(x: torch.Tensor) -> str | None:
     value = x[where].item()
     count = int(bad.sum())
     more = f" ({count} such values)" if count > 1 else ""
-    return (f"count data must be whole numbers >= 0; found {value:g} at index {where}{more}: pass the raw counts, "
-            f"not normalized, log-transformed or centred values")
+    scaled = x.min() >= 0 and x.max() <= 1 and (x * 255 == (x * 255).round()).all()
+    fix = ("8-bit values are read as images and divided by 255: store counts as wider integers (int32) or floats"
+           if scaled else "pass the raw counts, not normalized, log-transformed or centred values")
+    return f"count data must be whole numbers >= 0; found {value:g} at index {where}{more}: {fix}"
 
 
 class CountLikelihood(Likelihood):
