@@ -154,16 +154,16 @@ def test_the_count_vae_refuses_a_likelihood_that_is_not_for_counts():
 def test_the_count_vae_recovers_the_simulated_dispersion():
     """100 genes with large counts (about 200 a gene a cell), one cell type (so the simulation is
     itself a count VAE with a linear decoder and an inferred library), theta in [0.5, 5]. Trained
-    for 40 epochs (lr 3e-3, a 20-epoch KL warm-up: without it the dispersion soaks up the cells'
-    variation before z learns it, and z collapses), the learned theta must match the truth:
+    for 40 epochs (lr 3e-3, a 20-epoch KL warm-up), the learned theta must match the truth:
 
     * the median over genes of |log theta_hat - log theta| below 0.1 (theta within 10%). The noise
-      floor is about 0.02 (the NB maximum-likelihood estimate given the true means of the 2,000
+      floor is 0.02 to 0.03 (the NB maximum-likelihood estimate given the true means of the 2,000
       cells); the rest is the guide's spread, which the ELBO counts as extra variance, so theta
-      comes out low. Simulation and training seeds 0 to 3 give 0.029, 0.034, 0.024 and 0.086 (seed
+      comes out low. Simulation and training seeds 0 to 3 give 0.021, 0.044, 0.030 and 0.091 (seed
       3 has genes with few counts, where theta is hard to tell from infinity); theta = 1 for every
       gene, where training starts, is 0.6 off;
-    * the rank correlation with the truth above 0.9 (the genes are told apart, not just the level).
+    * the rank correlation with the truth above 0.9 (seeds 0 to 3: 0.998, 0.986, 0.998, 0.929):
+      the genes are told apart, not just the level.
     """
     shape = dict(genes=100, latent_dim=2, cell_types=1, bias_scale=0.5, library_loc=10.0, dispersion_range=(0.5, 5.0))
     data = simulate_counts(train=2000, val=500, test=200, seed=0, **shape)

@@ -3,7 +3,7 @@
 Each maps the decoder's output to a distribution over one data point of non-negative whole
 numbers (a cell's gene counts, say), one independent count per element. The decoder's output
 ``params`` (shape ``(..., *data_shape)``) is the **log of the mean**, log mu: a family that
-models a size factor (:mod:`pyro_vae.models.countvae`) adds log library size to log
+models a size factor (the count VAE of docs/counts.md) adds log library size to log
 proportions and passes the sum; a plain VAE passes its decoder's output as it is.
 
     poisson:  x ~ Poisson(mu)                                      Var x = mu
