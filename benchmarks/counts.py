@@ -29,7 +29,7 @@ simulation's: the median over genes of |log theta_hat - log theta|.
 
 Writes ``benchmarks/results/counts.md`` (+ ``.json``).
 
-    python benchmarks/counts.py                          # default budget (about 4 min on 1 thread)
+    python benchmarks/counts.py                          # default budget (about 2.5 min on 1 thread)
     python benchmarks/counts.py --epochs 2 --k 10 --test 200 --out /tmp/counts.md
 """
 
@@ -196,16 +196,16 @@ def main(argv=None):
         f"softmax proportions), Adam {a.lr:g}, batch {a.batch_size}, {a.epochs} epochs, KL warm-up of z over "
         f"{a.warmup:g} epochs; library prior from the training cells' log totals; log p(x) importance-sampled "
         f"with k = {a.k} samples of (z, l) per cell",
-        f"- PCA / FA rows: a lower bound on the log-probability of the counts: a continuous density of "
-        f"log(1 + x + u) turned into one of x + u by the change of variables and integrated over the unit box of "
+        "- PCA / FA rows: a lower bound on the log-probability of the counts: a continuous density of "
+        "log(1 + x + u) turned into one of x + u by the change of variables and integrated over the unit box of "
         f"each count vector, importance-sampled with S = {DEQUANTIZATION_DRAWS} uniform draws of u per cell (the "
         f"bound tightens as S grows; mean over cells with S = 1, 8, {DEQUANTIZATION_DRAWS}: "
         + "; ".join(f"{name.split(',')[0]} " + ", ".join(f"{b[n].mean():.2f}" for n in b) for name, b in bounds.items())
         + ")",
         "- log p(x | n): conditional on the cell's observed total n (scVI's observed library size); not comparable "
         "with log p(x)",
-        f"- Δ: against the per-gene NB of the same kind, paired over the test cells; θ error: median over genes "
-        f"of |log θ̂ - log θ| against the simulation's θ",
+        "- Δ: against the per-gene NB of the same kind, paired over the test cells; θ error: median over genes "
+        "of |log θ̂ - log θ| against the simulation's θ",
         "- time: training for the VAE rows (validation each epoch included, evaluation not), fitting and scoring "
         "for the baselines",
         f"- machine: {platform.machine()}, {a.threads} thread(s), cpu, torch {torch.__version__}",

@@ -108,6 +108,7 @@ def _family(library="observed", likelihood="nb", genes=8):
 def test_the_kl_weight_scales_z_and_not_the_library():
     """kl_sites = ("z",): beta and warm-up weigh the KL of z; l (inferred library) and x get N/B only."""
     family = _family("inferred")
+    assert isinstance(family, CountVAE) and family.kl_sites == ("z",)
     x = simulate_counts(train=10, val=2, test=2, genes=8).train.x
     family.set_library_prior(x)
     scaled = Scaled(family)

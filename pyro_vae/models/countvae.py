@@ -25,7 +25,7 @@ does not first spend thousands of steps moving it from 0 to log 2000.
 KL term of z only; the l term always has weight 1 (as scvi-tools, which warms up the KL of z
 alone). Both get the data-set scale N/B.
 
-**What log p(x) means.** With ``library="inferred"`` (or ``"none"``) the model is a density of x
+**What log p(x) means.** With ``library="inferred"`` (or ``"none"``) the model is a distribution of x
 and the evaluator's importance-sampled log p(x) integrates z and l out. With ``"observed"`` it
 is log p(x | l = log sum x), conditional on the library that x itself gives: compare it only with
 other models conditioned on the same library (benchmarks/counts.py does both).
