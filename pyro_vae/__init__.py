@@ -30,11 +30,11 @@ from pyro_vae.models import (AE, CVAE, GMVAE, IAFVAE, SSVAE, VAE, ContractError,
 from pyro_vae.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pyro_vae.runs.folder import RunDir
 from pyro_vae.training.finish import finish_run
+from pyro_vae.training.callbacks import Callback, CallbackError, RunInfo
 from pyro_vae.training.fit import TrainingDiverged, fit
+from pyro_vae.version import __version__
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())  # the library's messages are the application's to show
-
-__version__ = "0.2.0"
 
 __all__ = [
     "DataConfig", "ModelConfig", "TrainConfig", "CheckpointError", "load_checkpoint", "save_checkpoint",
@@ -46,5 +46,5 @@ __all__ = [
     "register_objective", "DiagonalGaussian", "MixtureOfGaussians", "StandardNormal", "register_prior",
     "RunDir", "finish_run", "TrainingDiverged", "fit", "evaluate", "gradient_variance", "m1_classify",
     "fit_code_mixture", "generate", "HierarchicalVAE", "IAFVAE", "GMVAE", "IWAE", "StickingTheLanding",
-    "FreeBitsELBO", "FlowPrior", "VampPrior",
+    "FreeBitsELBO", "FlowPrior", "VampPrior", "Callback", "CallbackError", "RunInfo", "__version__",
 ]

@@ -334,8 +334,9 @@ class DataConfig:
     ``config.json``'s ``data``): ``evaluate``, ``sample --sampler mixture``, ``plot`` and
     ``classify`` load the same data again from it. ``dataset`` is a registered name (mnist5k,
     mnist, ...) or an absolute path; None when the data were tensors handed to ``fit`` from
-    Python, which the run cannot name (those commands then need ``--dataset``). Make one with
-    :meth:`of`."""
+    Python, which the run cannot name (those commands then need ``--dataset``). ``origin`` says
+    where the data came from in words: the class of a torch Dataset or DataLoader given to
+    ``fit``, or what a ``module:function`` gave. Make one with :meth:`of`."""
 
     dataset: str | None = None
     data_dir: str | None = None  # torchvision's folder; for mnist5k the one with the official test files
@@ -349,22 +350,25 @@ class DataConfig:
     streamed: bool = False  # whether it was read batch by batch
     workers: int = 0
     test: str | None = None  # what the test split is, in words
+    origin: str | None = None  # where the data came from, in words (a torch Dataset's class, a module:function)
 
     @classmethod
     def of(cls, train, val=None, source=None, *, data_dir=None, val_fraction=None, split_seed=None,
-           stream: str = "off", workers: int = 0) -> "DataConfig":
-        """The record of training on ``train`` and ``val`` (Batches, or a
-        :class:`~pyro_vae.data.Splits` as ``train``): their sizes, and what ``source`` (the name or
-        path they were loaded from, if any) and the settings say. Paths are made absolute and
-        fingerprinted. ``fit`` records ``DataConfig.of(train, val)`` for a run trained from Python."""
+           stream: str = "off", workers: int = 0, origin: str | None = None) -> "DataConfig":
+        """The record of training on ``train`` and ``val`` (Batches or streamed splits, or a
+        :class:`~pyro_vae.data.Splits` as ``train``): their sizes, and what ``source`` (the name,
+        path or ``module:function`` they were loaded from, if any), ``origin`` (in words; default
+        the Splits') and the settings say. Paths are made absolute and fingerprinted. ``fit``
+        records ``DataConfig.of(train, val, origin=...)`` for a run trained from Python."""
         splits = train if hasattr(train, "train") and hasattr(train, "val") else None
         if splits is not None:
             train, val = splits.train, splits.val
         return cls(dataset=absolute_path(source), data_dir=absolute_path(data_dir), val_fraction=val_fraction,
                    split_seed=split_seed, train_size=len(train), val_size=None if val is None else len(val),
                    fingerprint=fingerprint(source), scale=getattr(splits, "scale", "") or "", stream=stream,
-                   streamed=type(train).__name__ == "StreamedData", workers=workers,
-                   test=getattr(splits, "test_source", "") or None)
+                   streamed=bool(getattr(train, "streamed", False)), workers=workers,
+                   test=getattr(splits, "test_source", "") or None,
+                   origin=origin or getattr(splits, "origin", "") or None)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

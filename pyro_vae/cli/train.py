@@ -4,6 +4,7 @@ folder (under torchrun, on every rank)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -13,9 +14,10 @@ from pyro_vae.cli.flags import config_flags, config_from_args, fraction, nonneg_
 from pyro_vae.cli.messages import CLIError
 from pyro_vae.cli.model_flags import model_config_from_args, model_flags
 from pyro_vae.cli.plugins import plugin_flag
-from pyro_vae.cli.runs import check_name_lengths, data_flags, data_record
+from pyro_vae.cli.runs import check_name_lengths, data_flags, data_record, num_classes
 from pyro_vae.config import TrainConfig
 from pyro_vae.runs.folder import RunDir
+from pyro_vae.training.tracking import TRACKERS, TensorBoard, trackers
 
 
 def add_train_parser(sub, formatter_class, defaults: dict | None = None):
@@ -31,12 +33,13 @@ def add_train_parser(sub, formatter_class, defaults: dict | None = None):
     t.add_argument("--val-fraction", type=fraction, default=0.1,
                    help="share of the training data held out for validation")
     t.add_argument("--stream", default="auto", choices=["auto", "on", "off"],
-                   help="read the training split of a .npy file or an image folder from disk batch by batch "
-                        "(memory-mapped; images opened when needed) instead of loading it: on, off, or auto "
+                   help="read the training split of a .npy file, an image folder or a map-style torch Dataset "
+                        "(MODULE:FUNCTION) batch by batch (memory-mapped; images and items read when needed) "
+                        "instead of loading it: on, off, or auto "
                         "(when it would take more than half the memory available); the validation split is loaded")
     t.add_argument("--workers", type=nonneg_int, default=0,
-                   help="with streamed data: processes that read batches ahead of training (0: read in the "
-                        "training process)")
+                   help="with streamed data (or a torch Dataset from MODULE:FUNCTION): processes that read "
+                        "batches ahead of training (0: read in the training process)")
     plugin_flag(t)
     model_flags(t)
     training = t.add_argument_group("training", "every field of pyro_vae.TrainConfig, declared there")
@@ -54,11 +57,36 @@ def add_train_parser(sub, formatter_class, defaults: dict | None = None):
     config_flags(training, TrainConfig, {"output": g})  # --eval-k goes to output
     g.add_argument("--no-plots", action="store_true", help="do not write figures and report at the end")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
-    g.add_argument("--tensorboard", action="store_true",
-                   help="also write TensorBoard events to RUN/tensorboard (needs pip install 'pyro-vae[tensorboard]')")
+    g.add_argument("--log-to", type=tracker_names, action="extend", default=[], metavar="NAME[,NAME...]",
+                   help="also send each epoch's metrics to these trackers: tensorboard (events in RUN/tensorboard), "
+                        "wandb (Weights & Biases; its WANDB_* variables apply, e.g. WANDB_MODE=offline), mlflow "
+                        "(to MLFLOW_TRACKING_URI); each needs pip install 'pyro-vae[NAME]'")
+    g.add_argument("--tensorboard", action="store_true", help="the same as --log-to tensorboard")
     if defaults:
         t.set_defaults(**defaults)
     return t
+
+
+def tracker_names(text: str) -> list:
+    """The argparse type of ``--log-to``: comma-separated names of trackers."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in TRACKERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown tracker {', '.join(map(repr, unknown)) or repr(text)}: choose "
+                                         f"from {', '.join(TRACKERS)} (comma-separated)")
+    return names
+
+
+def trackers_of(a) -> tuple[bool, list]:
+    """``--log-to`` (and ``--tensorboard``) as fit's ``tensorboard`` and ``callbacks``, made before
+    any work so that a tracker whose package is missing is said at once. TensorBoard is fit's
+    ``tensorboard=True``: its folder is opened with the run folder's own checks."""
+    names = [*a.log_to, *(["tensorboard"] if a.tensorboard else [])]
+    try:
+        made = trackers(names)
+    except ValueError as e:
+        raise CLIError(f"{'--log-to' if a.log_to else '--tensorboard'}: {e}") from None
+    return "tensorboard" in names, [t for t in made if not isinstance(t, TensorBoard)]
 
 
 def train_config_from_args(a) -> TrainConfig:
@@ -67,7 +95,6 @@ def train_config_from_args(a) -> TrainConfig:
 
 
 def cmd_train(a) -> int:
-    from pyro_vae.data.batch import num_classes_of
     from pyro_vae.models import build_model
     from pyro_vae.devices import set_seed
     from pyro_vae.training.fit import fit
@@ -80,12 +107,14 @@ def cmd_train(a) -> int:
     out = Path(a.out or f"runs/{Path(a.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     _check_out(out, a.resume)
     tcfg = train_config_from_args(a)  # before any work: values from --config or --resume checked here
+    tensorboard, callbacks = trackers_of(a)
     from pyro_vae.data.datasets import load_data
 
     # a --data-dir that came from a config (--config, --resume) is read, never downloaded into
     splits = load_data(a.dataset, a.data_dir, val_fraction=a.val_fraction, seed=a.seed, stream=a.stream,
                        workers=a.workers, download=a.data_dir is None or "data_dir" in a.typed)
-    mcfg = model_config_from_args(a, splits.train.data_shape, num_classes_of(splits.train), a.plugin)
+    mcfg = model_config_from_args(a, splits.train.data_shape, num_classes(splits), a.plugin,
+                                  schema=getattr(splits, "schema", None))
     extra = {"data": data_record(a, splits), "command": getattr(a, "command_line", None)}
     if a.config:
         extra["reproduced_from"] = {"config": str(Path(a.config).resolve()), "overrides": a.overrides}
@@ -93,7 +122,7 @@ def cmd_train(a) -> int:
     module = build_model(mcfg)
     if rank:  # ranks other than 0 train quietly and leave evaluation and files to rank 0
         fit(module, splits, tcfg, out, model_config=mcfg, resume=a.resume, progress=False, record=extra,
-            allow_changes=a.allow_change)
+            allow_changes=a.allow_change)  # callbacks are rank 0's alone
         return 0
     print(f"data: {a.dataset}: {len(splits.train)} train, {len(splits.val)} validation"
           + (f", {len(splits.test)} test" if splits.test is not None else ", no test split")
@@ -105,7 +134,7 @@ def cmd_train(a) -> int:
               f"MNIST test files); the final evaluation uses the validation split", file=sys.stderr)
     summary = fit(module, splits, tcfg, out, model_config=mcfg, resume=a.resume, progress=not a.no_progress,
                   record=extra, test=test, test_label=label, plots=not a.no_plots, allow_changes=a.allow_change,
-                  tensorboard=a.tensorboard)
+                  tensorboard=tensorboard, callbacks=callbacks)
     select = summary["select_by"]
     best = summary.get("best_" + select, summary["best_val_elbo"])
     print(f"best {select.replace('_', ' ')} {best:.2f}{' nats/image' if select == 'val_elbo' else ''} at epoch "

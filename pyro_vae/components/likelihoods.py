@@ -9,7 +9,10 @@ Interface (duck-typed; subclassing :class:`Likelihood` is convenient but optiona
 
 * ``forward(params) -> distribution`` with ``event_dim == len(data_shape)``;
 * ``mean(params) -> tensor``: E[x|z], used for reconstructions and pictures;
-* ``check_data(x)`` (optional): raise ``ValueError`` if ``x`` lies outside the support.
+* ``check_data(x)`` (optional): raise ``ValueError`` if ``x`` lies outside the support;
+* ``missing_values`` (optional, default False): True when NaN in ``x`` marks a missing entry that
+  ``log_prob`` leaves out (the tabular likelihood, :mod:`pyro_vae.components.tabular`); training and
+  evaluation then accept NaN in the data (the library's MLP encoder sees it as 0).
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class Likelihood(nn.Module):
     """Base class: stores ``data_shape`` and offers ``event_dim`` and default checks."""
 
     binary_data = False  # True: a model of 0/1 data; TrainConfig.binarize="auto" binarizes grey data for it
+    missing_values = False  # True: NaN in x is a missing entry it leaves out; the data checks then accept NaN
 
     def __init__(self, data_shape, **_):
         super().__init__()

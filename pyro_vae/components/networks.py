@@ -55,7 +55,8 @@ class PointHead(nn.Module):
 
 
 class MLPEncoder(nn.Module):
-    """x -> flatten -> [Linear, ReLU] * len(hidden) -> (loc, scale)."""
+    """x -> flatten -> [Linear, ReLU] * len(hidden) -> (loc, scale). A missing entry (NaN, which
+    only a likelihood declaring ``missing_values`` lets through) is seen as 0."""
 
     def __init__(self, data_shape, latent_dim: int, hidden=(400,)):
         super().__init__()
@@ -67,7 +68,7 @@ class MLPEncoder(nn.Module):
 
     def forward(self, x):
         h = x.reshape(*x.shape[: x.dim() - len(self.data_shape)], -1)
-        return self.head(self.body(h))
+        return self.head(self.body(torch.nan_to_num(h, nan=0.0)))
 
 
 class MLPDecoder(nn.Module):

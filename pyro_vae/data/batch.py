@@ -52,9 +52,12 @@ class Batch:
                 setattr(self, name, torch.as_tensor(np.asarray(t)))
             except (TypeError, ValueError, RuntimeError) as e:
                 raise DataError(f"Batch field {name!r}: cannot make a tensor of it ({first_line(e)})") from None
+        self._cast()
+        self._check_lengths()
+
+    def _check_lengths(self):
         if self.x.dim() == 0:
             raise DataError("Batch field 'x' must have a first dimension over the data points, got a 0-d tensor")
-        self._cast()
         n = self.x.shape[0]
         for name in self.FIELDS[1:]:
             t = getattr(self, name)
@@ -92,13 +95,36 @@ class Batch:
         return len(self) if self.labelled is None else int(self.labelled.sum())
 
     def replace(self, **fields) -> "Batch":
-        return dataclasses.replace(self, **fields)
+        """The same data with ``fields`` replaced. Tensors are kept as given, in their dtype (a
+        float64 model's data stay float64: the cast to the default dtype is for data coming in);
+        other values are converted as ``Batch(...)`` converts them."""
+        if not all(v is None or torch.is_tensor(v) for v in fields.values()):
+            return dataclasses.replace(self, **fields)
+        unknown = set(fields) - set(self.FIELDS)
+        if unknown:
+            raise TypeError(f"Batch has no field {', '.join(sorted(unknown))}; its fields: {', '.join(self.FIELDS)}")
+        new = self._derived({**{f: getattr(self, f) for f in self.FIELDS}, **fields})
+        new._check_lengths()
+        return new
+
+    @classmethod
+    def _derived(cls, fields: dict) -> "Batch":
+        """A Batch of tensors made from a checked one (a slice, a copy on a device), as they are:
+        no conversion, no cast, no check (training slices one per step)."""
+        new = object.__new__(cls)
+        new.__dict__.update(fields)
+        return new
 
     def _map(self, fn) -> "Batch":
-        return Batch(*(None if getattr(self, f) is None else fn(getattr(self, f)) for f in self.FIELDS))
+        return self._derived({f: None if getattr(self, f) is None else fn(getattr(self, f)) for f in self.FIELDS})
 
-    def to(self, device):
-        return self._map(lambda t: t.to(device))
+    def to(self, device, non_blocking: bool = False):
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> "Batch":
+        """The same data in page-locked host memory (a DataLoader with ``pin_memory=True`` calls
+        it), so that the copy to a GPU can overlap the work before it."""
+        return self._map(lambda t: t.pin_memory())
 
     def subset(self, idx):
         """The data points at ``idx`` (an index tensor or a slice), every field sliced alike."""
@@ -121,6 +147,7 @@ class Splits:
     name: str = ""
     test_source: str = ""  # what the test split is, in words
     scale: str = ""  # how the stored values became x, in words (e.g. "16-bit images: values / 65535 -> [0, 1]")
+    origin: str = ""  # where the data came from, in words (e.g. "mymod:make gave a map-style torch Dataset mymod.Digits")
 
 
 # ---------------------------------------------------------------------- helpers
@@ -129,16 +156,19 @@ def first_line(e) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def check_finite(x: torch.Tensor, what: str = "data") -> None:
+def check_finite(x: torch.Tensor, what: str = "data", allow_nan: bool = False) -> None:
     """Raise a DataError naming how many values of ``x`` are NaN or Inf and the first data point
-    holding one."""
-    bad = ~torch.isfinite(x)
+    holding one (only Inf with ``allow_nan``: NaN marks a missing entry for a likelihood that
+    declares ``missing_values``)."""
+    bad = torch.isinf(x) if allow_nan else ~torch.isfinite(x)
     if bad.any():
         where = ""
         if x.dim() > 0:
             first = int(bad.reshape(x.shape[0], -1).any(1).nonzero()[0, 0])
             where = f" (the first in data point {first})"
-        raise DataError(f"{what} contain {int(bad.sum())} NaN or Inf values{where}; clean them before training")
+        raise DataError(f"{what} contain {int(bad.sum())} {'Inf' if allow_nan else 'NaN or Inf'} values{where}; clean "
+                        f"them before training" + ("" if allow_nan else " (missing entries of a table: a likelihood "
+                                                   "that models them, likelihood='tabular')"))
 
 
 def numeric_array(arr, what: str) -> np.ndarray:

@@ -153,7 +153,12 @@ class _Rows(torch.utils.data.Dataset):
 
 class StreamedData:
     """A training split read from disk batch by batch (see the module docstring): ``source`` rows
-    ``index`` (positions in the file), with labels ``y`` and the ``labelled`` mask in memory."""
+    ``index`` (positions in the file), with labels ``y`` and the ``labelled`` mask in memory.
+
+    A source reads rows as x (a tensor), or as a whole :class:`~pyro_vae.data.batch.Batch` with
+    their own labels and conditions (a torch Dataset's items, :mod:`pyro_vae.data.torch_data`)."""
+
+    streamed = True  # read batch by batch (what a run records)
 
     def __init__(self, source, index=None, y=None, labelled=None, workers: int = 0):
         self.source = source
@@ -196,16 +201,18 @@ class StreamedData:
         return StreamedData(self.source, self.index, **merged)
 
     def read(self, idx):
-        """``(x, y, labelled)`` of the data points at positions ``idx`` (CPU tensors)."""
-        idx = torch.as_tensor(idx).long().cpu()
-        x = self.source.read(self.index[idx].numpy())
-        pick = (lambda t: None if t is None else t[idx.to(t.device)].cpu())
-        return x, pick(self.y), pick(self.labelled)
-
-    def subset(self, idx):
+        """The data points at positions ``idx``, a Batch of CPU tensors."""
         from pyro_vae.data.batch import Batch
 
-        return Batch(*self.read(idx))
+        idx = torch.as_tensor(idx).long().cpu()
+        got = self.source.read(self.index[idx].numpy())
+        if isinstance(got, Batch):  # the source's own labels and conditions
+            return got
+        pick = (lambda t: None if t is None else t[idx.to(t.device)].cpu())
+        return Batch(got, pick(self.y), pick(self.labelled))
+
+    def subset(self, idx):
+        return self.read(idx)
 
     def head(self, n: int = 16):
         return self.subset(torch.arange(min(n, len(self))))
@@ -220,16 +227,16 @@ class StreamedData:
                              workers=self.workers),
                 self.subset(positions_val))
 
-    def loader(self, index_batches, workers: int | None = None):
-        """An iterator of ``(x, y, labelled)`` for ``index_batches`` in order, read by ``workers``
-        processes ahead of use (0: in this process)."""
+    def loader(self, index_batches, workers: int | None = None, pin_memory: bool = False):
+        """An iterator of Batches for ``index_batches`` in order, read by ``workers`` processes
+        ahead of use (0: in this process), in pinned memory with ``pin_memory`` (for a GPU)."""
         workers = self.workers if workers is None else workers
         if workers <= 0:
             return (self.read(idx) for idx in index_batches)
         # its own generator: a DataLoader draws its workers' base seed from it, which would otherwise
         # come from the global random stream (the Monte Carlo draws) and change the run
         return iter(torch.utils.data.DataLoader(_Rows(self), batch_size=None, sampler=list(index_batches),
-                                                num_workers=workers, prefetch_factor=2,
+                                                num_workers=workers, prefetch_factor=2, pin_memory=pin_memory,
                                                 generator=torch.Generator().manual_seed(0)))
 
 

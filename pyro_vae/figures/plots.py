@@ -25,13 +25,16 @@ import torch
 from matplotlib.ticker import MaxNLocator
 
 from pyro_vae.config import read_metrics
-from pyro_vae.contract import FIGURE_NEEDS, GENERIC_FIGURES, Figures, require, traits
+from pyro_vae.contract import FIGURE_NEEDS, GENERIC_FIGURES, Figures, Likelihood, has, require, traits
 from pyro_vae.drawing import (DPI, as_images, grid_figsize, image_grid, no_ticks, pca_2d, plot_codes,  # noqa: F401
                               plot_confusion, plot_image_rows, save, show, to_numpy)
+from pyro_vae.figures.vectors import (is_vector, plot_feature_log_lik, plot_feature_reconstructions,
+                                      plot_feature_samples)
 from pyro_vae.inference.marginal import as_normal
 from pyro_vae.runs.folder import RunDir
 
 FIGURE_NAMES = ("curves",) + GENERIC_FIGURES
+IMAGE_ONLY = ("manifold", "interpolation")  # grids of decoded images: not drawn for vector data
 
 
 # ---------------------------------------------------------------------- helpers
@@ -268,8 +271,9 @@ def plot_latent_space(module, x, y, path, max_points: int = 5000, split: str = "
     """
     with _EvalMode(module):
         z = _encode_means(module, x[:max_points])
+    points = "data points" if is_vector(module.data_shape) else "images"
     return plot_codes(z, None if y is None else y[:max_points], path,
-                      f"posterior means of {z.shape[0]} {split} images")
+                      f"posterior means of {z.shape[0]} {split} {points}")
 
 
 def plot_interpolation(module, x_a, x_b, path, steps: int = 10) -> Path:
@@ -336,6 +340,11 @@ def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: 
     ``run_dir/metrics.jsonl`` when that is None), ``reconstructions``, ``samples``, ``manifold``
     (only when latent_dim == 2), ``latent_space``, ``interpolation`` (needs two images); any
     other listed name is drawn by ``module.figure(name, data, path)``. Titles name ``split``.
+    The figures follow the data's shape, not the family: for vectors (a data shape of one
+    dimension: a table's rows) ``reconstructions`` and ``samples`` are drawn column by column
+    (:mod:`pyro_vae.figures.vectors`), ``feature_log_lik`` (the log-likelihood of each column) is
+    added beside the reconstructions for a family with the ``Likelihood`` ability, and no image
+    grid is drawn (no ``manifold``, no ``interpolation``).
     The module is put in eval mode (its training flag is restored afterwards). ``seed`` fixes
     the random draws (samples) without changing the global random state; None uses the global state.
     """
@@ -348,7 +357,8 @@ def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: 
     data = x_test if isinstance(x_test, Batch) else Batch(torch.as_tensor(x_test), y_test)
     x_test, y_test = data.x, data.y
     t = traits(module)
-    names = t.figures
+    vector = is_vector(t.data_shape)
+    names = tuple(n for n in t.figures if not (vector and n in IMAGE_ONLY))
     for name in names:  # what each figure asks of the family, checked before any is drawn
         for ability in FIGURE_NEEDS.get(name, (Figures,)):
             require(module, ability, f"draw its figure {name!r}", f"leave {name!r} out of its figures")
@@ -364,7 +374,9 @@ def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: 
 
         for name in tqdm(names, desc="figures", unit="fig", disable=not progress, leave=False):
             path = RunDir(run_dir).figure(name)
-            if name == "reconstructions":
+            if vector and name in ("reconstructions", "samples"):
+                out.update(_vector_figures(module, name, x_test, run_dir, split))
+            elif name == "reconstructions":
                 out[name] = plot_reconstructions(module, x_test, path, n=n_reconstructions, split=split)
             elif name == "samples":
                 out[name] = plot_samples(module, path, n=n_samples)
@@ -379,6 +391,18 @@ def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: 
                     out[name] = plot_interpolation(module, x_test[a], x_test[b], path)
             else:
                 out[name] = module.figure(name, data.to(dev), path)
+    return out
+
+
+def _vector_figures(module, name: str, x, run_dir, split: str) -> dict:
+    """The column-by-column figures that stand for ``name`` (reconstructions or samples) with vector data."""
+    run = RunDir(run_dir)
+    x = x.to(_device(module))
+    if name == "samples":
+        return {name: plot_feature_samples(module, x, run.figure(name), split=split)}
+    out = {name: plot_feature_reconstructions(module, x, run.figure(name), split=split)}
+    if has(module, Likelihood):
+        out["feature_log_lik"] = plot_feature_log_lik(module, x, run.figure("feature_log_lik"), split=split)
     return out
 
 

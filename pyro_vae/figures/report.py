@@ -49,9 +49,25 @@ FIGURE_ALT = {
     "log_px_terms": "A bar chart of the mean terms of log p(x) and histograms of the per-image ELBO, log p(x), "
                     "KL and inference gap",
 }
+# a run on vectors (a data shape of one dimension: a table's rows) is drawn column by column
+VECTOR_TITLES = {
+    "reconstructions": ("Each column of the test data observed against its reconstruction E[x|z] at z = the mean "
+                        "of q(z|x): numbers as a scatter around the line y = x with the RMSE, categories as "
+                        "counts of the observed level against the most probable one with the accuracy",
+                        "A panel per column: scatter plots of observed against reconstructed values, and "
+                        "confusion-count grids for categorical columns"),
+    "feature_log_lik": ("The mean log-likelihood log p(x_j | z) of each column at z = the mean of q(z|x), with "
+                        "its standard error over the test data points where the column is observed",
+                        "Horizontal bars: the mean log-likelihood of each column"),
+    "samples": ("Each column in the test data and in draws x ~ p(x|z), z ~ p(z): histograms for numbers, level "
+                "shares for categories",
+                "A panel per column comparing the data's distribution with the model's"),
+    "latent_space": ("Latent space: posterior means of test data points, coloured by label",
+                     "Scatter plot of latent codes coloured by class"),
+}
 SECTIONS = [  # (title, figure names) in page order; a family's own figures get their own section
     ("Latent space", ("latent_space", "manifold", "interpolation")),
-    ("Samples and reconstructions", ("samples", "reconstructions")),
+    ("Samples and reconstructions", ("samples", "reconstructions", "feature_log_lik")),
     ("The terms of log p(x)", ("log_px_terms",)),
     ("Training", ("curves",)),
 ]
@@ -163,9 +179,31 @@ def flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
     return out
 
 
-def _metric_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
+def is_vector_run(config: dict) -> bool:
+    """Whether a run's ``config.json`` (a dict) says its data points are vectors (one dimension)."""
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    shape = model.get("data_shape")
+    return isinstance(shape, list) and len(shape) == 1
+
+
+def per_point(text: str, vector: bool) -> str:
+    """A unit or a sentence said per data point rather than per image, for a run on vectors."""
+    if not vector:
+        return text
+    for image, point in (("nats/image", "nats/data point"), ("per image", "per data point"),
+                         ("per-image", "per-data-point"), ("Images evaluated", "Data points evaluated"),
+                         ("Images/s", "Data points/s"), ("images", "data points")):
+        text = text.replace(image, point)
+    return text
+
+
+VECTOR_SKIP = {"elbo_bpd", "log_px_bpd"}  # bits per dimension: a unit of images, not of a table's mixed columns
+
+
+def _metric_rows(metrics: dict, vector: bool = False) -> tuple[list[str], list[list[str]]]:
     """Rows of (measure, value, unit, note) from ``{name: value}`` or ``{name: {"value", "unit",
-    "se", "note"}}`` (mixed is fine); lists (per-dimension values) are drawn, not tabulated."""
+    "se", "note"}}`` (mixed is fine); lists (per-dimension values) are drawn, not tabulated. For a
+    run on vectors (``vector``) the units are per data point and bits per dimension are left out."""
     rows = []
     order = ["num_images", "elbo", "elbo_bpd", "recon_log_lik", "kl", "objective", "iwae", "log_px", "log_px_bpd",
              "gap", "active_units", "accuracy"]
@@ -176,7 +214,7 @@ def _metric_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
     for name, v in sorted(metrics.items(), key=lambda kv: rank(kv[0])):
         entry = v if isinstance(v, dict) and "value" in v else {"value": v}
         value = entry["value"]
-        if name in SKIP or isinstance(value, (list, tuple, dict)):
+        if name in SKIP or isinstance(value, (list, tuple, dict)) or (vector and name in VECTOR_SKIP):
             continue
         label, unit, spec = human(name)
         text = "undefined" if value is None and entry.get("note") else fmt(value, spec)
@@ -184,7 +222,8 @@ def _metric_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
         if isinstance(se, float) and math.isfinite(se) and isinstance(value, float):
             text += f" ± {fmt(se, spec)}"
         unit = "" if spec == "duration" else unit or ("" if entry.get("unit") in (None, "") else str(entry["unit"]))
-        rows.append([label, text, unit, str(entry.get("note", "") or "")])
+        rows.append([per_point(label, vector), text, per_point(unit, vector),
+                     per_point(str(entry.get("note", "") or ""), vector)])
     return ["measure", "value", "unit", "note"], rows
 
 
@@ -332,10 +371,16 @@ def _relative(path, run_dir: Path) -> str:
         return Path(os.path.relpath(p.resolve(), run_dir.resolve())).as_posix()
 
 
-def family_texts(titles: dict | None) -> tuple[dict, dict]:
-    """``(captions, alt texts)`` by figure name: the generic ones, then a family's ``titles``,
-    each value a caption or a ``(caption, alt text)`` pair."""
+def family_texts(titles: dict | None, vector: bool = False) -> tuple[dict, dict]:
+    """``(captions, alt texts)`` by figure name: the generic ones (for data drawn column by column
+    when ``vector``), then a family's ``titles``, each value a caption or a ``(caption, alt text)``
+    pair."""
     captions, alts = dict(FIGURE_TITLES), dict(FIGURE_ALT)
+    if vector:
+        captions = {k: per_point(v, True) for k, v in captions.items()}
+        alts = {k: per_point(v, True) for k, v in alts.items()}
+        captions.update({k: v[0] for k, v in VECTOR_TITLES.items()})
+        alts.update({k: v[1] for k, v in VECTOR_TITLES.items()})
     for name, text in (titles or {}).items():
         if isinstance(text, (tuple, list)) and len(text) == 2:
             captions[name], alts[name] = str(text[0]), str(text[1])
@@ -377,6 +422,7 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
         intro += [" Model family ", ("b", family_name)] + ([", data set ", ("b", data["dataset"]), "."]
                                                            if data.get("dataset") else ["."])
     blocks = [("h1", title), ("p", intro)]
+    vector = is_vector_run(config)
 
     summary = run.read_json(run.summary)
     if isinstance(summary, dict) and summary:
@@ -386,14 +432,17 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
             if k in SKIP or isinstance(v, dict):
                 continue
             label, unit, spec = human(k)
-            rows.append([label, fmt(v, spec) + (f" {unit}" if unit and v is not None else "")])
-        blocks += [("h2", "Summary"), ("p", "ELBO and log-likelihoods are in nats per image; higher is better."),
+            unit = per_point(unit, vector)
+            rows.append([per_point(label, vector), fmt(v, spec) + (f" {unit}" if unit and v is not None else "")])
+        blocks += [("h2", "Summary"), ("p", per_point("ELBO and log-likelihoods are in nats per image; higher is "
+                                                      "better.", vector)
+                                       + (f" Data: {data['scale']}." if vector and data.get("scale") else "")),
                    ("table", ["quantity", "value"], rows)]
 
     if metrics:
         where = metrics.get("data", {})
         where = where.get("value") if isinstance(where, dict) else where
-        headers, rows = _metric_rows(metrics)
+        headers, rows = _metric_rows(metrics, vector)
         blocks += [("h2", "Test metrics"),
                    ("p", ["The best checkpoint, evaluated on ", ("code", str(where)), "."] if where
                     else "The best checkpoint."),
@@ -402,7 +451,7 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
     if figures is None:
         figures = {p.stem: p for p in sorted(run_dir.glob("*.png"))}
     figures = {k: v for k, v in figures.items() if v is not None}
-    captions, alts = family_texts(titles)
+    captions, alts = family_texts(titles, vector)
 
     def figure_block(name):
         if name.startswith("kl_per_dim_"):
@@ -431,13 +480,13 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
         blocks += [figure_block(n) for n in present]
         placed.update(present + kl)
         if section == "Training":
-            blocks += _history_blocks(run_dir, last_rows)
+            blocks += _history_blocks(run_dir, last_rows, vector)
     rest = [n for n in figures if n not in placed]
     if rest:
         blocks.append(("h2", "Other figures"))
         blocks += [figure_block(n) for n in rest]
     if "curves" not in figures:
-        hist = _history_blocks(run_dir, last_rows)
+        hist = _history_blocks(run_dir, last_rows, vector)
         if hist:
             blocks += [("h2", "Training")] + hist
 
@@ -450,7 +499,7 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
     return md_path
 
 
-def _history_blocks(run_dir: Path, last_rows: int) -> list:
+def _history_blocks(run_dir: Path, last_rows: int, vector: bool = False) -> list:
     history = RunDir(run_dir).read_metrics()
     if not history:
         return []
@@ -458,11 +507,12 @@ def _history_blocks(run_dir: Path, last_rows: int) -> list:
     columns = []
     for r in shown:
         columns += [k for k in r if k not in columns]
-    heads = [human(c)[0] + (f" ({human(c)[1]})" if human(c)[1] else "") for c in columns]
+    heads = [per_point(human(c)[0] + (f" ({human(c)[1]})" if human(c)[1] else ""), vector) for c in columns]
     note = (f"The last {len(shown)} of {len(history)} epochs" if len(shown) < len(history)
             else f"All {len(history)} epochs") + (
         ". The training loss is -ELBO averaged over the epoch (with that step's KL weight, plus any "
         "loss term of the family outside the ELBO); the validation ELBO uses KL weight 1.")
+    note = per_point(note, vector)
     return [("p", note), ("table", heads, [[fmt(r.get(c), human(c)[2]) for c in columns] for r in shown])]
 
 

@@ -5,7 +5,9 @@ rooms of one concern each. From the top:
 * :mod:`~pyro_vae.training.loop`: the epochs: steps, validation, checkpoints, early stopping;
 * :mod:`~pyro_vae.training.resume`: checkpoints and resume (the state, the random streams);
 * :mod:`~pyro_vae.training.record`: the run's record, and the check that a resumed run is the same run;
-* :mod:`~pyro_vae.training.logs`: ``metrics.jsonl``, the epoch's line, TensorBoard, the summary;
+* :mod:`~pyro_vae.training.logs`: ``metrics.jsonl``, the epoch's line, the summary;
+* :mod:`~pyro_vae.training.callbacks`: the ``Callback`` interface, called between epochs;
+* :mod:`~pyro_vae.training.tracking`: trackers (TensorBoard, Weights & Biases, MLflow) as callbacks;
 * :mod:`~pyro_vae.training.batches`: the seeded batches of an epoch (DDP slices, dynamic binarization);
 * :mod:`~pyro_vae.training.step`: one optimizer step;
 * :mod:`~pyro_vae.training.validation`: the validation ELBO and the family's measures;

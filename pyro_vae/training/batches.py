@@ -37,22 +37,30 @@ def epoch_data(data: TrainData, cfg: TrainConfig, generator, rank: int = 0, worl
     the binarization range, the likelihood's support), without a device sync."""
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=data.device).item()) \
         if cfg.binarize == "dynamic" or cfg.augment_shift else 0
-    index_batches = list(epoch_batches(data, cfg, generator))
-    mine = [idx[rank::world] for idx in index_batches[first:]]
-    if data.streamed:
-        parts = (Batch(*part) for part in data.train.loader([m.cpu() for m in mine]))
-    else:
-        parts = (data.train.subset(m.to(data.train.x.device)) for m in mine)
-    for i, (idx, part) in enumerate(zip(index_batches[first:], parts), start=first):
+    for i, (size, part) in enumerate(_parts(data, cfg, generator, rank, world, first), start=first):
         if data.streamed:
             part = _checked_stream_batch(part, data, cfg, i)
         if data.moved_per_batch:
-            part = part.to(data.device)
+            part = part.to(data.device, non_blocking=data.pinned)
         if cfg.binarize == "dynamic" or cfg.augment_shift:
             g = torch.Generator(device=data.device).manual_seed(seed + i * world + rank)
             x = shift_images(part.x, cfg.augment_shift, g) if cfg.augment_shift else part.x
             part = part.replace(x=torch.bernoulli(x, generator=g) if cfg.binarize == "dynamic" else x)
-        yield i, idx.numel(), part
+        yield i, size, part
+
+
+def _parts(data: TrainData, cfg: TrainConfig, generator, rank: int, world: int, first: int):
+    """``(size, this rank's part)`` of each batch of the epoch from batch ``first`` on: data in
+    memory sliced by index, streamed rows read in the same order, iterated data as they come."""
+    if data.iterated:
+        return data.train.epoch(cfg.batch_size, generator, rank, world, first, pin_memory=data.pinned)
+    index_batches = list(epoch_batches(data, cfg, generator))[first:]
+    mine = [idx[rank::world] for idx in index_batches]
+    if data.streamed:
+        parts = data.train.loader([m.cpu() for m in mine], pin_memory=data.pinned)
+    else:
+        parts = (data.train.subset(m.to(data.train.x.device)) for m in mine)
+    return zip((idx.numel() for idx in index_batches), parts)
 
 
 def _checked_stream_batch(part: Batch, data: TrainData, cfg: TrainConfig, i: int) -> Batch:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import time
 
 import torch
@@ -33,6 +34,7 @@ from torch import nn
 
 from pyro_vae.config import DataConfig, ModelConfig, TrainConfig, save_json
 from pyro_vae.data.batch import Batch, for_evaluation
+from pyro_vae.data.torch_data import to_memory
 from pyro_vae.devices import select_device, set_seed
 from pyro_vae.files import RunLock
 from pyro_vae.inference.objectives import Loss, make_objective
@@ -40,9 +42,11 @@ from pyro_vae.models import complete_config
 from pyro_vae.models.base import check_family
 from pyro_vae.runs.folder import RunDir
 from pyro_vae.training import distributed
+from pyro_vae.training.callbacks import CallbackError, check_callbacks
 from pyro_vae.training.logs import summary as summary_of
 from pyro_vae.training.loop import Loop
-from pyro_vae.training.prepare import as_dtype, model_dtype, prepare_data, resolve_binarize, splits_of
+from pyro_vae.training.prepare import (as_dtype, model_dtype, origin_of_data, prepare_data, resolve_batch_size,
+                                       resolve_binarize, splits_of)
 from pyro_vae.training.record import ConfigMismatch, new_record
 from pyro_vae.training.resume import start_run
 from pyro_vae.training.signals import TrainingInterrupted, after_interrupt
@@ -54,17 +58,21 @@ logger = logging.getLogger(__name__)
 def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None, *,
         model_config: ModelConfig | None = None, resume: bool = False, allow_changes=(), objective=None,
         record: dict | None = None, tensorboard: bool = False, progress: bool = True, test: Batch | None = None,
-        test_label: str = "test", plots: bool = True) -> dict:
+        test_label: str = "test", plots: bool = True, callbacks=()) -> dict:
     """Train ``family`` on ``data``, validating every epoch; returns the summary (best and last
     validation values, epochs, steps, time)::
 
         fit(VAE(...), (train, val), TrainConfig(epochs=10), "runs/x")
 
     ``family``: a :class:`~pyro_vae.models.base.Family` (or any module meeting the contract).
-    ``data``: the training and validation data, a ``(train, val)`` pair of Batches (the training
-    split may be streamed) or the :class:`~pyro_vae.data.batch.Splits` of ``load_data`` (its
-    test split is used only when passed as ``test``). ``config``: how to train (default
-    ``TrainConfig()``). ``run_dir``: the run folder for ``config.json``, ``metrics.jsonl``,
+    ``data``: the training and validation data, a ``(train, val)`` pair or the
+    :class:`~pyro_vae.data.batch.Splits` of ``load_data`` (its test split is used only when
+    passed as ``test``). Each split may be a Batch, a streamed split, a torch ``Dataset``
+    (map-style, with items a tensor, ``(x, y)``, ``(x, y, c)`` or a dict; or iterable), a
+    ``DataLoader`` or a tensor or array: a map-style Dataset that fits the memory budget is read
+    once into memory, a larger one streamed, an iterable one or a DataLoader iterated each epoch;
+    the validation split is read into memory (:mod:`pyro_vae.data.torch_data`, docs/data.md).
+    ``config``: how to train (default ``TrainConfig()``). ``run_dir``: the run folder for ``config.json``, ``metrics.jsonl``,
     ``checkpoint_last.pt`` (every epoch), ``checkpoint_best.pt`` and ``summary.json``; None
     trains without writing anything.
 
@@ -83,12 +91,17 @@ def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None
       ``command``; its ``data`` replaces the record fit makes of the data
       (:meth:`~pyro_vae.config.DataConfig.of`).
     * ``tensorboard``: also write TensorBoard events to ``RUN/tensorboard/`` each epoch (needs
-      ``pip install pyro-vae[tensorboard]``).
+      ``pip install pyro-vae[tensorboard]``): a :class:`~pyro_vae.training.tracking.TensorBoard`
+      added to ``callbacks``.
+    * ``callbacks``: :class:`~pyro_vae.training.callbacks.Callback` instances, called between
+      epochs (on rank 0 under DDP); one that raises stops the run with
+      :class:`~pyro_vae.training.callbacks.CallbackError`, the last checkpoint whole
+      (:mod:`~pyro_vae.training.callbacks` gives the hooks, their order and arguments).
     * ``progress``: tqdm progress bars.
-    * ``test``: a Batch to end with as the CLI does: the best checkpoint evaluated on it with
-      ``config.eval_k`` importance samples, figures (unless ``plots=False``) and the report,
-      labelled ``test_label`` (:func:`~pyro_vae.training.finish.finish_run`; needs ``run_dir``
-      and ``model_config``).
+    * ``test``: a Batch (or a Dataset, read into memory) to end with as the CLI does: the best
+      checkpoint evaluated on it with ``config.eval_k`` importance samples, figures (unless
+      ``plots=False``) and the report, labelled ``test_label``
+      (:func:`~pyro_vae.training.finish.finish_run`; needs ``run_dir`` and ``model_config``).
 
     ``binarize="auto"`` (the default) is resolved here: ``dynamic`` for a likelihood of binary
     data (Bernoulli), ``none`` otherwise; the run records the resolved mode. Floating data are
@@ -107,6 +120,7 @@ def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None
     ``logging.basicConfig(level=logging.INFO)`` shows them.
     """
     cfg = (config if config is not None else TrainConfig()).check()
+    callbacks = check_callbacks(callbacks)
     train, val = splits_of(data)
     check_family(family)
     if test is not None and (run_dir is None or model_config is None):
@@ -116,9 +130,9 @@ def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None
         raise ValueError("fit(objective=...) and free_bits: free bits replace the ELBO objective; pass one of them")
     model_config = complete_config(model_config) if model_config is not None else None
     # a run trained from Python names its data too (sizes, no source), so every command opens it
-    record = {"data": DataConfig.of(train, val).to_dict(), **(record or {})}
+    record = {"data": DataConfig.of(train, val, origin=origin_of_data(data)).to_dict(), **(record or {})}
     rank, world = distributed.rank_and_world()
-    cfg = resolve_binarize(cfg, family, warn=rank == 0)
+    cfg = resolve_batch_size(resolve_binarize(cfg, family, warn=rank == 0), train, world, note=rank == 0)
     run = RunDir(run_dir) if run_dir is not None else None
     loop = lock = None
     try:
@@ -145,7 +159,7 @@ def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None
         if run is not None:
             new = new_record(cfg, model_config, world, loss_fn.objective, record)
             loop.state = start_run(loop, run, resume, new, allow_changes)
-        loop.open(tensorboard)
+        loop.open(tensorboard, callbacks)
         t_start = time.perf_counter()
         stopped_early = False
         for epoch in range(loop.state.epoch, cfg.epochs):
@@ -161,10 +175,11 @@ def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None
             if test is not None:
                 from pyro_vae.training.finish import finish_run  # lazily: figures and report load matplotlib
 
-                test = as_dtype(for_evaluation(test, cfg.binarize), model_dtype(family))
+                test = as_dtype(for_evaluation(to_memory(test, "test data"), cfg.binarize), model_dtype(family))
                 finish_run(run, test, label=test_label, eval_k=cfg.eval_k, device=cfg.device, plots=plots,
                            progress=loop.progress, log=logger.info)
                 summary = run.read_json(run.summary)
+        loop.end(summary)
         return summary
     except KeyboardInterrupt as e:  # before the loop catches signals, or a second Ctrl-C: say what is left
         if isinstance(e, TrainingInterrupted):
@@ -176,9 +191,10 @@ def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None
     finally:
         if loop is not None:
             loop.close()
+            loop.end(error=sys.exc_info()[1])  # the callbacks not ended yet hear what stopped the run
         if lock is not None:
             lock.release()
 
 
 # the errors fit raises, importable with it
-__all__ = ["fit", "TrainingDiverged", "TrainingInterrupted", "ConfigMismatch"]
+__all__ = ["fit", "TrainingDiverged", "TrainingInterrupted", "ConfigMismatch", "CallbackError"]

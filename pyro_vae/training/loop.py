@@ -5,10 +5,12 @@
 (:mod:`~pyro_vae.training.schedules`), and stops at the next step when a signal came
 (:mod:`~pyro_vae.training.signals`). :meth:`Loop.end_epoch` validates, keeps the best, writes the
 metrics row, the checkpoints and the epoch's line, and says when early stopping ends the run.
+Between epochs it calls the run's callbacks (:mod:`~pyro_vae.training.callbacks`), never inside one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import signal
@@ -22,11 +24,13 @@ from pyro_vae.files import RunFileError, run_folder
 from pyro_vae.training import distributed
 from pyro_vae.training.batches import epoch_data
 from pyro_vae.training.distributed import all_mean
-from pyro_vae.training.logs import TensorBoardLog, epoch_line, write_metrics
+from pyro_vae.training.callbacks import Callbacks, RunInfo
+from pyro_vae.training.logs import epoch_line, write_metrics
 from pyro_vae.training.resume import TrainState, rng_state, save_checkpoints, set_rng_state
 from pyro_vae.training.schedules import kl_weight_at, lr_at
 from pyro_vae.training.signals import StopRequests, TrainingInterrupted, after_interrupt
 from pyro_vae.training.step import TrainingDiverged, train_step
+from pyro_vae.training.tracking import TensorBoard
 from pyro_vae.training.validation import validate
 
 logger = logging.getLogger(__name__)
@@ -46,7 +50,8 @@ class Loop:
         self.select = traits(family).select_by
         self.steps_per_epoch = math.ceil(data.n / cfg.batch_size)
         self.state = TrainState()
-        self.step_fn, self.stop, self.tb = loss_fn, None, None
+        self.step_fn, self.stop = loss_fn, None
+        self.callbacks = Callbacks()  # the user's, opened by open(); rank 0's alone
         self.record = None  # the run's record (config.json's content), set by resume.start_run
         self.config_written = None  # the record config.json holds (written again only when it changes)
 
@@ -55,20 +60,32 @@ class Loop:
         if self.rank == 0:
             logger.log(level, message)
 
-    def open(self, tensorboard: bool = False) -> None:
-        """Wrap the loss for DDP, open TensorBoard, and start catching Ctrl-C and SIGTERM."""
+    def open(self, tensorboard: bool = False, callbacks=()) -> None:
+        """Wrap the loss for DDP, start catching Ctrl-C and SIGTERM, and start the callbacks
+        (rank 0's; with ``tensorboard`` and a run folder, a :class:`TensorBoard` among them)."""
         if self.world > 1:
             self.step_fn = distributed.wrap(self.loss_fn, self.device)
-        # run_folder: a link planted at RUN/tensorboard is refused, never followed out of the run
-        self.tb = TensorBoardLog(run_folder(self.run.tensorboard)) if tensorboard and self.run is not None else None
         self.stop = StopRequests().__enter__()
+        if self.rank != 0:
+            return
+        callbacks = list(callbacks)
+        if tensorboard and self.run is not None and not any(isinstance(c, TensorBoard) for c in callbacks):
+            # its folder opened here, as the run's own: a link planted at RUN/tensorboard is refused
+            callbacks.append(TensorBoard(run_folder(self.run.tensorboard)))
+        self.callbacks = Callbacks(callbacks, stands=lambda: after_interrupt(self.run))
+        record = self.record if self.record is not None else {"train": dataclasses.asdict(self.cfg)}
+        self.callbacks.start(RunInfo(self.run, record, self.cfg, self.family, self.data.val, self.state.epoch + 1,
+                                     self.cfg.epochs, bool(record.get("resumes"))))
 
     def close(self) -> None:
+        """Stop catching signals (the callbacks end with :meth:`end`)."""
         if self.stop is not None:
             self.stop.__exit__()
-        if self.tb is not None:
-            self.tb.close()
-            self.tb = None
+
+    def end(self, summary: dict | None = None, error: BaseException | None = None) -> None:
+        """The callbacks' ``on_run_end``, once: with the summary of a finished run, or the error
+        that stopped it."""
+        self.callbacks.end(summary, error)
 
     def interrupt(self, epoch_start=None, in_epoch=None):
         """Ctrl-C or SIGTERM: write the checkpoint the run resumes from (inside an epoch, from
@@ -114,6 +131,7 @@ class Loop:
         from tqdm.auto import tqdm
 
         cfg, state, data = self.cfg, self.state, self.data
+        self.callbacks("on_epoch_start", epoch + 1)
         self.family.train()
         if has(self.family, Schedules):
             self.family.on_epoch(epoch, cfg.epochs)  # a family's schedule (e.g. a relaxation temperature)
@@ -179,9 +197,11 @@ class Loop:
         state.history.append(row)
         if run is not None:
             self.save(self.data_gen, improved, metrics=True)
-        if self.tb is not None:
-            self.tb.epoch(row, self.family, self.data.val)
         self.say(epoch_line(row, measures, improved, traits(self.family).point_estimate))  # an AE: no ELBO
+        if run is not None:  # every hook after the checkpoint: a failing callback leaves it whole
+            for path in ([run.best] if improved else []) + [run.last]:
+                self.callbacks("on_checkpoint", path)
+        self.callbacks("on_epoch_end", epoch + 1, dict(row))
         if self.stop.signum is not None:
             self.interrupt()
         if cfg.patience is not None and state.bad_epochs >= cfg.patience:

@@ -21,6 +21,8 @@ from pyro_vae.contract import check_data, traits
 from pyro_vae.config import TrainConfig
 from pyro_vae.data.batch import (Batch, DataError, Splits, binarize, check_finite, check_shift, for_evaluation,
                                  select_labels)
+from pyro_vae.data.loaders import LoaderData
+from pyro_vae.data.torch_data import from_torch, origin_of, to_memory
 from pyro_vae.devices import memory_budget
 
 logger = logging.getLogger(__name__)
@@ -28,14 +30,40 @@ logger = logging.getLogger(__name__)
 
 def splits_of(data) -> tuple:
     """``(train, val)`` from what ``fit`` was given: a :class:`~pyro_vae.data.batch.Splits` (its
-    test split is left alone) or a ``(train, val)`` pair."""
+    test split is left alone) or a ``(train, val)`` pair. Each may be a Batch, a streamed split, a
+    torch Dataset (map-style or iterable), a DataLoader, or a tensor or array (x): the training
+    split is read by the rule of :mod:`pyro_vae.data.torch_data` (a map-style Dataset that fits
+    the memory budget read once into memory, a larger one streamed, an iterable one or a
+    DataLoader iterated each epoch), the validation split into memory."""
     if isinstance(data, Splits):
-        return data.train, data.val
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return tuple(data)
-    raise TypeError(f"fit needs training and validation data: a (train, val) pair or the Splits of load_data, "
-                    f"got {type(data).__name__}; hold out some training data for validation "
-                    f"(e.g. batch.subset(slice(0, n)) and the rest)")
+        train, val = data.train, data.val
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        train, val = data
+    else:
+        raise TypeError(f"fit needs training and validation data: a (train, val) pair or the Splits of load_data, "
+                        f"got {type(data).__name__}; each may be a Batch, a torch Dataset or a DataLoader: hold out "
+                        f"some training data for validation (e.g. torch.utils.data.random_split)")
+    return from_torch(train), to_memory(val)
+
+
+def origin_of_data(data) -> str | None:
+    """Where ``fit``'s data came from, in words, for the run's record (None for tensors)."""
+    if isinstance(data, Splits):
+        return data.origin or origin_of(data.train)
+    return origin_of(data[0]) if isinstance(data, (tuple, list)) and data else None
+
+
+def resolve_batch_size(cfg: TrainConfig, train, world: int = 1, note: bool = True) -> TrainConfig:
+    """``cfg`` with the batch size of a user's DataLoader (times the ranks under a
+    DistributedSampler: the batch of all ranks together), whose batches are the run's: the
+    schedules count steps with it, and the run records it."""
+    size = getattr(train, "batch_size", None) if isinstance(train, LoaderData) else None
+    if size is None:
+        return cfg
+    size *= world if train.sharded else 1
+    if size != cfg.batch_size and note:
+        logger.info(f"note: the DataLoader's batches are the run's: batch_size={size}, not {cfg.batch_size}")
+    return dataclasses.replace(cfg, batch_size=size) if size != cfg.batch_size else cfg
 
 
 def needs_binary_data(family) -> bool:
@@ -69,11 +97,11 @@ def model_dtype(family) -> torch.dtype:
 
 
 def as_dtype(ds: Batch, dtype: torch.dtype) -> Batch:
-    """Floating data cast to the model's dtype (float64 arrays for a float32 model): once, at
-    the boundary, instead of a dtype error deep inside a matrix product."""
-    if ds.x.is_floating_point() and ds.x.dtype != dtype:
-        return ds.replace(x=ds.x.to(dtype))
-    return ds
+    """Floating data (``x`` and a condition ``c``) cast to the model's dtype (float64 arrays for
+    a float32 model): once, at the boundary, instead of a dtype error deep inside a matrix product."""
+    cast = {name: t.to(dtype) for name, t in (("x", ds.x), ("c", ds.c))
+            if t is not None and t.is_floating_point() and t.dtype != dtype}
+    return ds.replace(**cast) if cast else ds
 
 
 @dataclass
@@ -98,8 +126,23 @@ class TrainData:
         return not isinstance(self.train, Batch)
 
     @property
+    def iterated(self) -> bool:
+        """Read by iterating an iterable Dataset or a DataLoader (:class:`~pyro_vae.data.loaders.LoaderData`)."""
+        return isinstance(self.train, LoaderData)
+
+    @property
     def moved_per_batch(self) -> bool:
         return self.streamed or self.on_host
+
+    @property
+    def pinned(self) -> bool:
+        """Batches read in pinned host memory, copied to the GPU without blocking."""
+        return self.streamed and self.device.type == "cuda"
+
+    @property
+    def resume_note(self) -> str | None:
+        """What a resumed run cannot promise about these data (None: it continues bit for bit)."""
+        return getattr(self.train, "resume_note", None)
 
 
 def _check_x(family, ds: Batch, cfg: TrainConfig, seed_offset: int, what: str) -> torch.Tensor:
@@ -109,7 +152,7 @@ def _check_x(family, ds: Batch, cfg: TrainConfig, seed_offset: int, what: str) -
     if len(ds) == 0:
         raise DataError(f"{what} data are empty")
     ds = as_dtype(ds, model_dtype(family))
-    check_finite(ds.x, f"{what} data")
+    check_finite(ds.x, f"{what} data", allow_nan=traits(family).missing_values)
     x = binarize(ds.x, seed=cfg.seed + seed_offset) if cfg.binarize == "static" else ds.x
     # dynamic binarization: check one binarized draw (binarize() checks the [0, 1] range)
     sample = binarize(x, seed=0) if cfg.binarize == "dynamic" else x
@@ -122,8 +165,9 @@ def _check_x(family, ds: Batch, cfg: TrainConfig, seed_offset: int, what: str) -
 
 def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> TrainData:
     """Checked training and validation data on ``device``; the labelled subset drawn (seeded)
-    when ``cfg.labels`` is set. A streamed training split (:class:`pyro_vae.data.streaming.StreamedData`)
-    stays on disk: its first rows are checked here, every batch when it is read.
+    when ``cfg.labels`` is set. A streamed training split (:class:`pyro_vae.data.streaming.StreamedData`,
+    or :class:`pyro_vae.data.loaders.LoaderData`) stays where it is: its first rows are checked
+    here, every batch when it is read.
     ``cfg.binarize="auto"`` is resolved for ``family`` (:func:`resolve_binarize`)."""
     if cfg.binarize == "auto":
         cfg = resolve_binarize(cfg, family)
@@ -144,16 +188,21 @@ def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> 
                             "binarize='dynamic', or binarize the file once beforehand and use binarize='none'")
         _check_x(family, train.head(256), cfg, 0, "training")
     else:
-        train = train.replace(x=_check_x(family, train, cfg, 0, "training"))
-    check_finite(val.x, "validation data")
+        train = as_dtype(train, model_dtype(family)).replace(x=_check_x(family, train, cfg, 0, "training"))
+    check_finite(val.x, "validation data", allow_nan=traits(family).missing_values)
     val = for_evaluation(val, cfg.binarize)
-    val = val.replace(x=_check_x(family, val, dataclasses.replace(cfg, binarize="none"), 1, "validation"))
+    val = as_dtype(val, model_dtype(family)).replace(x=_check_x(family, val, dataclasses.replace(cfg, binarize="none"),
+                                                                1, "validation"))
     labelled_idx, per_batch = None, 0
     t = traits(family)
     if cfg.labels is not None and not t.partial_labels:  # a mask it would ignore
         raise DataError(f"labels={cfg.labels} keeps only some training labels, but {type(family).__name__} does "
                         f"not train on partly labelled data (a family with partial_labels = True does); "
                         f"leave labels unset")
+    if cfg.labels is not None and streamed and train.y is None:
+        raise DataError(f"labels={cfg.labels} draws the labelled subset from the training labels, which {train!r} "
+                        f"does not hold in memory (it is read batch by batch); use a map-style Dataset that fits "
+                        f"in memory, or leave labels unset")
     if cfg.labels is not None:
         train = select_labels(train, cfg.labels, seed=cfg.seed, num_classes=t.num_classes)
         labelled_idx = train.labelled.nonzero().reshape(-1).to(device)
@@ -170,5 +219,5 @@ def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> 
                      dtype=dtype)
 
 
-__all__ = ["splits_of", "needs_binary_data", "resolve_binarize", "model_dtype", "as_dtype", "TrainData",
+__all__ = ["splits_of", "origin_of_data", "resolve_batch_size", "needs_binary_data", "resolve_binarize", "model_dtype", "as_dtype", "TrainData",
            "prepare_data"]

@@ -16,6 +16,7 @@ import os
 
 from pyro_vae.config import ModelConfig, TrainConfig, save_json
 from pyro_vae.runs.folder import RunDir
+from pyro_vae.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ def versions() -> dict:
 
     import pyro
     import torch
-
-    from pyro_vae import __version__
 
     return {"pyro-vae": __version__, "pyro-ppl": pyro.__version__, "torch": torch.__version__,
             "python": platform.python_version()}

@@ -136,6 +136,8 @@ def start_run(loop, run: RunDir, resume: bool, new: dict, allow_changes=()) -> T
         write_metrics(run, state.history)
     if loop.rank == 0:
         logger.info(f"resuming {run} after epoch {state.epoch} (best validation {loop.select} {state.best:.4g})")
+        if loop.data.resume_note:  # iterated data: their order is theirs, not the checkpoint's
+            logger.warning(loop.data.resume_note)
     resumes = list(record.get("resumes") or [])
     resumes.append({"at_epoch": state.epoch, "at_step": state.step, "command": new.get("command"),
                     "changed": changed, "versions": new["versions"]})
