@@ -100,6 +100,15 @@ def test_the_simulation_is_seeded_and_keeps_its_parameters():
         CountSimulation.make(zero_inflation=1.5)
 
 
+def test_the_simulation_is_the_named_data_set_simcounts_whatever_the_seed():
+    from pyro_vae.data.datasets import load_data
+
+    named, direct = load_data("simcounts", seed=5), simulate_counts(seed=0)
+    for a, b in ((named.train, direct.train), (named.val, direct.val), (named.test, direct.test)):
+        assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert named.train.x.shape == (4000, 200) and len(named.val) == 1000 and len(named.test) == 2000
+
+
 def _family(library="observed", likelihood="nb", genes=8):
     return build_model(ModelConfig(model="countvae", data_shape=(genes,), latent_dim=2, hidden=(16,),
                                    likelihood=likelihood, library=library))
