@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from pyro_vae.data.batch import Batch, DataError, Splits, check_val_fraction, first_line, split, split_positions
+from pyro_vae.data.counts import simulate_counts
 from pyro_vae.data.sources import (TORCHVISION, image_scale, load_mnist5k, load_mnist_test_files, load_torchvision,
                                    path_problem, read_array_file, read_image_folder)
 from pyro_vae.data.streaming import ImageFolderSource, NpySource, StreamedData, should_stream
@@ -87,6 +88,14 @@ def penguins(data_dir=None, download=True, val_fraction=0.1, seed=0) -> Splits:
     """The Palmer penguins table (:func:`pyro_vae.data.tables.load_penguins`): species as labels,
     the column schema carried by the splits."""
     return load_penguins(data_dir=data_dir, val_fraction=val_fraction, seed=seed, download=download)
+
+
+@register_dataset("simcounts")
+def simcounts() -> Splits:
+    """Simulated single-cell counts with known parameters (:func:`pyro_vae.data.counts.simulate_counts`,
+    seed 0, whatever the training seed): 200 genes, 5 cell types (the labels), 4,000 training,
+    1,000 validation and 2,000 test cells."""
+    return simulate_counts(seed=0)
 
 
 def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0,
