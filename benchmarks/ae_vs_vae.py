@@ -71,8 +71,9 @@ MODELS = [  # (row name, family, options)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--epochs", type=int, default=50, help="training epochs of every model (best validation kept)")
     p.add_argument("--latent-dim", type=int, default=16, help="size of z")
     p.add_argument("--hidden", type=int, default=400, help="hidden units of encoder and decoder")
@@ -82,8 +83,7 @@ def parse_args(argv=None):
     p.add_argument("--limit", type=int, default=10000, help="test images")
     p.add_argument("--models", nargs="+", default=[m[0] for m in MODELS], choices=[m[0] for m in MODELS])
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    p.add_argument("--data-dir", default=str(DATA_DIR),
-                   help="folder with the official MNIST test files")
+    p.add_argument("--data-dir", default=str(DATA_DIR), help="folder with the official MNIST test files")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ae_vs_vae.md"))
     return p.parse_args(argv)
 
@@ -93,7 +93,7 @@ def reconstruction(family, x, batch_size=1000):
     """Per image: -log p(x|z) and the mean squared error of E[x|z], at z = E_q[z|x]."""
     nats, mse = [], []
     for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size]
+        xb = x[i : i + batch_size]
         z = family.encode(xb)[0]
         params = family.decoder(z)
         nats.append(-family.likelihood(params).log_prob(xb))
@@ -111,12 +111,18 @@ def main(argv=None):
     command, splits = start(a, argv)
     test = for_evaluation(splits.test, "static").subset(slice(0, a.limit))
     train_fixed = for_evaluation(splits.train, "static")  # the training images binarized once, seed 0
-    print(f"{len(splits.train)} train, {len(splits.val)} validation, {len(test)} test; "
-          f"{torch.get_num_threads()} threads, cpu", flush=True)
+    print(
+        f"{len(splits.train)} train, {len(splits.val)} validation, {len(test)} test; "
+        f"{torch.get_num_threads()} threads, cpu",
+        flush=True,
+    )
     t0 = time.perf_counter()
     clf, clf_info = feature_classifier(splits)
-    print(f"feature classifier: held-out accuracy {clf_info['val_accuracy']:.3f} "
-          f"({'cached' if clf_info['cached'] else f'trained in {time.perf_counter() - t0:.0f} s'})", flush=True)
+    print(
+        f"feature classifier: held-out accuracy {clf_info['val_accuracy']:.3f} "
+        f"({'cached' if clf_info['cached'] else f'trained in {time.perf_counter() - t0:.0f} s'})",
+        flush=True,
+    )
     real = generation_scores(train_fixed.x, test.x, clf)  # a reference point: real training images against the test
     rows, panels = [], {}
     for name, model, opts in [m for m in MODELS if m[0] in a.models]:
@@ -124,11 +130,22 @@ def main(argv=None):
         set_seed(0)
         family = build_model(mc)
         with tempfile.TemporaryDirectory() as run:
-            summary = fit(family, splits, TrainConfig(epochs=a.epochs, batch_size=128, patience=None, device="cpu"),
-                          run, model_config=mc, progress=False)
+            summary = fit(
+                family,
+                splits,
+                TrainConfig(epochs=a.epochs, batch_size=128, patience=None, device="cpu"),
+                run,
+                model_config=mc,
+                progress=False,
+            )
             family, _ = load_checkpoint(Path(run) / "checkpoint_best.pt")
-        row = {"model": name, "family": model, "options": opts, "train_time_s": summary["train_time_s"],
-               "best_epoch": summary.get("best_epoch")}
+        row = {
+            "model": name,
+            "family": model,
+            "options": opts,
+            "train_time_s": summary["train_time_s"],
+            "best_epoch": summary.get("best_epoch"),
+        }
         for split, data in (("train", train_fixed), ("test", test)):
             nats, mse = reconstruction(family, data.x)
             row[f"{split}_recon_nats"], row[f"{split}_recon_mse"] = mean_se(nats), mean_se(mse)
@@ -145,31 +162,51 @@ def main(argv=None):
             torch.manual_seed(0)
             x = generate(family, a.num_generated, sampler, mixture, mean=False).reshape(-1, 1, 28, 28)
             s = generation_scores(x, test.x, clf)
-            row[sampler] = {"fd": s["frechet_distance"]["value"], "is": s["inception_score"]["value"],
-                            "is_std": s["inception_score"]["se"], "modes": s["modes_covered"]["value"]}
+            row[sampler] = {
+                "fd": s["frechet_distance"]["value"],
+                "is": s["inception_score"]["value"],
+                "is_std": s["inception_score"]["se"],
+                "modes": s["modes_covered"]["value"],
+            }
             torch.manual_seed(1)
             images[sampler] = generate(family, 16, sampler, mixture, mean=True).reshape(-1, 1, 28, 28)
         with torch.no_grad():
             recon = family.decode(family.encode(test.x[:8])[0])
         codes = latent_means(family, test.subset(slice(0, 3000)))
-        panels[name] = {"recon": torch.cat([test.x[:8], recon.reshape(8, 1, 28, 28)]), **images,
-                        "codes": pca_2d(codes.cpu())[0].numpy(), "labels": test.y[:3000].numpy()}
+        panels[name] = {
+            "recon": torch.cat([test.x[:8], recon.reshape(8, 1, 28, 28)]),
+            **images,
+            "codes": pca_2d(codes.cpu())[0].numpy(),
+            "labels": test.y[:3000].numpy(),
+        }
         rows.append(row)
         lp = f"{row['log_px'][0]:.2f}" if row["log_px"] else "undefined"
-        print(f"{name:5s} test recon {row['test_recon_nats'][0]:.2f} nats, MSE {row['test_recon_mse'][0]:.2f}; "
-              f"FD prior {row['prior']['fd']:.1f}, mixture {row['mixture']['fd']:.1f}; log p(x) {lp}  "
-              f"({row['train_time_s']:.0f} s)", flush=True)
+        print(
+            f"{name:5s} test recon {row['test_recon_nats'][0]:.2f} nats, MSE {row['test_recon_mse'][0]:.2f}; "
+            f"FD prior {row['prior']['fd']:.1f}, mixture {row['mixture']['fd']:.1f}; log p(x) {lp}  "
+            f"({row['train_time_s']:.0f} s)",
+            flush=True,
+        )
     figure(panels, Path(a.out).with_suffix(".png"), a)
     write(a, command, rows, real, clf_info)
 
 
 def figure(panels, path, a):
     names = list(panels)
-    fig, axes = plt.subplots(len(names), 4, figsize=(13, 3.0 * len(names)), squeeze=False, layout="constrained",
-                             gridspec_kw={"width_ratios": [1.6, 1, 1, 1]})
-    columns = ("test images (top), reconstructions", "samples, z ~ N(0, I)",
-               f"samples, z ~ {a.components}-Gaussian mixture\nfitted to the training codes",
-               "test codes E_q[z|x], 2-D PCA")
+    fig, axes = plt.subplots(
+        len(names),
+        4,
+        figsize=(13, 3.0 * len(names)),
+        squeeze=False,
+        layout="constrained",
+        gridspec_kw={"width_ratios": [1.6, 1, 1, 1]},
+    )
+    columns = (
+        "test images (top), reconstructions",
+        "samples, z ~ N(0, I)",
+        f"samples, z ~ {a.components}-Gaussian mixture\nfitted to the training codes",
+        "test codes E_q[z|x], 2-D PCA",
+    )
     for i, name in enumerate(names):
         p = panels[name]
         for j, key in enumerate(("recon", "prior", "mixture")):
@@ -179,8 +216,9 @@ def figure(panels, path, a):
             ax.set_yticks([])
         axes[i, 0].set_ylabel(name, fontsize=12)
         ax = axes[i, 3]
-        sc = ax.scatter(p["codes"][:, 0], p["codes"][:, 1], c=p["labels"], cmap="tab10", s=2, alpha=0.6,
-                        vmin=-0.5, vmax=9.5)
+        sc = ax.scatter(
+            p["codes"][:, 0], p["codes"][:, 1], c=p["labels"], cmap="tab10", s=2, alpha=0.6, vmin=-0.5, vmax=9.5
+        )
         ax.set_xticks([])
         ax.set_yticks([])
     for j, title in enumerate(columns):
@@ -232,12 +270,22 @@ def write(a, command, rows, real, clf_info):
             f"| {r['model']} | {pm(r['train_recon_nats'])} | {pm(r['test_recon_nats'])} | {pm(r['train_recon_mse'])} "
             f"| {pm(r['test_recon_mse'])} | {r['prior']['fd']:.1f} | {r['prior']['is']:.2f} "
             f"| {r['mixture']['fd']:.1f} | {r['mixture']['is']:.2f} | {r['prior']['modes']} / {r['mixture']['modes']} "
-            f"| {lp} | {r['active_units']} of {a.latent_dim} |")
+            f"| {lp} | {r['active_units']} of {a.latent_dim} |"
+        )
     lines += ["", f"![AE vs VAE]({out.with_suffix('.png').name})", ""]
     out.write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"command": command, "rows": rows, "real_train_vs_test": {
-        k: v["value"] for k, v in real.items() if not isinstance(v["value"], list)}, "classifier": clf_info},
-        indent=1, default=str))
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "command": command,
+                "rows": rows,
+                "real_train_vs_test": {k: v["value"] for k, v in real.items() if not isinstance(v["value"], list)},
+                "classifier": clf_info,
+            },
+            indent=1,
+            default=str,
+        )
+    )
     print("\n".join(lines))
 
 

@@ -40,8 +40,10 @@ RUNS = {
     "gmvae enumerate": ["--model", "gmvae", "--clusters", "4"],
     "gmvae relaxed": ["--model", "gmvae", "--clusters", "4", "--discrete", "relaxed"],
     # objectives on the VAE
-    **{f"vae {o}": ["--objective", o] for o in ("trace", "meanfield", "graph", "jit", "jit_meanfield",
-                                                "jit_graph", "stl")},
+    **{
+        f"vae {o}": ["--objective", o]
+        for o in ("trace", "meanfield", "graph", "jit", "jit_meanfield", "jit_graph", "stl")
+    },
     "vae renyi K=2": ["--objective", "renyi", "--num-particles", "2"],
     "vae iwae K=3": ["--objective", "iwae", "--num-particles", "3"],
     "vae iwae_dreg K=3": ["--objective", "iwae_dreg", "--num-particles", "3"],
@@ -55,8 +57,24 @@ RUNS = {
     "vae free bits 0.5": ["--free-bits", "0.5"],
     "vae denoising mask": ["--noise", "mask", "--noise-rate", "0.25"],
 }
-COMMON = ["--latent-dim", "4", "--hidden", "16", "--epochs", "2", "--batch-size", "16", "--eval-k", "0",
-          "--no-plots", "--no-progress", "--patience", "0", "--seed", "3"]
+COMMON = [
+    "--latent-dim",
+    "4",
+    "--hidden",
+    "16",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "16",
+    "--eval-k",
+    "0",
+    "--no-plots",
+    "--no-progress",
+    "--patience",
+    "0",
+    "--seed",
+    "3",
+]
 
 
 def state_hash(path: Path) -> str:
@@ -74,8 +92,7 @@ def run_all() -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         rng = np.random.default_rng(0)
-        np.savez(Path(tmp) / "d.npz", x=(rng.random((96, 1, 8, 8)) < 0.3).astype(np.float32),
-                 y=np.arange(96) % 4)
+        np.savez(Path(tmp) / "d.npz", x=(rng.random((96, 1, 8, 8)) < 0.3).astype(np.float32), y=np.arange(96) % 4)
         for i, (name, extra) in enumerate(RUNS.items()):
             run = Path(tmp) / f"r{i}"
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
@@ -102,8 +119,10 @@ def main() -> int:
         moved = [k for k in hashes if before.get(k) != hashes[k]]
         print("same as before" if not moved else "differ from before: " + ", ".join(moved))
         return 1 if moved else 0
-    Path(a.out).write_text("# Behaviour fingerprint\n\n`python benchmarks/behaviour.py` (CPU, one thread, torch "
-                           f"{torch.__version__}).\n\n" + table)
+    Path(a.out).write_text(
+        "# Behaviour fingerprint\n\n`python benchmarks/behaviour.py` (CPU, one thread, torch "
+        f"{torch.__version__}).\n\n" + table
+    )
     print(f"wrote {a.out}")
     return 0
 

@@ -49,5 +49,6 @@ def feature_classifier(splits):
     from pyro_vae.data.batch import for_evaluation
     from pyro_vae.analysis.generation import load_or_train_classifier
 
-    return load_or_train_classifier(CLASSIFIER_CACHE, for_evaluation(splits.train, "static").replace(labelled=None),
-                                    seed=0, name="mnist5k")
+    return load_or_train_classifier(
+        CLASSIFIER_CACHE, for_evaluation(splits.train, "static").replace(labelled=None), seed=0, name="mnist5k"
+    )

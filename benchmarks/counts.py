@@ -74,7 +74,7 @@ def nb_per_gene(train, test, library: bool, steps: int = 200):
     theta."""
     mean, var = train.mean(0), train.var(0)
     log_m = (train.sum(0) / train.sum()).log() if library else mean.log()
-    log_theta = (mean ** 2 / (var - mean).clamp(min=1e-3 * mean)).log().clamp(-5, 8)
+    log_theta = (mean**2 / (var - mean).clamp(min=1e-3 * mean)).log().clamp(-5, 8)
     params = [log_m.clone().requires_grad_(), log_theta.clone().requires_grad_()]
 
     def log_lik(x, log_m, log_theta):
@@ -115,13 +115,33 @@ def count_vae(data, likelihood, library, a):
     """Train the count VAE on ``data`` and return ``(per-cell log p(x) on the test cells, theta or
     None, seconds to train)``."""
     torch.manual_seed(a.seed)
-    family = build_model(ModelConfig(model="countvae", data_shape=data.train.data_shape, latent_dim=a.latent_dim,
-                                     hidden=(a.hidden,), likelihood=likelihood, library=library))
+    family = build_model(
+        ModelConfig(
+            model="countvae",
+            data_shape=data.train.data_shape,
+            latent_dim=a.latent_dim,
+            hidden=(a.hidden,),
+            likelihood=likelihood,
+            library=library,
+        )
+    )
     if library != "none":
         family.set_library_prior(data.train.x)  # scVI's prior: the whole training set's log totals
     start = time.time()
-    fit(family, data, TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, warmup_epochs=a.warmup,
-                                  patience=None, device="cpu", seed=a.seed), progress=False)
+    fit(
+        family,
+        data,
+        TrainConfig(
+            epochs=a.epochs,
+            batch_size=a.batch_size,
+            lr=a.lr,
+            warmup_epochs=a.warmup,
+            patience=None,
+            device="cpu",
+            seed=a.seed,
+        ),
+        progress=False,
+    )
     seconds = time.time() - start
     per_cell = {}
     evaluate(family, data.test, k=a.k, per_image=per_cell)
@@ -172,10 +192,16 @@ def main(argv=None):
     x_kind, n_kind = "log p(x)", "log p(x | n)"
     add(x_kind, "Poisson per gene", lambda: (poisson_per_gene(train, test, False), None))
     add(x_kind, "NB per gene", lambda: nb_per_gene(train, test, False))
-    add(x_kind, f"probabilistic PCA, log1p, {a.latent_dim} factors (bound)",
-        lambda: (dequantized_gaussian(PCA(a.latent_dim), train, test, a.seed), None))
-    add(x_kind, f"factor analysis, log1p, {a.latent_dim} factors (bound)",
-        lambda: (dequantized_gaussian(FactorAnalysis(a.latent_dim, random_state=a.seed), train, test, a.seed), None))
+    add(
+        x_kind,
+        f"probabilistic PCA, log1p, {a.latent_dim} factors (bound)",
+        lambda: (dequantized_gaussian(PCA(a.latent_dim), train, test, a.seed), None),
+    )
+    add(
+        x_kind,
+        f"factor analysis, log1p, {a.latent_dim} factors (bound)",
+        lambda: (dequantized_gaussian(FactorAnalysis(a.latent_dim, random_state=a.seed), train, test, a.seed), None),
+    )
     for likelihood, library in (("poisson", "inferred"), ("nb", "none"), ("nb", "inferred"), ("zinb", "inferred")):
         add(x_kind, f"count VAE, {likelihood}, library {library}", lambda: count_vae(data, likelihood, library, a))
     add(n_kind, "Poisson per gene x n", lambda: (poisson_per_gene(train, test, True), None))
@@ -218,11 +244,23 @@ def main(argv=None):
         mean, se = _mean_se(values)
         delta, delta_se = _mean_se(values - base[kind])
         theta_err = (theta.log() - truth.log()).abs().median().item() if theta is not None else None
-        lines.append(f"| {kind.replace('|', chr(92) + '|')} | {name} | {mean:.2f} ± {se:.2f} | "
-                     f"{'—' if name == reference[kind] else f'{delta:+.2f} ± {delta_se:.2f}'} | "
-                     f"{'' if theta_err is None else f'{theta_err:.3f}'} | {seconds:.1f} |")
-        out_rows.append({"kind": kind, "model": name, "nats_per_cell": mean, "se": se, "delta": delta,
-                         "delta_se": delta_se, "theta_error": theta_err, "seconds": seconds})
+        lines.append(
+            f"| {kind.replace('|', chr(92) + '|')} | {name} | {mean:.2f} ± {se:.2f} | "
+            f"{'—' if name == reference[kind] else f'{delta:+.2f} ± {delta_se:.2f}'} | "
+            f"{'' if theta_err is None else f'{theta_err:.3f}'} | {seconds:.1f} |"
+        )
+        out_rows.append(
+            {
+                "kind": kind,
+                "model": name,
+                "nats_per_cell": mean,
+                "se": se,
+                "delta": delta,
+                "delta_se": delta_se,
+                "theta_error": theta_err,
+                "seconds": seconds,
+            }
+        )
     write_results(a.out, lines, out_rows)
 
 

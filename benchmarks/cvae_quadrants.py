@@ -50,8 +50,9 @@ from common import DATA_DIR, feature_classifier, start  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--quadrants", type=int, nargs="+", default=[1, 2, 3], help="numbers of given quadrants")
     p.add_argument("--epochs", type=int, default=30, help="training epochs of both models (best validation kept)")
     p.add_argument("--hidden", type=int, default=500, help="hidden units")
@@ -59,8 +60,7 @@ def parse_args(argv=None):
     p.add_argument("--k", type=int, default=100, help="importance samples for log p(x_missing | c)")
     p.add_argument("--limit", type=int, default=10000, help="test images to evaluate")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    p.add_argument("--data-dir", default=str(DATA_DIR),
-                   help="folder with the official MNIST test files")
+    p.add_argument("--data-dir", default=str(DATA_DIR), help="folder with the official MNIST test files")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cvae_quadrants.md"))
     return p.parse_args(argv)
 
@@ -70,8 +70,9 @@ class Deterministic(nn.Module):
 
     def __init__(self, dim, hidden):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, dim))
+        self.net = nn.Sequential(
+            nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, dim)
+        )
 
     def log_lik(self, x, observed):
         """sum over missing pixels of log Bernoulli(x | sigmoid(logits)), per image."""
@@ -106,53 +107,93 @@ def main(argv=None):
     command, splits = start(a, argv)
     test = for_evaluation(splits.test, "static").subset(slice(0, a.limit))
     val = for_evaluation(splits.val, "static")
-    print(f"{len(splits.train)} train, {len(val)} validation, {len(test)} test; {torch.get_num_threads()} threads, cpu",
-          flush=True)
+    print(
+        f"{len(splits.train)} train, {len(val)} validation, {len(test)} test; {torch.get_num_threads()} threads, cpu",
+        flush=True,
+    )
     clf, _ = feature_classifier(splits)
     rows = []
     for q in a.quadrants:
         observed = quadrant_mask((1, 28, 28), q)
-        mc = ModelConfig(model="cvae", data_shape=(1, 28, 28), condition="quadrant", observed_quadrants=q,
-                         latent_dim=a.latent_dim, hidden=(a.hidden,))
+        mc = ModelConfig(
+            model="cvae",
+            data_shape=(1, 28, 28),
+            condition="quadrant",
+            observed_quadrants=q,
+            latent_dim=a.latent_dim,
+            hidden=(a.hidden,),
+        )
         set_seed(0)
         cvae = build_model(mc)
         with tempfile.TemporaryDirectory() as run:
-            summary = fit(cvae, splits, TrainConfig(epochs=a.epochs, batch_size=100, patience=None, device="cpu"),
-                          run, model_config=mc, progress=False)
+            summary = fit(
+                cvae,
+                splits,
+                TrainConfig(epochs=a.epochs, batch_size=100, patience=None, device="cpu"),
+                run,
+                model_config=mc,
+                progress=False,
+            )
             cvae, _ = load_checkpoint(Path(run) / "checkpoint_best.pt")
         cvae.eval()
         torch.manual_seed(0)
         lp = log_marginal(cvae.model, cvae.guide, *cvae.args(test), num_particles=a.k, batch_size=500)
         net, det_time = train_deterministic(splits.train.x, val.x, observed, a)
         with torch.no_grad():
-            det = torch.cat([net.log_lik(test.x[i:i + 1000], observed) for i in range(0, len(test), 1000)])
+            det = torch.cat([net.log_lik(test.x[i : i + 1000], observed) for i in range(0, len(test), 1000)])
         n_missing = int((~observed).sum())
         # completed test images, missing pixels drawn from each model's p(x_missing | c), scored against the
         # test images by the Fréchet distance of a classifier's features (pyro_vae.analysis.generation)
         torch.manual_seed(0)
         with torch.no_grad():
-            done_cvae = torch.cat([torch.bernoulli(cvae.complete(test.x[i:i + 1000])[0])
-                                   for i in range(0, len(test), 1000)])
-            done_det = torch.cat([torch.where(observed, xb, torch.bernoulli(torch.sigmoid(
-                net.net((xb * observed).reshape(len(xb), -1))).reshape(xb.shape)))
-                for xb in test.x.split(1000)])
-        fds = {name: generation_scores(done, test.x, clf)["frechet_distance"]["value"]
-               for name, done in (("CVAE", done_cvae), ("deterministic", done_det))}
+            done_cvae = torch.cat(
+                [torch.bernoulli(cvae.complete(test.x[i : i + 1000])[0]) for i in range(0, len(test), 1000)]
+            )
+            done_det = torch.cat(
+                [
+                    torch.where(
+                        observed,
+                        xb,
+                        torch.bernoulli(torch.sigmoid(net.net((xb * observed).reshape(len(xb), -1))).reshape(xb.shape)),
+                    )
+                    for xb in test.x.split(1000)
+                ]
+            )
+        fds = {
+            name: generation_scores(done, test.x, clf)["frechet_distance"]["value"]
+            for name, done in (("CVAE", done_cvae), ("deterministic", done_det))
+        }
         for name, v, t in (("CVAE", lp, summary["train_time_s"]), ("deterministic", det, det_time)):
-            rows.append({"quadrants": q, "model": name, "log_lik": v.mean().item(),
-                         "se": (v.std() / len(v) ** 0.5).item(), "missing_pixels": n_missing, "train_time_s": t,
-                         "frechet_distance": fds[name]})
-            print(f"{q} quadrant(s) given  {name:13s} log p(x_missing | c) = {v.mean().item():.2f} "
-                  f"± {(v.std() / len(v) ** 0.5).item():.2f} nats/image  ({t:.0f} s)", flush=True)
+            rows.append(
+                {
+                    "quadrants": q,
+                    "model": name,
+                    "log_lik": v.mean().item(),
+                    "se": (v.std() / len(v) ** 0.5).item(),
+                    "missing_pixels": n_missing,
+                    "train_time_s": t,
+                    "frechet_distance": fds[name],
+                }
+            )
+            print(
+                f"{q} quadrant(s) given  {name:13s} log p(x_missing | c) = {v.mean().item():.2f} "
+                f"± {(v.std() / len(v) ** 0.5).item():.2f} nats/image  ({t:.0f} s)",
+                flush=True,
+            )
         if q == a.quadrants[0]:
             x = test.x[:8]
             with torch.no_grad():
                 done = cvae.complete(x, num_samples=3)
-                det_mean = torch.where(observed, x, torch.sigmoid(net.net((x * observed).reshape(8, -1))).reshape(x.shape))
+                det_mean = torch.where(
+                    observed, x, torch.sigmoid(net.net((x * observed).reshape(8, -1))).reshape(x.shape)
+                )
             given = torch.where(observed, x, torch.full_like(x, 0.5))
-            plot_image_rows(torch.stack([x, given, *done, det_mean]), Path(a.out).with_suffix(".png"),
-                            f"{q} quadrant(s) given. Rows: test image; given (grey missing); 3 CVAE completions; "
-                            f"deterministic net (mean)")
+            plot_image_rows(
+                torch.stack([x, given, *done, det_mean]),
+                Path(a.out).with_suffix(".png"),
+                f"{q} quadrant(s) given. Rows: test image; given (grey missing); 3 CVAE completions; "
+                f"deterministic net (mean)",
+            )
     write(a, command, rows)
 
 
@@ -179,8 +220,10 @@ def write(a, command, rows):
         "|---:|---:|---|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['quadrants']} | {r['missing_pixels']} | {r['model']} | {r['log_lik']:.2f} ± {r['se']:.2f} "
-                     f"| {r['frechet_distance']:.1f} | {r['train_time_s']:.0f} s |")
+        lines.append(
+            f"| {r['quadrants']} | {r['missing_pixels']} | {r['model']} | {r['log_lik']:.2f} ± {r['se']:.2f} "
+            f"| {r['frechet_distance']:.1f} | {r['train_time_s']:.0f} s |"
+        )
     lines += ["", f"![completions]({out.with_suffix('.png').name})"]
     out.write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))

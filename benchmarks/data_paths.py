@@ -56,8 +56,14 @@ print(json.dumps((time.process_time() - t0) / n * 1e6))
 
 def fast_path_us(checkout: Path, seconds: float) -> float:
     env = {**os.environ, "PYTHONPATH": str(checkout), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", FAST_PATH, str(seconds)], env=env, capture_output=True, text=True,
-                         check=True, cwd=checkout)
+    out = subprocess.run(
+        [sys.executable, "-c", FAST_PATH, str(seconds)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=checkout,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -99,10 +105,17 @@ def paths(epochs: int) -> list:
         read = time.perf_counter() - t0
         torch.manual_seed(0)
         fam = build_model(ModelConfig(data_shape=(1, 28, 28), latent_dim=8, hidden=(64,)))
-        summary = fit(fam, data, TrainConfig(epochs=epochs, batch_size=128, patience=None, device="cpu"),
-                      progress=False)
-        rows.append({"data": name, "read_s": read, "s_per_epoch": summary["train_time_s"] / epochs,
-                     "val_elbo": summary["best_val_elbo"]})
+        summary = fit(
+            fam, data, TrainConfig(epochs=epochs, batch_size=128, patience=None, device="cpu"), progress=False
+        )
+        rows.append(
+            {
+                "data": name,
+                "read_s": read,
+                "s_per_epoch": summary["train_time_s"] / epochs,
+                "val_elbo": summary["best_val_elbo"],
+            }
+        )
         print(f"{name}: read {read:.2f} s, {rows[-1]['s_per_epoch']:.2f} s/epoch", file=sys.stderr)
     return rows
 
@@ -125,12 +138,23 @@ def main(argv=None):
     for _ in range(a.rounds):
         for name, path in checkouts.items():
             fast[name].append(fast_path_us(path, a.seconds))
-    lines = [f"# Data paths of fit", "", f"`{command}` (one thread, CPU; {torch.__version__})", "",
-             "| data | read s | s/epoch | best val ELBO |", "|---|---:|---:|---:|"]
+    lines = [
+        "# Data paths of fit",
+        "",
+        f"`{command}` (one thread, CPU; {torch.__version__})",
+        "",
+        "| data | read s | s/epoch | best val ELBO |",
+        "|---|---:|---:|---:|",
+    ]
     lines += [f"| {r['data']} | {r['read_s']:.2f} | {r['s_per_epoch']:.2f} | {r['val_elbo']:.2f} |" for r in rows]
-    lines += ["", f"The fast path, `epoch_data` over a Batch in memory (4,500 images, batch 128, dynamic "
-              f"binarization), CPU microseconds per batch, median (range) of {a.rounds} rounds of {a.seconds:g} s:", "",
-              "| code | us/batch |", "|---|---:|"]
+    lines += [
+        "",
+        f"The fast path, `epoch_data` over a Batch in memory (4,500 images, batch 128, dynamic "
+        f"binarization), CPU microseconds per batch, median (range) of {a.rounds} rounds of {a.seconds:g} s:",
+        "",
+        "| code | us/batch |",
+        "|---|---:|",
+    ]
     lines += [f"| {name} | {statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f}) |" for name, v in fast.items()]
     write_results(a.out, lines, {"paths": rows, "fast_path_us": fast, "command": command})
 

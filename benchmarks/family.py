@@ -57,27 +57,77 @@ TWO = {"hidden": (200, 200), "latent_dims": (50, 20), "upper_hidden": (100, 100)
 # name: (label, model, model options, training options, what it shows)
 ROWS = {
     "vae": ("VAE", "vae", NET, {}, "one stochastic layer, N(0, I) prior, Trace_ELBO (JIT-compiled)"),
-    "iwae5": ("IWAE k = 5", "vae", NET, {"objective": "iwae", "num_particles": 5},
-              "per-data-point importance-weighted bound, plain gradient"),
-    "iwae5_dreg": ("IWAE k = 5, DReG", "vae", NET, {"objective": "iwae_dreg", "num_particles": 5},
-                   "the same bound, doubly-reparameterized gradient"),
-    "two_layer": ("two-layer VAE", "hvae", {**TWO, "guide": "bottomup"}, {},
-                  "z_1 (50) and z_2 (20), bottom-up guide (Burda et al.)"),
-    "ladder": ("ladder VAE", "hvae", {**TWO, "guide": "ladder"}, {},
-               "z_1 (50) and z_2 (20), ladder guide (Sonderby et al.)"),
-    "ladder_warmup": ("ladder VAE, KL warm-up", "hvae", {**TWO, "guide": "ladder"}, {"warmup_epochs": 100},
-                      "the ladder VAE with the KL weight rising from 0 to 1 over the first third of the epochs"),
+    "iwae5": (
+        "IWAE k = 5",
+        "vae",
+        NET,
+        {"objective": "iwae", "num_particles": 5},
+        "per-data-point importance-weighted bound, plain gradient",
+    ),
+    "iwae5_dreg": (
+        "IWAE k = 5, DReG",
+        "vae",
+        NET,
+        {"objective": "iwae_dreg", "num_particles": 5},
+        "the same bound, doubly-reparameterized gradient",
+    ),
+    "two_layer": (
+        "two-layer VAE",
+        "hvae",
+        {**TWO, "guide": "bottomup"},
+        {},
+        "z_1 (50) and z_2 (20), bottom-up guide (Burda et al.)",
+    ),
+    "ladder": (
+        "ladder VAE",
+        "hvae",
+        {**TWO, "guide": "ladder"},
+        {},
+        "z_1 (50) and z_2 (20), ladder guide (Sonderby et al.)",
+    ),
+    "ladder_warmup": (
+        "ladder VAE, KL warm-up",
+        "hvae",
+        {**TWO, "guide": "ladder"},
+        {"warmup_epochs": 100},
+        "the ladder VAE with the KL weight rising from 0 to 1 over the first third of the epochs",
+    ),
     "iaf": ("IAF guide", "iaf", {**NET, "flow_steps": 2}, {}, "2 inverse autoregressive flow steps on q(z|x)"),
-    "vampprior": ("VampPrior", "vae", {**NET, "prior": "vampprior", "prior_kwargs": {"components": 500}}, {},
-                  "p(z) the mixture of q(z|u_k) at 500 learned pseudo-inputs"),
-    "flow_prior": ("flow prior", "vae", {**NET, "prior": "flow", "prior_kwargs": {"steps": 2}}, {},
-                   "p(z) N(0, I) through 2 affine autoregressive steps"),
-    "gmvae": ("Gaussian-mixture VAE", "gmvae", {**NET, "clusters": 10}, {},
-              "10 clusters summed out exactly (TraceEnum_ELBO)"),
-    "iwae50": ("IWAE k = 50", "vae", NET, {"objective": "iwae", "num_particles": 50},
-               "per-data-point importance-weighted bound, plain gradient"),
-    "iwae50_dreg": ("IWAE k = 50, DReG", "vae", NET, {"objective": "iwae_dreg", "num_particles": 50},
-                    "the same bound, doubly-reparameterized gradient"),
+    "vampprior": (
+        "VampPrior",
+        "vae",
+        {**NET, "prior": "vampprior", "prior_kwargs": {"components": 500}},
+        {},
+        "p(z) the mixture of q(z|u_k) at 500 learned pseudo-inputs",
+    ),
+    "flow_prior": (
+        "flow prior",
+        "vae",
+        {**NET, "prior": "flow", "prior_kwargs": {"steps": 2}},
+        {},
+        "p(z) N(0, I) through 2 affine autoregressive steps",
+    ),
+    "gmvae": (
+        "Gaussian-mixture VAE",
+        "gmvae",
+        {**NET, "clusters": 10},
+        {},
+        "10 clusters summed out exactly (TraceEnum_ELBO)",
+    ),
+    "iwae50": (
+        "IWAE k = 50",
+        "vae",
+        NET,
+        {"objective": "iwae", "num_particles": 50},
+        "per-data-point importance-weighted bound, plain gradient",
+    ),
+    "iwae50_dreg": (
+        "IWAE k = 50, DReG",
+        "vae",
+        NET,
+        {"objective": "iwae_dreg", "num_particles": 50},
+        "the same bound, doubly-reparameterized gradient",
+    ),
 }
 TARGETS = {"vae": 102.5, "iwae5": 99.1}  # nats, a hand-written PyTorch model at this budget (DESIGN.md)
 
@@ -85,25 +135,25 @@ TARGETS = {"vae": 102.5, "iwae5": 99.1}  # nats, a hand-written PyTorch model at
 # rows (active units per layer, KL per layer), shown under the target when it is missed.
 WHY = {
     "vampprior": "it fits the training images better than the VAE but generalises worse: ELBO {train:.2f} on 500 "
-                 "training images against the VAE's {vae_train:.2f}, {test:.2f} on the test set against "
-                 "{vae_test:.2f} (gap {gap:.1f} nats against {vae_gap:.1f}). Its 500 pseudo-inputs are 392,000 "
-                 "parameters in image space, one pseudo-input for every 10 training images here; Tomczak & "
-                 "Welling used 500 with the full MNIST training set",
+    "training images against the VAE's {vae_train:.2f}, {test:.2f} on the test set against "
+    "{vae_test:.2f} (gap {gap:.1f} nats against {vae_gap:.1f}). Its 500 pseudo-inputs are 392,000 "
+    "parameters in image space, one pseudo-input for every 10 training images here; Tomczak & "
+    "Welling used 500 with the full MNIST training set",
     "two_layer": "it fits the training images better than the VAE but generalises worse: ELBO {train:.2f} on 500 "
-                 "training images against the VAE's {vae_train:.2f}, yet {test:.2f} on the test set against "
-                 "{vae_test:.2f} (a train-test gap of {gap:.1f} nats against {vae_gap:.1f}). With 5,000 training "
-                 "images the extra layer overfits; the published gains come from 60,000 (Burda et al. trained for "
-                 "3,280 passes). The top layer is also hardly used (z2: {z2} of 20 units active, KL {kl_z2:.2f} "
-                 "nats against {kl_z1:.2f} in z1)",
+    "training images against the VAE's {vae_train:.2f}, yet {test:.2f} on the test set against "
+    "{vae_test:.2f} (a train-test gap of {gap:.1f} nats against {vae_gap:.1f}). With 5,000 training "
+    "images the extra layer overfits; the published gains come from 60,000 (Burda et al. trained for "
+    "3,280 passes). The top layer is also hardly used (z2: {z2} of 20 units active, KL {kl_z2:.2f} "
+    "nats against {kl_z1:.2f} in z1)",
     "ladder": "without warm-up the ladder guide learns far more slowly here than the bottom-up one (validation "
-              "ELBO after 40 epochs -146.8 against -130.0 nats, 1 thread, same seed) and ends well behind it; "
-              "z2 keeps {z2} of 20 units active (KL {kl_z2:.2f} nats). Sonderby et al. train it with KL "
-              "warm-up and batch normalisation, the second of which the library's MLPs do not have",
+    "ELBO after 40 epochs -146.8 against -130.0 nats, 1 thread, same seed) and ends well behind it; "
+    "z2 keeps {z2} of 20 units active (KL {kl_z2:.2f} nats). Sonderby et al. train it with KL "
+    "warm-up and batch normalisation, the second of which the library's MLPs do not have",
     "ladder_warmup": "as for the two-layer VAE, it fits the training images better than the VAE but generalises "
-                     "worse: ELBO {train:.2f} on 500 training images against the VAE's {vae_train:.2f}, {test:.2f} "
-                     "on the test set against {vae_test:.2f} (gap {gap:.1f} nats against {vae_gap:.1f}); z2 keeps "
-                     "{z2} of 20 units active (KL {kl_z2:.2f} nats). Batch normalisation and 60,000 training images "
-                     "(Sonderby et al.) are not tried here",
+    "worse: ELBO {train:.2f} on 500 training images against the VAE's {vae_train:.2f}, {test:.2f} "
+    "on the test set against {vae_test:.2f} (gap {gap:.1f} nats against {vae_gap:.1f}); z2 keeps "
+    "{z2} of 20 units active (KL {kl_z2:.2f} nats). Batch normalisation and 60,000 training images "
+    "(Sonderby et al.) are not tried here",
 }
 
 
@@ -120,8 +170,16 @@ def run_row(name, a, train, test, log) -> dict:
     family = build_model(mc)
     if "warmup_epochs" in train_opts:  # a third of the budget (100 of 300 epochs)
         train_opts = {**train_opts, "warmup_epochs": a.epochs / 3}
-    cfg = TrainConfig(epochs=a.epochs, batch_size=100, lr=1e-3, patience=None, seed=a.seed, device="cpu",
-                      val_batch_size=500, **train_opts)
+    cfg = TrainConfig(
+        epochs=a.epochs,
+        batch_size=100,
+        lr=1e-3,
+        patience=None,
+        seed=a.seed,
+        device="cpu",
+        val_batch_size=500,
+        **train_opts,
+    )
     log(f"[{name}] training {label}: {a.epochs} epochs ...")
     t0 = time.perf_counter()
     with console(lambda m: log(f"  [{name}] {m}")) if a.verbose else contextlib.nullcontext():  # fit's epoch lines
@@ -133,22 +191,42 @@ def run_row(name, a, train, test, log) -> dict:
     torch.manual_seed(a.seed + 1)
     metrics = evaluate(family, test, k=k, batch_size=100, progress=a.verbose)
     eval_s = time.perf_counter() - t0
-    active = {m[len("active_units_"):]: (v["value"], int(v["unit"].split()[-1]))
-              for m, v in metrics.items() if m.startswith("active_units_")}
-    row = {"name": name, "label": label, "what": what, "model": model, "options": opts, "train": train_opts,
-           "key": _key(name, a), "epochs": a.epochs, "k": k, "test_images": len(test),
-           "log_px": metrics["log_px"]["value"], "log_px_se": metrics["log_px"]["se"],
-           "elbo": metrics["elbo"]["value"], "elbo_se": metrics["elbo"]["se"],
-           "kl": metrics["kl"]["value"], "active_units": active,
-           "kl_per_layer": {m[3:]: v["value"] for m, v in metrics.items() if m.startswith("kl_z")},
-           "train_time_s": train_s, "eval_time_s": eval_s, "final_val_elbo_train_subset": summary["final_val_elbo"],
-           "parameters": sum(p.numel() for p in family.parameters()),
-           "threads": torch.get_num_threads()}
+    active = {
+        m[len("active_units_") :]: (v["value"], int(v["unit"].split()[-1]))
+        for m, v in metrics.items()
+        if m.startswith("active_units_")
+    }
+    row = {
+        "name": name,
+        "label": label,
+        "what": what,
+        "model": model,
+        "options": opts,
+        "train": train_opts,
+        "key": _key(name, a),
+        "epochs": a.epochs,
+        "k": k,
+        "test_images": len(test),
+        "log_px": metrics["log_px"]["value"],
+        "log_px_se": metrics["log_px"]["se"],
+        "elbo": metrics["elbo"]["value"],
+        "elbo_se": metrics["elbo"]["se"],
+        "kl": metrics["kl"]["value"],
+        "active_units": active,
+        "kl_per_layer": {m[3:]: v["value"] for m, v in metrics.items() if m.startswith("kl_z")},
+        "train_time_s": train_s,
+        "eval_time_s": eval_s,
+        "final_val_elbo_train_subset": summary["final_val_elbo"],
+        "parameters": sum(p.numel() for p in family.parameters()),
+        "threads": torch.get_num_threads(),
+    }
     for m in ("cluster_accuracy", "clusters_used", "cluster_entropy", "cluster_information"):
         if m in metrics:
             row[m] = metrics[m]["value"]
-    log(f"[{name}] log p(x) {row['log_px']:.2f}  ELBO {row['elbo']:.2f}  active {active}  "
-        f"train {train_s:.0f} s  eval {eval_s:.0f} s")
+    log(
+        f"[{name}] log p(x) {row['log_px']:.2f}  ELBO {row['elbo']:.2f}  active {active}  "
+        f"train {train_s:.0f} s  eval {eval_s:.0f} s"
+    )
     return row
 
 
@@ -157,8 +235,10 @@ def _duration(seconds: float) -> str:
 
 
 def _active(row) -> str:
-    return ", ".join(f"{a}/{n}" if len(row["active_units"]) == 1 else f"{s}: {a}/{n}"
-                     for s, (a, n) in sorted(row["active_units"].items()))
+    return ", ".join(
+        f"{a}/{n}" if len(row["active_units"]) == 1 else f"{s}: {a}/{n}"
+        for s, (a, n) in sorted(row["active_units"].items())
+    )
 
 
 def _targets(rows: dict) -> list:
@@ -167,8 +247,9 @@ def _targets(rows: dict) -> list:
     for name, goal in TARGETS.items():
         if name in rows:
             got = -rows[name]["log_px"]
-            out.append(f"- {ROWS[name][0]}: {got:.2f} nats, target {goal} or better: "
-                       f"{'met' if got <= goal else 'missed'}")
+            out.append(
+                f"- {ROWS[name][0]}: {got:.2f} nats, target {goal} or better: {'met' if got <= goal else 'missed'}"
+            )
     if "vae" in rows:
         vae = rows["vae"]
         for name in ("iwae5", "iwae50", "iwae5_dreg", "iwae50_dreg"):
@@ -176,9 +257,11 @@ def _targets(rows: dict) -> list:
                 r = rows[name]
                 better = r["log_px"] > vae["log_px"]
                 more = sum(a for a, _ in r["active_units"].values()) > sum(a for a, _ in vae["active_units"].values())
-                out.append(f"- {r['label']} better than the VAE on log p(x) ({r['log_px']:.2f} vs {vae['log_px']:.2f}): "
-                           f"{'yes' if better else 'no'}; more active units ({_active(r)} vs {_active(vae)}): "
-                           f"{'yes' if more else 'no'}")
+                out.append(
+                    f"- {r['label']} better than the VAE on log p(x) ({r['log_px']:.2f} vs {vae['log_px']:.2f}): "
+                    f"{'yes' if better else 'no'}; more active units ({_active(r)} vs {_active(vae)}): "
+                    f"{'yes' if more else 'no'}"
+                )
         for name in ("vampprior", "two_layer", "ladder", "ladder_warmup"):
             if name in rows:
                 r = rows[name]
@@ -187,15 +270,21 @@ def _targets(rows: dict) -> list:
                 if not better and name in WHY:
                     facts = {f"{k}": a for k, (a, _) in r["active_units"].items()}
                     facts.update({f"kl_{k}": v for k, v in r.get("kl_per_layer", {}).items()})
-                    facts.update(train=r["final_val_elbo_train_subset"], test=r["elbo"],
-                                 vae_train=vae["final_val_elbo_train_subset"], vae_test=vae["elbo"])
+                    facts.update(
+                        train=r["final_val_elbo_train_subset"],
+                        test=r["elbo"],
+                        vae_train=vae["final_val_elbo_train_subset"],
+                        vae_test=vae["elbo"],
+                    )
                     facts.update(gap=facts["train"] - facts["test"], vae_gap=facts["vae_train"] - facts["vae_test"])
                     try:
                         why = ". Why: " + WHY[name].format(**facts)
                     except KeyError:
                         why = ""
-                out.append(f"- {r['label']} better than the 1-layer N(0, I) VAE ({r['log_px']:.2f} vs "
-                           f"{vae['log_px']:.2f}): {'yes' if better else 'no'}{why}")
+                out.append(
+                    f"- {r['label']} better than the 1-layer N(0, I) VAE ({r['log_px']:.2f} vs "
+                    f"{vae['log_px']:.2f}): {'yes' if better else 'no'}{why}"
+                )
     return out
 
 
@@ -228,11 +317,15 @@ def write_table(rows: dict, a, command: str, path: Path) -> str:
         if "cluster_accuracy" in r:
             note += f"; test cluster accuracy {r['cluster_accuracy']:.3f}"
         if "clusters_used" in r:
-            note += (f" ({r['clusters_used']:.0f} of 10 clusters used, I(x; y) {r['cluster_information']:.2f} "
-                     f"of {math.log(10):.2f} nats)")
-        lines.append(f"| {r['label']} | {r['log_px']:.2f} ± {r['log_px_se']:.2f} | {r['elbo']:.2f} | "
-                     f"{r['final_val_elbo_train_subset']:.2f} | {_active(r)} | "
-                     f"{r['kl']:.1f} | {_duration(r['train_time_s'])} | {r['parameters']:,} | {note} |")
+            note += (
+                f" ({r['clusters_used']:.0f} of 10 clusters used, I(x; y) {r['cluster_information']:.2f} "
+                f"of {math.log(10):.2f} nats)"
+            )
+        lines.append(
+            f"| {r['label']} | {r['log_px']:.2f} ± {r['log_px_se']:.2f} | {r['elbo']:.2f} | "
+            f"{r['final_val_elbo_train_subset']:.2f} | {_active(r)} | "
+            f"{r['kl']:.1f} | {_duration(r['train_time_s'])} | {r['parameters']:,} | {note} |"
+        )
     missing = [ROWS[n][0] for n in ROWS if n not in rows]
     if missing:
         lines += ["", f"Not run yet (the command continues with them): {', '.join(missing)}."]

@@ -38,8 +38,12 @@ DEFAULT_INIT = 0.1  # GMVAE's own start: cluster means 0.1 N(0, I)
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--rows", nargs="+", default=["1.0:0", "0.1:0", "0.1:2.3", "0:0"],
-                   help="INIT:LAMBDA pairs: component means INIT * N(0, I), --cluster-free-bits LAMBDA")
+    p.add_argument(
+        "--rows",
+        nargs="+",
+        default=["1.0:0", "0.1:0", "0.1:2.3", "0:0"],
+        help="INIT:LAMBDA pairs: component means INIT * N(0, I), --cluster-free-bits LAMBDA",
+    )
     p.add_argument("--test-images", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -55,18 +59,36 @@ def main(argv=None):
     for spec in a.rows:
         init, lam = (float(v) for v in spec.split(":"))
         torch.manual_seed(a.seed)
-        fam = build_model(ModelConfig(model="gmvae", data_shape=(1, 28, 28), num_classes=10, hidden=(200, 200),
-                                      latent_dim=50, clusters=10, cluster_free_bits=lam))
+        fam = build_model(
+            ModelConfig(
+                model="gmvae",
+                data_shape=(1, 28, 28),
+                num_classes=10,
+                hidden=(200, 200),
+                latent_dim=50,
+                clusters=10,
+                cluster_free_bits=lam,
+            )
+        )
         with torch.no_grad():
             fam.cluster_locs.mul_(init / DEFAULT_INIT)  # the same draws, rescaled
-        cfg = TrainConfig(epochs=a.epochs, batch_size=100, lr=1e-3, patience=None, seed=a.seed, device="cpu",
-                          val_batch_size=500)
+        cfg = TrainConfig(
+            epochs=a.epochs, batch_size=100, lr=1e-3, patience=None, seed=a.seed, device="cpu", val_batch_size=500
+        )
         t0 = time.perf_counter()
         summary = fit(fam, (train, train.subset(torch.arange(500))), cfg, progress=False)
-        row = {"init": init, "free_bits": lam, "seconds": time.perf_counter() - t0,
-               "val_elbo": summary["final_val_elbo"], **fam.metrics(test)}
-        print(f"init {init} x N(0, I), free bits {lam}: " + "  ".join(
-            f"{k} {v:.3f}" for k, v in row.items() if k not in ("init", "free_bits")), flush=True)
+        row = {
+            "init": init,
+            "free_bits": lam,
+            "seconds": time.perf_counter() - t0,
+            "val_elbo": summary["final_val_elbo"],
+            **fam.metrics(test),
+        }
+        print(
+            f"init {init} x N(0, I), free bits {lam}: "
+            + "  ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("init", "free_bits")),
+            flush=True,
+        )
         rows.append(row)
     lines = [
         "# Does the Gaussian-mixture VAE use its clusters?",
@@ -83,9 +105,11 @@ def main(argv=None):
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['init']:g} N(0, I) | {r['free_bits']:g} | {r['clusters_used']:.0f} of 10 | "
-                     f"{r['cluster_information']:.2f} | {r['cluster_entropy']:.2f} | {r['cluster_accuracy']:.3f} | "
-                     f"{r['val_elbo']:.2f} | {r['seconds']:.0f} s |")
+        lines.append(
+            f"| {r['init']:g} N(0, I) | {r['free_bits']:g} | {r['clusters_used']:.0f} of 10 | "
+            f"{r['cluster_information']:.2f} | {r['cluster_entropy']:.2f} | {r['cluster_accuracy']:.3f} | "
+            f"{r['val_elbo']:.2f} | {r['seconds']:.0f} s |"
+        )
     write_results(a.out, lines, rows)
 
 

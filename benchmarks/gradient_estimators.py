@@ -60,8 +60,9 @@ ESTIMATORS = ("reparam", "score", "score-avg", "score-baseline")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--estimators", nargs="+", default=list(ESTIMATORS), choices=ESTIMATORS)
     p.add_argument("--epochs", type=int, default=20, help="training epochs of every estimator (same steps)")
     p.add_argument("--draws", type=int, default=200, help="gradient draws per variance measurement")
@@ -69,11 +70,14 @@ def parse_args(argv=None):
     p.add_argument("--latent-dim", type=int, default=16)
     p.add_argument("--hidden", type=int, default=200)
     p.add_argument("--limit", type=int, default=10000, help="test images")
-    p.add_argument("--num-generated", type=int, default=10000, help="prior samples per estimator for the Fréchet "
-                                                                    "distance (0: skip)")
+    p.add_argument(
+        "--num-generated",
+        type=int,
+        default=10000,
+        help="prior samples per estimator for the Fréchet distance (0: skip)",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    p.add_argument("--data-dir", default=str(DATA_DIR),
-                   help="folder with the official MNIST test files")
+    p.add_argument("--data-dir", default=str(DATA_DIR), help="folder with the official MNIST test files")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gradient_estimators.md"))
     return p.parse_args(argv)
 
@@ -92,20 +96,30 @@ def main(argv=None):
     clf = None
     if a.num_generated:
         clf, _ = feature_classifier(splits)
-    print(f"{len(splits.train)} train, {len(test)} test; fixed batch of {len(batch)}; {torch.get_num_threads()} "
-          f"threads, cpu", flush=True)
+    print(
+        f"{len(splits.train)} train, {len(test)} test; fixed batch of {len(batch)}; {torch.get_num_threads()} "
+        f"threads, cpu",
+        flush=True,
+    )
     rows, curves = [], {}
     for est in a.estimators:
-        mc = ModelConfig(model="vae", data_shape=(1, 28, 28), latent_dim=a.latent_dim, hidden=(a.hidden,),
-                         estimator=est)
+        mc = ModelConfig(
+            model="vae", data_shape=(1, 28, 28), latent_dim=a.latent_dim, hidden=(a.hidden,), estimator=est
+        )
         set_seed(0)
         pyro.clear_param_store()  # the decaying-average baseline lives there
         family = build_model(mc)
         at_init = measure(family, batch, a)
         pyro.clear_param_store()
         with tempfile.TemporaryDirectory() as run:
-            summary = fit(family, splits, TrainConfig(epochs=a.epochs, batch_size=a.batch, patience=None, device="cpu"),
-                          run, model_config=mc, progress=False)
+            summary = fit(
+                family,
+                splits,
+                TrainConfig(epochs=a.epochs, batch_size=a.batch, patience=None, device="cpu"),
+                run,
+                model_config=mc,
+                progress=False,
+            )
             history = read_metrics(Path(run) / "metrics.jsonl")
             last, _ = load_checkpoint(Path(run) / "checkpoint_last.pt")
         trained = measure(family, batch, a)  # the trained module, baseline state included
@@ -117,12 +131,24 @@ def main(argv=None):
             torch.manual_seed(0)
             images = generate(last, a.num_generated, "prior", mean=False).reshape(-1, 1, 28, 28)
             fd = generation_scores(images, test.x, clf)["frechet_distance"]["value"]
-        rows.append({"estimator": est, "objective": family.default_objective,
-                     "init": at_init, "trained": trained, "test_elbo": (m["elbo"]["value"], m["elbo"]["se"]),
-                     "steps": summary["steps"], "train_time_s": summary["train_time_s"], "frechet_distance": fd})
-        print(f"{est:15s} encoder variance {at_init['encoder']['variance']:.3g} -> {trained['encoder']['variance']:.3g}, "
-              f"decoder {at_init['decoder']['variance']:.3g} -> {trained['decoder']['variance']:.3g}; "
-              f"test ELBO {m['elbo']['value']:.2f}  ({summary['train_time_s']:.0f} s)", flush=True)
+        rows.append(
+            {
+                "estimator": est,
+                "objective": family.default_objective,
+                "init": at_init,
+                "trained": trained,
+                "test_elbo": (m["elbo"]["value"], m["elbo"]["se"]),
+                "steps": summary["steps"],
+                "train_time_s": summary["train_time_s"],
+                "frechet_distance": fd,
+            }
+        )
+        print(
+            f"{est:15s} encoder variance {at_init['encoder']['variance']:.3g} -> {trained['encoder']['variance']:.3g}, "
+            f"decoder {at_init['decoder']['variance']:.3g} -> {trained['decoder']['variance']:.3g}; "
+            f"test ELBO {m['elbo']['value']:.2f}  ({summary['train_time_s']:.0f} s)",
+            flush=True,
+        )
     figure(rows, curves, Path(a.out).with_suffix(".png"), a)
     write(a, command, rows)
 
@@ -133,9 +159,16 @@ def figure(rows, curves, path, a):
     pos = np.arange(len(names))
     for ax, group in zip(axes[:2], ("encoder", "decoder")):
         w = 0.38
-        ax.bar(pos - w / 2, [r["init"][group]["variance"] for r in rows], w, label="at initialisation", color="tab:gray")
-        ax.bar(pos + w / 2, [r["trained"][group]["variance"] for r in rows], w,
-               label=f"after {a.epochs} epochs", color="tab:blue")
+        ax.bar(
+            pos - w / 2, [r["init"][group]["variance"] for r in rows], w, label="at initialisation", color="tab:gray"
+        )
+        ax.bar(
+            pos + w / 2,
+            [r["trained"][group]["variance"] for r in rows],
+            w,
+            label=f"after {a.epochs} epochs",
+            color="tab:blue",
+        )
         ax.set_yscale("log")
         ax.set_xticks(pos)
         ax.set_xticklabels(names)
@@ -160,8 +193,11 @@ def figure(rows, curves, path, a):
 def write(a, command, rows):
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    ref = {g: rows[0]["init"][g]["variance"] for g in ("encoder", "decoder")} if rows[0]["estimator"] == "reparam" \
+    ref = (
+        {g: rows[0]["init"][g]["variance"] for g in ("encoder", "decoder")}
+        if rows[0]["estimator"] == "reparam"
         else None
+    )
     lines = [
         "# Gradient estimators: reparameterized against score function",
         "",
@@ -195,7 +231,8 @@ def write(a, command, rows):
             f"| {r['trained']['encoder']['variance']:.3g} | {r['init']['decoder']['variance']:.3g} "
             f"| {r['trained']['decoder']['variance']:.3g} | {r['test_elbo'][0]:.2f} ± {r['test_elbo'][1]:.2f} "
             f"| {'n/a' if r['frechet_distance'] is None else format(r['frechet_distance'], '.1f')} "
-            f"| {r['train_time_s']:.0f} s |")
+            f"| {r['train_time_s']:.0f} s |"
+        )
     lines += ["", f"![gradient variance]({out.with_suffix('.png').name})", ""]
     out.write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))

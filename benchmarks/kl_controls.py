@@ -64,18 +64,32 @@ def main(argv=None):
         torch.manual_seed(0)
         model = build_model(ModelConfig(model="vae", data_shape=(1, 28, 28), latent_dim=50, hidden=(200, 200)))
         t0 = time.perf_counter()
-        fit(model, (train, train.subset(torch.arange(500))),
-            TrainConfig(epochs=a.epochs, batch_size=100, patience=None, device="cpu", **options), progress=False)
+        fit(
+            model,
+            (train, train.subset(torch.arange(500))),
+            TrainConfig(epochs=a.epochs, batch_size=100, patience=None, device="cpu", **options),
+            progress=False,
+        )
         seconds = time.perf_counter() - t0
         torch.manual_seed(1)
         m = evaluate(model, test, k=a.k)
-        row = {"setting": name, "options": options, "active_units": m["active_units_z"]["value"],
-               "kl": m["kl"]["value"], "elbo": m["elbo"]["value"], "log_px": m["log_px"]["value"],
-               "log_px_se": m["log_px"]["se"], "train_time_s": seconds,
-               "kl_per_dim": m["kl_per_dim_z"]["value"]}
+        row = {
+            "setting": name,
+            "options": options,
+            "active_units": m["active_units_z"]["value"],
+            "kl": m["kl"]["value"],
+            "elbo": m["elbo"]["value"],
+            "log_px": m["log_px"]["value"],
+            "log_px_se": m["log_px"]["se"],
+            "train_time_s": seconds,
+            "kl_per_dim": m["kl_per_dim_z"]["value"],
+        }
         rows.append(row)
-        print(f"{name:40s} active {row['active_units']:2d}/50  KL {row['kl']:6.2f}  ELBO {row['elbo']:8.2f}  "
-              f"log p(x) {row['log_px']:8.2f}  ({seconds:.0f} s)", flush=True)
+        print(
+            f"{name:40s} active {row['active_units']:2d}/50  KL {row['kl']:6.2f}  ELBO {row['elbo']:8.2f}  "
+            f"log p(x) {row['log_px']:8.2f}  ({seconds:.0f} s)",
+            flush=True,
+        )
     lines = [
         "# KL controls and active units",
         "",
@@ -91,8 +105,10 @@ def main(argv=None):
     ]
     for r in rows:
         busy = sum(v > 0.1 for v in r["kl_per_dim"])
-        lines.append(f"| {r['setting']} | {r['active_units']}/50 | {r['kl']:.2f} | {r['elbo']:.2f} | "
-                     f"{r['log_px']:.2f} ± {r['log_px_se']:.2f} | {busy} |")
+        lines.append(
+            f"| {r['setting']} | {r['active_units']}/50 | {r['kl']:.2f} | {r['elbo']:.2f} | "
+            f"{r['log_px']:.2f} ± {r['log_px_se']:.2f} | {busy} |"
+        )
     write_results(a.out, lines, rows)
 
 

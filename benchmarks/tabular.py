@@ -45,9 +45,9 @@ def mask_cells(x: torch.Tensor, columns, rate: float, seed: int) -> tuple[torch.
     hidden = torch.rand(x.shape[0], len(columns), generator=g) < rate
     out, at = x.clone(), 0
     for j, c in enumerate(columns):
-        observed = ~torch.isnan(x[:, at:at + c.width]).any(1)
+        observed = ~torch.isnan(x[:, at : at + c.width]).any(1)
         hidden[:, j] &= observed
-        out[hidden[:, j], at:at + c.width] = float("nan")
+        out[hidden[:, j], at : at + c.width] = float("nan")
         at += c.width
     return out, hidden
 
@@ -56,9 +56,12 @@ def cell_values(x_orig: np.ndarray, columns) -> list:
     """Per column, the cells of rows ``x_orig`` (file units): a number, or a level code (NaN: missing)."""
     out, at = [], 0
     for c in columns:
-        block = x_orig[:, at:at + c.width]
-        out.append(np.where(np.isnan(block).any(1), np.nan, np.nan_to_num(block).argmax(1))
-                   if c.kind == "categorical" else block[:, 0])
+        block = x_orig[:, at : at + c.width]
+        out.append(
+            np.where(np.isnan(block).any(1), np.nan, np.nan_to_num(block).argmax(1))
+            if c.kind == "categorical"
+            else block[:, 0]
+        )
         at += c.width
     return out
 
@@ -78,7 +81,7 @@ def independent_log_lik(train_orig: np.ndarray, test_orig: np.ndarray, columns) 
 
     total, at = np.zeros(test_orig.shape[0]), 0
     for c in columns:
-        tr, te = train_orig[:, at:at + c.width], test_orig[:, at:at + c.width]
+        tr, te = train_orig[:, at : at + c.width], test_orig[:, at : at + c.width]
         seen_tr, seen_te = ~np.isnan(tr).any(1), ~np.isnan(te).any(1)
         if c.kind == "real":
             lp = stats.norm(tr[seen_tr, 0].mean(), tr[seen_tr, 0].std()).logpdf(np.nan_to_num(te[:, 0], nan=1.0))
@@ -108,12 +111,24 @@ def train_one(splits, seed: int, a) -> object:
     from pyro_vae.training.fit import fit
 
     torch.manual_seed(seed)
-    mcfg = ModelConfig(data_shape=splits.train.data_shape, latent_dim=a.latent_dim, hidden=tuple(a.hidden),
-                       likelihood="tabular", likelihood_kwargs={"schema": splits.schema})
+    mcfg = ModelConfig(
+        data_shape=splits.train.data_shape,
+        latent_dim=a.latent_dim,
+        hidden=tuple(a.hidden),
+        likelihood="tabular",
+        likelihood_kwargs={"schema": splits.schema},
+    )
     vae = build_model(mcfg)
     with tempfile.TemporaryDirectory() as run:
-        fit(vae, splits, TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=seed, eval_k=0,
-                                     patience=None), run, model_config=mcfg, progress=False, plots=False)
+        fit(
+            vae,
+            splits,
+            TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=seed, eval_k=0, patience=None),
+            run,
+            model_config=mcfg,
+            progress=False,
+            plots=False,
+        )
         return load_checkpoint(Path(run) / "checkpoint_best.pt")[0].eval()
 
 
@@ -132,8 +147,9 @@ def main(argv=None):
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "tabular.md"))
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    command = "python benchmarks/tabular.py" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(
-        sys.argv[1:] if argv is None else argv))
+    command = "python benchmarks/tabular.py" + (
+        "" if argv is None and len(sys.argv) == 1 else " " + " ".join(sys.argv[1:] if argv is None else argv)
+    )
 
     from pyro_vae.analysis.evaluate import evaluate
     from pyro_vae.components.tabular import impute
@@ -149,8 +165,11 @@ def main(argv=None):
     for masked, hidden in masks:  # the baseline: the same fill for every seed
         for j, c in enumerate(columns):
             h = hidden[:, j].numpy()
-            errors["mean/mode"][0][j].append(np.full(h.sum(), fills[j]) - truth[j][h] if c.kind in ("real", "positive")
-                                             else (truth[j][h] != fills[j]).astype(float))
+            errors["mean/mode"][0][j].append(
+                np.full(h.sum(), fills[j]) - truth[j][h]
+                if c.kind in ("real", "positive")
+                else (truth[j][h] != fills[j]).astype(float)
+            )
     log_lik, started = [], time.time()
     for s in range(a.seeds):
         vae = train_one(splits, s, a)
@@ -158,8 +177,11 @@ def main(argv=None):
             filled = cell_values(table.to_original(impute(vae, masked)), columns)
             for j, c in enumerate(columns):
                 h = hidden[:, j].numpy()
-                errors["VAE"][s][j].append(filled[j][h] - truth[j][h] if c.kind in ("real", "positive")
-                                           else (filled[j][h] != truth[j][h]).astype(float))
+                errors["VAE"][s][j].append(
+                    filled[j][h] - truth[j][h]
+                    if c.kind in ("real", "positive")
+                    else (filled[j][h] != truth[j][h]).astype(float)
+                )
         per = {}
         torch.manual_seed(s)
         evaluate(vae, test, k=a.k, per_image=per)
@@ -168,7 +190,7 @@ def main(argv=None):
 
     def score(c, errs):  # one number per seed: RMSE or error rate over the hidden cells of all draws
         e = np.concatenate(errs)
-        return float(np.sqrt(np.mean(e ** 2))) if c.kind in ("real", "positive") else float(e.mean())
+        return float(np.sqrt(np.mean(e**2))) if c.kind in ("real", "positive") else float(e.mean())
 
     def spread(values):
         return f"{np.mean(values):.3g}" + (f" ± {np.std(values, ddof=1):.2g}" if len(values) > 1 else "")
@@ -180,8 +202,16 @@ def main(argv=None):
         vae_scores = [score(c, errors["VAE"][s][j]) for s in range(a.seeds)]
         unit = {"real": c.name.rsplit("_", 1)[-1], "positive": c.name.rsplit("_", 1)[-1]}.get(c.kind, "")
         measure = f"RMSE ({unit})" if c.kind in ("real", "positive") else "error rate"
-        rows.append({"column": c.name, "kind": c.kind, "measure": measure, "hidden_cells": n,
-                     "mean_mode": base, "vae": vae_scores})
+        rows.append(
+            {
+                "column": c.name,
+                "kind": c.kind,
+                "measure": measure,
+                "hidden_cells": n,
+                "mean_mode": base,
+                "vae": vae_scores,
+            }
+        )
         lines.append(f"| {c.name} | {c.kind} | {measure} | {n} | {base:.3g} | {spread(vae_scores)} |")
     indep = independent_log_lik(train_orig, test_orig, columns)
     vae_ll = [float(v.mean()) for v in log_lik]
@@ -217,8 +247,17 @@ def main(argv=None):
         f"{indep.std(ddof=1) / math.sqrt(len(indep)):.2f} |",
         f"| tabular VAE (importance sampled, k = {a.k}) | {spread(vae_ll)} (se over rows ± {se:.2f}) |",
     ]
-    write_results(a.out, head + lines + tail, {"columns": rows, "log_lik_independent": float(indep.mean()),
-                                               "log_lik_vae": vae_ll, "k": a.k, "command": command})
+    write_results(
+        a.out,
+        head + lines + tail,
+        {
+            "columns": rows,
+            "log_lik_independent": float(indep.mean()),
+            "log_lik_vae": vae_ll,
+            "k": a.k,
+            "command": command,
+        },
+    )
 
 
 if __name__ == "__main__":

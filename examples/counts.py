@@ -39,25 +39,50 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # fit's line per epoch
 
     data = simulate_counts(train=4000, val=1000, test=1000, seed=a.seed)
-    config = ModelConfig(model="countvae", data_shape=data.train.data_shape, latent_dim=10, hidden=(128,),
-                         likelihood=a.likelihood, library=a.library)
+    config = ModelConfig(
+        model="countvae",
+        data_shape=data.train.data_shape,
+        latent_dim=10,
+        hidden=(128,),
+        likelihood=a.likelihood,
+        library=a.library,
+    )
     torch.manual_seed(a.seed)
     family = build_model(config)
     if a.library != "none":
         family.set_library_prior(data.train.x)  # the prior of log library size: the training cells' log totals
-    fit(family, data, TrainConfig(epochs=a.epochs, batch_size=128, lr=3e-3, warmup_epochs=a.epochs / 3,
-                                  patience=None, eval_k=a.k, seed=a.seed, device="cpu"),
-        a.out, model_config=config, test=data.test, progress=False)
+    fit(
+        family,
+        data,
+        TrainConfig(
+            epochs=a.epochs,
+            batch_size=128,
+            lr=3e-3,
+            warmup_epochs=a.epochs / 3,
+            patience=None,
+            eval_k=a.k,
+            seed=a.seed,
+            device="cpu",
+        ),
+        a.out,
+        model_config=config,
+        test=data.test,
+        progress=False,
+    )
 
     test = json.loads(RunDir(a.out).test_metrics.read_text())
     what = "log p(x | n)" if a.library == "observed" else "log p(x)"
-    print(f"test {what}: {test['log_px']['value']:.2f} ± {test['log_px']['se']:.2f} nats per cell "
-          f"(k = {a.k}; ELBO {test['elbo']['value']:.2f})")
+    print(
+        f"test {what}: {test['log_px']['value']:.2f} ± {test['log_px']['se']:.2f} nats per cell "
+        f"(k = {a.k}; ELBO {test['elbo']['value']:.2f})"
+    )
     if a.likelihood != "poisson":
         truth = torch.tensor(CountSimulation.make(seed=a.seed).dispersion, dtype=torch.float32)
         error = (family.likelihood.dispersion.detach().log() - truth.log()).abs()
-        print(f"dispersion theta per gene: median |log theta_hat - log theta| = {error.median():.3f} over "
-              f"{len(truth)} genes (the largest {error.max():.3f})")
+        print(
+            f"dispersion theta per gene: median |log theta_hat - log theta| = {error.median():.3f} over "
+            f"{len(truth)} genes (the largest {error.max():.3f})"
+        )
     print(f"figures and report in {a.out}")
 
 

@@ -49,12 +49,15 @@ def main():
 
     data = load_data("mnist5k")
     shape, d = data.train.data_shape, args.latent_dim
-    vae = VAE(MLPEncoder(shape, d, (256,)), MLPDecoder(shape, d, (256,)), LaplacePrior(d),
-              PixelGaussian(shape), shape, d)
+    vae = VAE(
+        MLPEncoder(shape, d, (256,)), MLPDecoder(shape, d, (256,)), LaplacePrior(d), PixelGaussian(shape), shape, d
+    )
     before = elbo(vae.model, vae.guide, data.val.x).mean().item()
     summary = fit(vae, data, TrainConfig(epochs=args.epochs, binarize="none", device="cpu"))
-    print(f"validation ELBO: {before:.1f} nats/image before training, {summary['best_val_elbo']:.1f} after "
-          f"(a Gaussian log-density of grey images: higher is better, can be positive)")
+    print(
+        f"validation ELBO: {before:.1f} nats/image before training, {summary['best_val_elbo']:.1f} after "
+        f"(a Gaussian log-density of grey images: higher is better, can be positive)"
+    )
     scale = vae.likelihood.log_scale.exp()
     print(f"learned pixel scale: min {scale.min():.3f}, median {scale.median():.3f}, max {scale.max():.3f}")
 

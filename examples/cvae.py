@@ -34,8 +34,15 @@ def main():
     out = RunDir(args.out or time.strftime(f"runs/cvae-{args.condition}-%Y%m%d-%H%M%S"))
 
     data = load_data("mnist5k", args.data_dir)
-    config = ModelConfig(model="cvae", data_shape=data.train.data_shape, num_classes=10,
-                         condition=args.condition, observed_quadrants=1, latent_dim=20, hidden=(500,))
+    config = ModelConfig(
+        model="cvae",
+        data_shape=data.train.data_shape,
+        num_classes=10,
+        condition=args.condition,
+        observed_quadrants=1,
+        latent_dim=20,
+        hidden=(500,),
+    )
     torch.manual_seed(0)
     cvae = build_model(config)
     train = TrainConfig(epochs=args.epochs, batch_size=128, lr=1e-3, patience=None)
@@ -48,8 +55,10 @@ def main():
     torch.manual_seed(0)
     if args.condition == "quadrant":
         lp = evaluate(cvae, test, k=args.k, progress=True)["log_px"]
-        print(f"{name}, {len(test)} images: log p(missing 3 quadrants | top-left quadrant), k={args.k}: "
-              f"{lp['value']:.2f} ± {lp['se']:.2f} nats/image")
+        print(
+            f"{name}, {len(test)} images: log p(missing 3 quadrants | top-left quadrant), k={args.k}: "
+            f"{lp['value']:.2f} ± {lp['se']:.2f} nats/image"
+        )
         path = cvae.figure("completion", test, out.figure("completion"))  # the family's own figure
     else:
         path = cvae.figure("conditional_samples", test, out.figure("conditional_samples"))

@@ -27,15 +27,19 @@ def main():
     data = load_data("mnist5k", a.data_dir)
     test = for_evaluation(data.test if data.test is not None else data.val, "dynamic")
     net = dict(data_shape=(1, 28, 28), latent_dim=50, hidden=(200, 200))
-    for name, config in (("Gaussian guide, N(0, I) prior", ModelConfig(model="vae", **net)),
-                         ("IAF guide", ModelConfig(model="iaf", flow_steps=a.steps, **net)),
-                         ("flow prior", ModelConfig(model="vae", prior="flow", prior_kwargs={"steps": a.steps}, **net))):
+    for name, config in (
+        ("Gaussian guide, N(0, I) prior", ModelConfig(model="vae", **net)),
+        ("IAF guide", ModelConfig(model="iaf", flow_steps=a.steps, **net)),
+        ("flow prior", ModelConfig(model="vae", prior="flow", prior_kwargs={"steps": a.steps}, **net)),
+    ):
         torch.manual_seed(0)
         model = build_model(config)
         fit(model, data, TrainConfig(epochs=a.epochs, batch_size=100, patience=None), progress=False)
         m = evaluate(model, test, k=a.eval_k)
-        print(f"{name:30s} log p(x) {m['log_px']['value']:8.2f}  ELBO {m['elbo']['value']:8.2f}  "
-              f"gap {m['gap']['value']:5.2f} nats  (k={a.eval_k})")
+        print(
+            f"{name:30s} log p(x) {m['log_px']['value']:8.2f}  ELBO {m['elbo']['value']:8.2f}  "
+            f"gap {m['gap']['value']:5.2f} nats  (k={a.eval_k})"
+        )
 
 
 if __name__ == "__main__":

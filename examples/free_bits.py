@@ -24,15 +24,22 @@ def main():
     a = p.parse_args()
     data = load_data("mnist5k", a.data_dir)
     test = for_evaluation(data.test if data.test is not None else data.val, "dynamic")
-    settings = [("ELBO", {}), ("beta 4", {"beta": 4.0}), ("beta 4, free bits 0.5", {"beta": 4.0, "free_bits": 0.5}),
-                ("warm-up (a third of the epochs)", {"warmup_epochs": a.epochs / 3}), ("free bits 0.5", {"free_bits": 0.5})]
+    settings = [
+        ("ELBO", {}),
+        ("beta 4", {"beta": 4.0}),
+        ("beta 4, free bits 0.5", {"beta": 4.0, "free_bits": 0.5}),
+        ("warm-up (a third of the epochs)", {"warmup_epochs": a.epochs / 3}),
+        ("free bits 0.5", {"free_bits": 0.5}),
+    ]
     for name, options in settings:
         torch.manual_seed(0)
         model = build_model(ModelConfig(model="vae", data_shape=(1, 28, 28), latent_dim=50, hidden=(200, 200)))
         fit(model, data, TrainConfig(epochs=a.epochs, batch_size=100, patience=None, **options), progress=False)
         m = evaluate(model, test, k=a.eval_k)
-        print(f"{name:32s} active units {m['active_units_z']['value']:2d}/50  KL {m['kl']['value']:5.1f}  "
-              f"ELBO {m['elbo']['value']:8.2f}  log p(x) {m['log_px']['value']:8.2f} (k={a.eval_k})")
+        print(
+            f"{name:32s} active units {m['active_units_z']['value']:2d}/50  KL {m['kl']['value']:5.1f}  "
+            f"ELBO {m['elbo']['value']:8.2f}  log p(x) {m['log_px']['value']:8.2f} (k={a.eval_k})"
+        )
 
 
 if __name__ == "__main__":

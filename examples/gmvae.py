@@ -31,13 +31,27 @@ def main():
     train = data.train.replace(y=None, labelled=None)  # no labels at all in training
     test = for_evaluation(data.test if data.test is not None else data.val, "dynamic")
     torch.manual_seed(0)
-    model = build_model(ModelConfig(model="gmvae", data_shape=(1, 28, 28), latent_dim=16, hidden=(400,),
-                                    clusters=a.clusters, discrete=a.discrete))
-    fit(model, (train, data.val.replace(y=None, labelled=None)),
-        TrainConfig(epochs=a.epochs, batch_size=100, patience=None), progress=False)
+    model = build_model(
+        ModelConfig(
+            model="gmvae",
+            data_shape=(1, 28, 28),
+            latent_dim=16,
+            hidden=(400,),
+            clusters=a.clusters,
+            discrete=a.discrete,
+        )
+    )
+    fit(
+        model,
+        (train, data.val.replace(y=None, labelled=None)),
+        TrainConfig(epochs=a.epochs, batch_size=100, patience=None),
+        progress=False,
+    )
     m = evaluate(model, test, k=a.eval_k)
-    print(f"{a.discrete}: test cluster accuracy {m['cluster_accuracy']['value']:.3f}, log p(x) "
-          f"{m['log_px']['value']:.2f} nats (k={a.eval_k} per cluster), ELBO {m['elbo']['value']:.2f}")
+    print(
+        f"{a.discrete}: test cluster accuracy {m['cluster_accuracy']['value']:.3f}, log p(x) "
+        f"{m['log_px']['value']:.2f} nats (k={a.eval_k} per cluster), ELBO {m['elbo']['value']:.2f}"
+    )
     model.figure("clusters", test, "clusters.png")
     print("samples of each cluster in clusters.png")
 

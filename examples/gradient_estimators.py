@@ -30,7 +30,9 @@ def main():
     data = load_data("mnist5k")
     batch = for_evaluation(data.train, "static").subset(slice(0, 128))
     val = for_evaluation(data.val, "static")
-    print(f"{'estimator':15s} {'encoder var':>12s} {'decoder var':>12s} {'val ELBO after ' + str(args.epochs) + ' epochs':>26s}")
+    print(
+        f"{'estimator':15s} {'encoder var':>12s} {'decoder var':>12s} {'val ELBO after ' + str(args.epochs) + ' epochs':>26s}"
+    )
     for estimator in ("reparam", "score", "score-avg", "score-baseline"):
         torch.manual_seed(0)
         pyro.clear_param_store()

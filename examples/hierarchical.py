@@ -27,15 +27,28 @@ def main():
     data = load_data("mnist5k", a.data_dir)
     test = for_evaluation(data.test if data.test is not None else data.val, "dynamic")
     for guide in ("bottomup", "ladder"):
-        config = ModelConfig(model="hvae", data_shape=(1, 28, 28), latent_dims=(50, 20), hidden=(200, 200),
-                             upper_hidden=(100, 100), guide=guide)
+        config = ModelConfig(
+            model="hvae",
+            data_shape=(1, 28, 28),
+            latent_dims=(50, 20),
+            hidden=(200, 200),
+            upper_hidden=(100, 100),
+            guide=guide,
+        )
         torch.manual_seed(0)
         model = build_model(config)
-        fit(model, data, TrainConfig(epochs=a.epochs, batch_size=100, warmup_epochs=a.warmup_epochs, patience=None),
-            progress=False)
+        fit(
+            model,
+            data,
+            TrainConfig(epochs=a.epochs, batch_size=100, warmup_epochs=a.warmup_epochs, patience=None),
+            progress=False,
+        )
         m = evaluate(model, test, k=a.eval_k)
-        layers = "   ".join(f"{s}: KL {m[f'kl_{s}']['value']:5.1f} nats, {m[f'active_units_{s}']['value']} active "
-                            f"{m[f'active_units_{s}']['unit']}" for s in ("z1", "z2"))
+        layers = "   ".join(
+            f"{s}: KL {m[f'kl_{s}']['value']:5.1f} nats, {m[f'active_units_{s}']['value']} active "
+            f"{m[f'active_units_{s}']['unit']}"
+            for s in ("z1", "z2")
+        )
         print(f"{guide:9s} log p(x) {m['log_px']['value']:8.2f}  ELBO {m['elbo']['value']:8.2f}   {layers}")
 
 

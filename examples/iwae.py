@@ -28,14 +28,24 @@ def main():
     data = load_data("mnist5k", a.data_dir)
     test = for_evaluation(data.test if data.test is not None else data.val, "dynamic")
     config = ModelConfig(model="vae", data_shape=(1, 28, 28), latent_dim=50, hidden=(200, 200))
-    for name, objective, k in (("VAE", "auto", 1), (f"IWAE k={a.k}", "iwae", a.k), (f"IWAE k={a.k}, DReG", "iwae_dreg", a.k)):
+    for name, objective, k in (
+        ("VAE", "auto", 1),
+        (f"IWAE k={a.k}", "iwae", a.k),
+        (f"IWAE k={a.k}, DReG", "iwae_dreg", a.k),
+    ):
         torch.manual_seed(0)
         model = build_model(config)
-        fit(model, data, TrainConfig(epochs=a.epochs, batch_size=100, objective=objective, num_particles=k,
-                                     patience=None), progress=False)
+        fit(
+            model,
+            data,
+            TrainConfig(epochs=a.epochs, batch_size=100, objective=objective, num_particles=k, patience=None),
+            progress=False,
+        )
         m = evaluate(model, test, k=a.eval_k)
-        print(f"{name:18s} log p(x) {m['log_px']['value']:8.2f}   ELBO {m['elbo']['value']:8.2f}   "
-              f"active units {m['active_units_z']['value']}/50   (k={a.eval_k}, {len(test)} images)")
+        print(
+            f"{name:18s} log p(x) {m['log_px']['value']:8.2f}   ELBO {m['elbo']['value']:8.2f}   "
+            f"active units {m['active_units_z']['value']}/50   (k={a.eval_k}, {len(test)} images)"
+        )
 
 
 if __name__ == "__main__":

@@ -94,8 +94,9 @@ class PixelGauss(Family):
         if name != "pixel_scale":
             return super().figure(name, data, path)
         sigma = self.pixel_scale().detach()
-        return plot_image_rows((sigma / sigma.max())[None, None], path,
-                               f"sigma per pixel, white = {sigma.max():.3f}, black = 0")
+        return plot_image_rows(
+            (sigma / sigma.max())[None, None], path, f"sigma per pixel, white = {sigma.max():.3f}, black = 0"
+        )
 
 
 def main():
@@ -109,14 +110,24 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # fit's line per epoch
 
     data = load_data("mnist5k", args.data_dir)
-    config = ModelConfig(model="pixel_gauss", data_shape=data.train.data_shape, z_prior="laplace",
-                         plugins=[__file__])  # the CLI will ask for --plugin this file to reload it
+    config = ModelConfig(
+        model="pixel_gauss", data_shape=data.train.data_shape, z_prior="laplace", plugins=[__file__]
+    )  # the CLI will ask for --plugin this file to reload it
     family = build_model(config)
     test, label = (data.test, "mnist/test") if data.test is not None else (data.val, "mnist5k/val")
-    summary = fit(family, data, TrainConfig(epochs=args.epochs, binarize="none", eval_k=100), args.out,
-                  model_config=config, test=test, test_label=label)
-    print(f"{label} log p(x) {summary['test']['log_px']:.1f} nats/image (a Gaussian log-density: higher "
-          f"is better, can be positive); figures and report in {args.out}")
+    summary = fit(
+        family,
+        data,
+        TrainConfig(epochs=args.epochs, binarize="none", eval_k=100),
+        args.out,
+        model_config=config,
+        test=test,
+        test_label=label,
+    )
+    print(
+        f"{label} log p(x) {summary['test']['log_px']:.1f} nats/image (a Gaussian log-density: higher "
+        f"is better, can be positive); figures and report in {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -43,15 +43,29 @@ def main():
 
     data = load_data("mnist5k", args.data_dir)
     if args.conv:
-        config = ModelConfig(model="ssvae", data_shape=data.train.data_shape, num_classes=10, network="conv",
-                             latent_dim=4, hidden=(256,), aux_weight=10.0)
+        config = ModelConfig(
+            model="ssvae",
+            data_shape=data.train.data_shape,
+            num_classes=10,
+            network="conv",
+            latent_dim=4,
+            hidden=(256,),
+            aux_weight=10.0,
+        )
     else:
-        config = ModelConfig(model="ssvae", data_shape=data.train.data_shape, num_classes=10,
-                             latent_dim=50, hidden=(500,), aux_weight=0.1)  # Kingma et al.'s sizes
+        config = ModelConfig(
+            model="ssvae",
+            data_shape=data.train.data_shape,
+            num_classes=10,
+            latent_dim=50,
+            hidden=(500,),
+            aux_weight=0.1,
+        )  # Kingma et al.'s sizes
     torch.manual_seed(0)
     m2 = build_model(config)
-    train = TrainConfig(epochs=args.epochs, labels=args.labels, batch_size=100 if args.conv else 128, lr=1e-3,
-                        patience=None)
+    train = TrainConfig(
+        epochs=args.epochs, labels=args.labels, batch_size=100 if args.conv else 128, lr=1e-3, patience=None
+    )
     summary = fit(m2, data, train, out, model_config=config)
     print(f"best validation accuracy {summary['best_val_accuracy']:.3f} at epoch {summary['best_epoch']}")
 
@@ -64,8 +78,10 @@ def main():
     acc = metrics["accuracy"]["value"]
     print(f"{name}, {len(test)} images, {args.labels} training labels:")
     print(f"  accuracy of q(y|x)  {acc:.4f}  (error {100 * (1 - acc):.2f}%)")
-    print(f"  log p(x), k={args.k}    {metrics['log_px']['value']:.2f} ± {metrics['log_px']['se']:.2f} nats/image "
-          f"(y summed out)")
+    print(
+        f"  log p(x), k={args.k}    {metrics['log_px']['value']:.2f} ± {metrics['log_px']['se']:.2f} nats/image "
+        f"(y summed out)"
+    )
     print(f"checkpoints and metrics.jsonl in {out}")
 
 

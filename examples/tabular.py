@@ -34,11 +34,23 @@ def main():
 
     splits = load_penguins(path=a.csv)
     print(f"{len(splits.train)} training rows of {splits.train.data_shape[0]} entries; {splits.scale}")
-    config = ModelConfig(data_shape=splits.train.data_shape, latent_dim=a.latent_dim, hidden=(64,),
-                         likelihood="tabular", likelihood_kwargs={"schema": splits.schema})
+    config = ModelConfig(
+        data_shape=splits.train.data_shape,
+        latent_dim=a.latent_dim,
+        hidden=(64,),
+        likelihood="tabular",
+        likelihood_kwargs={"schema": splits.schema},
+    )
     vae = build_model(config)
-    fit(vae, splits, TrainConfig(epochs=a.epochs, batch_size=32, lr=3e-3), a.out, model_config=config,
-        test=splits.test, progress=False)
+    fit(
+        vae,
+        splits,
+        TrainConfig(epochs=a.epochs, batch_size=32, lr=3e-3),
+        a.out,
+        model_config=config,
+        test=splits.test,
+        progress=False,
+    )
 
     # the test rows with a missing cell, before and after the model fills it (in mm, g and levels)
     rows = splits.test.x[torch.isnan(splits.test.x).any(1)]
@@ -55,7 +67,7 @@ def decode(table, x):
     for row in table.to_original(x):
         cells, at = [], 0
         for c in table.columns:
-            block = row[at:at + c.width]
+            block = row[at : at + c.width]
             if np.isnan(block).any():  # missing
                 cells.append(None)
             elif c.kind == "categorical":

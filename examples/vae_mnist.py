@@ -34,8 +34,13 @@ def main():
     data = load_data("mnist5k", args.data_dir)
     config = ModelConfig(data_shape=data.train.data_shape, latent_dim=args.latent_dim, hidden=(args.hidden,))
     vae = build_model(config)
-    fit(vae, data, TrainConfig(epochs=args.epochs, batch_size=100, lr=1e-3, binarize="dynamic", patience=None),
-        args.out, model_config=config)
+    fit(
+        vae,
+        data,
+        TrainConfig(epochs=args.epochs, batch_size=100, lr=1e-3, binarize="dynamic", patience=None),
+        args.out,
+        model_config=config,
+    )
 
     test, name = (data.test, "official MNIST test set") if data.test is not None else (data.val, "validation split")
     device = next(vae.parameters()).device

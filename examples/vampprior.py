@@ -30,12 +30,20 @@ def main():
     net = dict(data_shape=(1, 28, 28), latent_dim=50, hidden=(200, 200))
     for prior in ("standard_normal", "mixture", "vampprior"):
         torch.manual_seed(0)
-        model = build_model(ModelConfig(model="vae", prior=prior, prior_kwargs={"components": a.components}
-                                        if prior != "standard_normal" else {}, **net))
+        model = build_model(
+            ModelConfig(
+                model="vae",
+                prior=prior,
+                prior_kwargs={"components": a.components} if prior != "standard_normal" else {},
+                **net,
+            )
+        )
         fit(model, data, TrainConfig(epochs=a.epochs, batch_size=100, patience=None), progress=False)
         m = evaluate(model, test, k=a.eval_k)
-        print(f"{prior:16s} log p(x) {m['log_px']['value']:8.2f}  ELBO {m['elbo']['value']:8.2f}  "
-              f"KL {m['kl']['value']:5.1f}  active units {m['active_units_z']['value']}/50")
+        print(
+            f"{prior:16s} log p(x) {m['log_px']['value']:8.2f}  ELBO {m['elbo']['value']:8.2f}  "
+            f"KL {m['kl']['value']:5.1f}  active units {m['active_units_z']['value']}/50"
+        )
     with torch.no_grad():
         u = model.prior.pseudo_inputs()[:40].reshape(4, 10, 1, 28, 28)
     plot_image_rows(u, a.figure, "VampPrior: 40 of the learned pseudo-inputs")

@@ -13,11 +13,23 @@ import logging
 from pyro_vae.analysis.evaluate import evaluate
 from pyro_vae.analysis.m1 import m1_classify
 from pyro_vae.analysis.samplers import fit_code_mixture, generate
-from pyro_vae.components.likelihoods import (BernoulliLikelihood, ContinuousBernoulliLikelihood, GaussianLikelihood,
-                                             LaplaceLikelihood, Likelihood, register_likelihood)
+from pyro_vae.components.likelihoods import (
+    BernoulliLikelihood,
+    ContinuousBernoulliLikelihood,
+    GaussianLikelihood,
+    LaplaceLikelihood,
+    Likelihood,
+    register_likelihood,
+)
 from pyro_vae.components.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
-from pyro_vae.components.priors import (DiagonalGaussian, FlowPrior, MixtureOfGaussians, StandardNormal, VampPrior,
-                                        register_prior)
+from pyro_vae.components.priors import (
+    DiagonalGaussian,
+    FlowPrior,
+    MixtureOfGaussians,
+    StandardNormal,
+    VampPrior,
+    register_prior,
+)
 from pyro_vae.config import DataConfig, ModelConfig, TrainConfig
 from pyro_vae.contract import MissingAbility
 from pyro_vae.data.batch import Batch, DataError, Dataset, select_labels
@@ -25,8 +37,20 @@ from pyro_vae.data import load_data
 from pyro_vae.inference.estimators import gradient_variance
 from pyro_vae.inference.importance import IWAE, FreeBitsELBO, StickingTheLanding
 from pyro_vae.inference.objectives import Loss, make_objective, register_objective
-from pyro_vae.models import (AE, CVAE, GMVAE, IAFVAE, SSVAE, VAE, ContractError, Family, HierarchicalVAE, build_model,
-                             data_plate, register_model)
+from pyro_vae.models import (
+    AE,
+    CVAE,
+    GMVAE,
+    IAFVAE,
+    SSVAE,
+    VAE,
+    ContractError,
+    Family,
+    HierarchicalVAE,
+    build_model,
+    data_plate,
+    register_model,
+)
 from pyro_vae.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pyro_vae.runs.folder import RunDir
 from pyro_vae.training.finish import finish_run
@@ -37,14 +61,63 @@ from pyro_vae.version import __version__
 logging.getLogger(__name__).addHandler(logging.NullHandler())  # the library's messages are the application's to show
 
 __all__ = [
-    "DataConfig", "ModelConfig", "TrainConfig", "CheckpointError", "load_checkpoint", "save_checkpoint",
-    "Batch", "DataError", "Dataset", "load_data", "select_labels", "BernoulliLikelihood",
-    "ContinuousBernoulliLikelihood", "GaussianLikelihood", "LaplaceLikelihood", "Likelihood",
-    "register_likelihood", "VAE", "AE", "SSVAE", "CVAE", "Family", "ContractError", "build_model", "data_plate",
-    "register_model", "MissingAbility", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "Loss",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "CheckpointError",
+    "load_checkpoint",
+    "save_checkpoint",
+    "Batch",
+    "DataError",
+    "Dataset",
+    "load_data",
+    "select_labels",
+    "BernoulliLikelihood",
+    "ContinuousBernoulliLikelihood",
+    "GaussianLikelihood",
+    "LaplaceLikelihood",
+    "Likelihood",
+    "register_likelihood",
+    "VAE",
+    "AE",
+    "SSVAE",
+    "CVAE",
+    "Family",
+    "ContractError",
+    "build_model",
+    "data_plate",
+    "register_model",
+    "MissingAbility",
+    "ConvDecoder",
+    "ConvEncoder",
+    "MLPDecoder",
+    "MLPEncoder",
+    "Loss",
     "make_objective",
-    "register_objective", "DiagonalGaussian", "MixtureOfGaussians", "StandardNormal", "register_prior",
-    "RunDir", "finish_run", "TrainingDiverged", "fit", "evaluate", "gradient_variance", "m1_classify",
-    "fit_code_mixture", "generate", "HierarchicalVAE", "IAFVAE", "GMVAE", "IWAE", "StickingTheLanding",
-    "FreeBitsELBO", "FlowPrior", "VampPrior", "Callback", "CallbackError", "RunInfo", "__version__",
+    "register_objective",
+    "DiagonalGaussian",
+    "MixtureOfGaussians",
+    "StandardNormal",
+    "register_prior",
+    "RunDir",
+    "finish_run",
+    "TrainingDiverged",
+    "fit",
+    "evaluate",
+    "gradient_variance",
+    "m1_classify",
+    "fit_code_mixture",
+    "generate",
+    "HierarchicalVAE",
+    "IAFVAE",
+    "GMVAE",
+    "IWAE",
+    "StickingTheLanding",
+    "FreeBitsELBO",
+    "FlowPrior",
+    "VampPrior",
+    "Callback",
+    "CallbackError",
+    "RunInfo",
+    "__version__",
 ]

@@ -28,8 +28,15 @@ class ModelConfig:
     them with ``--plugin``).
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, data_shape=(1, 28, 28), num_classes: int | None = None,
-                 options: dict | None = None, plugins=(), **more_options):
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        data_shape=(1, 28, 28),
+        num_classes: int | None = None,
+        options: dict | None = None,
+        plugins=(),
+        **more_options,
+    ):
         self.model = str(model)
         self.data_shape = tuple(int(s) for s in data_shape)
         if not self.data_shape or any(s < 1 for s in self.data_shape):
@@ -39,8 +46,13 @@ class ModelConfig:
         self.plugins = list(plugins)
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "data_shape": list(self.data_shape), "num_classes": self.num_classes,
-                "options": _plain(self.options), "plugins": list(self.plugins)}
+        return {
+            "model": self.model,
+            "data_shape": list(self.data_shape),
+            "num_classes": self.num_classes,
+            "options": _plain(self.options),
+            "plugins": list(self.plugins),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -56,7 +68,9 @@ class ModelConfig:
 
     def __repr__(self):
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
-        return f"ModelConfig(model={self.model!r}, data_shape={self.data_shape}, num_classes={self.num_classes}, {opts})"
+        return (
+            f"ModelConfig(model={self.model!r}, data_shape={self.data_shape}, num_classes={self.num_classes}, {opts})"
+        )
 
 
 def _plain(v):
@@ -71,9 +85,25 @@ def _plain(v):
 
 
 # ---------------------------------------------------------------------- options declared once
-def option(default, help: str = "", choices=None, min=None, only_with: dict | None = None, *, max=None,
-           above=None, below=None, positive: bool = False, finite: bool = True, problem=None,
-           registered: str | None = None, flag: str | None = None, aliases=(), off=None, group: str | None = None):
+def option(
+    default,
+    help: str = "",
+    choices=None,
+    min=None,
+    only_with: dict | None = None,
+    *,
+    max=None,
+    above=None,
+    below=None,
+    positive: bool = False,
+    finite: bool = True,
+    problem=None,
+    registered: str | None = None,
+    flag: str | None = None,
+    aliases=(),
+    off=None,
+    group: str | None = None,
+):
     """A field of a config dataclass with everything said about it, once: its ``--help`` text and
     what values it takes. The config's ``check`` and the command line's flag both read it.
 
@@ -91,12 +121,28 @@ def option(default, help: str = "", choices=None, min=None, only_with: dict | No
     """
     if positive and above is None:
         above = 0
-    meta = {"help": help, **({"choices": tuple(choices)} if choices else {}),
-            **{k: v for k, v in (("min", min), ("max", max), ("above", above), ("below", below), ("problem", problem),
-                                 ("registered", registered), ("flag", flag), ("off", off), ("group", group))
-               if v is not None},
-            **({"finite": False} if not finite else {}), **({"aliases": tuple(aliases)} if aliases else {}),
-            **({"only_with": {k: tuple(v) for k, v in only_with.items()}} if only_with else {})}
+    meta = {
+        "help": help,
+        **({"choices": tuple(choices)} if choices else {}),
+        **{
+            k: v
+            for k, v in (
+                ("min", min),
+                ("max", max),
+                ("above", above),
+                ("below", below),
+                ("problem", problem),
+                ("registered", registered),
+                ("flag", flag),
+                ("off", off),
+                ("group", group),
+            )
+            if v is not None
+        },
+        **({"finite": False} if not finite else {}),
+        **({"aliases": tuple(aliases)} if aliases else {}),
+        **({"only_with": {k: tuple(v) for k, v in only_with.items()}} if only_with else {}),
+    }
     if isinstance(default, (dict, list)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -151,10 +197,17 @@ def describe(kind, meta) -> str:
     meta = meta or {}
     if "choices" in meta:
         choices = list(meta["choices"])
-        return _one_of(choices + [f"a registered {meta['registered']} name"]) if meta.get("registered") \
+        return (
+            _one_of(choices + [f"a registered {meta['registered']} name"])
+            if meta.get("registered")
             else _one_of(choices)
-    noun = {bool: "true or false", int: "an integer", str: "a string",
-            float: "a finite number" if meta.get("finite", True) else "a number"}.get(kind, "a value")
+        )
+    noun = {
+        bool: "true or false",
+        int: "an integer",
+        str: "a string",
+        float: "a finite number" if meta.get("finite", True) else "a number",
+    }.get(kind, "a value")
     lo, hi, above, below = (meta.get(k) for k in ("min", "max", "above", "below"))
     if lo is not None and hi is not None:
         return f"{noun} from {_number(lo)} to {_number(hi)}"
@@ -176,15 +229,22 @@ def value_problem(kind, meta, value, nullable: bool = False) -> str | None:
         if found:
             return found
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = {int: isinstance(value, int) and not isinstance(value, bool),
-          float: number and (not meta.get("finite", True) or math.isfinite(value)),
-          str: isinstance(value, str), bool: isinstance(value, bool)}.get(kind, True)
+    ok = {
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: number and (not meta.get("finite", True) or math.isfinite(value)),
+        str: isinstance(value, str),
+        bool: isinstance(value, bool),
+    }.get(kind, True)
     if ok and "choices" in meta and not meta.get("registered"):
         ok = value in meta["choices"]
     if ok and number:
         lo, hi, above, below = (meta.get(k) for k in ("min", "max", "above", "below"))
-        ok = not ((lo is not None and value < lo) or (hi is not None and value > hi)
-                  or (above is not None and value <= above) or (below is not None and value >= below))
+        ok = not (
+            (lo is not None and value < lo)
+            or (hi is not None and value > hi)
+            or (above is not None and value <= above)
+            or (below is not None and value >= below)
+        )
     if ok:
         return None
     return f"must be {describe(kind, meta)}{' (or None)' if nullable else ''}, got {value!r}"
@@ -223,8 +283,10 @@ def option_problems(config, names=None) -> list:
 def _objective_problem(value) -> str | None:
     if isinstance(value, str):
         return None
-    return (f"objective must be a registered name (a run's config is saved as JSON); pass an objective object "
-            f"to fit(..., objective=obj) instead, got {type(value).__name__}")
+    return (
+        f"objective must be a registered name (a run's config is saved as JSON); pass an objective object "
+        f"to fit(..., objective=obj) instead, got {type(value).__name__}"
+    )
 
 
 BINARIZE_MODES = ("auto", "none", "static", "dynamic")
@@ -239,47 +301,81 @@ class TrainConfig:
     epochs: int = option(100, "number of passes over the training data (total, also when resuming)", min=1)
     batch_size: int = option(128, "images per SVI step", min=1)
     lr: float = option(1e-3, "Adam learning rate", positive=True)
-    lr_schedule: str = option("constant", "constant, or cosine: the learning rate falls from lr to near 0 over the "
-                                          "run's epochs (half a cosine, step by step)", choices=("constant", "cosine"))
+    lr_schedule: str = option(
+        "constant",
+        "constant, or cosine: the learning rate falls from lr to near 0 over the "
+        "run's epochs (half a cosine, step by step)",
+        choices=("constant", "cosine"),
+    )
     beta: float = option(1.0, "weight of the KL term (beta-VAE): scales every latent site", positive=True)
     warmup_epochs: float = option(0.0, "KL weight rises linearly from ~0 to beta over this many epochs", min=0)
     free_bits: float = option(
-        0.0, "free bits (Kingma et al. 2016): each latent dimension's batch-mean KL counts as at least this many "
-             "nats, so the optimiser gains nothing by shutting a unit down (0: off; replaces the ELBO objective by "
-             "pyro_vae.inference.importance.FreeBitsELBO)", min=0)
+        0.0,
+        "free bits (Kingma et al. 2016): each latent dimension's batch-mean KL counts as at least this many "
+        "nats, so the optimiser gains nothing by shutting a unit down (0: off; replaces the ELBO objective by "
+        "pyro_vae.inference.importance.FreeBitsELBO)",
+        min=0,
+    )
     objective: str = option(
-        "auto", "training objective: auto (the family's default_objective: jit for a family built from the "
-                "library's parts, trace with a part of your own, graph for a score-function estimator, enum for an "
-                "enumerated discrete latent), trace (Trace_ELBO), meanfield (TraceMeanField_ELBO), graph (TraceGraph_ELBO), enum "
-                "(TraceEnum_ELBO), jit* (compiled), renyi (RenyiELBO alpha 0.5), iwae (the per-data-point "
-                "importance-weighted bound with K = num_particles), iwae_dreg (the same with the "
-                "doubly-reparameterized gradient), stl (the ELBO with the sticking-the-landing gradient), or one a "
-                "plugin registered", choices=("auto",), registered="objective", aliases=("--elbo",),
-        problem=_objective_problem)
+        "auto",
+        "training objective: auto (the family's default_objective: jit for a family built from the "
+        "library's parts, trace with a part of your own, graph for a score-function estimator, enum for an "
+        "enumerated discrete latent), trace (Trace_ELBO), meanfield (TraceMeanField_ELBO), graph (TraceGraph_ELBO), enum "
+        "(TraceEnum_ELBO), jit* (compiled), renyi (RenyiELBO alpha 0.5), iwae (the per-data-point "
+        "importance-weighted bound with K = num_particles), iwae_dreg (the same with the "
+        "doubly-reparameterized gradient), stl (the ELBO with the sticking-the-landing gradient), or one a "
+        "plugin registered",
+        choices=("auto",),
+        registered="objective",
+        aliases=("--elbo",),
+        problem=_objective_problem,
+    )
     num_particles: int = option(1, "samples of the latents per data point in the ELBO estimate", min=1)
-    clip_norm: float | None = option(None, "clip the gradient norm (of the per-image loss); default: no clipping",
-                                     positive=True)
+    clip_norm: float | None = option(
+        None, "clip the gradient norm (of the per-image loss); default: no clipping", positive=True
+    )
     seed: int = option(0, "seed of the data split, label subset, initialisation and training", min=0, max=2**32 - 1)
     device: str = option("auto", "auto (cuda when present, else cpu), cpu, cuda, cuda:1, ...", problem=device_problem)
-    patience: int | None = option(10, "early stopping after this many epochs without a better validation measure",
-                                  min=1, off=0)
+    patience: int | None = option(
+        10, "early stopping after this many epochs without a better validation measure", min=1, off=0
+    )
     binarize: str = option(
-        "auto", "binary data from grey images: dynamic resamples every epoch, static once (seeded); none keeps grey "
-                "values; auto (resolved once when fit starts, and saved resolved): dynamic for a likelihood of "
-                "binary data (bernoulli), else none", choices=BINARIZE_MODES)
+        "auto",
+        "binary data from grey images: dynamic resamples every epoch, static once (seeded); none keeps grey "
+        "values; auto (resolved once when fit starts, and saved resolved): dynamic for a likelihood of "
+        "binary data (bernoulli), else none",
+        choices=BINARIZE_MODES,
+    )
     val_batch_size: int = option(1000, "batch size of the validation ELBO", min=1)
-    labels: int | None = option(None, "semi-supervised: keep this many training labels, the same number per class, "
-                                      "drawn with the seed (default: all labels)", min=1)
-    labelled_batch_size: int | None = option(None, "labelled points added to every training batch when labels are "
-                                                   "kept (default: min(labels, batch size / 2))", min=0)
+    labels: int | None = option(
+        None,
+        "semi-supervised: keep this many training labels, the same number per class, "
+        "drawn with the seed (default: all labels)",
+        min=1,
+    )
+    labelled_batch_size: int | None = option(
+        None,
+        "labelled points added to every training batch when labels are kept (default: min(labels, batch size / 2))",
+        min=0,
+    )
     augment_shift: int = option(
-        0, "data augmentation for image data: each training image moved by a random offset of up to this many "
-           "pixels (zero-filled) each time a batch uses it; validation and test data as given (0: off)", min=0)
-    precision: str = option("fp32", "bf16: the networks run under bfloat16 autocast (faster on CPUs with AMX and on "
-                                    "GPUs), distributions, log-densities and the loss in float32",
-                            choices=("fp32", "bf16"))
-    eval_k: int = option(1000, "importance samples for the final log p(x) on the test set (0: skip); recorded so a "
-                               "rerun reports the same", min=0, group="output")
+        0,
+        "data augmentation for image data: each training image moved by a random offset of up to this many "
+        "pixels (zero-filled) each time a batch uses it; validation and test data as given (0: off)",
+        min=0,
+    )
+    precision: str = option(
+        "fp32",
+        "bf16: the networks run under bfloat16 autocast (faster on CPUs with AMX and on "
+        "GPUs), distributions, log-densities and the loss in float32",
+        choices=("fp32", "bf16"),
+    )
+    eval_k: int = option(
+        1000,
+        "importance samples for the final log p(x) on the test set (0: skip); recorded so a rerun reports the same",
+        min=0,
+        group="output",
+    )
 
     def check(self) -> "TrainConfig":
         """Raise an :class:`OptionError` (a ValueError) naming every setting its declaration does
@@ -353,8 +449,19 @@ class DataConfig:
     origin: str | None = None  # where the data came from, in words (a torch Dataset's class, a module:function)
 
     @classmethod
-    def of(cls, train, val=None, source=None, *, data_dir=None, val_fraction=None, split_seed=None,
-           stream: str = "off", workers: int = 0, origin: str | None = None) -> "DataConfig":
+    def of(
+        cls,
+        train,
+        val=None,
+        source=None,
+        *,
+        data_dir=None,
+        val_fraction=None,
+        split_seed=None,
+        stream: str = "off",
+        workers: int = 0,
+        origin: str | None = None,
+    ) -> "DataConfig":
         """The record of training on ``train`` and ``val`` (Batches or streamed splits, or a
         :class:`~pyro_vae.data.Splits` as ``train``): their sizes, and what ``source`` (the name,
         path or ``module:function`` they were loaded from, if any), ``origin`` (in words; default
@@ -363,12 +470,21 @@ class DataConfig:
         splits = train if hasattr(train, "train") and hasattr(train, "val") else None
         if splits is not None:
             train, val = splits.train, splits.val
-        return cls(dataset=absolute_path(source), data_dir=absolute_path(data_dir), val_fraction=val_fraction,
-                   split_seed=split_seed, train_size=len(train), val_size=None if val is None else len(val),
-                   fingerprint=fingerprint(source), scale=getattr(splits, "scale", "") or "", stream=stream,
-                   streamed=bool(getattr(train, "streamed", False)), workers=workers,
-                   test=getattr(splits, "test_source", "") or None,
-                   origin=origin or getattr(splits, "origin", "") or None)
+        return cls(
+            dataset=absolute_path(source),
+            data_dir=absolute_path(data_dir),
+            val_fraction=val_fraction,
+            split_seed=split_seed,
+            train_size=len(train),
+            val_size=None if val is None else len(val),
+            fingerprint=fingerprint(source),
+            scale=getattr(splits, "scale", "") or "",
+            stream=stream,
+            streamed=bool(getattr(train, "streamed", False)),
+            workers=workers,
+            test=getattr(splits, "test_source", "") or None,
+            origin=origin or getattr(splits, "origin", "") or None,
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -405,8 +521,9 @@ def from_dict(cls, data: dict):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}; "
-                         f"known: {', '.join(sorted(names))}")
+        raise ValueError(
+            f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}"
+        )
     return cls(**data)
 
 
@@ -422,8 +539,11 @@ def read_metrics(path) -> list:
         epoch = row.get("epoch")
         if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
             return False
-        return all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
-                   for k, v in row.items() if k in ("step", "train_loss", "kl_weight") or k.startswith("val_"))
+        return all(
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+            for k, v in row.items()
+            if k in ("step", "train_loss", "kl_weight") or k.startswith("val_")
+        )
 
     path = Path(path)
     rows = []

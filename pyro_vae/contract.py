@@ -130,8 +130,13 @@ ABILITIES = (Codes, Samples, Prior, Likelihood, Schedules, ExtraLoss, Measures, 
 PARTS = (Prior, Likelihood)  # often submodules set in __init__: checked on a built family, not on its class
 
 # the generic figures (pyro_vae.figures.plots draws them), and the abilities each one uses
-FIGURE_NEEDS = {"reconstructions": (Codes,), "samples": (Samples,), "manifold": (Codes, Prior),
-                "latent_space": (Codes,), "interpolation": (Codes,)}
+FIGURE_NEEDS = {
+    "reconstructions": (Codes,),
+    "samples": (Samples,),
+    "manifold": (Codes, Prior),
+    "latent_space": (Codes,),
+    "interpolation": (Codes,),
+}
 GENERIC_FIGURES = tuple(FIGURE_NEEDS)
 
 _PLACEHOLDER = "__contract_placeholder__"
@@ -170,6 +175,7 @@ def has(family, ability) -> bool:
 
 def _signature(ability) -> str:
     """``encode(x), decode(z), reconstruct(x)``: the members of an ability as a family writes them."""
+
     def one(name):
         params = list(inspect.signature(vars(ability)[name]).parameters.values())[1:]  # without self
         return f"{name}({', '.join(str(p) for p in params)})"
@@ -184,8 +190,13 @@ def require(family, ability, for_what: str, instead: str = "") -> None:
     lacks = missing(family, ability)
     if lacks:
         fix = f"define {'it' if len(lacks) == 1 else 'them'}" + (f", or {instead}" if instead else "")
-        raise MissingAbility(f"{describe(family)} cannot {for_what}: it has no {', '.join(lacks)} (the "
-                             f"{ability.__name__} ability: {_signature(ability)}); {fix}", family, ability, lacks)
+        raise MissingAbility(
+            f"{describe(family)} cannot {for_what}: it has no {', '.join(lacks)} (the "
+            f"{ability.__name__} ability: {_signature(ability)}); {fix}",
+            family,
+            ability,
+            lacks,
+        )
 
 
 # ---------------------------------------------------------------------- declared traits
@@ -256,6 +267,7 @@ def can_draw(family) -> tuple:
 
 def traits(family) -> Traits:
     """What ``family`` declares (any object: the defaults of :class:`Declared` fill in the rest)."""
+
     def declared(name):
         return getattr(family, name, getattr(Declared, name))
 
@@ -263,19 +275,31 @@ def traits(family) -> Traits:
     likelihood = getattr(family, "likelihood", None)
     kl_sites = declared("kl_sites")
     return Traits(
-        name=describe(family), data_shape=None if data_shape is None else tuple(data_shape),
-        latent_dim=getattr(family, "latent_dim", None), num_classes=getattr(family, "num_classes", None),
-        plate_name=declared("plate_name"), max_plate_nesting=declared("max_plate_nesting"),
-        latent_sites=tuple(declared("latent_sites")), observed_sites=tuple(declared("observed_sites")),
-        kl_sites=None if kl_sites is None else tuple(kl_sites), default_objective=declared("default_objective"),
-        select_by=declared("select_by"), figures=can_draw(family) if figures is None else tuple(figures),
-        figure_titles=dict(declared("figure_titles") or {}), metric_notes=dict(declared("metric_notes") or {}),
-        needs_labels=bool(declared("needs_labels")), partial_labels=bool(declared("partial_labels")),
-        conditional=bool(declared("conditional")), condition=declared("condition"),
-        joint_prior=bool(declared("joint_prior")), point_estimate=bool(declared("point_estimate")),
-        undefined_note=declared("undefined_note"), likelihood=likelihood,
+        name=describe(family),
+        data_shape=None if data_shape is None else tuple(data_shape),
+        latent_dim=getattr(family, "latent_dim", None),
+        num_classes=getattr(family, "num_classes", None),
+        plate_name=declared("plate_name"),
+        max_plate_nesting=declared("max_plate_nesting"),
+        latent_sites=tuple(declared("latent_sites")),
+        observed_sites=tuple(declared("observed_sites")),
+        kl_sites=None if kl_sites is None else tuple(kl_sites),
+        default_objective=declared("default_objective"),
+        select_by=declared("select_by"),
+        figures=can_draw(family) if figures is None else tuple(figures),
+        figure_titles=dict(declared("figure_titles") or {}),
+        metric_notes=dict(declared("metric_notes") or {}),
+        needs_labels=bool(declared("needs_labels")),
+        partial_labels=bool(declared("partial_labels")),
+        conditional=bool(declared("conditional")),
+        condition=declared("condition"),
+        joint_prior=bool(declared("joint_prior")),
+        point_estimate=bool(declared("point_estimate")),
+        undefined_note=declared("undefined_note"),
+        likelihood=likelihood,
         binary_data=bool(getattr(likelihood, "binary_data", False)),
-        missing_values=bool(getattr(likelihood, "missing_values", False)))
+        missing_values=bool(getattr(likelihood, "missing_values", False)),
+    )
 
 
 def check_data(family, x) -> None:
@@ -306,12 +330,12 @@ def describe(family) -> str:
 # ---------------------------------------------------------------------- the checks
 PROGRAMS = {
     "model": "model(self, x=None), the Pyro program p(latents) p(x | latents) (or model(self, x=None, kl_weight=1.0, "
-             "num_data=None), scaling its own sites)",
+    "num_data=None), scaling its own sites)",
     "guide": "guide(self, x), the Pyro program q(latents | x) (or guide(self, x, kl_weight=1.0, num_data=None), "
-             "scaling its own sites)",
+    "scaling its own sites)",
     "args": "args(self, batch), the programs' positional arguments for a batch",
     "from_config": "from_config(cls, config, data_shape, num_classes=None), a classmethod that builds it from "
-                   "its Config",
+    "its Config",
 }
 
 
@@ -323,22 +347,29 @@ def check_core_class(cls) -> None:
 
     name = getattr(cls, "__name__", repr(cls))
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ContractError(f"{name} is not a model family class: register a subclass of pyro_vae.models.Family "
-                            f"(see docs/families.md)")
+        raise ContractError(
+            f"{name} is not a model family class: register a subclass of pyro_vae.models.Family (see docs/families.md)"
+        )
     config = getattr(cls, "Config", None)
     if not (isinstance(config, type) and dataclasses.is_dataclass(config)):
-        raise ContractError(f"{name}.Config is not a dataclass ({getattr(config, '__name__', type(config).__name__)}): "
-                            f"decorate it with @dataclasses.dataclass; its typed fields with defaults are the "
-                            f"family's options and CLI flags")
+        raise ContractError(
+            f"{name}.Config is not a dataclass ({getattr(config, '__name__', type(config).__name__)}): "
+            f"decorate it with @dataclasses.dataclass; its typed fields with defaults are the "
+            f"family's options and CLI flags"
+        )
     for f in dataclasses.fields(config):
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ContractError(f"{name}.Config field {f.name!r} has no default: give it one "
-                                f"({f.name}: ... = option(DEFAULT, \"help\")); every option is a CLI flag that may be "
-                                f"left out")
+            raise ContractError(
+                f"{name}.Config field {f.name!r} has no default: give it one "
+                f'({f.name}: ... = option(DEFAULT, "help")); every option is a CLI flag that may be '
+                f"left out"
+            )
     lacks = [n for n in ("model", "guide", "from_config", "args") if not defines(cls, n)]
     if lacks:
-        raise ContractError(f"{name} does not define {', '.join(lacks)}: define "
-                            f"{'; '.join(PROGRAMS[n] for n in lacks)} (see docs/families.md)")
+        raise ContractError(
+            f"{name} does not define {', '.join(lacks)}: define "
+            f"{'; '.join(PROGRAMS[n] for n in lacks)} (see docs/families.md)"
+        )
 
 
 def check_core(module) -> None:
@@ -355,7 +386,8 @@ def check_core(module) -> None:
         raise ContractError(
             f"{type(module).__name__} does not meet the model contract: missing {', '.join(lacks)}. "
             f"Subclass pyro_vae.models.Family and define model(*args), guide(*args) (Pyro programs over "
-            f"pyro.plate(\"data\", B)) and, if the programs take more than x, args(batch); see docs/families.md")
+            f'pyro.plate("data", B)) and, if the programs take more than x, args(batch); see docs/families.md'
+        )
 
 
 def check_abilities(family) -> None:
@@ -379,24 +411,57 @@ def check_abilities(family) -> None:
                 require(family, ability, f"draw its figure {figure!r}", f"leave {figure!r} out of its figures")
     select = declared("select_by", str)
     if select is not None and select != "elbo":
-        require(family, Measures, f"keep its best checkpoint by {select!r}",
-                "select by \"elbo\" (the default)")
+        require(family, Measures, f"keep its best checkpoint by {select!r}", 'select by "elbo" (the default)')
     if declared("conditional", bool):
         require(family, Samples, "draw samples given a condition")
         params = inspect.signature(family.sample).parameters
         if "condition" not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-            raise ContractError(f"{name} is conditional, but its sample takes no condition: define "
-                                f"sample(n, mean=True, condition=None)")
+            raise ContractError(
+                f"{name} is conditional, but its sample takes no condition: define sample(n, mean=True, condition=None)"
+            )
         num_classes = getattr(family, "num_classes", None)
         if built and declared("condition", str) == "class" and not isinstance(num_classes, int):
-            raise ContractError(f"{name} is conditional on a class but has no num_classes (an int): set it, or "
-                                f"declare what its condition is (condition = \"...\")")
+            raise ContractError(
+                f"{name} is conditional on a class but has no num_classes (an int): set it, or "
+                f'declare what its condition is (condition = "...")'
+            )
     elif declared("joint_prior", bool):
-        raise ContractError(f"{name} declares joint_prior (sample(n) draws the condition too) but is not "
-                            f"conditional: drop joint_prior, or declare conditional = True")
+        raise ContractError(
+            f"{name} declares joint_prior (sample(n) draws the condition too) but is not "
+            f"conditional: drop joint_prior, or declare conditional = True"
+        )
 
 
-__all__ = ["ContractError", "MissingAbility", "Codes", "Samples", "Prior", "Likelihood", "Schedules", "ExtraLoss",
-           "Measures", "Figures", "ChecksData", "ABILITIES", "FIGURE_NEEDS", "GENERIC_FIGURES", "Declared",
-           "Traits", "traits", "has", "require", "missing", "members", "defines", "placeholder", "can_draw",
-           "check_data", "known_as", "describe", "check_core_class", "check_core", "check_abilities", "PROGRAMS"]
+__all__ = [
+    "ContractError",
+    "MissingAbility",
+    "Codes",
+    "Samples",
+    "Prior",
+    "Likelihood",
+    "Schedules",
+    "ExtraLoss",
+    "Measures",
+    "Figures",
+    "ChecksData",
+    "ABILITIES",
+    "FIGURE_NEEDS",
+    "GENERIC_FIGURES",
+    "Declared",
+    "Traits",
+    "traits",
+    "has",
+    "require",
+    "missing",
+    "members",
+    "defines",
+    "placeholder",
+    "can_draw",
+    "check_data",
+    "known_as",
+    "describe",
+    "check_core_class",
+    "check_core",
+    "check_abilities",
+    "PROGRAMS",
+]

@@ -32,8 +32,11 @@ def device_problem(name) -> str | None:
         return None
     if dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
-        return None if mps is not None and mps.is_available() else \
-            f"device {name!r}: MPS is not available on this machine; use --device cpu (or auto)"
+        return (
+            None
+            if mps is not None and mps.is_available()
+            else f"device {name!r}: MPS is not available on this machine; use --device cpu (or auto)"
+        )
     return f"device {name!r}: pyro-vae runs on auto, cpu, cuda or mps"
 
 

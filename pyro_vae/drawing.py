@@ -73,7 +73,7 @@ def image_grid(images, nrow: int = 8, pad: int = 1, pad_value: float = 0.5) -> n
     for i in range(n):
         r0 = pad + (i // ncol) * (h + pad)
         c0 = pad + (i % ncol) * (w + pad)
-        grid[:, r0:r0 + h, c0:c0 + w] = arr[i]
+        grid[:, r0 : r0 + h, c0 : c0 + w] = arr[i]
     return grid[0] if c == 1 else grid.transpose(1, 2, 0)
 
 
@@ -133,8 +133,15 @@ def plot_confusion(predicted, labels, num_classes: int, path) -> Path:
     if num_classes <= 20:
         for i in range(num_classes):
             for j in range(num_classes):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if share[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if share[i, j] > 0.5 else "black",
+                )
     ax.set_xticks(range(num_classes))
     ax.set_yticks(range(num_classes))
     ax.set_xlabel("predicted class (argmax q(y|x))")
@@ -154,7 +161,7 @@ def pca_2d(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     _, s, vh = torch.linalg.svd(zc, full_matrices=False)
     k = min(2, vh.shape[0])
     proj = zc @ vh[:k].T
-    var = s ** 2
+    var = s**2
     ratio = var[:k] / var.sum().clamp_min(1e-12)
     if k < 2:  # fewer data points than two: pad with zeros
         proj = torch.cat([proj, torch.zeros(proj.shape[0], 2 - k)], 1)
@@ -202,10 +209,14 @@ def plot_codes(z, y, path, what: str) -> Path:
             cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
             for i, c in enumerate(classes):
                 m = labels == c
-                ax.scatter(px[m], py[m], s=size, alpha=0.7, color=cmap(i), linewidths=0,
-                           label=f"{int(c)}")
-            leg = ax.legend(title="label", loc="center left", bbox_to_anchor=(1.01, 0.5),
-                            markerscale=2.5 if size < 10 else 1.5, frameon=False)
+                ax.scatter(px[m], py[m], s=size, alpha=0.7, color=cmap(i), linewidths=0, label=f"{int(c)}")
+            leg = ax.legend(
+                title="label",
+                loc="center left",
+                bbox_to_anchor=(1.01, 0.5),
+                markerscale=2.5 if size < 10 else 1.5,
+                frameon=False,
+            )
             for h in leg.legend_handles:
                 h.set_alpha(1.0)
         else:
@@ -219,5 +230,17 @@ def plot_codes(z, y, path, what: str) -> Path:
     return save(fig, path)
 
 
-__all__ = ["DPI", "to_numpy", "as_images", "image_grid", "show", "grid_figsize", "save", "no_ticks", "plot_image_rows",
-           "plot_confusion", "pca_2d", "plot_codes"]
+__all__ = [
+    "DPI",
+    "to_numpy",
+    "as_images",
+    "image_grid",
+    "show",
+    "grid_figsize",
+    "save",
+    "no_ticks",
+    "plot_image_rows",
+    "plot_confusion",
+    "pca_2d",
+    "plot_codes",
+]

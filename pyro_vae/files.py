@@ -250,8 +250,12 @@ class RunLock:
         self.stale = None
 
     def _info(self) -> dict:
-        return {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                "command": self.command}
+        return {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "command": self.command,
+        }
 
     def _read(self) -> dict:
         try:
@@ -263,8 +267,11 @@ class RunLock:
     def describe(info: dict) -> str:
         if not info:
             return "an unknown process"
-        return (f"process {info.get('pid', '?')} on host {info.get('host', '?')} (since {info.get('since', '?')}"
-                + (f"; {info['command']}" if info.get("command") else "") + ")")
+        return (
+            f"process {info.get('pid', '?')} on host {info.get('host', '?')} (since {info.get('since', '?')}"
+            + (f"; {info['command']}" if info.get("command") else "")
+            + ")"
+        )
 
     def acquire(self) -> "RunLock":
         run_folder(self.folder, link_ok=True)
@@ -275,8 +282,10 @@ class RunLock:
             except OSError:
                 os.close(fd)
                 holder = self._read()
-                raise RunLocked(f"{self.folder} is in use by {self.describe(holder)}: one trainer per run folder. "
-                                f"Wait for it to finish, stop it, or choose another folder for option run_dir") from None
+                raise RunLocked(
+                    f"{self.folder} is in use by {self.describe(holder)}: one trainer per run folder. "
+                    f"Wait for it to finish, stop it, or choose another folder for option run_dir"
+                ) from None
             previous = self._read()
             if previous and previous.get("pid") != os.getpid():
                 self.stale = previous
@@ -296,8 +305,9 @@ class RunLock:
                     self.stale = holder
                     os.unlink(self.path)
                     continue
-                raise RunLocked(f"{self.folder} is in use by {self.describe(holder)}; if that process is gone, "
-                                f"delete {self.path}") from None
+                raise RunLocked(
+                    f"{self.folder} is in use by {self.describe(holder)}; if that process is gone, delete {self.path}"
+                ) from None
             os.write(fd, json.dumps(self._info()).encode())
             os.close(fd)
             return self
@@ -323,5 +333,19 @@ class RunLock:
         self.release()
 
 
-__all__ = ["atomic_write", "write_bytes", "write_text", "write_json", "write_jsonl", "torch_save", "save_figure",
-           "save_npz", "RunLock", "RunLocked", "RunFileError", "run_folder", "open_in_run", "refuse_link"]
+__all__ = [
+    "atomic_write",
+    "write_bytes",
+    "write_text",
+    "write_json",
+    "write_jsonl",
+    "torch_save",
+    "save_figure",
+    "save_npz",
+    "RunLock",
+    "RunLocked",
+    "RunFileError",
+    "run_folder",
+    "open_in_run",
+    "refuse_link",
+]

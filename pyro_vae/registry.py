@@ -35,8 +35,10 @@ class Registry(dict):
     def get_or_raise(self, name: str):
         """The entry ``name``, or a ValueError that lists the known names and how to add one."""
         if name not in self:
-            raise ValueError(f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(sorted(self))}. "
-                             f"A {self.kind} of your own: register it in a module and pass --plugin MODULE")
+            raise ValueError(
+                f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(sorted(self))}. "
+                f"A {self.kind} of your own: register it in a module and pass --plugin MODULE"
+            )
         return self[name]
 
     def build(self, name: str, *args, **kwargs):
@@ -60,15 +62,21 @@ def check_component_class(obj, kind: str, needs=("forward",)) -> None:
 
     name = getattr(obj, "__name__", type(obj).__name__)
     if not (inspect.isclass(obj) and issubclass(obj, nn.Module)):
-        raise ContractError(f"{kind} {name} is not an nn.Module class: register a class (subclass torch.nn.Module, "
-                            f"or pyro_vae.components.likelihoods.Likelihood for a likelihood) that the library builds by name")
+        raise ContractError(
+            f"{kind} {name} is not an nn.Module class: register a class (subclass torch.nn.Module, "
+            f"or pyro_vae.components.likelihoods.Likelihood for a likelihood) that the library builds by name"
+        )
     missing = [n for n in needs if not overrides(obj, n, nn.Module)]
     if missing:
-        raise ContractError(f"{kind} {name} does not define {' or '.join(missing)}: "
-                            + ("forward(params) must return a distribution over one data point and mean(params) "
-                               "E[x|z]; see docs/vae.md section 6" if kind == "likelihood" else
-                               "forward() must return a distribution over one latent vector; see docs/vae.md "
-                               "section 6"))
+        raise ContractError(
+            f"{kind} {name} does not define {' or '.join(missing)}: "
+            + (
+                "forward(params) must return a distribution over one data point and mean(params) "
+                "E[x|z]; see docs/vae.md section 6"
+                if kind == "likelihood"
+                else "forward() must return a distribution over one latent vector; see docs/vae.md section 6"
+            )
+        )
 
 
 def check_kwargs(cls, kwargs: dict, kind: str) -> None:

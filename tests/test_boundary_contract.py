@@ -27,8 +27,20 @@ from pyro_vae.models import MODELS, model_options
 from pyro_vae.models.base import batch_size_of
 from test_mistakes import TINY, _binary, assert_user_error, cli
 
-FAST = ["--epochs", "1", "--batch-size", "16", "--eval-k", "0", "--no-plots", "--no-progress", "--val-fraction",
-        "0.25", "--binarize", "none"]
+FAST = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "16",
+    "--eval-k",
+    "0",
+    "--no-plots",
+    "--no-progress",
+    "--val-fraction",
+    "0.25",
+    "--binarize",
+    "none",
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +66,7 @@ def _registries():
 
 
 # ---------------------------------------------------------------------- 1. plugins against the contract
-HEAD = '''
+HEAD = """
 from dataclasses import dataclass
 
 import pyro
@@ -82,11 +94,12 @@ def model(self, x=None, kl_weight=1.0, num_data=None):
 def guide(self, x, kl_weight=1.0, num_data=None):
     with data_plate(x.shape[0], num_data):
         pyro.sample("z", dist.Normal(torch.zeros(x.shape[0], 2), 1.0).to_event(1))
-'''
+"""
 
 PLUGINS = {
     # (plugin body, extra flags, words the error line must hold)
-    "config_not_a_dataclass": ('''
+    "config_not_a_dataclass": (
+        """
 class Loose:  # no @dataclass
     width = 8
 
@@ -100,8 +113,12 @@ class LooseFamily(Family):
     @classmethod
     def from_config(cls, config, data_shape, num_classes=None):
         return cls(data_shape)
-''', ["--model", "c21_loose"], ["LooseFamily.Config is not a dataclass", "@dataclasses.dataclass"]),
-    "config_field_without_a_default": ('''
+""",
+        ["--model", "c21_loose"],
+        ["LooseFamily.Config is not a dataclass", "@dataclasses.dataclass"],
+    ),
+    "config_field_without_a_default": (
+        """
 @dataclass
 class Bare:
     width: int  # no default: the flag could not be left out
@@ -116,8 +133,12 @@ class BareFamily(Family):
     @classmethod
     def from_config(cls, config, data_shape, num_classes=None):
         return cls(data_shape)
-''', ["--model", "c21_bare"], ["BareFamily.Config field 'width' has no default"]),
-    "family_without_from_config": ('''
+""",
+        ["--model", "c21_bare"],
+        ["BareFamily.Config field 'width' has no default"],
+    ),
+    "family_without_from_config": (
+        """
 @register_model("c21_nofrom")
 class NoFromConfig(Family):
     Config = Opts
@@ -125,8 +146,12 @@ class NoFromConfig(Family):
     def __init__(self, data_shape):
         super().__init__()
         self.data_shape, self.decoder = tuple(data_shape), MLPDecoder(data_shape, 2, (8,))
-''', ["--model", "c21_nofrom"], ["NoFromConfig does not define from_config", "classmethod"]),
-    "family_without_a_guide": ('''
+""",
+        ["--model", "c21_nofrom"],
+        ["NoFromConfig does not define from_config", "classmethod"],
+    ),
+    "family_without_a_guide": (
+        """
 @register_model("c21_noguide")
 class NoGuide(Family):
     Config = Opts
@@ -137,8 +162,12 @@ class NoGuide(Family):
     @classmethod
     def from_config(cls, config, data_shape, num_classes=None):
         return cls(data_shape)
-''', ["--model", "c21_noguide"], ["NoGuide does not define guide", "guide(self, x, kl_weight=1.0, num_data=None)"]),
-    "family_without_parameters": ('''
+""",
+        ["--model", "c21_noguide"],
+        ["NoGuide does not define guide", "guide(self, x, kl_weight=1.0, num_data=None)"],
+    ),
+    "family_without_parameters": (
+        """
 @register_model("c21_fixed")
 class Fixed(Family):
     Config = Opts
@@ -150,8 +179,12 @@ class Fixed(Family):
     @classmethod
     def from_config(cls, config, data_shape, num_classes=None):
         return cls(data_shape)
-''', ["--model", "c21_fixed"], ["Fixed has no parameters to train", "nn.Parameter"]),
-    "likelihood_without_log_prob": ('''
+""",
+        ["--model", "c21_fixed"],
+        ["Fixed has no parameters to train", "nn.Parameter"],
+    ),
+    "likelihood_without_log_prob": (
+        """
 @register_likelihood("c21_raw")
 class RawLikelihood(nn.Module):
     def __init__(self, data_shape, **_):
@@ -160,21 +193,32 @@ class RawLikelihood(nn.Module):
         return torch.sigmoid(params)  # a tensor, not a distribution
     def mean(self, params):
         return torch.sigmoid(params)
-''', ["--likelihood", "c21_raw"], ["likelihood RawLikelihood(params) returned a Tensor", "log_prob"]),
-    "likelihood_without_forward": ('''
+""",
+        ["--likelihood", "c21_raw"],
+        ["likelihood RawLikelihood(params) returned a Tensor", "log_prob"],
+    ),
+    "likelihood_without_forward": (
+        """
 @register_likelihood("c21_noforward")
 class NoForward(nn.Module):
     def __init__(self, data_shape, **_):
         super().__init__()
     def mean(self, params):
         return torch.sigmoid(params)
-''', ["--likelihood", "c21_noforward"], ["likelihood NoForward does not define forward"]),
-    "prior_without_forward": ('''
+""",
+        ["--likelihood", "c21_noforward"],
+        ["likelihood NoForward does not define forward"],
+    ),
+    "prior_without_forward": (
+        """
 @register_prior("c21_noprior")
 class NoPrior(nn.Module):
     def __init__(self, latent_dim, **_):
         super().__init__()
-''', ["--prior", "c21_noprior"], ["prior NoPrior does not define forward"]),
+""",
+        ["--prior", "c21_noprior"],
+        ["prior NoPrior does not define forward"],
+    ),
 }
 
 
@@ -183,28 +227,42 @@ def test_a_plugin_that_breaks_the_contract_is_named_when_imported_or_built(case,
     body, flags, expected = PLUGINS[case]
     plugin = tmp_path / f"c21_{case}.py"
     plugin.write_text(HEAD + textwrap.dedent(body))
-    assert_user_error(["train", "--plugin", plugin, "--dataset", data / "bin.npy", *flags, *FAST, "--out",
-                       tmp_path / "run"], capsys, *expected)
+    assert_user_error(
+        ["train", "--plugin", plugin, "--dataset", data / "bin.npy", *flags, *FAST, "--out", tmp_path / "run"],
+        capsys,
+        *expected,
+    )
     assert not (tmp_path / "run" / "checkpoint_last.pt").exists()
 
 
 # ---------------------------------------------------------------------- 2. sizes before allocating
-@pytest.mark.parametrize("flags, option", [
-    (["--hidden", "1000000000000"], "hidden"),
-    (["--latent-dim", "1000000000000"], "latent_dim"),
-    (["--model", "gmvae", "--clusters", "1000000000000"], "clusters"),
-    (["--prior", "vampprior", "--prior-components", "1000000000000"], "prior_kwargs"),
-])
+@pytest.mark.parametrize(
+    "flags, option",
+    [
+        (["--hidden", "1000000000000"], "hidden"),
+        (["--latent-dim", "1000000000000"], "latent_dim"),
+        (["--model", "gmvae", "--clusters", "1000000000000"], "clusters"),
+        (["--prior", "vampprior", "--prior-components", "1000000000000"], "prior_kwargs"),
+    ],
+)
 def test_a_model_larger_than_memory_is_refused_before_it_is_made(flags, option, data, tmp_path, capsys):
-    assert_user_error(["train", "--dataset", data / "bin.npy", *TINY, *flags, "--binarize", "none", "--out",
-                       tmp_path / "run"], capsys, "parameters", "more than this machine's memory", option)
+    assert_user_error(
+        ["train", "--dataset", data / "bin.npy", *TINY, *flags, "--binarize", "none", "--out", tmp_path / "run"],
+        capsys,
+        "parameters",
+        "more than this machine's memory",
+        option,
+    )
 
 
-@pytest.mark.parametrize("config, words", [
-    (dict(model="iaf", flow_hidden=10**12), ["parameters", "flow_hidden"]),
-    (dict(model="ssvae", num_classes=2**31), ["parameters", "2147483648 classes"]),
-    (dict(model="hvae", latent_dims=(2,) * 6000), ["more than 5000 layers", "latent_dims"]),
-])
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        (dict(model="iaf", flow_hidden=10**12), ["parameters", "flow_hidden"]),
+        (dict(model="ssvae", num_classes=2**31), ["parameters", "2147483648 classes"]),
+        (dict(model="hvae", latent_dims=(2,) * 6000), ["more than 5000 layers", "latent_dims"]),
+    ],
+)
 def test_sizes_of_every_kind_are_counted_before_allocating(config, words):
     with pytest.raises(ValueError) as e:
         build_model(ModelConfig(data_shape=(1, 8, 8), hidden=(8,), **config))
@@ -220,33 +278,52 @@ def test_sizes_of_every_kind_are_counted_before_allocating(config, words):
 
 
 # ---------------------------------------------------------------------- 3. options against their types
-@pytest.mark.parametrize("option, value, words", [
-    ("hidden", ["x"], ["--hidden must be a list of integers", "'x'"]),  # the CLI says the library's
-    ("hidden", [8, 2.5], ["--hidden must be a list of integers", "2.5"]),  # "option hidden" as the flag
-    ("latent_dim", 2.5, ["--latent-dim must be an integer, got 2.5"]),
-    ("latent_dim", True, ["--latent-dim must be an integer, got True"]),
-    ("noise_rate", float("nan"), ["--noise-rate must be a finite number, got nan"]),
-    ("network", 3, ["--network must be a string, got 3"]),
-])
+@pytest.mark.parametrize(
+    "option, value, words",
+    [
+        ("hidden", ["x"], ["--hidden must be a list of integers", "'x'"]),  # the CLI says the library's
+        ("hidden", [8, 2.5], ["--hidden must be a list of integers", "2.5"]),  # "option hidden" as the flag
+        ("latent_dim", 2.5, ["--latent-dim must be an integer, got 2.5"]),
+        ("latent_dim", True, ["--latent-dim must be an integer, got True"]),
+        ("noise_rate", float("nan"), ["--noise-rate must be a finite number, got nan"]),
+        ("network", 3, ["--network must be a string, got 3"]),
+    ],
+)
 def test_a_config_file_with_an_option_of_the_wrong_type_is_refused(option, value, words, data, tmp_path, capsys):
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"model": {"model": "vae", "options": {option: value}},
-                                  "train": {"epochs": 1, "batch_size": 16},
-                                  "data": {"dataset": str(data / "bin.npy"), "val_fraction": 0.25}}))
+    config.write_text(
+        json.dumps(
+            {
+                "model": {"model": "vae", "options": {option: value}},
+                "train": {"epochs": 1, "batch_size": 16},
+                "data": {"dataset": str(data / "bin.npy"), "val_fraction": 0.25},
+            }
+        )
+    )
     assert_user_error(["train", "--config", config, *FAST, "--out", tmp_path / "run"], capsys, *words)
 
 
-@pytest.mark.parametrize("options, words", [
-    ({"hidden": ("x",)}, ["option hidden must be a list of integers"]),
-    ({"observed_quadrants": 2.0, "condition": "quadrant"}, ["option observed_quadrants must be an integer"]),
-    ({"learned_prior": 1}, ["option learned_prior must be true or false"]),
-    ({"prior": "mixture", "prior_kwargs": {"componets": 3}}, ["prior MixtureOfGaussians has no option 'componets'"]),
-    ({"prior": "mixture", "prior_kwargs": {"components": 2.5}}, ["prior MixtureOfGaussians option components must "
-                                                                 "be an integer, got 2.5"]),
-    ({"prior": "flow", "prior_kwargs": {"hidden": "x"}}, ["prior FlowPrior option hidden must be an integer"]),
-    ({"likelihood": "gaussian", "likelihood_kwargs": {"learn_scale": "yes"}}, ["option learn_scale must be true or "
-                                                                                "false"]),
-])
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"hidden": ("x",)}, ["option hidden must be a list of integers"]),
+        ({"observed_quadrants": 2.0, "condition": "quadrant"}, ["option observed_quadrants must be an integer"]),
+        ({"learned_prior": 1}, ["option learned_prior must be true or false"]),
+        (
+            {"prior": "mixture", "prior_kwargs": {"componets": 3}},
+            ["prior MixtureOfGaussians has no option 'componets'"],
+        ),
+        (
+            {"prior": "mixture", "prior_kwargs": {"components": 2.5}},
+            ["prior MixtureOfGaussians option components must be an integer, got 2.5"],
+        ),
+        ({"prior": "flow", "prior_kwargs": {"hidden": "x"}}, ["prior FlowPrior option hidden must be an integer"]),
+        (
+            {"likelihood": "gaussian", "likelihood_kwargs": {"learn_scale": "yes"}},
+            ["option learn_scale must be true or false"],
+        ),
+    ],
+)
 def test_options_of_a_checkpoint_or_model_config_are_checked_by_type(options, words):
     name = "cvae" if "observed_quadrants" in options or "learned_prior" in options else "vae"
     with pytest.raises(ValueError) as e:
@@ -266,10 +343,18 @@ def test_data_with_a_class_the_model_does_not_have_are_refused(family):
 
 def test_evaluating_a_4_class_m2_on_5_classes_is_one_line(data, tmp_path, capsys):
     run = tmp_path / "run"
-    assert cli(["train", "--model", "ssvae", "--dataset", data / "four.npz", *TINY, "--binarize", "none",
-                "--out", run], capsys)[0] == 0
-    assert_user_error(["evaluate", run, "--dataset", data / "five.npz", "--k", "2", "--no-progress"], capsys,
-                      "labels up to 4 but this model has 4 classes (0..3)")
+    assert (
+        cli(
+            ["train", "--model", "ssvae", "--dataset", data / "four.npz", *TINY, "--binarize", "none", "--out", run],
+            capsys,
+        )[0]
+        == 0
+    )
+    assert_user_error(
+        ["evaluate", run, "--dataset", data / "five.npz", "--k", "2", "--no-progress"],
+        capsys,
+        "labels up to 4 but this model has 4 classes (0..3)",
+    )
 
 
 # ---------------------------------------------------------------------- 5. keyword per-example arguments
@@ -330,19 +415,23 @@ def labelled_run(data, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("flags, words", [
-    (["--lr", "inf"], ["--lr", "finite number > 0", "inf"]),
-    (["--lr", "nan"], ["--lr", "finite number > 0"]),
-    (["--lr", "0"], ["--lr", "> 0"]),
-    (["--seed", str(2**70)], ["--seed", "2**32 - 1"]),
-    (["--seed", "-1"], ["--seed", "2**32 - 1"]),
-    (["--epochs", "0"], ["--epochs", ">= 1"]),
-    (["--hidden", "0"], ["--hidden", ">= 1"]),
-    (["--hidden", "1000000000000"], ["M1 classifier would have", "parameters", "--hidden"]),
-])
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--lr", "inf"], ["--lr", "finite number > 0", "inf"]),
+        (["--lr", "nan"], ["--lr", "finite number > 0"]),
+        (["--lr", "0"], ["--lr", "> 0"]),
+        (["--seed", str(2**70)], ["--seed", "2**32 - 1"]),
+        (["--seed", "-1"], ["--seed", "2**32 - 1"]),
+        (["--epochs", "0"], ["--epochs", ">= 1"]),
+        (["--hidden", "0"], ["--hidden", ">= 1"]),
+        (["--hidden", "1000000000000"], ["M1 classifier would have", "parameters", "--hidden"]),
+    ],
+)
 def test_classify_refuses_numbers_that_train_nothing(flags, words, labelled_run, capsys):
-    assert_user_error(["classify", labelled_run, "--labels", "4", "--epochs", "1", "--no-progress", *flags],
-                      capsys, *words)
+    assert_user_error(
+        ["classify", labelled_run, "--labels", "4", "--epochs", "1", "--no-progress", *flags], capsys, *words
+    )
     assert not list(labelled_run.glob("m1_*.json"))
 
 
@@ -358,8 +447,14 @@ def test_an_interrupted_classify_does_not_advise_resume(labelled_run, capsys, mo
     assert "with --resume" not in err and "no result was written" in err and "run the same command again" in err, err
 
 
-@pytest.mark.parametrize("kwargs, words", [({"lr": float("inf")}, "finite lr > 0"), ({"weight_decay": float("nan")},
-                                           "finite weight_decay"), ({"seed": 2**70}, "seed must be an integer from 0")])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"lr": float("inf")}, "finite lr > 0"),
+        ({"weight_decay": float("nan")}, "finite weight_decay"),
+        ({"seed": 2**70}, "seed must be an integer from 0"),
+    ],
+)
 def test_m1_classify_refuses_them_in_python_too(kwargs, words):
     from pyro_vae.analysis.m1 import m1_classify
 

@@ -72,8 +72,12 @@ def _expected_epochs(rows, best=-float("inf")):
     calls = []
     for row in rows:
         improved, best = row["val_elbo"] > best, max(best, row["val_elbo"])
-        calls += [("epoch_start", row["epoch"]), *([("checkpoint", "checkpoint_best.pt")] if improved else []),
-                  ("checkpoint", "checkpoint_last.pt"), ("epoch_end", row["epoch"], row)]
+        calls += [
+            ("epoch_start", row["epoch"]),
+            *([("checkpoint", "checkpoint_best.pt")] if improved else []),
+            ("checkpoint", "checkpoint_last.pt"),
+            ("epoch_end", row["epoch"], row),
+        ]
     return calls, best
 
 
@@ -108,8 +112,7 @@ def test_callbacks_leave_the_run_as_it_is_without_them(tmp_path):
     # without a run folder: no checkpoint hooks, the record is the training config
     rec = Recorder()
     _fit(None, [rec])
-    assert [c[0] for c in rec.calls] == ["run_start", "epoch_start", "epoch_end", "epoch_start", "epoch_end",
-                                         "run_end"]
+    assert [c[0] for c in rec.calls] == ["run_start", "epoch_start", "epoch_end", "epoch_start", "epoch_end", "run_end"]
     assert rec.info.folder is None and rec.info.record["train"]["epochs"] == 2
 
 
@@ -137,8 +140,10 @@ def test_a_failing_callback_is_said_stops_the_run_and_its_checkpoint_resumes(tmp
         _fit(run, [rec, Boom("on_epoch_end", epoch=2)], epochs=3)
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == ["callback Boom.on_epoch_end failed (RuntimeError: the tracker's server went away)"]
-    assert str(e.value) == f"{errors[0]}; the last checkpoint {run / 'checkpoint_last.pt'} stands; continue with " \
-                           f"resume=True"
+    assert (
+        str(e.value) == f"{errors[0]}; the last checkpoint {run / 'checkpoint_last.pt'} stands; continue with "
+        f"resume=True"
+    )
     assert isinstance(e.value.__cause__, RuntimeError)
     assert rec.calls[-1] == ("run_end", None, e.value)  # the others end, told why
     assert read_checkpoint(run / "checkpoint_last.pt")["epoch"] == 2 and len(_rows(run)) == 2
@@ -151,8 +156,11 @@ def test_a_failing_callback_is_said_stops_the_run_and_its_checkpoint_resumes(tmp
 
 def test_a_callback_failing_at_the_start_or_the_end(tmp_path):
     rec = Recorder()
-    with pytest.raises(CallbackError, match=r"^callback Boom.on_run_start failed \(RuntimeError: .*\); no "
-                                            r"checkpoint was written yet; start again$"):
+    with pytest.raises(
+        CallbackError,
+        match=r"^callback Boom.on_run_start failed \(RuntimeError: .*\); no "
+        r"checkpoint was written yet; start again$",
+    ):
         _fit(tmp_path / "a", [rec, Boom("on_run_start"), Recorder()])
     assert rec.calls[0][0] == "run_start" and rec.calls[-1][0] == "run_end" and len(rec.calls) == 2
     assert not (tmp_path / "a" / "checkpoint_last.pt").exists()
@@ -190,10 +198,10 @@ def _wandb_records(folder):
         if block - pos % block < 7:  # a block's tail too short for a header is padding
             pos += block - pos % block
             continue
-        _, n, kind = struct.unpack("<IHB", raw[pos:pos + 7])
+        _, n, kind = struct.unpack("<IHB", raw[pos : pos + 7])
         if n == kind == 0:
             break
-        chunk, pos = chunk + raw[pos + 7:pos + 7 + n], pos + 7 + n
+        chunk, pos = chunk + raw[pos + 7 : pos + 7 + n], pos + 7 + n
         if kind in (1, 4):  # a whole record, or the last chunk of one
             record = pb.Record()
             record.ParseFromString(chunk)
@@ -212,8 +220,9 @@ def test_wandb_offline_records_each_epoch(tmp_path, monkeypatch):
     for record in _wandb_records(tmp_path):
         kind = record.WhichOneof("record_type")
         if kind == "history":
-            history[record.history.step.num] = {i.key or "/".join(i.nested_key): json.loads(i.value_json)
-                                                for i in record.history.item}
+            history[record.history.step.num] = {
+                i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item
+            }
         elif kind == "run":  # the run's config comes with it
             config.update({i.key: json.loads(i.value_json) for i in record.run.config.update})
     rows = _rows(run)
@@ -252,8 +261,26 @@ def npy(tmp_path):
 
 
 def _cli(npy, run, *more):
-    return ["train", "--dataset", str(npy), "--latent-dim", "2", "--hidden", "8", "--batch-size", "16", "--out",
-            str(run), "--no-progress", "--eval-k", "0", "--no-plots", "--epochs", "2", *more]
+    return [
+        "train",
+        "--dataset",
+        str(npy),
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "8",
+        "--batch-size",
+        "16",
+        "--out",
+        str(run),
+        "--no-progress",
+        "--eval-k",
+        "0",
+        "--no-plots",
+        "--epochs",
+        "2",
+        *more,
+    ]
 
 
 def test_log_to_is_parsed_and_refused_in_one_line(tmp_path, npy, capsys, monkeypatch):
@@ -265,13 +292,22 @@ def test_log_to_is_parsed_and_refused_in_one_line(tmp_path, npy, capsys, monkeyp
         main(_cli(npy, tmp_path / "a", "--log-to", "wandb,nope"))
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.endswith("argument --log-to: unknown tracker 'nope': choose from tensorboard, wandb, mlflow "
-                        "(comma-separated) (see pyro-vae train --help)") and err.count("\n") == 0
+    assert (
+        err.endswith(
+            "argument --log-to: unknown tracker 'nope': choose from tensorboard, wandb, mlflow "
+            "(comma-separated) (see pyro-vae train --help)"
+        )
+        and err.count("\n") == 0
+    )
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
     assert main(_cli(npy, tmp_path / "b", "--log-to", "wandb")) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("pyro-vae train: error: --log-to: the wandb tracker needs the wandb package: "
-                          "pip install 'pyro-vae[wandb]'") and err.count("\n") == 0
+    assert (
+        err.startswith(
+            "pyro-vae train: error: --log-to: the wandb tracker needs the wandb package: pip install 'pyro-vae[wandb]'"
+        )
+        and err.count("\n") == 0
+    )
     assert not (tmp_path / "b").exists()  # said before any work
     with pytest.raises(ValueError, match=r"pip install 'pyro-vae\[wandb\]'"):
         tracking.WandB()
@@ -299,8 +335,10 @@ def test_log_to_trains_with_the_trackers_and_a_failing_one_exits_1(tmp_path, npy
     assert main(_cli(npy, tmp_path / "failed", "--log-to", "mlflow")) == 1
     out, err = capsys.readouterr()
     assert "callback MLflow.on_epoch_end failed (ConnectionError: server unreachable)" in out
-    assert err.strip().splitlines()[-1] == (f"pyro-vae train: training stopped: callback MLflow.on_epoch_end failed (ConnectionError: "
-                           f"server unreachable); the last checkpoint {tmp_path / 'failed' / 'checkpoint_last.pt'} "
-                           f"stands; continue with --resume")
+    assert err.strip().splitlines()[-1] == (
+        f"pyro-vae train: training stopped: callback MLflow.on_epoch_end failed (ConnectionError: "
+        f"server unreachable); the last checkpoint {tmp_path / 'failed' / 'checkpoint_last.pt'} "
+        f"stands; continue with --resume"
+    )
     (failed,) = [r for r in client.search_runs([found.info.experiment_id]) if r.info.run_name == "failed"]
     assert failed.info.status == "FAILED"

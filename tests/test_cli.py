@@ -23,8 +23,22 @@ def _fake_test_folder(path, n=60):
     return path
 
 
-TRAIN = ["train", "--epochs", "2", "--latent-dim", "2", "--hidden", "64", "--batch-size", "256",
-         "--eval-k", "20", "--no-progress", "--val-fraction", "0.5"]
+TRAIN = [
+    "train",
+    "--epochs",
+    "2",
+    "--latent-dim",
+    "2",
+    "--hidden",
+    "64",
+    "--batch-size",
+    "256",
+    "--eval-k",
+    "20",
+    "--no-progress",
+    "--val-fraction",
+    "0.5",
+]
 
 
 def test_train_evaluate_sample_plot_resume(tmp_path, capsys):
@@ -33,15 +47,38 @@ def test_train_evaluate_sample_plot_resume(tmp_path, capsys):
     assert main(TRAIN + ["--out", str(run), "--data-dir", str(data_dir)]) == 0
     out = capsys.readouterr().out
     assert "val ELBO" in out and "log_px" in out and "k=20" in out
-    for name in ("config.json", "metrics.jsonl", "checkpoint_best.pt", "summary.json", "metrics_test.json",
-                 "report.md", "curves.png", "samples.png", "manifold.png"):
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "checkpoint_best.pt",
+        "summary.json",
+        "metrics_test.json",
+        "report.md",
+        "curves.png",
+        "samples.png",
+        "manifold.png",
+    ):
         assert (run / name).exists(), name
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs_run"] == 2 and summary["test"]["num_images"] == 60
     assert summary["test"]["elbo"] < summary["test"]["log_px"] < 0
 
-    assert main(["evaluate", str(run / "checkpoint_best.pt"), "--k", "10", "--iwae-k", "5", "--limit", "30",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run / "checkpoint_best.pt"),
+                "--k",
+                "10",
+                "--iwae-k",
+                "5",
+                "--limit",
+                "30",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "iwae_5" in out and "30" in out
     assert list(run.glob("eval_*_k10.json"))
@@ -101,10 +138,15 @@ def test_flag_and_check_refuse_the_same_values(capsys):
 
     from pyro_vae.config import OptionError
 
-    for flag, field, value, typed in [("--lr", "lr", "0", 0.0), ("--epochs", "epochs", "0", 0),
-                                      ("--seed", "seed", str(2**32), 2**32), ("--warmup-epochs", "warmup_epochs", "-1", -1.0),
-                                      ("--clip-norm", "clip_norm", "inf", float("inf")),
-                                      ("--labels", "labels", "0", 0), ("--val-batch-size", "val_batch_size", "0", 0)]:
+    for flag, field, value, typed in [
+        ("--lr", "lr", "0", 0.0),
+        ("--epochs", "epochs", "0", 0),
+        ("--seed", "seed", str(2**32), 2**32),
+        ("--warmup-epochs", "warmup_epochs", "-1", -1.0),
+        ("--clip-norm", "clip_norm", "inf", float("inf")),
+        ("--labels", "labels", "0", 0),
+        ("--val-batch-size", "val_batch_size", "0", 0),
+    ]:
         capsys.readouterr()
         with pytest.raises(SystemExit):
             build_parser().parse_args(["train", flag, value])
@@ -149,9 +191,37 @@ def test_semi_supervised_training_from_the_cli(tmp_path, capsys):
     x = (torch.rand(240, 1, 12, 12, generator=g) < 0.1 + 0.2 * (y[:, None, None, None] == torch.arange(12) % 4)).float()
     torch.save({"x": x, "y": y}, tmp_path / "d.pt")
     run = tmp_path / "m2"
-    assert main(["train", "--model", "ssvae", "--dataset", str(tmp_path / "d.pt"), "--labels", "8", "--binarize", "none",
-                 "--epochs", "2", "--batch-size", "50", "--latent-dim", "2", "--hidden", "16", "--aux-weight", "1",
-                 "--eval-k", "5", "--no-progress", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "ssvae",
+                "--dataset",
+                str(tmp_path / "d.pt"),
+                "--labels",
+                "8",
+                "--binarize",
+                "none",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "50",
+                "--latent-dim",
+                "2",
+                "--hidden",
+                "16",
+                "--aux-weight",
+                "1",
+                "--eval-k",
+                "5",
+                "--no-progress",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "val accuracy" in out and "accuracy" in json.loads((run / "metrics_test.json").read_text())
     for name in ("confusion.png", "analogies.png", "report.md"):
@@ -159,8 +229,22 @@ def test_semi_supervised_training_from_the_cli(tmp_path, capsys):
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["labels"] == 8 and config["model"]["num_classes"] == 4
     assert config["model"]["options"]["aux_weight"] == 1.0
-    assert main(["train", "--model", "ssvae", "--dataset", str(tmp_path / "d.pt"), "--labels", "6",
-                 "--out", str(tmp_path / "bad")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "ssvae",
+                "--dataset",
+                str(tmp_path / "d.pt"),
+                "--labels",
+                "6",
+                "--out",
+                str(tmp_path / "bad"),
+            ]
+        )
+        == 2
+    )
     assert "multiple of the 4 classes" in capsys.readouterr().err
     assert main(["sample", str(run), "-n", "4", "--condition", "2", "--out", str(tmp_path / "s.png")]) == 0
 
@@ -174,15 +258,21 @@ def test_library_messages_are_said_with_the_commands_flags():
     parser = build_parser()
     train, evaluate = flags_of(parser, "train"), flags_of(parser, "evaluate")
     cases = [
-        ("binarize='static' needs the whole training set in memory; with streamed data use binarize='dynamic'",
-         "--binarize static needs the whole training set in memory; with streamed data use --binarize dynamic"),
+        (
+            "binarize='static' needs the whole training set in memory; with streamed data use binarize='dynamic'",
+            "--binarize static needs the whole training set in memory; with streamed data use --binarize dynamic",
+        ),
         ("val_fraction (--val-fraction) must be between 0 and 1", "--val-fraction must be between 0 and 1"),
         ("model 'vae': option latent_dim must be >= 1, got 0", "model 'vae': --latent-dim must be >= 1, got 0"),
-        ("continue with resume=True, or turn it off with patience=None", "continue with --resume, or turn it off "
-                                                                         "with --patience 0"),
+        (
+            "continue with resume=True, or turn it off with patience=None",
+            "continue with --resume, or turn it off with --patience 0",
+        ),
         ("leave it out (learned_prior=False)", "leave it out (--no-learned-prior)"),
-        ("change them on purpose with allow_changes=['lr', 'seed']",  # fit's keyword, an append flag
-         "change them on purpose with --allow-change lr --allow-change seed"),
+        (
+            "change them on purpose with allow_changes=['lr', 'seed']",  # fit's keyword, an append flag
+            "change them on purpose with --allow-change lr --allow-change seed",
+        ),
         ("use hidden=[64, 32]", "use --hidden 64 32"),
         ("pass an objective object to fit(..., objective=obj) instead", None),  # Python, in a call: as it is
         ("cannot read /data/seed=3/x.npy", None),  # a path
@@ -191,18 +281,28 @@ def test_library_messages_are_said_with_the_commands_flags():
     for text, said in cases:
         assert with_flags(text, train) == (said or text), text
     # a setting of training, reported by another command, is said as the train flag
-    assert with_flags("val_fraction=0.2 leaves no training data", evaluate) == \
-        "pyro-vae train --val-fraction 0.2 leaves no training data"
+    assert (
+        with_flags("val_fraction=0.2 leaves no training data", evaluate)
+        == "pyro-vae train --val-fraction 0.2 leaves no training data"
+    )
     error = OptionError([("lr", "must be a finite number > 0, got 'x'"), ("device", "unknown device 'gpu': use cpu")])
-    assert with_flags(error, train) == "--lr must be a finite number > 0, got 'x'; --device: unknown device 'gpu': use cpu"
+    assert (
+        with_flags(error, train) == "--lr must be a finite number > 0, got 'x'; --device: unknown device 'gpu': use cpu"
+    )
     assert str(error) == "lr must be a finite number > 0, got 'x'; unknown device 'gpu': use cpu"  # for Python
 
 
 def test_a_config_file_is_checked_by_the_same_declarations_before_any_work(tmp_path, capsys):
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"model": {"model": "vae", "options": {}},
-                                  "train": {"lr": 0, "patience": None, "seed": -1},
-                                  "data": {"dataset": str(tmp_path / "not_read.npy")}}))
+    config.write_text(
+        json.dumps(
+            {
+                "model": {"model": "vae", "options": {}},
+                "train": {"lr": 0, "patience": None, "seed": -1},
+                "data": {"dataset": str(tmp_path / "not_read.npy")},
+            }
+        )
+    )
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--seed", "3"]) == 2
     err = capsys.readouterr().err.strip()
     # the flag given (--seed 3) was checked by its type and wins; the file's lr is said as the flag;

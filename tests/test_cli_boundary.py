@@ -49,30 +49,39 @@ def labelled_run(data, tmp_path_factory):
 
 
 # ---------------------------------------------------------------------- inert options
-@pytest.mark.parametrize("argv, flag, needs", [
-    (["train", "--labelled-batch-size", "4"], "--labelled-batch-size", "--labels"),
-    (["train", "--allow-change", "lr"], "--allow-change", "--resume"),
-    (["train", "--stream", "off", "--workers", "2"], "--workers", "--stream"),
-], ids=["labelled batch without labels", "allow-change without resume", "workers without streaming"])
+@pytest.mark.parametrize(
+    "argv, flag, needs",
+    [
+        (["train", "--labelled-batch-size", "4"], "--labelled-batch-size", "--labels"),
+        (["train", "--allow-change", "lr"], "--allow-change", "--resume"),
+        (["train", "--stream", "off", "--workers", "2"], "--workers", "--stream"),
+    ],
+    ids=["labelled batch without labels", "allow-change without resume", "workers without streaming"],
+)
 def test_train_refuses_options_that_do_nothing(data, tmp_path, capsys, argv, flag, needs):
     full = argv[:1] + ["--dataset", str(data / "bin.npy"), *TINY, "--out", str(tmp_path / "r")] + argv[1:]
     assert_user_error(full, capsys, flag, "does nothing", needs)
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("extra, flag, needs", [
-    (["--num-generated", "50"], "--num-generated", "--generation"),
-    (["--sampler", "mixture"], "--sampler", "--generation"),
-    (["--generation", "--components", "3"], "--components", "--sampler mixture"),
-    (["--generation", "--k", "10"], "--k", "--generation"),
-    (["--generation", "--limit", "10"], "--limit", "--generation"),
-], ids=["num-generated", "sampler", "components", "k with generation", "limit with generation"])
+@pytest.mark.parametrize(
+    "extra, flag, needs",
+    [
+        (["--num-generated", "50"], "--num-generated", "--generation"),
+        (["--sampler", "mixture"], "--sampler", "--generation"),
+        (["--generation", "--components", "3"], "--components", "--sampler mixture"),
+        (["--generation", "--k", "10"], "--k", "--generation"),
+        (["--generation", "--limit", "10"], "--limit", "--generation"),
+    ],
+    ids=["num-generated", "sampler", "components", "k with generation", "limit with generation"],
+)
 def test_evaluate_refuses_options_that_do_nothing(run, capsys, extra, flag, needs):
     assert_user_error(["evaluate", run, *extra], capsys, flag, "does nothing", needs)
 
 
-@pytest.mark.parametrize("extra, flag", [(["--components", "3"], "--components"),
-                                         (["--dataset", "x.npy"], "--dataset")])
+@pytest.mark.parametrize(
+    "extra, flag", [(["--components", "3"], "--components"), (["--dataset", "x.npy"], "--dataset")]
+)
 def test_sample_refuses_options_that_do_nothing(run, tmp_path, capsys, extra, flag):
     assert_user_error(["sample", run, *extra, "--out", tmp_path / "s.png"], capsys, flag, "--sampler mixture")
     assert not (tmp_path / "s.png").exists()
@@ -80,16 +89,25 @@ def test_sample_refuses_options_that_do_nothing(run, tmp_path, capsys, extra, fl
 
 # ---------------------------------------------------------------------- sizes and names
 def test_sizes_too_large_for_memory_are_refused_before_work(run, labelled_run, tmp_path, capsys):
-    assert_user_error(["sample", run, "-n", 10**12, "--out", tmp_path / "s.png"], capsys, "-n 1000000000000",
-                      "at most")
-    assert_user_error(["evaluate", labelled_run, "--generation", "--num-generated", 10**12], capsys,
-                      "--num-generated", "GiB", "generate fewer")
+    assert_user_error(["sample", run, "-n", 10**12, "--out", tmp_path / "s.png"], capsys, "-n 1000000000000", "at most")
+    assert_user_error(
+        ["evaluate", labelled_run, "--generation", "--num-generated", 10**12],
+        capsys,
+        "--num-generated",
+        "GiB",
+        "generate fewer",
+    )
 
 
 def test_names_longer_than_the_file_system_allows(data, run, tmp_path, capsys):
     long = "x" * 300
-    assert_user_error(["train", "--dataset", data / "bin.npy", *TINY, "--out", tmp_path / long], capsys,
-                      "--out", "300 bytes", "shorter name")
+    assert_user_error(
+        ["train", "--dataset", data / "bin.npy", *TINY, "--out", tmp_path / long],
+        capsys,
+        "--out",
+        "300 bytes",
+        "shorter name",
+    )
     assert_user_error(["sample", run, "--out", tmp_path / (long + ".png")], capsys, "--out", "shorter name")
 
 
@@ -116,8 +134,9 @@ def test_changed_data_behind_the_same_name_is_noticed(data, tmp_path, capsys):
     np.save(tmp_path / "d.npy", _binary(seed=9))  # same shape, other content
     assert_user_error(["evaluate", out, "--k", "2"], capsys, "d.npy", "has changed", "--dataset")
     # naming it on purpose is allowed
-    code, _, err = cli(["evaluate", out, "--k", "2", "--iwae-k", "0", "--no-progress", "--dataset",
-                        tmp_path / "d.npy"], capsys)
+    code, _, err = cli(
+        ["evaluate", out, "--k", "2", "--iwae-k", "0", "--no-progress", "--dataset", tmp_path / "d.npy"], capsys
+    )
     assert code == 0, err
 
 
@@ -148,8 +167,7 @@ def test_an_interrupt_outside_training_does_not_advise_resume(run, capsys, monke
     assert code == 130 and "--resume" not in err and "interrupted" in err, err
 
 
-def test_an_interrupt_before_the_first_checkpoint_says_there_is_nothing_to_resume(data, tmp_path, capsys,
-                                                                                  monkeypatch):
+def test_an_interrupt_before_the_first_checkpoint_says_there_is_nothing_to_resume(data, tmp_path, capsys, monkeypatch):
     def interrupted(a):
         raise KeyboardInterrupt
 
@@ -158,13 +176,21 @@ def test_an_interrupt_before_the_first_checkpoint_says_there_is_nothing_to_resum
     assert code == 130 and "nothing to resume" in err, err
 
 
-@pytest.mark.parametrize("argv, flag, needs", [
-    (["--noise-rate", "0.3"], "--noise-rate", "--noise mask or gaussian"),
-    (["--model", "gmvae", "--temperature", "0.7"], "--temperature", "--discrete relaxed"),
-    (["--model", "cvae", "--observed-quadrants", "2"], "--observed-quadrants", "--condition quadrant"),
-    (["--model", "cvae", "--prior", "mixture"], "--prior", "--no-learned-prior"),
-], ids=["noise rate without noise", "temperature when enumerating", "quadrants of a class condition",
-        "prior of a learned prior"])
+@pytest.mark.parametrize(
+    "argv, flag, needs",
+    [
+        (["--noise-rate", "0.3"], "--noise-rate", "--noise mask or gaussian"),
+        (["--model", "gmvae", "--temperature", "0.7"], "--temperature", "--discrete relaxed"),
+        (["--model", "cvae", "--observed-quadrants", "2"], "--observed-quadrants", "--condition quadrant"),
+        (["--model", "cvae", "--prior", "mixture"], "--prior", "--no-learned-prior"),
+    ],
+    ids=[
+        "noise rate without noise",
+        "temperature when enumerating",
+        "quadrants of a class condition",
+        "prior of a learned prior",
+    ],
+)
 def test_family_options_that_do_nothing_are_refused(data, tmp_path, capsys, argv, flag, needs):
     full = ["train", "--dataset", data / "labelled.npz", *TINY, "--out", tmp_path / "r", *argv]
     assert_user_error(full, capsys, flag, "does nothing", needs)
@@ -172,8 +198,18 @@ def test_family_options_that_do_nothing_are_refused(data, tmp_path, capsys, argv
 
 @pytest.mark.parametrize("model", ["vae", "cvae"])
 def test_labels_for_a_family_that_does_not_train_on_partial_labels(data, tmp_path, capsys, model):
-    full = ["train", "--model", model, "--dataset", data / "labelled.npz", *TINY, "--labels", "8",
-            "--out", tmp_path / "r"]
+    full = [
+        "train",
+        "--model",
+        model,
+        "--dataset",
+        data / "labelled.npz",
+        *TINY,
+        "--labels",
+        "8",
+        "--out",
+        tmp_path / "r",
+    ]
     assert_user_error(full, capsys, "--labels 8", "partial_labels = True")  # the library's labels=8, as a flag
 
 

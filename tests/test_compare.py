@@ -39,8 +39,9 @@ class _Images(HTMLParser):
         a = dict(attrs)
         if tag == "img":
             self.src.append(a.get("src"))
-        if tag in ("script", "link") or any(str(v or "").startswith(("http:", "https:", "//"))
-                                            for k, v in attrs if k in ("src", "href")):
+        if tag in ("script", "link") or any(
+            str(v or "").startswith(("http:", "https:", "//")) for k, v in attrs if k in ("src", "href")
+        ):
             self.external.append((tag, a))
 
 
@@ -52,8 +53,22 @@ def runs(tmp_path_factory):
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(200, 1, 12, 12, generator=g) < 0.3).float()
     torch.save({"x": x, "y": torch.arange(200) % 4}, tmp / "d.pt")
-    common = ["--dataset", str(tmp / "d.pt"), "--binarize", "none", "--epochs", "2", "--batch-size", "50",
-              "--eval-k", "5", "--no-progress", "--hidden", "16", "--no-plots"]
+    common = [
+        "--dataset",
+        str(tmp / "d.pt"),
+        "--binarize",
+        "none",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--eval-k",
+        "5",
+        "--no-progress",
+        "--hidden",
+        "16",
+        "--no-plots",
+    ]
     out = {"base": tmp / "base", "wide": tmp / "wide", "m2": tmp / "m2"}
     assert main(["train", *common, "--latent-dim", "2", "--out", str(out["base"])]) == 0
     assert main(["train", *common, "--latent-dim", "3", "--lr", "0.01", "--out", str(out["wide"])]) == 0
@@ -70,7 +85,7 @@ def test_compare_page_table_settings_and_figure(runs, capsys):
         assert (dest / name).stat().st_size > 0, name
     md, page = md_path.read_text(), (dest / "index.html").read_text()
 
-    headers, rows = _md_table(md[md.index("## Test metrics"):], "Run")
+    headers, rows = _md_table(md[md.index("## Test metrics") :], "Run")
     assert [r[0] for r in rows] == ["base", "wide", "m2"]
     col = {h: i for i, h in enumerate(headers)}
     for row, key in zip(rows, ("base", "wide", "m2")):
@@ -85,7 +100,7 @@ def test_compare_page_table_settings_and_figure(runs, capsys):
     assert rows[2][col["Accuracy"]] == f"{json.loads(RunDir(out['m2']).summary.read_text())['test']['accuracy']:.3f}"
     assert rows[0][col["Accuracy"]] == "n/a"
 
-    settings = md[md.index("## Settings that differ"):]
+    settings = md[md.index("## Settings that differ") :]
     s_headers, s_rows = _md_table(settings, "Setting")
     assert s_headers == ["Setting", "base", "wide", "m2"]
     keys = {r[0]: r[1:] for r in s_rows}
@@ -106,12 +121,13 @@ def test_compare_page_table_settings_and_figure(runs, capsys):
     # the CLI entry: a parser built with add_parser, names given
     sub = argparse.ArgumentParser(prog="pyro-vae").add_subparsers(dest="command")
     p = add_parser(sub, argparse.HelpFormatter)
-    args = p.parse_args([str(out["base"]), str(out["wide"]), "--out", str(tmp / "cmp2"), "--names", "lr 1e-3",
-                         "lr 1e-2"])
+    args = p.parse_args(
+        [str(out["base"]), str(out["wide"]), "--out", str(tmp / "cmp2"), "--names", "lr 1e-3", "lr 1e-2"]
+    )
     assert cmd_compare(args) == 0
     assert "compare.md" in capsys.readouterr().out
     md2 = (tmp / "cmp2" / "compare.md").read_text()
-    _, rows2 = _md_table(md2[md2.index("## Test metrics"):], "Run")
+    _, rows2 = _md_table(md2[md2.index("## Test metrics") :], "Run")
     assert [r[0] for r in rows2] == ["lr 1e-3", "lr 1e-2"]
     assert "Accuracy" not in md2  # no run has one: no column
 
@@ -131,7 +147,7 @@ def test_fallbacks_when_files_are_missing(runs, tmp_path):
     run.test_metrics.unlink()
     run.best.write_bytes(b"not a checkpoint")
     md = compare_runs([run.path], tmp_path / "cmp").read_text()
-    headers, rows = _md_table(md[md.index("## Test metrics"):], "Run")
+    headers, rows = _md_table(md[md.index("## Test metrics") :], "Run")
     col = {h: i for i, h in enumerate(headers)}
     summary = json.loads(run.summary.read_text())
     assert rows[0][col["Test ELBO (nats/image)"]] == f"{summary['test']['elbo']:.2f}"  # no se in summary

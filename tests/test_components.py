@@ -26,15 +26,14 @@ def test_priors_give_one_latent_vector(name):
 
 def test_standard_normal_log_prob_is_exact():
     z = torch.randn(3, 4)
-    expected = -0.5 * (z ** 2).sum(-1) - 2 * torch.log(torch.tensor(2 * torch.pi))
+    expected = -0.5 * (z**2).sum(-1) - 2 * torch.log(torch.tensor(2 * torch.pi))
     assert torch.allclose(build_prior("standard_normal", 4)().log_prob(z), expected, atol=1e-5)
 
 
 def test_mixture_prior_matches_hand_computed_density():
     p = build_prior("mixture", 2, components=3)
     z = torch.randn(5, 2)
-    comps = torch.stack([dist.Normal(p.locs[k], p.log_scales[k].exp()).log_prob(z).sum(-1)
-                         for k in range(3)], -1)
+    comps = torch.stack([dist.Normal(p.locs[k], p.log_scales[k].exp()).log_prob(z).sum(-1) for k in range(3)], -1)
     expected = (comps + torch.log_softmax(p.logits, -1)).logsumexp(-1)
     assert torch.allclose(p().log_prob(z), expected, atol=1e-5)
 
@@ -96,8 +95,10 @@ def test_gaussian_learned_scale_is_a_parameter_and_fixed_is_not():
         build_likelihood("laplace", (3,), scale=0.0)
 
 
-@pytest.mark.parametrize("kind,shape", [("mlp", (1, 28, 28)), ("mlp", (10,)), ("conv", (1, 28, 28)),
-                                        ("conv", (3, 32, 32)), ("conv", (1, 30, 26))])
+@pytest.mark.parametrize(
+    "kind,shape",
+    [("mlp", (1, 28, 28)), ("mlp", (10,)), ("conv", (1, 28, 28)), ("conv", (3, 32, 32)), ("conv", (1, 30, 26))],
+)
 def test_networks_shapes_with_extra_leading_dims(kind, shape):
     enc, dec = build_networks(kind, shape, 5, (32,))
     x = torch.rand(4, *shape)

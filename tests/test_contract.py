@@ -23,8 +23,18 @@ import torch  # noqa: E402
 from pyro import poutine  # noqa: E402
 from torch import nn  # noqa: E402
 
-from pyro_vae import (Batch, ContractError, Family, ModelConfig, TrainConfig, build_model, data_plate,  # noqa: E402
-                      fit, load_checkpoint, register_model)
+from pyro_vae import (
+    Batch,
+    ContractError,
+    Family,
+    ModelConfig,
+    TrainConfig,
+    build_model,
+    data_plate,  # noqa: E402
+    fit,
+    load_checkpoint,
+    register_model,
+)
 from pyro_vae.cli import main  # noqa: E402
 from pyro_vae.inference.marginal import elbo
 from pyro_vae.analysis.evaluate import evaluate
@@ -105,8 +115,11 @@ class ToyStudent(Family):
 @pytest.fixture
 def digits(mnist_bin, mnist5k):
     x_train, x_val = mnist_bin
-    return (Batch(x_train[:600], mnist5k.y[:600]), Batch(x_val[:200], mnist5k.y[1000:1200]),
-            Batch(x_val[200:300], mnist5k.y[1200:1300]))
+    return (
+        Batch(x_train[:600], mnist5k.y[:600]),
+        Batch(x_val[:200], mnist5k.y[1000:1200]),
+        Batch(x_val[200:300], mnist5k.y[1200:1300]),
+    )
 
 
 def test_a_family_defined_here_trains_evaluates_plots_and_reloads(digits, tmp_path):
@@ -115,14 +128,26 @@ def test_a_family_defined_here_trains_evaluates_plots_and_reloads(digits, tmp_pa
     torch.manual_seed(0)
     fam = build_model(mc)
     assert isinstance(fam, ToyStudent) and fam.df == 3.0
-    summary = fit(fam, (train, val), TrainConfig(epochs=3, batch_size=100, lr=3e-3, patience=None, device="cpu",
-                                                 binarize="none", eval_k=20),
-                  tmp_path, model_config=mc, progress=False, test=test)
+    summary = fit(
+        fam,
+        (train, val),
+        TrainConfig(epochs=3, batch_size=100, lr=3e-3, patience=None, device="cpu", binarize="none", eval_k=20),
+        tmp_path,
+        model_config=mc,
+        progress=False,
+        test=test,
+    )
     rows = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["val_elbo"] > rows[0]["val_elbo"] + 20
     assert summary["test"]["elbo"] < summary["test"]["log_px"] < 0
-    for name in ("toy_histogram.png", "samples.png", "reconstructions.png", "curves.png", "report.md",
-                 "metrics_test.json"):
+    for name in (
+        "toy_histogram.png",
+        "samples.png",
+        "reconstructions.png",
+        "curves.png",
+        "report.md",
+        "metrics_test.json",
+    ):
         assert (tmp_path / name).stat().st_size > 0, name
     assert "toy_histogram.png" in (tmp_path / "report.md").read_text()
     loaded, ckpt = load_checkpoint(tmp_path / "checkpoint_best.pt")
@@ -137,9 +162,34 @@ def test_the_cli_runs_a_plugin_family(tmp_path, capsys):
     torch.save({"x": x}, data)
     run = tmp_path / "run"
     args = ["--plugin", THIS]
-    assert main(["train", *args, "--model", "toy_student", "--df", "2.5", "--latent-dim", "2", "--dataset", str(data),
-                 "--binarize", "none", "--epochs", "2", "--batch-size", "50", "--eval-k", "10", "--no-progress",
-                 "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *args,
+                "--model",
+                "toy_student",
+                "--df",
+                "2.5",
+                "--latent-dim",
+                "2",
+                "--dataset",
+                str(data),
+                "--binarize",
+                "none",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "50",
+                "--eval-k",
+                "10",
+                "--no-progress",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     assert (run / "toy_histogram.png").exists() and (run / "manifold.png").exists() is False
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["model"] == "toy_student" and config["model"]["options"]["df"] == 2.5
@@ -226,8 +276,14 @@ def test_predictive_draws_from_the_prior_of_every_built_in_family(family):
 
     torch.manual_seed(0)
     name, _, cond = family.partition("_")
-    mc = ModelConfig(model=name, data_shape=(1, 28, 28), num_classes=10, latent_dim=4, hidden=(16,),
-                     **({"condition": cond} if cond else {}))
+    mc = ModelConfig(
+        model=name,
+        data_shape=(1, 28, 28),
+        num_classes=10,
+        latent_dim=4,
+        hidden=(16,),
+        **({"condition": cond} if cond else {}),
+    )
     fam = build_model(mc)
     if name == "cvae":
         c = fam.make_condition(Batch(torch.bernoulli(torch.rand(6, 1, 28, 28)), torch.arange(6)))
@@ -309,8 +365,9 @@ def pixel_gauss():
     return build_model(ModelConfig(model="pixel_gauss", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,)))
 
 
-def test_drawing_x_for_mixture_codes_without_a_likelihood_is_one_line_naming_family_and_ability(pixel_gauss,
-                                                                                               monkeypatch):
+def test_drawing_x_for_mixture_codes_without_a_likelihood_is_one_line_naming_family_and_ability(
+    pixel_gauss, monkeypatch
+):
     from pyro_vae import MissingAbility
     from pyro_vae.analysis.samplers import fit_code_mixture, generate
 
@@ -328,8 +385,13 @@ def test_drawing_x_for_mixture_codes_without_a_likelihood_is_one_line_naming_fam
 
     monkeypatch.setattr(generation, "train_feature_classifier", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(MissingAbility, match="'pixel_gauss'.*no likelihood"):
-        generation.score_generation(pixel_gauss, Batch(torch.rand(40, 1, 8, 8), torch.arange(40) % 2),
-                                    Batch(torch.rand(10, 1, 8, 8)), n=5, sampler="mixture")
+        generation.score_generation(
+            pixel_gauss,
+            Batch(torch.rand(40, 1, 8, 8), torch.arange(40) % 2),
+            Batch(torch.rand(10, 1, 8, 8)),
+            n=5,
+            sampler="mixture",
+        )
 
 
 class Duck(nn.Module):
@@ -365,8 +427,13 @@ def test_a_family_without_the_base_class_gets_the_declared_defaults():
     duck = Duck()
     t = traits(duck)
     assert (t.plate_name, t.max_plate_nesting, t.latent_sites, t.observed_sites) == ("data", 1, ("z",), ("x",))
-    assert (t.kl_sites, t.select_by, t.default_objective, t.point_estimate, t.conditional) == \
-        (None, "elbo", "trace", False, False)
+    assert (t.kl_sites, t.select_by, t.default_objective, t.point_estimate, t.conditional) == (
+        None,
+        "elbo",
+        "trace",
+        False,
+        False,
+    )
     assert t.figures == ("samples",)  # the generic figures it has the abilities for
     assert (t.data_shape, t.likelihood, t.num_classes, t.name) == ((4,), None, None, "the family Duck")
     assert has(duck, Samples) and not has(duck, Codes) and not has(duck, ExtraLoss)
@@ -380,23 +447,35 @@ def test_a_family_without_the_base_class_gets_the_declared_defaults():
 
 def _family(name, **members):
     """A family class named ``name`` with the required core, and ``members`` on top."""
-    class_members = dict(Config=ToyConfig, data_shape=(1, 8, 8),
-                         from_config=classmethod(lambda cls, config, data_shape, num_classes=None: cls()),
-                         model=lambda self, x=None: None, guide=lambda self, x: None, **members)
+    class_members = dict(
+        Config=ToyConfig,
+        data_shape=(1, 8, 8),
+        from_config=classmethod(lambda cls, config, data_shape, num_classes=None: cls()),
+        model=lambda self, x=None: None,
+        guide=lambda self, x: None,
+        **members,
+    )
     return type(name, (Family,), class_members)
 
 
-@pytest.mark.parametrize("members, words", [
-    ({"figures": ("reconstructions",), "sample": lambda self, n, mean=True: None},
-     "cannot draw its figure 'reconstructions': it has no encode, decode, reconstruct (the Codes ability: encode(x), "
-     "decode(z), reconstruct(x)); define them, or leave 'reconstructions' out of its figures"),
-    ({"figures": ("samples", "pixel_scale")}, "cannot draw its figure 'samples': it has no sample"),
-    ({"figures": ("pixel_scale",)}, "cannot draw its figure 'pixel_scale': it has no figure (the Figures ability"),
-    ({"select_by": "accuracy"}, "cannot keep its best checkpoint by 'accuracy': it has no metrics"),
-    ({"conditional": True, "sample": lambda self, n, mean=True: None}, "is conditional, but its sample takes no "
-                                                                      "condition"),
-    ({"joint_prior": True}, "declares joint_prior"),
-])
+@pytest.mark.parametrize(
+    "members, words",
+    [
+        (
+            {"figures": ("reconstructions",), "sample": lambda self, n, mean=True: None},
+            "cannot draw its figure 'reconstructions': it has no encode, decode, reconstruct (the Codes ability: encode(x), "
+            "decode(z), reconstruct(x)); define them, or leave 'reconstructions' out of its figures",
+        ),
+        ({"figures": ("samples", "pixel_scale")}, "cannot draw its figure 'samples': it has no sample"),
+        ({"figures": ("pixel_scale",)}, "cannot draw its figure 'pixel_scale': it has no figure (the Figures ability"),
+        ({"select_by": "accuracy"}, "cannot keep its best checkpoint by 'accuracy': it has no metrics"),
+        (
+            {"conditional": True, "sample": lambda self, n, mean=True: None},
+            "is conditional, but its sample takes no condition",
+        ),
+        ({"joint_prior": True}, "declares joint_prior"),
+    ],
+)
 def test_a_family_declaring_what_it_cannot_do_is_refused_when_registered(members, words):
     with pytest.raises(ContractError) as refused:
         register_model("lacking")(_family("Lacking", **members))

@@ -88,8 +88,10 @@ def test_count_likelihoods_name_the_value_outside_their_support(name):
 
 
 def test_the_simulation_is_seeded_and_keeps_its_parameters():
-    a, b = simulate_counts(train=50, val=10, test=20, genes=7, seed=3), simulate_counts(train=50, val=10, test=20,
-                                                                                        genes=7, seed=3)
+    a, b = (
+        simulate_counts(train=50, val=10, test=20, genes=7, seed=3),
+        simulate_counts(train=50, val=10, test=20, genes=7, seed=3),
+    )
     assert torch.equal(a.train.x, b.train.x) and not torch.equal(a.train.x[:10], a.val.x)
     for split in (a.train, a.val, a.test):
         assert split.x.shape[1] == 7 and (split.x == split.x.round()).all() and (split.x >= 0).all()
@@ -110,8 +112,11 @@ def test_the_simulation_is_the_named_data_set_simcounts_whatever_the_seed():
 
 
 def _family(library="observed", likelihood="nb", genes=8):
-    return build_model(ModelConfig(model="countvae", data_shape=(genes,), latent_dim=2, hidden=(16,),
-                                   likelihood=likelihood, library=library))
+    return build_model(
+        ModelConfig(
+            model="countvae", data_shape=(genes,), latent_dim=2, hidden=(16,), likelihood=likelihood, library=library
+        )
+    )
 
 
 def test_the_kl_weight_scales_z_and_not_the_library():
@@ -179,11 +184,18 @@ def test_the_count_vae_recovers_the_simulated_dispersion():
     data = simulate_counts(train=2000, val=500, test=200, seed=0, **shape)
     truth = torch.tensor(CountSimulation.make(seed=0, **shape).dispersion, dtype=torch.float32)
     torch.manual_seed(0)
-    family = build_model(ModelConfig(model="countvae", data_shape=(100,), latent_dim=2, hidden=(32,), likelihood="nb",
-                                     library="inferred"))
+    family = build_model(
+        ModelConfig(
+            model="countvae", data_shape=(100,), latent_dim=2, hidden=(32,), likelihood="nb", library="inferred"
+        )
+    )
     start = (family.likelihood.log_theta.detach() - truth.log()).abs().median().item()
-    fit(family, data, TrainConfig(epochs=40, batch_size=64, lr=3e-3, warmup_epochs=20, patience=None, device="cpu"),
-        progress=False)
+    fit(
+        family,
+        data,
+        TrainConfig(epochs=40, batch_size=64, lr=3e-3, warmup_epochs=20, patience=None, device="cpu"),
+        progress=False,
+    )
     theta = family.likelihood.dispersion.detach()
     error = (theta.log() - truth.log()).abs().median().item()
     assert start > 0.5 and error < 0.1, (start, error)
@@ -200,14 +212,44 @@ def count_file(tmp_path):
     return path
 
 
-FAST = ["--epochs", "2", "--batch-size", "64", "--eval-k", "5", "--no-progress", "--device", "cpu",
-        "--latent-dim", "2", "--hidden", "16"]
+FAST = [
+    "--epochs",
+    "2",
+    "--batch-size",
+    "64",
+    "--eval-k",
+    "5",
+    "--no-progress",
+    "--device",
+    "cpu",
+    "--latent-dim",
+    "2",
+    "--hidden",
+    "16",
+]
 
 
 def test_the_command_line_trains_and_evaluates_the_count_vae(tmp_path, count_file, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--model", "countvae", "--likelihood", "zinb", "--library", "inferred", "--dataset",
-                 str(count_file), "--out", str(run), *FAST]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "countvae",
+                "--likelihood",
+                "zinb",
+                "--library",
+                "inferred",
+                "--dataset",
+                str(count_file),
+                "--out",
+                str(run),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["options"]["library"] == "inferred" and config["train"]["binarize"] == "none"
     test = json.loads((run / "metrics_test.json").read_text())
@@ -221,8 +263,24 @@ def test_the_command_line_trains_and_evaluates_the_count_vae(tmp_path, count_fil
 
 def test_a_plain_vae_takes_a_count_likelihood_without_a_size_factor(tmp_path, count_file):
     run = tmp_path / "vae"
-    assert main(["train", "--model", "vae", "--likelihood", "poisson", "--dataset", str(count_file), "--out",
-                 str(run), "--no-plots", *FAST]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "vae",
+                "--likelihood",
+                "poisson",
+                "--dataset",
+                str(count_file),
+                "--out",
+                str(run),
+                "--no-plots",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     assert json.loads((run / "metrics_test.json").read_text())["log_px"]["value"] < 0
 
 

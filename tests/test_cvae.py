@@ -13,8 +13,9 @@ from pyro_vae.models.cvae import quadrant_mask
 
 def _cvae(**kw):
     torch.manual_seed(0)
-    return build_model(ModelConfig(model="cvae", data_shape=(1, 28, 28), num_classes=10, latent_dim=4,
-                                   hidden=(64,), **kw))
+    return build_model(
+        ModelConfig(model="cvae", data_shape=(1, 28, 28), num_classes=10, latent_dim=4, hidden=(64,), **kw)
+    )
 
 
 def test_quadrant_mask():
@@ -50,8 +51,12 @@ def test_cvae_trains_on_real_digits(condition, mnist_bin, mnist5k):
     y = mnist5k.y[perm]
     x = torch.bernoulli(mnist5k.x[perm], generator=torch.Generator().manual_seed(1))
     train, val = Batch(x[:800], y[:800]), Batch(x[800:], y[800:])
-    summary = fit(fam, (train, val), TrainConfig(epochs=3, batch_size=100, lr=3e-3, patience=None, device="cpu",
-                                                 binarize="none"), progress=False)
+    summary = fit(
+        fam,
+        (train, val),
+        TrainConfig(epochs=3, batch_size=100, lr=3e-3, patience=None, device="cpu", binarize="none"),
+        progress=False,
+    )
     assert summary["best_val_elbo"] > -250, summary  # ~540 nats (class) / ~400 (3 quadrants) untrained
     if condition == "class":
         s = fam.sample(12, condition=7)
@@ -79,16 +84,46 @@ def test_cli_conditional_sampling_and_completion(tmp_path, capsys):
     y = torch.arange(200) % 4
     data = tmp_path / "d.pt"
     torch.save({"x": x, "y": y}, data)
-    common = ["--dataset", str(data), "--binarize", "none", "--epochs", "1", "--batch-size", "50",
-              "--eval-k", "5", "--no-progress", "--latent-dim", "2", "--hidden", "16"]
+    common = [
+        "--dataset",
+        str(data),
+        "--binarize",
+        "none",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "50",
+        "--eval-k",
+        "5",
+        "--no-progress",
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "16",
+    ]
     assert main(["train", "--model", "cvae", *common, "--out", str(tmp_path / "c")]) == 0
     assert (tmp_path / "c" / "conditional_samples.png").exists()
     assert main(["sample", str(tmp_path / "c"), "-n", "8", "--condition", "3", "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").stat().st_size > 0
     assert main(["sample", str(tmp_path / "c"), "--condition", "9"]) == 2
     assert "class in 0..3" in capsys.readouterr().err
-    assert main(["train", "--model", "cvae", "--condition", "quadrant", "--observed-quadrants", "2", *common,
-                 "--out", str(tmp_path / "q")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "cvae",
+                "--condition",
+                "quadrant",
+                "--observed-quadrants",
+                "2",
+                *common,
+                "--out",
+                str(tmp_path / "q"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "q" / "completion.png").exists()
     assert main(["train", "--model", "cvae", "--condition", "corner", *common, "--out", str(tmp_path / "b")]) == 2
     assert "condition must be one of class, quadrant" in capsys.readouterr().err
@@ -106,8 +141,16 @@ def test_a_given_condition_of_the_wrong_shape_is_named():
     from pyro_vae.models.cvae import PriorNet
     from pyro_vae.components.networks import MLPDecoder, MLPEncoder
 
-    fam = CVAE(MLPEncoder((6 + 2,), 2, (8,)), MLPDecoder((6,), 2 + 2, (8,)), PriorNet(2, 2, (8,)),
-               GaussianLikelihood((6,)), (6,), 2, condition="given", cond_shape=(2,))
+    fam = CVAE(
+        MLPEncoder((6 + 2,), 2, (8,)),
+        MLPDecoder((6,), 2 + 2, (8,)),
+        PriorNet(2, 2, (8,)),
+        GaussianLikelihood((6,)),
+        (6,),
+        2,
+        condition="given",
+        cond_shape=(2,),
+    )
     x, c = torch.randn(40, 6), torch.randn(40, 2)
     cfg = TrainConfig(epochs=2, batch_size=20, binarize="none", patience=None, device="cpu")
     summary = fit(fam, (Batch(x[:30], c=c[:30]), Batch(x[30:], c=c[30:])), cfg, progress=False)

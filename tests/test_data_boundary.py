@@ -31,8 +31,10 @@ def one_line(excinfo, *expected):
 @pytest.fixture
 def no_hang():
     """Fail (instead of hanging the suite) when a loader blocks, e.g. opening a named pipe."""
+
     def stop(*_):
         raise TimeoutError("the loader blocked")
+
     old = signal.signal(signal.SIGALRM, stop)
     signal.alarm(10)
     yield
@@ -53,11 +55,15 @@ GREY = np.arange(16).reshape(4, 4)
 
 
 @pytest.mark.parametrize("stream", ["off", "on"])
-@pytest.mark.parametrize("values, suffix, expected, scale", [
-    ((GREY * 17).astype(np.uint8), ".png", GREY * 17 / 255, "8-bit images: values / 255"),
-    ((GREY * 4000).astype(np.uint16), ".png", GREY * 4000 / 65535, "16-bit images: values / 65535"),
-    ((GREY / 15).astype(np.float32), ".tif", GREY / 15, "32-bit float images: values as stored"),
-], ids=["8-bit", "16-bit", "float"])
+@pytest.mark.parametrize(
+    "values, suffix, expected, scale",
+    [
+        ((GREY * 17).astype(np.uint8), ".png", GREY * 17 / 255, "8-bit images: values / 255"),
+        ((GREY * 4000).astype(np.uint16), ".png", GREY * 4000 / 65535, "16-bit images: values / 65535"),
+        ((GREY / 15).astype(np.float32), ".tif", GREY / 15, "32-bit float images: values as stored"),
+    ],
+    ids=["8-bit", "16-bit", "float"],
+)
 def test_images_load_by_mode_with_the_scale_stated(tmp_path, values, suffix, expected, scale, stream):
     _save_images(tmp_path / "imgs", [values] * 4, suffix)
     s = load_data(str(tmp_path / "imgs"), val_fraction=0.25, stream=stream)
@@ -92,12 +98,16 @@ def _quantized(t):
     return torch.quantize_per_tensor(t, 0.25, 0, torch.quint8)
 
 
-@pytest.mark.parametrize("make", [
-    lambda x, y: x.to_sparse(),
-    lambda x, y: {"x": x.to_sparse_csr(), "y": y},
-    lambda x, y: {"x": x, "y": y.to_sparse()},
-    lambda x, y: {"x": _quantized(x), "y": y},
-], ids=["sparse-coo", "sparse-csr", "sparse-labels", "quantized"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda x, y: x.to_sparse(),
+        lambda x, y: {"x": x.to_sparse_csr(), "y": y},
+        lambda x, y: {"x": x, "y": y.to_sparse()},
+        lambda x, y: {"x": _quantized(x), "y": y},
+    ],
+    ids=["sparse-coo", "sparse-csr", "sparse-labels", "quantized"],
+)
 def test_sparse_and_quantized_tensors_load_as_ordinary_ones(tmp_path, make):
     x, y = torch.arange(40.0).reshape(10, 4) / 40, torch.arange(10) % 3
     torch.save(make(x, y), tmp_path / "d.pt")
@@ -106,13 +116,21 @@ def test_sparse_and_quantized_tensors_load_as_ordinary_ones(tmp_path, make):
     assert ds.y is None or torch.equal(ds.y, y)
 
 
-@pytest.mark.parametrize("make, expected", [
-    (lambda: torch.empty(10, 4, device="meta"), ["holds no data", "meta device"]),
-    (lambda: {"x": torch.rand(10, 4), "y": torch.empty(10, dtype=torch.long, device="meta")},
-     ["labels 'y'", "holds no data", "meta device"]),
-    (lambda: torch.sparse_coo_tensor(torch.zeros(2, 1, dtype=torch.long), torch.ones(1), (10**6, 10**7)),
-     ["sparse tensor of shape (1000000, 10000000)", "GiB"]),
-], ids=["meta", "meta-labels", "sparse-too-large"])
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda: torch.empty(10, 4, device="meta"), ["holds no data", "meta device"]),
+        (
+            lambda: {"x": torch.rand(10, 4), "y": torch.empty(10, dtype=torch.long, device="meta")},
+            ["labels 'y'", "holds no data", "meta device"],
+        ),
+        (
+            lambda: torch.sparse_coo_tensor(torch.zeros(2, 1, dtype=torch.long), torch.ones(1), (10**6, 10**7)),
+            ["sparse tensor of shape (1000000, 10000000)", "GiB"],
+        ),
+    ],
+    ids=["meta", "meta-labels", "sparse-too-large"],
+)
 def test_tensors_without_values_or_too_large_to_densify_are_refused(tmp_path, make, expected):
     torch.save(make(), tmp_path / "d.pt")
     with pytest.raises(DataError) as e:
@@ -133,13 +151,19 @@ def _special(path, kind, sockets):
         sockets[-1].bind(str(path))
 
 
-@pytest.mark.parametrize("kind, words", [("fifo", "named pipe"), ("loop", "loop of symbolic links"),
-                                         ("dangling", "does not exist"), ("socket", "socket")])
+@pytest.mark.parametrize(
+    "kind, words",
+    [("fifo", "named pipe"), ("loop", "loop of symbolic links"), ("dangling", "does not exist"), ("socket", "socket")],
+)
 def test_a_pipe_a_socket_or_a_bad_link_is_named_without_opening_it(tmp_path, kind, words, no_hang):
     _save_images(tmp_path / "imgs", [(GREY * 17).astype(np.uint8)] * 3, ".png")
-    loaders = [("a.npy", lambda p: load_data(str(p))), ("b.npy", lambda p: load_data(str(p), stream="on")),
-               ("c.npy", load_array_file), ("d.pt", load_array_file),
-               ("imgs/odd.png", lambda p: load_data(str(p.parent)))]  # in a folder: named, not skipped
+    loaders = [
+        ("a.npy", lambda p: load_data(str(p))),
+        ("b.npy", lambda p: load_data(str(p), stream="on")),
+        ("c.npy", load_array_file),
+        ("d.pt", load_array_file),
+        ("imgs/odd.png", lambda p: load_data(str(p.parent))),
+    ]  # in a folder: named, not skipped
     sockets = []
     try:
         for name, load in loaders:
@@ -159,15 +183,19 @@ def test_a_device_file_is_named(no_hang):
 
 
 # ---------------------------------------------------------------------- 4. labels
-@pytest.mark.parametrize("label, expected", [
-    (2**31 - 1, ["largest label is 2147483647", "data point 7", f"below {MAX_CLASSES}", "renumber"]),
-    (10**15, ["largest label is 1000000000000000", "renumber"]),
-    (MAX_CLASSES, [f"largest label is {MAX_CLASSES}", "renumber"]),
-    (1e300, ["largest label is 1e+300"]),
-    (-3, ["class indices", "-3"]),
-    (2.5, ["whole numbers"]),
-    (np.nan, ["whole numbers"]),
-], ids=["2**31-1", "1e15", "cap", "1e300", "negative", "fraction", "nan"])
+@pytest.mark.parametrize(
+    "label, expected",
+    [
+        (2**31 - 1, ["largest label is 2147483647", "data point 7", f"below {MAX_CLASSES}", "renumber"]),
+        (10**15, ["largest label is 1000000000000000", "renumber"]),
+        (MAX_CLASSES, [f"largest label is {MAX_CLASSES}", "renumber"]),
+        (1e300, ["largest label is 1e+300"]),
+        (-3, ["class indices", "-3"]),
+        (2.5, ["whole numbers"]),
+        (np.nan, ["whole numbers"]),
+    ],
+    ids=["2**31-1", "1e15", "cap", "1e300", "negative", "fraction", "nan"],
+)
 def test_labels_that_are_not_class_indices_are_refused(tmp_path, label, expected):
     y = np.zeros(10, dtype=np.float64 if isinstance(label, float) else np.int64)
     y[7] = label
@@ -220,12 +248,15 @@ def test_a_shift_as_large_as_the_image_is_refused(shift):
 
 
 # ---------------------------------------------------------------------- 7. torchvision without downloading
-@pytest.mark.parametrize("name, files", [
-    ("mnist", ["MNIST/raw", "train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
-    ("fashion-mnist", ["FashionMNIST/raw", "train-images-idx3-ubyte"]),
-    ("kmnist", ["KMNIST/raw", "train-images-idx3-ubyte"]),
-    ("cifar10", ["cifar-10-batches-py"]),
-])
+@pytest.mark.parametrize(
+    "name, files",
+    [
+        ("mnist", ["MNIST/raw", "train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
+        ("fashion-mnist", ["FashionMNIST/raw", "train-images-idx3-ubyte"]),
+        ("kmnist", ["KMNIST/raw", "train-images-idx3-ubyte"]),
+        ("cifar10", ["cifar-10-batches-py"]),
+    ],
+)
 def test_without_download_a_missing_set_is_named_and_nothing_is_written(tmp_path, name, files):
     for data_dir in (tmp_path / "nowhere" / "deeper", tmp_path):
         with pytest.raises(DataError) as e:
@@ -258,8 +289,11 @@ def test_a_failed_download_is_one_line_naming_the_folder(tmp_path, monkeypatch):
     import torchvision
 
     def offline(*args, **kwargs):  # what torchvision raises offline, one block per mirror tried
-        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n"
-                           "<urlopen error [Errno -2] Name or service not known>\n")
+        raise RuntimeError(
+            "Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n"
+            "<urlopen error [Errno -2] Name or service not known>\n"
+        )
+
     monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
     with pytest.raises(DataError) as e:
         load_torchvision("mnist", tmp_path, train=True, download=True)
@@ -294,6 +328,7 @@ def test_a_file_that_cannot_be_opened_is_named_in_one_line(tmp_path, monkeypatch
         if os.fspath(file) == str(target):
             raise PermissionError(13, "Permission denied", str(target))
         return real_open(file, *args, **kwargs)
+
     monkeypatch.setattr(builtins, "open", denied)
     with pytest.raises(DataError) as e:
         s = load_data(str(path), val_fraction=0.2, stream=stream)
@@ -310,6 +345,7 @@ def test_an_image_folder_that_cannot_be_listed_is_named(tmp_path, monkeypatch, s
         if os.fspath(path) == str(tmp_path / "imgs"):
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return real(path)
+
     monkeypatch.setattr(os, "scandir", denied)
     with pytest.raises(DataError) as e:
         load_data(str(tmp_path / "imgs"), stream=stream)
@@ -317,10 +353,14 @@ def test_an_image_folder_that_cannot_be_listed_is_named(tmp_path, monkeypatch, s
 
 
 @pytest.mark.parametrize("kind", [".npy", ".npz", ".pt", ".png"])
-@pytest.mark.parametrize("content, words", [
-    (b"", ["empty"]),
-    (b"\x00garbage bytes that are no format at all", ["cannot read"]),
-], ids=["0-bytes", "garbage"])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"", ["empty"]),
+        (b"\x00garbage bytes that are no format at all", ["cannot read"]),
+    ],
+    ids=["0-bytes", "garbage"],
+)
 def test_empty_or_foreign_files_are_named_by_every_loader(tmp_path, kind, content, words):
     if kind == ".png":
         _write(tmp_path / "imgs", "images")
@@ -334,14 +374,18 @@ def test_empty_or_foreign_files_are_named_by_every_loader(tmp_path, kind, conten
     assert any(w in message for w in words + ["not a", "corrupt", "cannot identify"]), message
 
 
-@pytest.mark.parametrize("array, words", [
-    (np.zeros((0, 4)), ["no data points"]),
-    (np.zeros(5), ["shape (N, ...)"]),
-    (np.array([[1.0, np.inf]] * 3), ["NaN or Inf"]),
-    (np.array([[1e300, 0.0]] * 3), ["too large for 32-bit floats"]),
-    (np.array([["a", "b"]] * 3), ["strings"]),
-    (np.array([[1 + 1j, 0]] * 3), ["complex"]),
-], ids=["empty", "1-d", "inf", "overflow", "strings", "complex"])
+@pytest.mark.parametrize(
+    "array, words",
+    [
+        (np.zeros((0, 4)), ["no data points"]),
+        (np.zeros(5), ["shape (N, ...)"]),
+        (np.array([[1.0, np.inf]] * 3), ["NaN or Inf"]),
+        (np.array([[1e300, 0.0]] * 3), ["too large for 32-bit floats"]),
+        (np.array([["a", "b"]] * 3), ["strings"]),
+        (np.array([[1 + 1j, 0]] * 3), ["complex"]),
+    ],
+    ids=["empty", "1-d", "inf", "overflow", "strings", "complex"],
+)
 @pytest.mark.parametrize("kind", [".npy", ".npz", ".pt"])
 def test_bad_arrays_are_refused_by_every_array_loader(tmp_path, array, words, kind):
     path = tmp_path / f"d{kind}"

@@ -17,8 +17,20 @@ from pyro_vae.config import DataConfig
 
 QUIET = dict(progress=False)
 # what `pyro-vae train` recorded before the record was typed: the same keys, in this order
-CLI_KEYS = ["dataset", "data_dir", "val_fraction", "split_seed", "train_size", "val_size", "fingerprint", "scale",
-            "stream", "streamed", "workers", "test"]
+CLI_KEYS = [
+    "dataset",
+    "data_dir",
+    "val_fraction",
+    "split_seed",
+    "train_size",
+    "val_size",
+    "fingerprint",
+    "scale",
+    "stream",
+    "streamed",
+    "workers",
+    "test",
+]
 
 
 def _tensors(n=100):
@@ -31,8 +43,15 @@ def _python_run(path, extra=None):
     x = _tensors()
     config = ModelConfig(data_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
     torch.manual_seed(0)
-    fit(build_model(config), (Batch(x[:80]), Batch(x[80:])), TrainConfig(epochs=1, batch_size=16, patience=None), path,
-        model_config=config, record=extra, **QUIET)
+    fit(
+        build_model(config),
+        (Batch(x[:80]), Batch(x[80:])),
+        TrainConfig(epochs=1, batch_size=16, patience=None),
+        path,
+        model_config=config,
+        record=extra,
+        **QUIET,
+    )
     return x
 
 
@@ -68,7 +87,7 @@ def test_the_cli_record_keeps_its_keys_and_round_trips(tmp_path):
         dataset, data_dir, val_fraction, seed, stream, workers = str(path), None, 0.25, 3, "off", 0
 
     record = data_record(Flags, splits)
-    assert list(record)[:len(CLI_KEYS)] == CLI_KEYS  # resume compares records key by key: none renamed or lost
+    assert list(record)[: len(CLI_KEYS)] == CLI_KEYS  # resume compares records key by key: none renamed or lost
     assert record["dataset"] == str(path.absolute()) and record["fingerprint"] and record["split_seed"] == 3
     assert record["train_size"] == 75 and record["val_size"] == 25 and record["streamed"] is False
     assert DataConfig.from_dict(record).to_dict() == record
@@ -94,10 +113,15 @@ def test_every_command_opens_a_run_trained_from_python(tmp_path, capsys, recorde
     data_file = tmp_path / "mine.npy"
     x = _tensors()
     np.save(data_file, x.numpy())
-    extra = {"nothing": None,
-             "tensors": {"data": DataConfig.of(Batch(x[:80]), Batch(x[80:])).to_dict()},
-             "a file": {"data": DataConfig.of(Batch(x[:80]), Batch(x[80:]), source=data_file, val_fraction=0.2,
-                                              split_seed=0).to_dict()}}[recorded]
+    extra = {
+        "nothing": None,
+        "tensors": {"data": DataConfig.of(Batch(x[:80]), Batch(x[80:])).to_dict()},
+        "a file": {
+            "data": DataConfig.of(
+                Batch(x[:80]), Batch(x[80:]), source=data_file, val_fraction=0.2, split_seed=0
+            ).to_dict()
+        },
+    }[recorded]
     run = tmp_path / "run"
     _python_run(run, extra)
 
@@ -111,8 +135,9 @@ def test_every_command_opens_a_run_trained_from_python(tmp_path, capsys, recorde
         line = _refused(evaluate, capsys, str(run))
         assert "80 training points" in line or recorded == "nothing"  # a record says what the run trained on
         _refused(["plot", run, "--no-progress"], capsys)
-        _refused(["sample", run, "-n", "4", "--sampler", "mixture", "--components", "2",
-                  "--out", tmp_path / "m.png"], capsys)
+        _refused(
+            ["sample", run, "-n", "4", "--sampler", "mixture", "--components", "2", "--out", tmp_path / "m.png"], capsys
+        )
     # what the message says to pass, passed: everything works
     given = [] if named else ["--dataset", data_file]
     code, out, err = _run(evaluate + given, capsys)
@@ -122,8 +147,10 @@ def test_every_command_opens_a_run_trained_from_python(tmp_path, capsys, recorde
     assert (run / "report.md").exists() and (run / "samples.png").exists()
     code, _, err = _run(["sample", run, "-n", "4", "--out", tmp_path / "s.png"], capsys)  # the prior: no data
     assert code == 0, err
-    code, _, err = _run(["sample", run, "-n", "4", "--sampler", "mixture", "--components", "2",
-                         "--out", tmp_path / "m.png", *given], capsys)
+    code, _, err = _run(
+        ["sample", run, "-n", "4", "--sampler", "mixture", "--components", "2", "--out", tmp_path / "m.png", *given],
+        capsys,
+    )
     assert code == 0, err
     code, _, err = _run(["compare", run, run, "--names", "a", "b", "--out", tmp_path / "cmp"], capsys)
     assert code == 0, err

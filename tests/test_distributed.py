@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 
-WORKER = textwrap.dedent('''
+WORKER = textwrap.dedent("""
     import json, logging, os, sys
     import torch
     import torch.distributed as dist
@@ -40,7 +40,7 @@ WORKER = textwrap.dedent('''
     with open(os.path.join(out, f"summary{rank}.json"), "w") as f:
         json.dump(summary, f)
     dist.destroy_process_group()
-''')
+""")
 
 
 def _free_port():
@@ -54,8 +54,16 @@ def test_two_process_ddp_training_keeps_ranks_identical(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", str(script), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        str(script),
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # rank 0 says once that the run is distributed, and how the batch is split

@@ -56,8 +56,14 @@ def _grads(family, objective, x, seed=1):
     return loss.item(), torch.cat([p.grad.flatten() for p in family.parameters()]), loss_fn
 
 
-@pytest.mark.parametrize("config", [dict(), dict(prior="vampprior", prior_kwargs={"components": 3}),
-                                    dict(model="hvae", latent_dims=(4, 2), upper_hidden=(8,), guide="ladder")])
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(),
+        dict(prior="vampprior", prior_kwargs={"components": 3}),
+        dict(model="hvae", latent_dims=(4, 2), upper_hidden=(8,), guide="ladder"),
+    ],
+)
 def test_jit_lean_graph_matches_trace_elbo_across_batch_sizes(config):
     """The default objective of a library VAE compiles the -ELBO as one traced module: its loss and
     gradient are Trace_ELBO's (with torch's own Normal: this also checks the shorter densities in

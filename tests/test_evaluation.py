@@ -58,8 +58,14 @@ class PosteriorEncoder(nn.Module):
 
 def _ppca_vae(shift=0.0, scale_factor=1.0, seed=0):
     W, b = _ppca_params(seed)
-    vae = VAE(PosteriorEncoder(W, b, shift, scale_factor), LinearDecoder(W, b), StandardNormal(d),
-              GaussianLikelihood((D,), scale=S), (D,), d)
+    vae = VAE(
+        PosteriorEncoder(W, b, shift, scale_factor),
+        LinearDecoder(W, b),
+        StandardNormal(d),
+        GaussianLikelihood((D,), scale=S),
+        (D,),
+        d,
+    )
     return vae, W, b
 
 
@@ -194,8 +200,9 @@ def test_discrete_latent_is_summed_out_exactly():
 
     x = _data(n=5)
     cov = W @ W.T + S**2 * torch.eye(D)
-    exact = torch.stack([dist.MultivariateNormal(mus[c] @ W.T + b, cov).log_prob(x) + pi[c].log()
-                         for c in range(3)]).logsumexp(0)
+    exact = torch.stack(
+        [dist.MultivariateNormal(mus[c] @ W.T + b, cov).log_prob(x) + pi[c].log() for c in range(3)]
+    ).logsumexp(0)
     assert torch.allclose(ev.log_marginal(model, guide, x, num_particles=4), exact, atol=1e-4)
 
 
@@ -238,13 +245,23 @@ def test_training_approaches_the_exact_likelihood_of_the_learned_model():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2000, d, generator=g) @ W.T + b + S * torch.randn(2000, D, generator=g)
     torch.manual_seed(0)
-    vae = VAE(MLPEncoder((D,), d, ()), LinearDecoder(torch.randn(D, d) * 0.1, torch.zeros(D)),
-              StandardNormal(d), GaussianLikelihood((D,), scale=S), (D,), d)
+    vae = VAE(
+        MLPEncoder((D,), d, ()),
+        LinearDecoder(torch.randn(D, d) * 0.1, torch.zeros(D)),
+        StandardNormal(d),
+        GaussianLikelihood((D,), scale=S),
+        (D,),
+        d,
+    )
     data = Dataset(x[:1800])
     val = Dataset(x[1800:])
     untrained = ev.elbo(vae.model, vae.guide, val.x).mean().item()
-    fit(vae, (data, val), TrainConfig(epochs=40, batch_size=100, lr=2e-2, binarize="none", patience=None,
-                                      device="cpu"), progress=False)
+    fit(
+        vae,
+        (data, val),
+        TrainConfig(epochs=40, batch_size=100, lr=2e-2, binarize="none", patience=None, device="cpu"),
+        progress=False,
+    )
     Wl, bl = vae.decoder.lin.weight.detach(), vae.decoder.lin.bias.detach()
     exact_learned = _exact_log_px(val.x, Wl, bl).mean().item()
     exact_true = _exact_log_px(val.x, W, b).mean().item()

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pyro_vae import Batch, ModelConfig, TrainConfig, build_model, fit, load_checkpoint
-from pyro_vae.analysis.evaluate import evaluate, format_table
+from pyro_vae.analysis.evaluate import evaluate
 from pyro_vae.inference import marginal as ev
 from pyro_vae.cli import main
 from pyro_vae.models.gmvae import assignment, cluster_accuracy
@@ -36,8 +36,11 @@ MEMBERS = {
 @pytest.fixture
 def digits(mnist_bin, mnist5k):
     x_train, x_val = mnist_bin
-    return (Batch(x_train[:600], mnist5k.y[:600]), Batch(x_val[:200], mnist5k.y[1000:1200]),
-            Batch(x_val[200:300], mnist5k.y[1200:1300]))
+    return (
+        Batch(x_train[:600], mnist5k.y[:600]),
+        Batch(x_val[:200], mnist5k.y[1000:1200]),
+        Batch(x_val[200:300], mnist5k.y[1200:1300]),
+    )
 
 
 @pytest.mark.parametrize("member", sorted(MEMBERS))
@@ -47,8 +50,9 @@ def test_member_trains_evaluates_and_round_trips(member, digits, tmp_path):
     mc = ModelConfig(model=name, data_shape=(1, 28, 28), num_classes=10, **options)
     torch.manual_seed(0)
     fam = build_model(mc)
-    cfg = TrainConfig(epochs=3, batch_size=100, lr=3e-3, patience=None, device="cpu", binarize="none", eval_k=20,
-                      **train_options)
+    cfg = TrainConfig(
+        epochs=3, batch_size=100, lr=3e-3, patience=None, device="cpu", binarize="none", eval_k=20, **train_options
+    )
     with torch.no_grad():
         untrained = ev.elbo(fam.model, fam.guide, val.x).mean().item()  # about -540 nats
     summary = fit(fam, (train, val), cfg, tmp_path, model_config=mc, progress=False, test=test, plots=False)
@@ -85,8 +89,11 @@ def test_precision_weighted_merge_is_the_product_of_gaussians():
 
 def test_ladder_guide_merges_its_bottom_up_pass_with_the_models_top_down_prior():
     torch.manual_seed(0)
-    fam = build_model(ModelConfig(model="hvae", data_shape=(1, 28, 28), latent_dims=(6, 3), hidden=(32,),
-                                  upper_hidden=(16,), guide="ladder"))
+    fam = build_model(
+        ModelConfig(
+            model="hvae", data_shape=(1, 28, 28), latent_dims=(6, 3), hidden=(32,), upper_hidden=(16,), guide="ladder"
+        )
+    )
     x = torch.bernoulli(torch.rand(4, 1, 28, 28))
     tr = pyro.poutine.trace(fam.guide).get_trace(x)
     z2 = tr.nodes["z2"]["value"]
@@ -102,8 +109,9 @@ def test_ladder_guide_merges_its_bottom_up_pass_with_the_models_top_down_prior()
 
 def test_evaluation_reports_kl_and_active_units_per_layer():
     torch.manual_seed(0)
-    fam = build_model(ModelConfig(model="hvae", data_shape=(1, 28, 28), latent_dims=(6, 3), hidden=(32,),
-                                  upper_hidden=(16,)))
+    fam = build_model(
+        ModelConfig(model="hvae", data_shape=(1, 28, 28), latent_dims=(6, 3), hidden=(32,), upper_hidden=(16,))
+    )
     m = evaluate(fam, torch.bernoulli(torch.rand(30, 1, 28, 28)), k=10)
     for site, dims in (("z1", 6), ("z2", 3)):
         assert m[f"active_units_{site}"]["unit"] == f"of {dims}"
@@ -114,14 +122,23 @@ def test_evaluation_reports_kl_and_active_units_per_layer():
 
 def test_vampprior_is_the_mixture_of_the_guide_at_its_pseudo_inputs():
     torch.manual_seed(0)
-    fam = build_model(ModelConfig(model="vae", data_shape=(1, 28, 28), latent_dim=4, hidden=(32,),
-                                  prior="vampprior", prior_kwargs={"components": 5}))
+    fam = build_model(
+        ModelConfig(
+            model="vae",
+            data_shape=(1, 28, 28),
+            latent_dim=4,
+            hidden=(32,),
+            prior="vampprior",
+            prior_kwargs={"components": 5},
+        )
+    )
     z = torch.randn(9, 4)
     u = fam.prior.pseudo_inputs()
     assert u.shape == (5, 1, 28, 28) and (u >= 0).all() and (u <= 1).all()
     loc, scale = fam.encoder(u)
-    by_hand = torch.stack([dist.Normal(loc[k], scale[k]).log_prob(z).sum(-1) for k in range(5)]).logsumexp(0) \
-        - math.log(5)
+    by_hand = torch.stack([dist.Normal(loc[k], scale[k]).log_prob(z).sum(-1) for k in range(5)]).logsumexp(
+        0
+    ) - math.log(5)
     assert torch.allclose(fam.prior().log_prob(z), by_hand, atol=1e-5)
     # its parameters are the encoder's and the pseudo-inputs, not a copy of the encoder
     names = [n for n, _ in fam.named_parameters()]
@@ -211,8 +228,18 @@ def _perms(n):
 
 
 def test_gmvae_relaxed_temperature_follows_its_schedule():
-    fam = build_model(ModelConfig(model="gmvae", data_shape=(1, 28, 28), latent_dim=4, hidden=(16,),
-                                  discrete="relaxed", temperature=1.0, temperature_min=0.5, anneal_rate=0.1))
+    fam = build_model(
+        ModelConfig(
+            model="gmvae",
+            data_shape=(1, 28, 28),
+            latent_dim=4,
+            hidden=(16,),
+            discrete="relaxed",
+            temperature=1.0,
+            temperature_min=0.5,
+            anneal_rate=0.1,
+        )
+    )
     fam.on_epoch(0, 50)
     assert fam.temperature.item() == pytest.approx(1.0)
     fam.on_epoch(3, 50)
@@ -234,8 +261,12 @@ def test_gmvae_sums_the_clusters_out_exactly_in_evaluation():
     torch.manual_seed(1)
     g = pyro.poutine.trace(pyro.poutine.enum(fam.guide, first_available_dim=-3)).get_trace(x)
     m = pyro.poutine.trace(pyro.poutine.replay(fam.model, trace=g)).get_trace(x)
-    terms = (m.nodes["y"]["fn"].log_prob(m.nodes["y"]["value"]) + m.nodes["z"]["fn"].log_prob(m.nodes["z"]["value"])
-             + m.nodes["x"]["fn"].log_prob(x) - g.nodes["z"]["fn"].log_prob(g.nodes["z"]["value"]))
+    terms = (
+        m.nodes["y"]["fn"].log_prob(m.nodes["y"]["value"])
+        + m.nodes["z"]["fn"].log_prob(m.nodes["z"]["value"])
+        + m.nodes["x"]["fn"].log_prob(x)
+        - g.nodes["z"]["fn"].log_prob(g.nodes["z"]["value"])
+    )
     assert torch.allclose(lw, terms.reshape(3, -1).logsumexp(0), atol=1e-4)
 
 
@@ -246,6 +277,7 @@ def test_gmvae_reports_how_much_its_clusters_are_used():
     fam = build_model(ModelConfig(model="gmvae", data_shape=(1, 28, 28), latent_dim=4, hidden=(16,), clusters=4))
     x = torch.zeros(10, 1, 28, 28)
     x[5:] = 1.0
+
     class Fixed(torch.nn.Module):
         def __init__(self, fn):
             super().__init__()
@@ -270,6 +302,7 @@ def test_gmvae_minimum_information_constraint_replaces_the_cluster_kl_below_its_
     """With lambda above the batch's cluster KL the loss gains kl_weight * N * (lambda - KL): its
     value is the ELBO's with max(lambda, KL) in place of KL, and the cluster KL's gradient is gone."""
     from pyro_vae.inference.objectives import Loss
+
     torch.manual_seed(0)
     opts = dict(model="gmvae", data_shape=(1, 28, 28), latent_dim=4, hidden=(16,), clusters=3)
     plain = build_model(ModelConfig(**opts))
@@ -286,8 +319,9 @@ def test_gmvae_minimum_information_constraint_replaces_the_cluster_kl_below_its_
     assert torch.allclose(got - base, w * 60 * (5.0 - kl), rtol=1e-5)
     params = list(floored.classifier.parameters())
     g_got = torch.autograd.grad(got, params, allow_unused=True)  # (the network's unused scale head: None)
-    g_want = torch.autograd.grad(base - w * 60 * plain.cluster_kl(batch.x).mean(), list(plain.classifier.parameters()),
-                                 allow_unused=True)
+    g_want = torch.autograd.grad(
+        base - w * 60 * plain.cluster_kl(batch.x).mean(), list(plain.classifier.parameters()), allow_unused=True
+    )
     assert sum(a is not None for a in g_got) >= 2
     for a, b in zip(g_got, g_want):
         assert (a is None and b is None) or torch.allclose(a, b, atol=1e-4, rtol=1e-4)
@@ -305,8 +339,14 @@ def test_free_bits_keep_units_active_that_the_elbo_shuts_down(digits):
         torch.manual_seed(0)
         mc = ModelConfig(model="vae", data_shape=(1, 28, 28), latent_dim=32, hidden=(64,))
         fam = build_model(mc)
-        fit(fam, (train, val), TrainConfig(epochs=4, batch_size=100, lr=3e-3, patience=None, device="cpu",
-                                           binarize="none", free_bits=fb, beta=4.0), progress=False)
+        fit(
+            fam,
+            (train, val),
+            TrainConfig(
+                epochs=4, batch_size=100, lr=3e-3, patience=None, device="cpu", binarize="none", free_bits=fb, beta=4.0
+            ),
+            progress=False,
+        )
         st = ev.latent_statistics(fam.model, fam.guide, val.x)["z"]
         active[fb] = st["active_units"]
     assert active[0.5] > active[0.0] + 5, active
@@ -319,14 +359,40 @@ def test_cli_trains_the_family_members(tmp_path, capsys):
     import numpy as np
 
     np.savez(data, x=x.numpy(), y=(torch.arange(300) % 3).numpy())
-    for name, extra in [("hvae", ["--latent-dims", "4", "2", "--guide", "bottomup"]),
-                        ("iaf", ["--flow-steps", "1", "--latent-dim", "3"]),
-                        ("gmvae", ["--clusters", "3", "--discrete", "relaxed"]),
-                        ("vae", ["--prior", "vampprior", "--prior-components", "7", "--objective", "iwae_dreg",
-                                 "--num-particles", "2"])]:
+    for name, extra in [
+        ("hvae", ["--latent-dims", "4", "2", "--guide", "bottomup"]),
+        ("iaf", ["--flow-steps", "1", "--latent-dim", "3"]),
+        ("gmvae", ["--clusters", "3", "--discrete", "relaxed"]),
+        (
+            "vae",
+            ["--prior", "vampprior", "--prior-components", "7", "--objective", "iwae_dreg", "--num-particles", "2"],
+        ),
+    ]:
         run = tmp_path / name
-        assert main(["train", "--model", name, *extra, "--dataset", str(data), "--epochs", "2", "--hidden", "16",
-                     "--eval-k", "5", "--no-plots", "--out", str(run), "--device", "cpu"]) == 0, name
+        assert (
+            main(
+                [
+                    "train",
+                    "--model",
+                    name,
+                    *extra,
+                    "--dataset",
+                    str(data),
+                    "--epochs",
+                    "2",
+                    "--hidden",
+                    "16",
+                    "--eval-k",
+                    "5",
+                    "--no-plots",
+                    "--out",
+                    str(run),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        ), name
         assert (run / "metrics_test.json").exists(), name
         assert main(["sample", str(run), "-n", "4", "--out", str(run / "s.png")]) == 0, name
 

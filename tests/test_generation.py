@@ -6,9 +6,16 @@ import pytest
 import torch
 
 from pyro_vae.data.batch import Batch
-from pyro_vae.analysis.generation import (FeatureClassifier, class_spread, frechet_distance, gaussian_frechet,
-                                 generation_scores, inception_score, load_or_train_classifier,
-                                 train_feature_classifier)
+from pyro_vae.analysis.generation import (
+    FeatureClassifier,
+    class_spread,
+    frechet_distance,
+    gaussian_frechet,
+    generation_scores,
+    inception_score,
+    load_or_train_classifier,
+    train_feature_classifier,
+)
 
 
 def rotation(d, seed=0):

@@ -49,8 +49,11 @@ def _vae(shift=0.3, scale_factor=1.3):
     with torch.no_grad():
         dec.weight.copy_(W)
         dec.bias.copy_(b)
-    return VAE(Encoder(W, b, shift, scale_factor), dec, StandardNormal(d), GaussianLikelihood((D,), scale=S),
-               (D,), d), W, b
+    return (
+        VAE(Encoder(W, b, shift, scale_factor), dec, StandardNormal(d), GaussianLikelihood((D,), scale=S), (D,), d),
+        W,
+        b,
+    )
 
 
 def _x(n=5, seed=1):
@@ -72,9 +75,11 @@ def test_iwae_bound_equals_a_hand_computation():
     z = w.guide_trace.nodes["z"]["value"]  # (K, B, d)
     assert z.shape == (K, x.shape[0], d)
     loc, scale = vae.encoder(x)
-    by_hand = (dist.Normal(0.0, 1.0).log_prob(z).sum(-1)
-               + dist.Normal(z @ W.T + b, S).log_prob(x).sum(-1)
-               - dist.Normal(loc, scale).log_prob(z).sum(-1))  # (K, B)
+    by_hand = (
+        dist.Normal(0.0, 1.0).log_prob(z).sum(-1)
+        + dist.Normal(z @ W.T + b, S).log_prob(x).sum(-1)
+        - dist.Normal(loc, scale).log_prob(z).sum(-1)
+    )  # (K, B)
     assert torch.allclose(w.log_w, by_hand, atol=1e-4)
     bound = by_hand.logsumexp(0) - math.log(K)  # per data point
     torch.manual_seed(0)
@@ -155,7 +160,8 @@ def test_renyi_alpha_zero_is_the_per_image_iwae_bound_when_every_site_is_in_the_
         p.grad = None
     pyro.set_rng_seed(seed)
     infer.RenyiELBO(alpha=0, num_particles=K, vectorize_particles=True, max_plate_nesting=1).loss_and_grads(
-        vae.model, vae.guide, x)
+        vae.model, vae.guide, x
+    )
     renyi_grads = [p.grad.clone() for p in params]
     pyro.set_rng_seed(seed)
     iwae_grads = torch.autograd.grad(IWAE(K).differentiable_loss(vae.model, vae.guide, x), params)

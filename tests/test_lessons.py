@@ -12,7 +12,6 @@ from pyro import poutine
 from test_evaluation import PosteriorEncoder, _data, _exact_log_px, _ppca_vae
 
 from pyro_vae.analysis.evaluate import evaluate, format_table
-from pyro_vae.inference import marginal as ev
 from pyro_vae.cli import main
 from pyro_vae.config import ModelConfig
 from pyro_vae.data.batch import Batch
@@ -24,8 +23,9 @@ from pyro_vae.analysis.samplers import GaussianMixture, fit_code_mixture, genera
 
 
 def _ae(prior_term="off", **opts):
-    return build_model(ModelConfig("ae", (1, 28, 28), None, {"latent_dim": 3, "hidden": (32,),
-                                                             "prior_term": prior_term, **opts}))
+    return build_model(
+        ModelConfig("ae", (1, 28, 28), None, {"latent_dim": 3, "hidden": (32,), "prior_term": prior_term, **opts})
+    )
 
 
 @pytest.mark.parametrize("prior_term", ["off", "on"])
@@ -65,8 +65,9 @@ def test_denoising_corrupts_the_encoder_input_only_in_training():
     assert torch.equal(corrupt(x, "none", 0.3), x)
     noisy = corrupt(x, "gaussian", 0.5)
     assert abs((noisy - x).std().item() - 0.5) < 0.02
-    vae = build_model(ModelConfig("vae", (1, 4, 4), None, {"latent_dim": 2, "hidden": (8,), "noise": "mask",
-                                                           "noise_rate": 0.5}))
+    vae = build_model(
+        ModelConfig("vae", (1, 4, 4), None, {"latent_dim": 2, "hidden": (8,), "noise": "mask", "noise_rate": 0.5})
+    )
     xs = torch.ones(64, 1, 4, 4)
     seen = []
     vae.encoder.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].clone()))
@@ -102,8 +103,11 @@ def test_mixture_sampler_decodes_codes_of_an_autoencoder(mnist_bin):
 
 def _tiny_vae(estimator):
     torch.manual_seed(0)
-    return build_model(ModelConfig("vae", (6,), None, {"latent_dim": 2, "hidden": (5,), "likelihood": "gaussian",
-                                                       "estimator": estimator}))
+    return build_model(
+        ModelConfig(
+            "vae", (6,), None, {"latent_dim": 2, "hidden": (5,), "likelihood": "gaussian", "estimator": estimator}
+        )
+    )
 
 
 def test_score_function_and_reparameterized_gradients_agree_in_expectation_and_differ_in_variance():
@@ -132,8 +136,9 @@ def test_baselines_reduce_the_score_function_variance(mnist_bin):
     out = {}
     for estimator in ("score", "score-avg"):
         torch.manual_seed(0)
-        vae = build_model(ModelConfig("vae", (1, 28, 28), None, {"latent_dim": 4, "hidden": (32,),
-                                                                 "estimator": estimator}))
+        vae = build_model(
+            ModelConfig("vae", (1, 28, 28), None, {"latent_dim": 4, "hidden": (32,), "estimator": estimator})
+        )
         pyro.clear_param_store()
         pyro.set_rng_seed(0)
         out[estimator] = gradient_variance(vae, x, draws=60, burn_in=20)["encoder"]["variance"]
@@ -161,17 +166,55 @@ def test_inference_gap_equals_the_exact_kl_to_the_posterior_for_ppca():
 
 def test_cli_ae_run_sample_with_both_samplers(tmp_path):
     run = tmp_path / "ae"
-    assert main(["train", "--model", "ae", "--latent-dim", "2", "--hidden", "32", "--epochs", "1",
-                 "--noise", "gaussian", "--noise-rate", "0.2", "--out", str(run), "--eval-k", "10",
-                 "--no-progress", "--no-plots"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "ae",
+                "--latent-dim",
+                "2",
+                "--hidden",
+                "32",
+                "--epochs",
+                "1",
+                "--noise",
+                "gaussian",
+                "--noise-rate",
+                "0.2",
+                "--out",
+                str(run),
+                "--eval-k",
+                "10",
+                "--no-progress",
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
     assert main(["sample", str(run), "-n", "16", "--sampler", "mixture", "--components", "3"]) == 0
     assert (run / "samples_mixture.png").exists()
     assert main(["sample", str(run), "-n", "16"]) == 0
     assert (run / "samples.png").exists()
     text = (run / "metrics_test.txt").read_text()
     assert "undefined" in text and "recon_log_lik" in text
-    assert main(["evaluate", str(run), "--generation", "--num-generated", "200", "--sampler", "mixture",
-                 "--components", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run),
+                "--generation",
+                "--num-generated",
+                "200",
+                "--sampler",
+                "mixture",
+                "--components",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     scores = json.loads((run / "generation_mnist5k_val_mixture_c2_n200.json").read_text())
     assert scores["frechet_distance"]["value"] > 0 and scores["num_generated"]["value"] == 200
     assert (run / "feature_classifier.pt").exists()  # trained once, cached for the next call
@@ -184,8 +227,28 @@ def test_generation_scores_need_labels(tmp_path, capsys):
 
     np.save(np_path, x.numpy())
     run = tmp_path / "run"
-    assert main(["train", "--dataset", str(np_path), "--latent-dim", "2", "--hidden", "8", "--epochs", "1",
-                 "--out", str(run), "--eval-k", "0", "--no-progress", "--no-plots"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(np_path),
+                "--latent-dim",
+                "2",
+                "--hidden",
+                "8",
+                "--epochs",
+                "1",
+                "--out",
+                str(run),
+                "--eval-k",
+                "0",
+                "--no-progress",
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["evaluate", str(run), "--generation", "--num-generated", "50"]) == 2
     assert "needs a labelled image data set" in capsys.readouterr().err

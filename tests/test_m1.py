@@ -73,8 +73,9 @@ def test_clear_errors(trained):
         m1_classify(vae, train, test, labels=7)
     with pytest.raises(DataError, match="only"):
         m1_classify(vae, train.subset(slice(0, 200)), test, labels=1000)
-    cvae = build_model(ModelConfig(model="cvae", data_shape=(1, 28, 28), num_classes=10, latent_dim=4,
-                                   hidden=(16,), condition="class"))
+    cvae = build_model(
+        ModelConfig(model="cvae", data_shape=(1, 28, 28), num_classes=10, latent_dim=4, hidden=(16,), condition="class")
+    )
     with pytest.raises(ValueError, match="cannot compute latent means"):
         m1_classify(cvae, train.subset(slice(0, 200)), test.subset(slice(0, 50)), labels=10)
 
@@ -92,9 +93,30 @@ def _idx_test_folder(path, x, y):
 
 def test_classify_command(tmp_path, capsys, mnist5k):
     run = tmp_path / "run"
-    assert main(["train", "--epochs", "1", "--latent-dim", "8", "--hidden", "64", "--batch-size", "256",
-                 "--eval-k", "0", "--no-plots", "--no-progress", "--val-fraction", "0.5",
-                 "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--epochs",
+                "1",
+                "--latent-dim",
+                "8",
+                "--hidden",
+                "64",
+                "--batch-size",
+                "256",
+                "--eval-k",
+                "0",
+                "--no-plots",
+                "--no-progress",
+                "--val-fraction",
+                "0.5",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     # no test files: measured on the validation split, said on stderr and in the file name
     assert main(["classify", str(run), "--labels", "100", "--epochs", "30", "--no-progress"]) == 0
@@ -106,8 +128,24 @@ def test_classify_command(tmp_path, capsys, mnist5k):
 
     some = torch.randperm(len(mnist5k), generator=torch.Generator().manual_seed(1))[:300]  # every class
     data_dir = _idx_test_folder(tmp_path / "mnist", mnist5k.x[some], mnist5k.y[some])
-    assert main(["classify", str(run / "checkpoint_best.pt"), "--labels", "100", "--seed", "2", "--epochs", "30",
-                 "--data-dir", str(data_dir), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                str(run / "checkpoint_best.pt"),
+                "--labels",
+                "100",
+                "--seed",
+                "2",
+                "--epochs",
+                "30",
+                "--data-dir",
+                str(data_dir),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     result = json.loads((run / "m1_labels100_seed2_e30.json").read_text())
     assert result["data"] == "mnist5k/test" and result["num_test"] == 300 and result["seed"] == 2
 

@@ -28,8 +28,22 @@ from pyro_vae.data.sources import load_array_file
 from pyro_vae.data.datasets import load_data
 from pyro_vae.analysis.evaluate import evaluate
 
-TINY = ["--latent-dim", "2", "--hidden", "8", "--epochs", "1", "--batch-size", "16", "--eval-k", "0",
-        "--no-plots", "--no-progress", "--val-fraction", "0.25"]
+TINY = [
+    "--latent-dim",
+    "2",
+    "--hidden",
+    "8",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "16",
+    "--eval-k",
+    "0",
+    "--no-plots",
+    "--no-progress",
+    "--val-fraction",
+    "0.25",
+]
 
 
 # ---------------------------------------------------------------------- helpers
@@ -157,7 +171,11 @@ TRAIN_OPTIONS = [
     ("noise rate 1.5 with mask", ["--noise", "mask", "--noise-rate", "1.5"], ["noise_rate", "[0, 1)", "1.5"]),
     ("noise rate inf", ["--noise", "gaussian", "--noise-rate", "inf"], ["--noise-rate", "finite"]),
     ("likelihood scale 0", ["--likelihood", "gaussian", "--likelihood-scale", "0"], ["--likelihood-scale", "> 0", "0"]),
-    ("likelihood scale nan", ["--likelihood", "gaussian", "--likelihood-scale", "nan"], ["--likelihood-scale", "finite"]),
+    (
+        "likelihood scale nan",
+        ["--likelihood", "gaussian", "--likelihood-scale", "nan"],
+        ["--likelihood-scale", "finite"],
+    ),
     ("labels 0", ["--labels", "0"], ["--labels", "integer >= 1"]),
     ("labelled batch size -1", ["--labelled-batch-size", "-1"], ["--labelled-batch-size", ">= 0"]),
     ("labels on unlabelled data", ["--model", "ssvae", "--labels", "4"], ["needs labelled data"]),
@@ -191,15 +209,20 @@ LABELLED_OPTIONS = [
 
 @pytest.mark.parametrize("args,expected", [pytest.param(*p[1:], id=p[0]) for p in LABELLED_OPTIONS])
 def test_label_count_mistakes(files, tmp_path, capsys, args, expected):
-    assert_user_error(["train", "--dataset", files["labelled"], *TINY, "--out", tmp_path / "r", *args], capsys,
-                      *expected)
+    assert_user_error(
+        ["train", "--dataset", files["labelled"], *TINY, "--out", tmp_path / "r", *args], capsys, *expected
+    )
 
 
 # ---------------------------------------------------------------------- train data
 TRAIN_DATA = [
     ("8-bit values as floats", "bytes", [], ["[0, 1]", "255"]),
-    ("negative values, continuous Bernoulli", "negative", ["--binarize", "none", "--likelihood",
-                                                           "continuous_bernoulli"], ["[0, 1]", "min -0.4998", "--likelihood gaussian"]),
+    (
+        "negative values, continuous Bernoulli",
+        "negative",
+        ["--binarize", "none", "--likelihood", "continuous_bernoulli"],
+        ["[0, 1]", "min -0.4998", "--likelihood gaussian"],
+    ),
     ("grey values, Bernoulli, no binarization", "grey", ["--binarize", "none"], ["binary", "--binarize"]),
     ("conv on 2x2 images", "tiny", ["--network", "conv"], ["at least 4x4", "2x2"]),
     ("conv on vectors", "vectors", ["--network", "conv"], ["(C, H, W)", "--network mlp"]),
@@ -216,18 +239,41 @@ def test_train_data_mistakes(files, tmp_path, capsys, key, args, expected):
 
 def test_absurd_learning_rate_is_allowed_and_divergence_is_exit_1(files, tmp_path, capsys):
     """--lr 1e30 is absurd but valid; training must then stop with exit 1 and one line."""
-    code, _, err = cli(["train", "--dataset", files["bin"], *TINY, "--epochs", "2", "--lr", "1e30",
-                        "--batch-size", "128", "--out", tmp_path / "r"], capsys)
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("note:", " "))
-             and "Warning" not in line]
+    code, _, err = cli(
+        [
+            "train",
+            "--dataset",
+            files["bin"],
+            *TINY,
+            "--epochs",
+            "2",
+            "--lr",
+            "1e30",
+            "--batch-size",
+            "128",
+            "--out",
+            tmp_path / "r",
+        ],
+        capsys,
+    )
+    lines = [
+        line
+        for line in err.splitlines()
+        if line.strip() and not line.startswith(("note:", " ")) and "Warning" not in line
+    ]
     assert code == 1, err
     assert "--lr" in lines[-1]
     assert lines[-1].startswith("pyro-vae train: training stopped: "), err
 
 
 def test_out_is_a_file(files, capsys):
-    assert_user_error(["train", "--dataset", files["bin"], *TINY, "--out", files["a_file"]], capsys,
-                      "--out", str(files["a_file"]), "is a file")
+    assert_user_error(
+        ["train", "--dataset", files["bin"], *TINY, "--out", files["a_file"]],
+        capsys,
+        "--out",
+        str(files["a_file"]),
+        "is a file",
+    )
 
 
 def test_out_in_a_folder_that_cannot_be_written(files, tmp_path, capsys, monkeypatch):
@@ -246,18 +292,31 @@ def test_out_in_a_folder_that_cannot_be_written(files, tmp_path, capsys, monkeyp
             import pyro_vae.cli.train
 
             real = os.access
-            monkeypatch.setattr(pyro_vae.cli.train.os, "access",
-                                lambda p, mode, **kw: False if Path(p) == locked else real(p, mode, **kw))
-        assert_user_error(["train", "--dataset", files["bin"], *TINY, "--out", locked / "run"], capsys,
-                          "--out", "cannot write", str(locked))
+            monkeypatch.setattr(
+                pyro_vae.cli.train.os,
+                "access",
+                lambda p, mode, **kw: False if Path(p) == locked else real(p, mode, **kw),
+            )
+        assert_user_error(
+            ["train", "--dataset", files["bin"], *TINY, "--out", locked / "run"],
+            capsys,
+            "--out",
+            "cannot write",
+            str(locked),
+        )
     finally:
         locked.chmod(0o700)
 
 
 def test_resume_without_a_run(files, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert_user_error(["train", "--dataset", files["bin"], *TINY, "--resume", "--out", tmp_path / "empty"], capsys,
-                      "--resume", "checkpoint_last.pt", "nothing to resume")
+    assert_user_error(
+        ["train", "--dataset", files["bin"], *TINY, "--resume", "--out", tmp_path / "empty"],
+        capsys,
+        "--resume",
+        "checkpoint_last.pt",
+        "nothing to resume",
+    )
     assert not (tmp_path / "empty" / ".lock").exists()
 
 
@@ -278,12 +337,18 @@ def test_evaluate_mistakes(run, files, tmp_path, capsys):
         (["evaluate", run, "--k", "-1"], ["--k", ">= 0"]),
         (["evaluate", run, "--batch-size", "0"], ["--batch-size", "integer >= 1"]),
         (["evaluate", run, "--device", "gpu"], ["--device", "'gpu'"]),
-        (["evaluate", run, "--dataset", files["vectors"], "--k", "2", "--iwae-k", "0", "--no-progress"],
-         ["expects data of shape (batch, 1, 8, 8)", "(12, 7)"]),
-        (["evaluate", run, "--dataset", files["grey"], "--k", "2", "--iwae-k", "0", "--no-progress"],
-         ["Bernoulli likelihood needs binary data", "pyro-vae train --binarize"]),  # a training setting
-        (["evaluate", run, "--dataset", files["bytes"], "--k", "2", "--iwae-k", "0", "--no-progress"],
-         ["binary", "max 255"]),
+        (
+            ["evaluate", run, "--dataset", files["vectors"], "--k", "2", "--iwae-k", "0", "--no-progress"],
+            ["expects data of shape (batch, 1, 8, 8)", "(12, 7)"],
+        ),
+        (
+            ["evaluate", run, "--dataset", files["grey"], "--k", "2", "--iwae-k", "0", "--no-progress"],
+            ["Bernoulli likelihood needs binary data", "pyro-vae train --binarize"],
+        ),  # a training setting
+        (
+            ["evaluate", run, "--dataset", files["bytes"], "--k", "2", "--iwae-k", "0", "--no-progress"],
+            ["binary", "max 255"],
+        ),
         (["sample", run, "-n", "0"], ["-n", "integer >= 1"]),
         (["plot", run, "--device", "cuda:x"], ["--device", "'cuda:x'"]),
     ]
@@ -295,8 +360,23 @@ def test_evaluate_mistakes(run, files, tmp_path, capsys):
 def labelled_run(files, tmp_path_factory):
     """A trained tiny semi-supervised run (4 classes)."""
     out = tmp_path_factory.mktemp("m2") / "run"
-    assert main(["train", "--model", "ssvae", "--dataset", str(files["labelled"]), *TINY, "--binarize", "none",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "ssvae",
+                "--dataset",
+                str(files["labelled"]),
+                *TINY,
+                "--binarize",
+                "none",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -320,8 +400,9 @@ def test_vectors_train_end_to_end_with_figures(files, tmp_path, capsys):
     """Data that train but are not images (shape (N, 7)): training, evaluation, figures and
     report all work (vectors drawn as rows, or the figure skipped with a note)."""
     out = tmp_path / "r"
-    code, _, err = cli(["train", "--dataset", files["vectors"], *[a for a in TINY if a != "--no-plots"],
-                        "--out", out], capsys)
+    code, _, err = cli(
+        ["train", "--dataset", files["vectors"], *[a for a in TINY if a != "--no-plots"], "--out", out], capsys
+    )
     assert code == 0, err
     assert (out / "report.md").exists() and (out / "summary.json").exists() and (out / "samples.png").exists()
 
@@ -366,8 +447,12 @@ LOADER_CASES = [
     ("strings", "a.npy", lambda p: np.save(p, np.array([["a", "b"], ["c", "d"]])), ["strings", "numbers"]),
     ("complex", "a.npy", lambda p: np.save(p, np.ones((4, 3), dtype=np.complex64)), ["complex", "real"]),
     ("object array", "a.npy", _npy_object, ["Python objects", "numeric"]),
-    ("structured dtype", "a.npy", lambda p: np.save(p, np.zeros((4, 3), dtype=[("a", "f4"), ("b", "i4")])),
-     ["dtype", "numbers"]),
+    (
+        "structured dtype",
+        "a.npy",
+        lambda p: np.save(p, np.zeros((4, 3), dtype=[("a", "f4"), ("b", "i4")])),
+        ["dtype", "numbers"],
+    ),
     ("inf values", "a.npz", lambda p: np.savez(p, x=np.full((4, 3), np.inf)), ["NaN or Inf", "data point 0"]),
     ("too large for float32", "a.npy", lambda p: np.save(p, np.full((4, 3), 1e300)), ["NaN or Inf", "32-bit"]),
     ("random bytes .npy", "a.npy", lambda p: p.write_bytes(_noise(256)), ["not a NumPy .npy file"]),
@@ -375,20 +460,44 @@ LOADER_CASES = [
     ("truncated .npy", "a.npy", _npy_truncated, ["a.npy", "truncated"]),
     ("random bytes .npz", "a.npz", lambda p: p.write_bytes(_noise(256)), ["not a NumPy .npz file"]),
     ("truncated .npz", "a.npz", _npz_truncated, ["a.npz", "truncated or corrupt"]),
-    (".npz without x", "a.npz", lambda p: np.savez(p, images=_binary(), labels=np.arange(48)), ["'x'", "images, labels"]),
+    (
+        ".npz without x",
+        "a.npz",
+        lambda p: np.savez(p, images=_binary(), labels=np.arange(48)),
+        ["'x'", "images, labels"],
+    ),
     ("empty .npz", "a.npz", lambda p: np.savez(p), ["no arrays"]),
-    ("labels of wrong length", "a.npz", lambda p: np.savez(p, x=_binary(), y=np.arange(40)), ["48 data points", "40 labels"]),
+    (
+        "labels of wrong length",
+        "a.npz",
+        lambda p: np.savez(p, x=_binary(), y=np.arange(40)),
+        ["48 data points", "40 labels"],
+    ),
     ("labels 2-D", "a.npz", lambda p: np.savez(p, x=_binary(), y=np.zeros((48, 2))), ["'y'", "shape (N,)", "(48, 2)"]),
-    ("labels strings", "a.npz", lambda p: np.savez(p, x=_binary(4), y=np.array(list("abcd"))), ["'y'", "whole numbers"]),
-    ("labels NaN", "a.npz", lambda p: np.savez(p, x=_binary(4), y=np.array([0, 1, np.nan, 2])), ["'y'", "whole numbers"]),
+    (
+        "labels strings",
+        "a.npz",
+        lambda p: np.savez(p, x=_binary(4), y=np.array(list("abcd"))),
+        ["'y'", "whole numbers"],
+    ),
+    (
+        "labels NaN",
+        "a.npz",
+        lambda p: np.savez(p, x=_binary(4), y=np.array([0, 1, np.nan, 2])),
+        ["'y'", "whole numbers"],
+    ),
     ("condition NaN", "a.npz", lambda p: np.savez(p, x=_binary(4), c=np.full((4, 2), np.nan)), ["condition", "NaN"]),
     ("random bytes .pt", "a.pt", lambda p: p.write_bytes(_noise(256)), ["a.pt", "not a torch.save file"]),
     ("empty .pt", "a.pt", lambda p: p.write_bytes(b""), ["a.pt", "empty (0 bytes)"]),
     (".pt holding a list", "a.pt", lambda p: torch.save([1, 2, 3], p), ["a tensor or a dict", "list"]),
     (".pt holding a string", "a.pt", lambda p: torch.save("images", p), ["a tensor or a dict", "str"]),
     (".pt dict with x a string", "a.pt", lambda p: torch.save({"x": "images"}, p), ["'x'", "tensor", "str"]),
-    (".pt with pickled code", "a.pt", lambda p: torch.save({"x": _Marker(p.with_suffix(".marker"))}, p),
-     ["Python objects", "weights_only"]),
+    (
+        ".pt with pickled code",
+        "a.pt",
+        lambda p: torch.save({"x": _Marker(p.with_suffix(".marker"))}, p),
+        ["Python objects", "weights_only"],
+    ),
 ]
 
 
@@ -431,9 +540,13 @@ def test_image_folder_mistakes(tmp_path):
 
 
 def test_to_float_images_refuses_what_is_not_numbers():
-    for bad, words in ((np.array(["1", "2"]), "strings"), (np.array([1 + 2j]), "complex"),
-                       (np.array([object(), None]), "Python objects"), ("abc", "strings"),
-                       (torch.ones(2, dtype=torch.complex64), "complex")):
+    for bad, words in (
+        (np.array(["1", "2"]), "strings"),
+        (np.array([1 + 2j]), "complex"),
+        (np.array([object(), None]), "Python objects"),
+        ("abc", "strings"),
+        (torch.ones(2, dtype=torch.complex64), "complex"),
+    ):
         with pytest.raises(DataError) as e:
             to_float_images(bad, "thing")
         one_line_error(e, "thing", words)
@@ -478,18 +591,21 @@ def test_evaluate_refuses_data_it_cannot_score(run):
 def _del(key):
     def f(c):
         del c[key]
+
     return f
 
 
 def _set(key, value):
     def f(c):
         c[key] = value
+
     return f
 
 
 def _set_config(key, value):
     def f(c):
         c["model_config"][key] = value
+
     return f
 
 
@@ -508,12 +624,18 @@ RAW_CHECKPOINTS = [
     ("JSON renamed .pt", lambda run: (run / "config.json").read_bytes(), ["not a torch.save file"]),
 ]
 OBJECT_CHECKPOINTS = [
-    ("plain state_dict", lambda run: _ckpt(run)["model_state"], ["not a pyro-vae checkpoint", "state_dict",
-                                                                 "load_model_state"]),
+    (
+        "plain state_dict",
+        lambda run: _ckpt(run)["model_state"],
+        ["not a pyro-vae checkpoint", "state_dict", "load_model_state"],
+    ),
     ("a list", lambda run: [1, 2, 3], ["not a pyro-vae checkpoint", "list"]),
     ("a tensor", lambda run: torch.zeros(3), ["not a pyro-vae checkpoint", "Tensor"]),
-    ("pickled code", lambda run: {"format": FORMAT, "model_state": _Marker(run.parent / "marker")},
-     ["Python objects", "weights_only"]),
+    (
+        "pickled code",
+        lambda run: {"format": FORMAT, "model_state": _Marker(run.parent / "marker")},
+        ["Python objects", "weights_only"],
+    ),
 ]
 MUTATED_CHECKPOINTS = [
     ("no model_state", _del("model_state"), ["'model_state'", "missing"]),
@@ -528,8 +650,11 @@ MUTATED_CHECKPOINTS = [
     ("unknown family", _set_config("model", "nosuch"), ["'nosuch'", "not registered"]),
     ("unknown config field", _set_config("colour", "red"), ["model config", "colour"]),
     ("negative data shape", _set_config("data_shape", [-1, 8]), ["model config", "data_shape"]),
-    ("another model's weights", _latent_3, ["shape mismatch", "encoder", "(2, 8) in the checkpoint",
-                                            "(3, 8) in the model"]),
+    (
+        "another model's weights",
+        _latent_3,
+        ["shape mismatch", "encoder", "(2, 8) in the checkpoint", "(3, 8) in the model"],
+    ),
 ]
 
 
@@ -546,9 +671,11 @@ def _save_case(tmp_path, run, kind, make):
     return path
 
 
-CHECKPOINT_CASES = ([pytest.param("raw", *c[1:], id=c[0]) for c in RAW_CHECKPOINTS]
-                    + [pytest.param("object", *c[1:], id=c[0]) for c in OBJECT_CHECKPOINTS]
-                    + [pytest.param("mutated", *c[1:], id=c[0]) for c in MUTATED_CHECKPOINTS])
+CHECKPOINT_CASES = (
+    [pytest.param("raw", *c[1:], id=c[0]) for c in RAW_CHECKPOINTS]
+    + [pytest.param("object", *c[1:], id=c[0]) for c in OBJECT_CHECKPOINTS]
+    + [pytest.param("mutated", *c[1:], id=c[0]) for c in MUTATED_CHECKPOINTS]
+)
 
 
 @pytest.mark.parametrize("kind,make,expected", CHECKPOINT_CASES)
@@ -585,8 +712,7 @@ def test_resume_from_a_broken_checkpoint(run, files, tmp_path, capsys):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     (copy / "checkpoint_last.pt").write_bytes(_noise(500))
-    argv = ["train", "--dataset", files["bin"], *TINY, "--binarize", "none", "--resume", "--epochs", "2",
-            "--out", copy]
+    argv = ["train", "--dataset", files["bin"], *TINY, "--binarize", "none", "--resume", "--epochs", "2", "--out", copy]
     assert_user_error(argv, capsys, "checkpoint_last.pt", "not a torch.save file")
 
 
@@ -596,8 +722,7 @@ def test_resume_from_a_checkpoint_without_optimizer_state(run, files, tmp_path, 
     ckpt = _ckpt(copy)
     del ckpt["optimizer_state"]
     torch.save(ckpt, copy / "checkpoint_last.pt")
-    argv = ["train", "--dataset", files["bin"], *TINY, "--binarize", "none", "--resume", "--epochs", "2",
-            "--out", copy]
+    argv = ["train", "--dataset", files["bin"], *TINY, "--binarize", "none", "--resume", "--epochs", "2", "--out", copy]
     assert_user_error(argv, capsys, "checkpoint_last.pt", "'optimizer_state'")
 
 
@@ -625,20 +750,26 @@ def test_every_torch_load_uses_weights_only():
     calls = 0
     for source in package.rglob("*.py"):
         for node in ast.walk(ast.parse(source.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "load" and \
-                    getattr(node.func.value, "id", None) == "torch":
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", None) == "load"
+                and getattr(node.func.value, "id", None) == "torch"
+            ):
                 calls += 1
                 kw = {k.arg: k.value for k in node.keywords}
-                assert isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True, \
+                assert isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True, (
                     f"{source.name}:{node.lineno} torch.load without weights_only=True"
+                )
     assert calls >= 2
 
 
 # ---------------------------------------------------------------------- metrics
 def test_read_metrics_keeps_only_rows(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    path.write_bytes(b'{"epoch": 1, "train_loss": 5.0, "val_elbo": -5.0}\nnot json\n[1, 2]\n3\n"text"\nnull\n'
-                     b'\xff\xfe\x00garbage\n{"epoch": 2, "train_loss": 4.0, "val_elbo": -4.5}\n{"epoch": 3, "tr')
+    path.write_bytes(
+        b'{"epoch": 1, "train_loss": 5.0, "val_elbo": -5.0}\nnot json\n[1, 2]\n3\n"text"\nnull\n'
+        b'\xff\xfe\x00garbage\n{"epoch": 2, "train_loss": 4.0, "val_elbo": -4.5}\n{"epoch": 3, "tr'
+    )
     assert [r["epoch"] for r in read_metrics(path)] == [1, 2]
     assert read_metrics(tmp_path / "missing.jsonl") == []
     assert read_metrics(tmp_path) == []  # a folder
@@ -658,11 +789,18 @@ def test_plot_with_a_corrupt_metrics_file(run, tmp_path, capsys):
 def test_train_config_check_names_every_bad_setting():
     nan, inf = float("nan"), float("inf")
     cases = [
-        (dict(lr=nan), ["lr", "finite"]), (dict(lr=inf), ["lr", "finite"]), (dict(beta=inf), ["beta"]),
-        (dict(warmup_epochs=nan), ["warmup_epochs"]), (dict(warmup_epochs=-1), ["warmup_epochs", ">= 0"]),
-        (dict(clip_norm=nan), ["clip_norm"]), (dict(epochs=True), ["epochs"]), (dict(epochs=2.5), ["epochs"]),
-        (dict(seed=-1), ["seed", "2**32"]), (dict(device="gpu"), ["device", "'gpu'"]),
-        (dict(labels=2.5), ["labels"]), (dict(patience=-1), ["patience"]),
+        (dict(lr=nan), ["lr", "finite"]),
+        (dict(lr=inf), ["lr", "finite"]),
+        (dict(beta=inf), ["beta"]),
+        (dict(warmup_epochs=nan), ["warmup_epochs"]),
+        (dict(warmup_epochs=-1), ["warmup_epochs", ">= 0"]),
+        (dict(clip_norm=nan), ["clip_norm"]),
+        (dict(epochs=True), ["epochs"]),
+        (dict(epochs=2.5), ["epochs"]),
+        (dict(seed=-1), ["seed", "2**32"]),
+        (dict(device="gpu"), ["device", "'gpu'"]),
+        (dict(labels=2.5), ["labels"]),
+        (dict(patience=-1), ["patience"]),
     ]
     for kwargs, expected in cases:
         with pytest.raises(ValueError) as e:

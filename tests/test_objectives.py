@@ -74,8 +74,13 @@ def test_a_users_objective_by_object_and_by_name(mnist_bin):
     cfg = TrainConfig(epochs=1, batch_size=100, binarize="none", patience=None, device="cpu", objective="counting_test")
     fit(build_model(ModelConfig(latent_dim=2, hidden=(16,))), (train, val), cfg, progress=False)
     assert len(calls) == 2
-    fit(build_model(ModelConfig(latent_dim=2, hidden=(16,))), (train, val),
-        TrainConfig(epochs=1, batch_size=100, binarize="none", device="cpu"), objective=Counting(), progress=False)
+    fit(
+        build_model(ModelConfig(latent_dim=2, hidden=(16,))),
+        (train, val),
+        TrainConfig(epochs=1, batch_size=100, binarize="none", device="cpu"),
+        objective=Counting(),
+        progress=False,
+    )
     assert len(calls) == 4
     with pytest.raises(ValueError, match="objective must be a registered name"):
         TrainConfig(objective=Counting()).check()
@@ -83,8 +88,15 @@ def test_a_users_objective_by_object_and_by_name(mnist_bin):
         make_objective("nope", None)
 
 
-@pytest.mark.parametrize("model,plain,jit", [("vae", "trace", "jit"), ("vae", "meanfield", "jit_meanfield"),
-                                             ("vae", "graph", "jit_graph"), ("ssvae", "enum", "jit_enum")])
+@pytest.mark.parametrize(
+    "model,plain,jit",
+    [
+        ("vae", "trace", "jit"),
+        ("vae", "meanfield", "jit_meanfield"),
+        ("vae", "graph", "jit_graph"),
+        ("ssvae", "enum", "jit_enum"),
+    ],
+)
 def test_every_jit_objective_has_the_gradient_of_its_uncompiled_twin(model, plain, jit):
     """Same random draws, same loss, same gradient (Pyro's own JitTrace_ELBO doubles it)."""
     from pyro_vae import Batch, ModelConfig, build_model
@@ -95,8 +107,15 @@ def test_every_jit_objective_has_the_gradient_of_its_uncompiled_twin(model, plai
 
     def grad(objective):
         torch.manual_seed(0)
-        family = build_model(ModelConfig(model=model, data_shape=(1, 8, 8), num_classes=2 if model == "ssvae" else None,
-                                         latent_dim=2, hidden=(8,)))
+        family = build_model(
+            ModelConfig(
+                model=model,
+                data_shape=(1, 8, 8),
+                num_classes=2 if model == "ssvae" else None,
+                latent_dim=2,
+                hidden=(8,),
+            )
+        )
         loss_fn = Loss(family, objective)
         loss_fn(batch, 1.0)  # compile
         pyro.set_rng_seed(5)

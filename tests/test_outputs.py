@@ -27,9 +27,32 @@ def run(tmp_path_factory):
     rng = np.random.default_rng(0)
     np.save(tmp / "bin.npy", (rng.random((120, 8, 8)) < 0.3).astype(np.float32))
     out = tmp / "a"
-    assert main(["train", "--dataset", str(tmp / "bin.npy"), "--binarize", "none", "--epochs", "1",
-                 "--batch-size", "40", "--hidden", "8", "--latent-dim", "2", "--eval-k", "3", "--no-progress",
-                 "--no-plots", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(tmp / "bin.npy"),
+                "--binarize",
+                "none",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "40",
+                "--hidden",
+                "8",
+                "--latent-dim",
+                "2",
+                "--eval-k",
+                "3",
+                "--no-progress",
+                "--no-plots",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     write_report(out)  # index.html and report.md, without figures (fast)
     return out
 
@@ -91,7 +114,7 @@ def test_evaluate_results_with_another_k_keep_their_own_files(run, capsys):
     results = sorted(run.glob("eval_*.json"))
     assert len(results) == 2, results
     for k, path in zip((2, 3), results):
-        stem = path.name[:-len(".json")]
+        stem = path.name[: -len(".json")]
         assert re.fullmatch(rf"eval_bin-npy-[0-9a-f]{{8}}_val_(iwae0_)?k{k}", stem), stem  # data set, split, k
         assert path.with_name(stem + ".txt").is_file() and path.with_name(stem + "_per_image.npz").is_file()
         assert json.loads(path.read_text())["log_px"]["note"].endswith(f"k={k}")
@@ -102,15 +125,28 @@ def test_result_names_carry_every_setting_and_are_safe(tmp_path):
 
     run = RunDir(tmp_path)
     base = run.evaluation("bin.npy/test", 50)
-    variants = [run.evaluation("bin.npy/val", 50), run.evaluation("bin.npy/test", 51),
-                run.evaluation("bin.npy/test", 50, limit=10), run.evaluation("bin.npy/test", 50, iwae_k=5),
-                run.evaluation("bin.npy/test", 50, seed=3), run.evaluation("other/bin.npy/test", 50),
-                run.evaluation("bin-npy/test", 50), run.evaluation("bin_npy/test", 50)]
+    variants = [
+        run.evaluation("bin.npy/val", 50),
+        run.evaluation("bin.npy/test", 51),
+        run.evaluation("bin.npy/test", 50, limit=10),
+        run.evaluation("bin.npy/test", 50, iwae_k=5),
+        run.evaluation("bin.npy/test", 50, seed=3),
+        run.evaluation("other/bin.npy/test", 50),
+        run.evaluation("bin-npy/test", 50),
+        run.evaluation("bin_npy/test", 50),
+    ]
     assert len({base, *variants}) == len(variants) + 1
-    gens = {run.generation("d.npy/test", s, components=c, n=n, limit=lim, seed=seed)
-            for s, c, n, lim, seed in [("prior", 10, 100, None, 0), ("mixture", 10, 100, None, 0),
-                                       ("mixture", 5, 100, None, 0), ("mixture", 5, 200, None, 0),
-                                       ("mixture", 5, 200, 30, 0), ("mixture", 5, 200, 30, 1)]}
+    gens = {
+        run.generation("d.npy/test", s, components=c, n=n, limit=lim, seed=seed)
+        for s, c, n, lim, seed in [
+            ("prior", 10, 100, None, 0),
+            ("mixture", 10, 100, None, 0),
+            ("mixture", 5, 100, None, 0),
+            ("mixture", 5, 200, None, 0),
+            ("mixture", 5, 200, 30, 0),
+            ("mixture", 5, 200, 30, 1),
+        ]
+    }
     assert len(gens) == 6
     hostile = ["../../etc/passwd/test", "a b;$(rm -rf x)`|<>.npy/test", "x" * 400 + "/test", "é.npy/val"]
     for label in hostile:
@@ -191,15 +227,18 @@ def test_text_from_run_folders_and_names_is_escaped_in_the_comparison(run, tmp_p
 
 
 # ---------------------------------------------------------------------- damaged run files
-@pytest.mark.parametrize("name, content, command", [
-    ("metrics_test.json", "[1, 2]", "plot"),
-    ("metrics_test.json", '{"elbo": ', "plot"),
-    ("metrics_test_per_image.npz", "not a zip archive", "plot"),
-    ("metrics_test.json", "[1, 2]", "compare"),
-    ("summary.json", '"a string"', "compare"),
-    ("config.json", "{garbled", "compare"),
-    ("metrics.jsonl", None, "compare"),  # a folder where the file belongs
-])
+@pytest.mark.parametrize(
+    "name, content, command",
+    [
+        ("metrics_test.json", "[1, 2]", "plot"),
+        ("metrics_test.json", '{"elbo": ', "plot"),
+        ("metrics_test_per_image.npz", "not a zip archive", "plot"),
+        ("metrics_test.json", "[1, 2]", "compare"),
+        ("summary.json", '"a string"', "compare"),
+        ("config.json", "{garbled", "compare"),
+        ("metrics.jsonl", None, "compare"),  # a folder where the file belongs
+    ],
+)
 def test_a_damaged_run_file_is_named_in_one_line(run, tmp_path, capsys, name, content, command):
     copy = _copy(run, tmp_path / "run")
     path = copy / name
@@ -209,8 +248,11 @@ def test_a_damaged_run_file_is_named_in_one_line(run, tmp_path, capsys, name, co
         path.mkdir()
     else:
         path.write_text(content)
-    argv = ["plot", str(copy), "--no-progress"] if command == "plot" else \
-        ["compare", str(copy), "--out", str(tmp_path / "cmp")]
+    argv = (
+        ["plot", str(copy), "--no-progress"]
+        if command == "plot"
+        else ["compare", str(copy), "--out", str(tmp_path / "cmp")]
+    )
     capsys.readouterr()
     assert main(argv) == 2
     line = _error(capsys)

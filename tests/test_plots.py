@@ -34,9 +34,18 @@ def data():
 
 
 def metrics_rows(n=3, warmup=True):
-    return [{"epoch": e, "step": 10 * e, "train_loss": 200.0 - 10 * e, "val_elbo": -195.0 + 9 * e,
-             "kl_weight": min(1.0, e / 2) if warmup else 1.0, "images_per_s": 1000.0, "time_s": 0.5}
-            for e in range(1, n + 1)]
+    return [
+        {
+            "epoch": e,
+            "step": 10 * e,
+            "train_loss": 200.0 - 10 * e,
+            "val_elbo": -195.0 + 9 * e,
+            "kl_weight": min(1.0, e / 2) if warmup else 1.0,
+            "images_per_s": 1000.0,
+            "time_s": 0.5,
+        }
+        for e in range(1, n + 1)
+    ]
 
 
 def check_png(path, min_size=50):
@@ -88,8 +97,7 @@ def test_make_figures_2d_and_report(tmp_path, data):
     module = tiny_vae(2)
     module.train()
     figs = plots.make_figures(module, tmp_path, x, y, metrics_rows=metrics_rows())
-    assert set(figs) == {"curves", "reconstructions", "samples", "manifold", "latent_space",
-                         "interpolation"}
+    assert set(figs) == {"curves", "reconstructions", "samples", "manifold", "latent_space", "interpolation"}
     for name, path in figs.items():
         assert Path(path).parent == tmp_path and Path(path).name == f"{name}.png"
         check_png(path)
@@ -98,11 +106,15 @@ def test_make_figures_2d_and_report(tmp_path, data):
     assert abs(manifold.shape[0] - manifold.shape[1]) < 0.2 * manifold.shape[1]  # square-ish
 
     (tmp_path / "config.json").write_text(json.dumps({"model": {"latent_dim": 2}, "train": {"lr": 1e-3}}))
-    (tmp_path / "summary.json").write_text(json.dumps({"best_val_elbo": -123.456, "epochs_run": 3,
-                                                       "train_time_s": 252.31419}))
+    (tmp_path / "summary.json").write_text(
+        json.dumps({"best_val_elbo": -123.456, "epochs_run": 3, "train_time_s": 252.31419})
+    )
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics_rows(12)))
-    metrics = {"elbo": {"value": -101.23456, "se": 0.31234, "unit": "nats/image"}, "active_units_z": 2,
-               "IWAE|5000": -99.5}
+    metrics = {
+        "elbo": {"value": -101.23456, "se": 0.31234, "unit": "nats/image"},
+        "active_units_z": 2,
+        "IWAE|5000": -99.5,
+    }
     md = write_report(tmp_path, metrics, figs)
     assert md == tmp_path / "report.md"
     text = md.read_text()

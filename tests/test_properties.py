@@ -19,16 +19,21 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 from pyro_vae.config import read_metrics  # noqa: E402
-from pyro_vae.data.batch import (MAX_CLASSES, Batch, DataError, binarize, select_labels, split,  # noqa: E402
-                                 to_float_images)
+from pyro_vae.data.batch import (
+    MAX_CLASSES,
+    Batch,
+    DataError,
+    binarize,
+    select_labels,
+    split,  # noqa: E402
+    to_float_images,
+)
 from pyro_vae.data.sources import load_array_file  # noqa: E402
 
 FAST = settings(max_examples=40, deadline=None)
 
-NUMERIC = [np.uint8, np.int8, np.int16, np.int32, np.int64, np.uint16, np.float16, np.float32, np.float64,
-           np.bool_]
-NOT_NUMBERS = [np.complex64, np.dtype("<U3"), np.dtype("S2"), np.dtype([("a", "<f4"), ("b", "<i4")]),
-               np.dtype("M8[s]")]
+NUMERIC = [np.uint8, np.int8, np.int16, np.int32, np.int64, np.uint16, np.float16, np.float32, np.float64, np.bool_]
+NOT_NUMBERS = [np.complex64, np.dtype("<U3"), np.dtype("S2"), np.dtype([("a", "<f4"), ("b", "<i4")]), np.dtype("M8[s]")]
 SHAPES = hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=4)
 ARRAYS = st.sampled_from(NUMERIC + NOT_NUMBERS).flatmap(lambda dt: hnp.arrays(dt, SHAPES))
 
@@ -91,7 +96,8 @@ def test_npy_loads_exactly_or_is_refused(a):
 
 
 LABELS = st.sampled_from([np.int64, np.int32, np.uint8, np.float32, np.float64, np.bool_, np.dtype("<U2")]).flatmap(
-    lambda dt: hnp.arrays(dt, hnp.array_shapes(min_dims=1, max_dims=2, min_side=0, max_side=6)))
+    lambda dt: hnp.arrays(dt, hnp.array_shapes(min_dims=1, max_dims=2, min_side=0, max_side=6))
+)
 
 
 def _labels_ok(y: np.ndarray, n: int) -> bool:
@@ -103,8 +109,12 @@ def _labels_ok(y: np.ndarray, n: int) -> bool:
 
 
 @FAST
-@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=5),
-                  elements=st.floats(0, 1, width=32)), LABELS)
+@given(
+    hnp.arrays(
+        np.float32, hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=5), elements=st.floats(0, 1, width=32)
+    ),
+    LABELS,
+)
 def test_npz_labels_load_as_class_indices_or_are_refused(x, y):
     path, ds, err = _roundtrip(lambda p: np.savez(p, x=x, y=y), ".npz")
     if _labels_ok(y, len(x)):
@@ -137,8 +147,11 @@ def test_pt_loads_exactly_or_is_refused(a, how):
 
 
 @FAST
-@given(hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=4), st.data(),
-       st.sampled_from([float("nan"), float("inf"), -float("inf")]))
+@given(
+    hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=4),
+    st.data(),
+    st.sampled_from([float("nan"), float("inf"), -float("inf")]),
+)
 def test_a_nan_anywhere_is_refused_and_located(shape, data, bad):
     a = np.full(shape, 0.5, dtype=np.float32)
     index = tuple(data.draw(st.integers(0, s - 1)) for s in shape)
@@ -166,12 +179,17 @@ def test_to_float_images_keeps_values_or_refuses(a):
 
 
 @FAST
-@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=4)),
-       st.sampled_from([torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.bool, torch.uint8]))
+@given(
+    hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=4)),
+    st.sampled_from([torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.bool, torch.uint8]),
+)
 def test_to_float_images_on_tensors(a, dtype):
     with np.errstate(over="ignore", invalid="ignore"):
-        src = torch.from_numpy(a).to(dtype) if dtype.is_floating_point else \
-            torch.from_numpy(np.nan_to_num(a, nan=0, posinf=1, neginf=-1).clip(-1e6, 1e6)).to(dtype)
+        src = (
+            torch.from_numpy(a).to(dtype)
+            if dtype.is_floating_point
+            else torch.from_numpy(np.nan_to_num(a, nan=0, posinf=1, neginf=-1).clip(-1e6, 1e6)).to(dtype)
+        )
     try:
         t = to_float_images(src, "thing")
     except DataError as e:
@@ -182,13 +200,20 @@ def test_to_float_images_on_tensors(a, dtype):
 
 
 @FAST
-@given(st.integers(0, 6), hnp.array_shapes(min_dims=0, max_dims=3, max_side=3),
-       st.lists(st.sampled_from(["y", "labelled", "c"]), unique=True), st.integers(-1, 1))
+@given(
+    st.integers(0, 6),
+    hnp.array_shapes(min_dims=0, max_dims=3, max_side=3),
+    st.lists(st.sampled_from(["y", "labelled", "c"]), unique=True),
+    st.integers(-1, 1),
+)
 def test_batch_fields_must_have_one_entry_per_data_point(n, rest, fields, off):
     x = torch.zeros(n, *rest)
     sizes = {f: max(0, n + off) for f in fields}
-    extra = {"y": torch.arange(sizes.get("y", 0)), "labelled": torch.ones(sizes.get("labelled", 0), dtype=torch.bool),
-             "c": torch.zeros(sizes.get("c", 0), 2)}
+    extra = {
+        "y": torch.arange(sizes.get("y", 0)),
+        "labelled": torch.ones(sizes.get("labelled", 0), dtype=torch.bool),
+        "c": torch.zeros(sizes.get("c", 0), 2),
+    }
     kwargs = {f: extra[f] for f in fields}
     try:
         b = Batch(x, **kwargs)
@@ -226,7 +251,7 @@ def test_select_labels_keeps_the_same_number_per_class_or_refuses(labels, num_la
     ds = Batch(torch.zeros(len(labels), 2), y)
     classes = max(labels) + 1
     counts = torch.bincount(y, minlength=classes)
-    possible = (num_labels >= 1 and num_labels % classes == 0 and num_labels // classes <= int(counts.min()))
+    possible = num_labels >= 1 and num_labels % classes == 0 and num_labels // classes <= int(counts.min())
     try:
         out = select_labels(ds, num_labels, seed=0)
     except DataError as e:
@@ -238,9 +263,17 @@ def test_select_labels_keeps_the_same_number_per_class_or_refuses(labels, num_la
 
 
 @FAST
-@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=4),
-                  elements=st.one_of(st.floats(-2, 300, width=32), st.floats(0, 1, width=32),
-                                     st.sampled_from([float("nan"), float("inf"), 0.0, 1.0]))))
+@given(
+    hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=1, max_dims=3, max_side=4),
+        elements=st.one_of(
+            st.floats(-2, 300, width=32),
+            st.floats(0, 1, width=32),
+            st.sampled_from([float("nan"), float("inf"), 0.0, 1.0]),
+        ),
+    )
+)
 def test_binarize_gives_zeros_and_ones_or_refuses(a):
     x = torch.from_numpy(a)
     try:
@@ -281,7 +314,10 @@ def test_check_shape_accepts_exactly_the_data_shape(shape, x_shape):
 # ---------------------------------------------------------------------- metrics
 ROWS = st.one_of(
     st.fixed_dictionaries({"epoch": st.integers(-1, 5), "train_loss": st.one_of(st.floats(), st.text(max_size=3))}),
-    st.lists(st.integers(), max_size=3), st.integers(), st.text(max_size=5), st.none(),
+    st.lists(st.integers(), max_size=3),
+    st.integers(),
+    st.text(max_size=5),
+    st.none(),
 )
 
 
@@ -301,7 +337,11 @@ def test_read_metrics_returns_only_rows(lines, tail):
             r = json.loads(line)
         except ValueError:
             continue
-        if isinstance(r, dict) and isinstance(r.get("epoch"), int) and r["epoch"] >= 0 and \
-                not isinstance(r.get("train_loss"), str):
+        if (
+            isinstance(r, dict)
+            and isinstance(r.get("epoch"), int)
+            and r["epoch"] >= 0
+            and not isinstance(r.get("train_loss"), str)
+        ):
             expected += 1
     assert expected <= len(rows) <= expected + 1  # + the random tail, should it be a row

@@ -77,8 +77,23 @@ def runs(tmp_path_factory):
     y = torch.arange(240) % 4
     x = (torch.rand(240, 1, 12, 12, generator=g) < 0.1 + 0.3 * (y[:, None, None, None] == torch.arange(12) % 4)).float()
     torch.save({"x": x, "y": y}, tmp / "d.pt")
-    common = ["--dataset", str(tmp / "d.pt"), "--binarize", "none", "--epochs", "2", "--batch-size", "50",
-              "--eval-k", "5", "--no-progress", "--latent-dim", "2", "--hidden", "16"]
+    common = [
+        "--dataset",
+        str(tmp / "d.pt"),
+        "--binarize",
+        "none",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--eval-k",
+        "5",
+        "--no-progress",
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "16",
+    ]
     assert main(["train", *common, "--out", str(tmp / "vae")]) == 0
     assert main(["train", "--model", "ssvae", "--labels", "8", *common, "--out", str(tmp / "m2")]) == 0
     return tmp, common
@@ -127,23 +142,38 @@ def test_the_family_gets_its_own_section(runs):
 
 def test_config_reproduces_a_run_and_records_overrides(runs):
     tmp, common = runs
-    assert main(["train", "--config", str(tmp / "vae" / "config.json"), "--out", str(tmp / "again"),
-                 "--no-progress"]) == 0
+    assert (
+        main(["train", "--config", str(tmp / "vae" / "config.json"), "--out", str(tmp / "again"), "--no-progress"]) == 0
+    )
     a = torch.load(tmp / "vae" / "checkpoint_last.pt", weights_only=True)["model_state"]
     b = torch.load(tmp / "again" / "checkpoint_last.pt", weights_only=True)["model_state"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     again = json.loads((tmp / "again" / "config.json").read_text())
     assert again["reproduced_from"]["overrides"] == {}
-    assert main(["train", "--config", str(tmp / "vae" / "config.json"), "--out", str(tmp / "other"),
-                 "--epochs", "3", "--lr", "0.01", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(tmp / "vae" / "config.json"),
+                "--out",
+                str(tmp / "other"),
+                "--epochs",
+                "3",
+                "--lr",
+                "0.01",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     other = json.loads((tmp / "other" / "config.json").read_text())
     assert other["reproduced_from"]["overrides"] == {"epochs": 3, "lr": 0.01}
     assert other["train"]["epochs"] == 3 and other["model"]["options"]["latent_dim"] == 2
     assert main(["train", "--config", str(tmp / "vae" / "summary.json"), "--out", str(tmp / "bad")]) == 2
 
 
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
-                None)
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 
 
 def _render(page: Path, tmp: Path) -> dict:
@@ -154,16 +184,33 @@ def _render(page: Path, tmp: Path) -> dict:
         '<!DOCTYPE html><html><body><pre id="result">pending</pre>'
         f'<iframe id="f" src="{page.resolve().as_uri()}"></iframe><script>'
         'document.getElementById("f").addEventListener("load", function () {'
-        ' var d = this.contentDocument; var imgs = Array.from(d.images);'
+        " var d = this.contentDocument; var imgs = Array.from(d.images);"
         ' document.getElementById("result").textContent = JSON.stringify({images: imgs.length,'
-        '  broken: imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })'
+        "  broken: imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })"
         '   .map(function (i) { return i.getAttribute("src"); }), text: d.body.innerText}); });'
-        "</script></body></html>")
-    out = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                          f"--user-data-dir={tmp / 'profile'}", "--allow-file-access-from-files",
-                          "--virtual-time-budget=5000", "--dump-dom", harness.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+        "</script></body></html>"
+    )
+    out = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp / 'profile'}",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            harness.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     m = re.search(r'<pre id="result">(.*?)</pre>', out, re.S)
     assert m and m.group(1) != "pending", out[-500:]
     import html

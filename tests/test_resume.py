@@ -27,7 +27,9 @@ def _data(n=90, seed=0, labels=False):
     g = torch.Generator().manual_seed(seed)
     x = (torch.rand(n, 1, 8, 8, generator=g) < torch.linspace(0.1, 0.9, 64).reshape(1, 1, 8, 8)).float()
     y = torch.arange(n) % 2 if labels else None
-    return Batch(x[: n - 20], None if y is None else y[: n - 20]), Batch(x[n - 20:], None if y is None else y[n - 20:])
+    return Batch(x[: n - 20], None if y is None else y[: n - 20]), Batch(
+        x[n - 20 :], None if y is None else y[n - 20 :]
+    )
 
 
 def _family(model="vae", **opts):
@@ -36,8 +38,12 @@ def _family(model="vae", **opts):
 
 
 def _config(model="vae", **opts):
-    return ModelConfig(model=model, data_shape=(1, 8, 8), num_classes=2 if model == "ssvae" else None,
-                       **{"latent_dim": 2, "hidden": (8,), **opts})
+    return ModelConfig(
+        model=model,
+        data_shape=(1, 8, 8),
+        num_classes=2 if model == "ssvae" else None,
+        **{"latent_dim": 2, "hidden": (8,), **opts},
+    )
 
 
 def _same(a, b):
@@ -62,21 +68,35 @@ MODES = [  # (objective, particles, model, options)
 ]
 
 
-@pytest.mark.parametrize("objective,particles,model,opts", MODES,
-                         ids=[f"{m}-{o}-{p}" + ("-" + "-".join(map(str, opts.values())) if opts else "")
-                              for o, p, m, opts in MODES])
+@pytest.mark.parametrize(
+    "objective,particles,model,opts",
+    MODES,
+    ids=[f"{m}-{o}-{p}" + ("-" + "-".join(map(str, opts.values())) if opts else "") for o, p, m, opts in MODES],
+)
 def test_resume_is_bit_exact(tmp_path, objective, particles, model, opts):
     train, val = _data(labels=model == "ssvae")
-    cfg = TrainConfig(epochs=3, batch_size=32, objective=objective, num_particles=particles, patience=None,
-                      labels=20 if model == "ssvae" else None)
+    cfg = TrainConfig(
+        epochs=3,
+        batch_size=32,
+        objective=objective,
+        num_particles=particles,
+        patience=None,
+        labels=20 if model == "ssvae" else None,
+    )
     quiet = dict(progress=False)
     pyro.clear_param_store()
     whole = _family(model, **opts)
     fit(whole, (train, val), cfg, tmp_path / "whole", model_config=_config(model, **opts), **quiet)
     pyro.clear_param_store()  # a new process: nothing survives but the run folder
     part = _family(model, **opts)
-    fit(part, (train, val), TrainConfig(**{**cfg.__dict__, "epochs": 1}), tmp_path / "part",
-        model_config=_config(model, **opts), **quiet)
+    fit(
+        part,
+        (train, val),
+        TrainConfig(**{**cfg.__dict__, "epochs": 1}),
+        tmp_path / "part",
+        model_config=_config(model, **opts),
+        **quiet,
+    )
     pyro.clear_param_store()
     resumed = _family(model, **opts)
     fit(resumed, (train, val), cfg, tmp_path / "part", model_config=_config(model, **opts), resume=True, **quiet)
@@ -112,8 +132,9 @@ class _SignalAt:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_in_the_first_epoch_leaves_a_checkpoint_that_resumes_exactly(tmp_path, signum,
-                                                                            sigint_as_in_a_terminal):
+def test_a_signal_in_the_first_epoch_leaves_a_checkpoint_that_resumes_exactly(
+    tmp_path, signum, sigint_as_in_a_terminal
+):
     train, val = _data()
     cfg = TrainConfig(epochs=2, batch_size=16, patience=None, objective="trace")  # what _SignalAt wraps
     quiet = dict(progress=False)
@@ -122,8 +143,15 @@ def test_a_signal_in_the_first_epoch_leaves_a_checkpoint_that_resumes_exactly(tm
     stopped = _family()
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(TrainingInterrupted) as err:
-        fit(stopped, (train, val), cfg, tmp_path / "run", model_config=_config(),
-            objective=_SignalAt(stopped, signum, 3), **quiet)
+        fit(
+            stopped,
+            (train, val),
+            cfg,
+            tmp_path / "run",
+            model_config=_config(),
+            objective=_SignalAt(stopped, signum, 3),
+            **quiet,
+        )
     assert err.value.signum == signum
     ckpt = read_checkpoint(tmp_path / "run" / "checkpoint_last.pt")
     assert ckpt["epoch"] == 0 and ckpt["in_epoch"]["batch"] == 3  # stopped after its third step
@@ -150,8 +178,25 @@ def test_cli_sigint_exit_code_and_message(tmp_path, capsys, monkeypatch, sigint_
     import numpy as np
 
     np.save(npy, _data()[0].x.numpy())
-    args = ["train", "--dataset", str(npy), "--latent-dim", "2", "--hidden", "8", "--epochs", "2", "--batch-size",
-            "16", "--out", str(tmp_path / "run"), "--no-progress", "--eval-k", "0", "--no-plots"]
+    args = [
+        "train",
+        "--dataset",
+        str(npy),
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "8",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+        "--eval-k",
+        "0",
+        "--no-plots",
+    ]
     assert main(args) == 130
     err = capsys.readouterr().err
     assert "SIGINT" in err and "--resume" in err and "checkpoint_last.pt" in err
@@ -172,11 +217,26 @@ def test_resume_refuses_changed_settings_and_names_them(tmp_path, capsys):
         assert name in msg
     assert "epochs" not in msg.split("allow_changes=")[1]  # the epoch count may always grow
     with pytest.raises(ConfigMismatch, match="latent_dim"):
-        fit(_family(latent_dim=3), (train, val), TrainConfig(epochs=2, batch_size=32, patience=None), tmp_path / "run",
-            model_config=_config(latent_dim=3), resume=True, **quiet)
+        fit(
+            _family(latent_dim=3),
+            (train, val),
+            TrainConfig(epochs=2, batch_size=32, patience=None),
+            tmp_path / "run",
+            model_config=_config(latent_dim=3),
+            resume=True,
+            **quiet,
+        )
     # a change made on purpose is allowed and recorded
-    fit(_family(), (train, val), TrainConfig(epochs=2, batch_size=32, lr=5e-4, patience=None), tmp_path / "run",
-        model_config=_config(), resume=True, allow_changes=("lr",), **quiet)
+    fit(
+        _family(),
+        (train, val),
+        TrainConfig(epochs=2, batch_size=32, lr=5e-4, patience=None),
+        tmp_path / "run",
+        model_config=_config(),
+        resume=True,
+        allow_changes=("lr",),
+        **quiet,
+    )
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stored["train"]["lr"] == 5e-4
     assert stored["resumes"][-1]["changed"] == {"train.lr": [0.001, 0.0005], "train.epochs": [1, 2]}
@@ -188,12 +248,30 @@ def test_cli_resume_takes_the_stored_settings(tmp_path, capsys):
 
     np.save(npy, _data()[0].x.numpy())
     run = tmp_path / "run"
-    base = ["--dataset", str(npy), "--latent-dim", "2", "--hidden", "8", "--batch-size", "16", "--lr", "0.002",
-            "--out", str(run), "--no-progress", "--eval-k", "0", "--no-plots"]
+    base = [
+        "--dataset",
+        str(npy),
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "8",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.002",
+        "--out",
+        str(run),
+        "--no-progress",
+        "--eval-k",
+        "0",
+        "--no-plots",
+    ]
     assert main(["train", *base, "--epochs", "1"]) == 0
     # only --out, --resume and a new epoch count: every other setting comes from config.json
-    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--no-progress", "--eval-k", "0",
-                 "--no-plots"]) == 0
+    assert (
+        main(["train", "--out", str(run), "--resume", "--epochs", "2", "--no-progress", "--eval-k", "0", "--no-plots"])
+        == 0
+    )
     assert json.loads((run / "config.json").read_text())["train"]["lr"] == 0.002
     assert main(["train", "--out", str(run), "--resume", "--epochs", "3", "--lr", "0.01", "--no-progress"]) == 2
     err = capsys.readouterr().err
@@ -206,12 +284,19 @@ def test_a_second_trainer_on_a_folder_is_refused(tmp_path):
     holder = RunLock(run, command="pyro-vae train ...").acquire()
     try:
         with pytest.raises(RunLocked, match=f"process {os.getpid()} on host"):
-            fit(_family(), (train, val), TrainConfig(epochs=1, patience=None), run, model_config=_config(),
-                progress=False)
+            fit(
+                _family(),
+                (train, val),
+                TrainConfig(epochs=1, patience=None),
+                run,
+                model_config=_config(),
+                progress=False,
+            )
     finally:
         holder.release()
-    fit(_family(), (train, val), TrainConfig(epochs=1, patience=None), run, model_config=_config(),
-        progress=False)  # free again
+    fit(
+        _family(), (train, val), TrainConfig(epochs=1, patience=None), run, model_config=_config(), progress=False
+    )  # free again
 
 
 def test_two_cli_trainers_on_one_folder(tmp_path, capsys):
@@ -220,11 +305,29 @@ def test_two_cli_trainers_on_one_folder(tmp_path, capsys):
 
     np.save(npy, _data(n=2000)[0].x.numpy())
     run = tmp_path / "run"
-    args = ["train", "--dataset", str(npy), "--latent-dim", "2", "--hidden", "8", "--epochs", "500",
-            "--patience", "0", "--out", str(run), "--no-progress", "--eval-k", "0", "--no-plots"]
+    args = [
+        "train",
+        "--dataset",
+        str(npy),
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "8",
+        "--epochs",
+        "500",
+        "--patience",
+        "0",
+        "--out",
+        str(run),
+        "--no-progress",
+        "--eval-k",
+        "0",
+        "--no-plots",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen([sys.executable, "-m", "pyro_vae", *args], cwd=ROOT, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "pyro_vae", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.time() + 60
         while not (run / "checkpoint_last.pt").exists() and time.time() < deadline:
@@ -261,8 +364,13 @@ def test_atomic_write_uses_fresh_temporary_names_and_does_not_follow_planted_lin
     atomic_write(tmp_path / "link.json", lambda f: f.write(b"new"))  # replaces the link, not its target
     assert victim.read_text() == "keep me" and target.read_bytes() == b"{}"
     assert not (tmp_path / "link.json").is_symlink()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".config.json.tmp", "config.json", "config.json.tmp",
-                                                          "link.json", "victim.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".config.json.tmp",
+        "config.json",
+        "config.json.tmp",
+        "link.json",
+        "victim.txt",
+    ]
     with pytest.raises(RuntimeError):
         atomic_write(target, lambda f: (f.write(b"half"), (_ for _ in ()).throw(RuntimeError("boom"))))
     assert target.read_bytes() == b"{}"  # a failed write leaves the old file and no temporary
@@ -292,8 +400,12 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
     epochs = 20
 
     def run(folder, resume):
-        return subprocess.Popen([sys.executable, str(script), str(folder), str(epochs), "1" if resume else "0"],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            [sys.executable, str(script), str(folder), str(epochs), "1" if resume else "0"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     t0, whole = time.time(), run(tmp_path / "whole", False)
     while not (tmp_path / "whole" / "checkpoint_last.pt").exists() and whole.poll() is None:

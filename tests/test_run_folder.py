@@ -31,12 +31,12 @@ QUIET = dict(progress=False)
 def _data(n=80, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = (torch.rand(n, 1, 8, 8, generator=g) < torch.linspace(0.1, 0.9, 64).reshape(1, 1, 8, 8)).float()
-    return Batch(x[: n - 20]), Batch(x[n - 20:])
+    return Batch(x[: n - 20]), Batch(x[n - 20 :])
 
 
 def _grey(n=80):
     x = torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 0.8 + 0.1  # never 0 or 1
-    return Batch(x[: n - 20]), Batch(x[n - 20:])
+    return Batch(x[: n - 20]), Batch(x[n - 20 :])
 
 
 def _config(**opts):
@@ -60,8 +60,24 @@ def npy(tmp_path):
 
 
 def _cli(npy, run, *more):
-    return ["train", "--dataset", str(npy), "--latent-dim", "2", "--hidden", "8", "--batch-size", "16", "--out",
-            str(run), "--no-progress", "--eval-k", "0", "--no-plots", *more]
+    return [
+        "train",
+        "--dataset",
+        str(npy),
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "8",
+        "--batch-size",
+        "16",
+        "--out",
+        str(run),
+        "--no-progress",
+        "--eval-k",
+        "0",
+        "--no-plots",
+        *more,
+    ]
 
 
 def _one_line(err: str) -> str:
@@ -95,8 +111,9 @@ def test_a_link_planted_in_a_run_folder_is_refused_not_followed(tmp_path, npy, c
 
 
 # ---------------------------------------------------------------------- I/O errors
-def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_last_checkpoint(tmp_path, npy, capsys,
-                                                                                         monkeypatch):
+def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_the_last_checkpoint(
+    tmp_path, npy, capsys, monkeypatch
+):
     run = tmp_path / "run"
     assert main(_cli(npy, run, "--epochs", "1")) == 0
     before = (run / "checkpoint_last.pt").read_bytes()
@@ -140,21 +157,29 @@ def _read_only(folder: Path, monkeypatch, code):
     monkeypatch.setattr(files.tempfile, "mkstemp", refused)
 
 
-@pytest.mark.parametrize("code,fix", [
-    (errno.ENOSPC, "free space"),
-    (errno.EACCES, "make the folder writable, or work on a writable copy"),
-    (errno.EROFS, "the file system is read-only: work on a writable copy"),
-    (errno.ENAMETOOLONG, "choose a shorter name"),
-], ids=["ENOSPC", "EACCES", "EROFS", "ENAMETOOLONG"])
+@pytest.mark.parametrize(
+    "code,fix",
+    [
+        (errno.ENOSPC, "free space"),
+        (errno.EACCES, "make the folder writable, or work on a writable copy"),
+        (errno.EROFS, "the file system is read-only: work on a writable copy"),
+        (errno.ENAMETOOLONG, "choose a shorter name"),
+    ],
+    ids=["ENOSPC", "EACCES", "EROFS", "ENAMETOOLONG"],
+)
 @pytest.mark.parametrize("writer", ["json", "checkpoint", "figure"])
-def test_an_io_error_in_any_write_is_one_line_naming_the_file_and_the_old_file_stays(tmp_path, monkeypatch, code,
-                                                                                    fix, writer):
+def test_an_io_error_in_any_write_is_one_line_naming_the_file_and_the_old_file_stays(
+    tmp_path, monkeypatch, code, fix, writer
+):
     from pyro_vae import files
 
     folder = tmp_path / "run"
     folder.mkdir()
-    name = ("x" * 300 if code == errno.ENAMETOOLONG else "result") + {"json": ".json", "checkpoint": ".pt",
-                                                                     "figure": ".png"}[writer]
+    name = ("x" * 300 if code == errno.ENAMETOOLONG else "result") + {
+        "json": ".json",
+        "checkpoint": ".pt",
+        "figure": ".png",
+    }[writer]
     target = folder / name
     if code != errno.ENAMETOOLONG:
         target.write_bytes(b"the old file")
@@ -172,8 +197,11 @@ def test_an_io_error_in_any_write_is_one_line_naming_the_file_and_the_old_file_s
         write = lambda: files.write_json(target, {"k": 1})  # noqa: E731
     if code == errno.ENOSPC:
         real = os.fsync
-        monkeypatch.setattr(files.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(code, os.strerror(code)))
-                            if os.fstat(fd).st_size else real(fd))
+        monkeypatch.setattr(
+            files.os,
+            "fsync",
+            lambda fd: (_ for _ in ()).throw(OSError(code, os.strerror(code))) if os.fstat(fd).st_size else real(fd),
+        )
     elif code != errno.ENAMETOOLONG:  # the real file system refuses the long name
         _read_only(folder, monkeypatch, code)
     try:
@@ -222,10 +250,15 @@ print("trained through")
 def test_training_started_with_sigint_ignored_keeps_ignoring_it(tmp_path):
     """A background job (`pyro-vae train ... &`, or the test suite started so) starts with SIGINT
     ignored: training must not take Ctrl-C meant for the foreground job, and leaves it ignored."""
-    proc = subprocess.run([sys.executable, "-c", IGNORED_SIGINT, str(tmp_path / "run")], cwd=ROOT,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", IGNORED_SIGINT, str(tmp_path / "run")],
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and "trained through" in proc.stdout, proc.stderr[-3000:]
 
 
@@ -236,8 +269,9 @@ def sigint_as_in_a_terminal():
     signal.signal(signal.SIGINT, before)
 
 
-def test_a_second_ctrl_c_before_any_checkpoint_says_to_start_again(tmp_path, npy, capsys, monkeypatch,
-                                                                   sigint_as_in_a_terminal):
+def test_a_second_ctrl_c_before_any_checkpoint_says_to_start_again(
+    tmp_path, npy, capsys, monkeypatch, sigint_as_in_a_terminal
+):
     import pyro_vae.training.loop as training
 
     real = training.train_step
@@ -272,8 +306,10 @@ def test_an_interrupt_before_training_says_whether_a_checkpoint_exists(tmp_path,
         fit(_family(), (train, val), _cfg(epochs=2), run, model_config=_config(), resume=resume, **QUIET)
     assert err.value.signum == signal.SIGINT  # a TrainingInterrupted: the CLI exits 130 with its message
     if resume:
-        assert str(err.value) == f"SIGINT: training stopped; the last checkpoint {run / 'checkpoint_last.pt'} " \
-                                 f"stands; continue with resume=True"
+        assert (
+            str(err.value) == f"SIGINT: training stopped; the last checkpoint {run / 'checkpoint_last.pt'} "
+            f"stands; continue with resume=True"
+        )
     else:
         assert str(err.value) == "SIGINT: training stopped; no checkpoint was written yet; start again"
 
@@ -282,14 +318,24 @@ def test_an_interrupt_before_training_says_whether_a_checkpoint_exists(tmp_path,
 def test_fit_on_float64_data_trains_and_evaluates(tmp_path):
     train, val = _data()
     as64 = lambda b: b.replace(x=b.x.double())  # noqa: E731
-    summary = fit(_family(), (as64(train), as64(val)), _cfg(eval_k=3), tmp_path / "run", model_config=_config(),
-                  test=as64(val), plots=False, **QUIET)
+    summary = fit(
+        _family(),
+        (as64(train), as64(val)),
+        _cfg(eval_k=3),
+        tmp_path / "run",
+        model_config=_config(),
+        test=as64(val),
+        plots=False,
+        **QUIET,
+    )
     assert math.isfinite(summary["best_val_elbo"])
     assert (tmp_path / "run" / "metrics_test.json").exists()
 
 
-@pytest.mark.parametrize("likelihood,mode", [("bernoulli", "dynamic"), ("continuous_bernoulli", "none"),
-                                             ("gaussian", "none"), ("laplace", "none")])
+@pytest.mark.parametrize(
+    "likelihood,mode",
+    [("bernoulli", "dynamic"), ("continuous_bernoulli", "none"), ("gaussian", "none"), ("laplace", "none")],
+)
 def test_the_default_binarizes_only_for_a_likelihood_of_binary_data(tmp_path, likelihood, mode):
     from pyro_vae.training.prepare import prepare_data
 
@@ -333,8 +379,10 @@ def test_resume_refuses_a_config_json_edited_since_the_checkpoint(tmp_path, npy,
         config["data"]["dataset"] = str(other)
     (run / "config.json").write_text(json.dumps(config))
     capsys.readouterr()
-    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--no-progress", "--eval-k", "0",
-                 "--no-plots"]) == 2
+    assert (
+        main(["train", "--out", str(run), "--resume", "--epochs", "2", "--no-progress", "--eval-k", "0", "--no-plots"])
+        == 2
+    )
     err = _cli_error(capsys.readouterr().err)
     key = "train.lr" if edit == "lr" else "data.dataset"
     assert f"{run / 'config.json'} was edited since" in err and key in err and "delete it" in err, err
@@ -346,17 +394,40 @@ def test_resume_rewrites_a_deleted_config_json_from_the_checkpoint_and_follows_t
 
     train, val = _data()
     run = tmp_path / "run"
-    fit(_family(), (train, val), _cfg(lr=1e-3), run, model_config=_config(), record={"data": {"dataset": "x.npy"}},
-        **QUIET)
+    fit(
+        _family(),
+        (train, val),
+        _cfg(lr=1e-3),
+        run,
+        model_config=_config(),
+        record={"data": {"dataset": "x.npy"}},
+        **QUIET,
+    )
     (run / "config.json").unlink()
     caplog.set_level(logging.INFO, logger="pyro_vae")
     with pytest.raises(ConfigMismatch, match=r"train\.lr: 0\.001 in the run, 0\.05 now"):
-        fit(_family(), (train, val), _cfg(epochs=2, lr=0.05), run, model_config=_config(), resume=True, progress=False,
-            record={"data": {"dataset": "x.npy"}})
+        fit(
+            _family(),
+            (train, val),
+            _cfg(epochs=2, lr=0.05),
+            run,
+            model_config=_config(),
+            resume=True,
+            progress=False,
+            record={"data": {"dataset": "x.npy"}},
+        )
     assert caplog.messages == [f"note: {run / 'config.json'} was missing; rewritten from {run / 'checkpoint_last.pt'}"]
     assert json.loads((run / "config.json").read_text())["train"]["lr"] == 1e-3
-    fit(_family(), (train, val), _cfg(epochs=2, lr=1e-3), run, model_config=_config(), resume=True,
-        record={"data": {"dataset": "x.npy"}}, **QUIET)
+    fit(
+        _family(),
+        (train, val),
+        _cfg(epochs=2, lr=1e-3),
+        run,
+        model_config=_config(),
+        resume=True,
+        record={"data": {"dataset": "x.npy"}},
+        **QUIET,
+    )
     assert json.loads((run / "config.json").read_text())["resumes"][-1]["at_epoch"] == 1
 
 
@@ -383,8 +454,9 @@ def test_eval_k_is_recorded_so_config_reruns_report_the_same_k(tmp_path, npy, ca
     args[args.index("--eval-k") + 1] = "3"
     assert main(args) == 0
     assert json.loads((run / "config.json").read_text())["train"]["eval_k"] == 3
-    assert main(["train", "--config", str(run / "config.json"), "--out", str(again), "--no-progress",
-                 "--no-plots"]) == 0
+    assert (
+        main(["train", "--config", str(run / "config.json"), "--out", str(again), "--no-progress", "--no-plots"]) == 0
+    )
     assert json.loads((again / "config.json").read_text())["train"]["eval_k"] == 3
     for folder in (run, again):  # the same test log p(x): same k, same number
         assert json.loads((folder / "metrics_test.json").read_text())["log_px"]["note"] == "importance sampled, k=3"

@@ -96,18 +96,36 @@ def test_a_tutorial_pair_trains_with_beta_warm_up_and_free_bits_scaled_as_docume
             with torch.no_grad(), torch.random.fork_rng(devices=[]):
                 g = poutine.trace(self._guide).get_trace(*args, kl_weight, num_data=num_data)
                 m = poutine.trace(poutine.replay(self._model, trace=g)).get_trace(*args, kl_weight, num_data=num_data)
-            steps.append({"epoch": self.family.epoch, "kl_weight": float(kl_weight), "B": args[0].shape[0],
-                          "N": num_data, "objective": self.objective, "plain": self.plain,
-                          "guide": {n: s["scale"] for n, s in g.nodes.items() if s["type"] == "sample"},
-                          "model": {n: s["scale"] for n, s in m.nodes.items() if s["type"] == "sample"}})
+            steps.append(
+                {
+                    "epoch": self.family.epoch,
+                    "kl_weight": float(kl_weight),
+                    "B": args[0].shape[0],
+                    "N": num_data,
+                    "objective": self.objective,
+                    "plain": self.plain,
+                    "guide": {n: s["scale"] for n, s in g.nodes.items() if s["type"] == "sample"},
+                    "model": {n: s["scale"] for n, s in m.nodes.items() if s["type"] == "sample"},
+                }
+            )
             return super()._loss(batch, args, kl_weight, num_data)
 
     monkeypatch.setattr(training, "Loss", Recording)
     torch.manual_seed(0)
     family = TutorialVAE()
     N, B, epochs = 80, 16, 4
-    cfg = TrainConfig(epochs=epochs, batch_size=B, beta=4.0, warmup_epochs=2, free_bits=0.5, lr=1e-2, device="cpu",
-                      patience=None, binarize="none", seed=1)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=B,
+        beta=4.0,
+        warmup_epochs=2,
+        free_bits=0.5,
+        lr=1e-2,
+        device="cpu",
+        patience=None,
+        binarize="none",
+        seed=1,
+    )
     summary = fit(family, (Batch(_images(N)), Batch(_images(40, seed=1))), cfg, progress=False)
     assert summary is not None
 
@@ -152,21 +170,47 @@ def _scales(**handler):
     labelled = torch.tensor([True, False, True, False])
     with ScaleSites(**handler):
         tr = poutine.trace(_program).get_trace(x, y, labelled)
-    return {n: (float(s["scale"]) if torch.is_tensor(s["scale"]) else s["scale"]) for n, s in tr.nodes.items()
-            if s["type"] == "sample" and n != "data"}
+    return {
+        n: (float(s["scale"]) if torch.is_tensor(s["scale"]) else s["scale"])
+        for n, s in tr.nodes.items()
+        if s["type"] == "sample" and n != "data"
+    }
 
 
 def test_the_handler_scales_latents_by_the_kl_weight_and_the_data_plate_by_n_over_b():
     w = torch.tensor(0.5)
     got = _scales(kl_weight=w, num_data=100, plate_name="data")
-    assert got == {"g": 0.5, "z": 25 * 0.5, "y_observed": 25.0, "y_unobserved": 25 * 0.5, "y": 25.0,
-                   "k": 25 * 0.5, "penalty": 25.0, "x": 25.0}
-    assert _scales(kl_weight=w) == {"g": 0.5, "z": 0.5, "y_observed": 1.0, "y_unobserved": 0.5, "y": 1.0,
-                                    "k": 0.5, "penalty": 1.0, "x": 1.0}
+    assert got == {
+        "g": 0.5,
+        "z": 25 * 0.5,
+        "y_observed": 25.0,
+        "y_unobserved": 25 * 0.5,
+        "y": 25.0,
+        "k": 25 * 0.5,
+        "penalty": 25.0,
+        "x": 25.0,
+    }
+    assert _scales(kl_weight=w) == {
+        "g": 0.5,
+        "z": 0.5,
+        "y_observed": 1.0,
+        "y_unobserved": 0.5,
+        "y": 1.0,
+        "k": 0.5,
+        "penalty": 1.0,
+        "x": 1.0,
+    }
     # a family's kl_sites: exactly those sites, observed or not
     assert _scales(kl_weight=w, num_data=100, kl_sites=("z", "y_observed")) == {
-        "g": 1.0, "z": 12.5, "y_observed": 12.5, "y_unobserved": 25.0, "y": 25.0, "k": 25.0, "penalty": 25.0,
-        "x": 25.0}
+        "g": 1.0,
+        "z": 12.5,
+        "y_observed": 12.5,
+        "y_unobserved": 25.0,
+        "y": 25.0,
+        "k": 25.0,
+        "penalty": 25.0,
+        "x": 25.0,
+    }
     # another plate name: no site is in the data plate, so none gets N/B
     assert _scales(kl_weight=w, num_data=100, plate_name="images")["x"] == 1.0
     with pytest.raises(ValueError, match="KL weight must be > 0"):
@@ -251,8 +295,12 @@ def _twins(classes=(ExplicitVAE, PlainVAE, MixedVAE, VAE)):
 
 
 def _loss_and_grads(family, objective, x, kl_weight, num_data, calls=2):
-    loss_fn = Loss(family, make_objective(objective, family) if objective != "free_bits" else
-                   make_objective("auto", family, free_bits=0.5))
+    loss_fn = Loss(
+        family,
+        make_objective(objective, family)
+        if objective != "free_bits"
+        else make_objective("auto", family, free_bits=0.5),
+    )
     for _ in range(calls):  # a JIT objective: the second call runs the compiled graph
         torch.manual_seed(1)
         family.zero_grad()

@@ -22,8 +22,9 @@ C = 3
 
 def tiny(aux_weight=0.0):
     torch.manual_seed(0)
-    return build_model(ModelConfig(model="ssvae", data_shape=(6,), num_classes=C, latent_dim=2, hidden=(8,),
-                                   aux_weight=aux_weight))
+    return build_model(
+        ModelConfig(model="ssvae", data_shape=(6,), num_classes=C, latent_dim=2, hidden=(8,), aux_weight=aux_weight)
+    )
 
 
 def _log_terms(m, x, y, z):
@@ -78,8 +79,7 @@ def test_labelled_and_unlabelled_batches_both_train(mnist_bin, mnist5k):
     x = mnist_bin[0][:600]
     y = mnist5k.y[:600]
     torch.manual_seed(0)
-    m = build_model(ModelConfig(model="ssvae", data_shape=(1, 28, 28), num_classes=10, latent_dim=8,
-                                hidden=(64,)))
+    m = build_model(ModelConfig(model="ssvae", data_shape=(1, 28, 28), num_classes=10, latent_dim=8, hidden=(64,)))
     loss_fn = Loss(m, TraceEnum_ELBO(max_plate_nesting=1))
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
     labelled = Batch(x[:100], y[:100], torch.ones(100, dtype=torch.bool))
@@ -106,8 +106,14 @@ def test_classifier_learns_from_100_real_labels(mnist5k, tmp_path):
     mc = ModelConfig(model="ssvae", data_shape=(1, 28, 28), num_classes=10, latent_dim=16, hidden=(128,))
     torch.manual_seed(0)
     m = build_model(mc)
-    summary = fit(m, (train, val), TrainConfig(epochs=8, batch_size=100, lr=1e-3, labels=100, patience=None,
-                                               device="cpu"), tmp_path, model_config=mc, progress=False)
+    summary = fit(
+        m,
+        (train, val),
+        TrainConfig(epochs=8, batch_size=100, lr=1e-3, labels=100, patience=None, device="cpu"),
+        tmp_path,
+        model_config=mc,
+        progress=False,
+    )
     best, _ = load_checkpoint(tmp_path / "checkpoint_best.pt")
     acc = best.metrics(Batch(torch.bernoulli(val.x, generator=g), val.y))["accuracy"]
     assert summary["select_by"] == "val_accuracy"
@@ -115,8 +121,7 @@ def test_classifier_learns_from_100_real_labels(mnist5k, tmp_path):
 
 
 def test_evaluation_sums_the_label_out_and_reports_accuracy(mnist_bin, mnist5k):
-    m = build_model(ModelConfig(model="ssvae", data_shape=(1, 28, 28), num_classes=10, latent_dim=4,
-                                hidden=(32,)))
+    m = build_model(ModelConfig(model="ssvae", data_shape=(1, 28, 28), num_classes=10, latent_dim=4, hidden=(32,)))
     data = Batch(mnist_bin[1][:40], mnist5k.y[1000:1040])
     torch.manual_seed(0)
     out = evaluate(m, data, k=20, iwae_k=0)
@@ -131,16 +136,16 @@ def test_evaluation_sums_the_label_out_and_reports_accuracy(mnist_bin, mnist5k):
     b = log_marginal(m.model, m.guide, *args, num_particles=200, batch_size=7)
     assert (a.mean() - b.mean()).abs() < 0.3  # same estimator, other Monte Carlo draws
     # exact in y: with one z particle the weight is a sum over all C classes, not a sampled one
-    lw = __import__("pyro_vae.inference.marginal", fromlist=["log_weights"]).log_weights(m.model, m.guide, *args,
-                                                                              num_particles=3)
+    lw = __import__("pyro_vae.inference.marginal", fromlist=["log_weights"]).log_weights(
+        m.model, m.guide, *args, num_particles=3
+    )
     assert lw.shape == (3, 40)
 
 
 def test_figures_of_the_family(mnist_bin, mnist5k, tmp_path):
     from pyro_vae.figures.plots import make_figures
 
-    m = build_model(ModelConfig(model="ssvae", data_shape=(1, 28, 28), num_classes=10, latent_dim=4,
-                                hidden=(32,)))
+    m = build_model(ModelConfig(model="ssvae", data_shape=(1, 28, 28), num_classes=10, latent_dim=4, hidden=(32,)))
     figs = make_figures(m, tmp_path, Batch(mnist_bin[1][:50], mnist5k.y[1000:1050]))
     assert {"confusion", "analogies", "samples", "reconstructions", "latent_space"} <= set(figs)
     for p in figs.values():
@@ -148,8 +153,7 @@ def test_figures_of_the_family(mnist_bin, mnist5k, tmp_path):
 
 
 def test_bad_labels_are_named(mnist5k):
-    m = build_model(ModelConfig(model="ssvae", data_shape=(1, 28, 28), num_classes=10, latent_dim=4,
-                                hidden=(16,)))
+    m = build_model(ModelConfig(model="ssvae", data_shape=(1, 28, 28), num_classes=10, latent_dim=4, hidden=(16,)))
     x = torch.bernoulli(mnist5k.x[:300])
     cfg = TrainConfig(epochs=1, batch_size=100, patience=None, device="cpu", binarize="none")
     with pytest.raises(ValueError, match=r"lie in \[0, 9\]"):
@@ -170,8 +174,9 @@ def test_classifier_dropout_acts_in_training_only():
     """``classifier_dropout`` drops input pixels of q(y|x) while training; evaluation (and the
     accuracy reported) sees the whole image. A rate outside [0, 1) is refused by name."""
     torch.manual_seed(0)
-    m = build_model(ModelConfig(model="ssvae", data_shape=(6,), num_classes=C, latent_dim=2, hidden=(8,),
-                                classifier_dropout=0.5))
+    m = build_model(
+        ModelConfig(model="ssvae", data_shape=(6,), num_classes=C, latent_dim=2, hidden=(8,), classifier_dropout=0.5)
+    )
     x = torch.rand(4, 6)
     m.train()
     assert not torch.allclose(m.classifier(x), m.classifier(x))  # two dropout masks

@@ -22,8 +22,12 @@ def _train(splits, labels=None, **cfg):
     torch.manual_seed(0)
     model = dict(model="ssvae", num_classes=3) if labels else dict(model="vae")  # labels: a partly labelled family
     fam = build_model(ModelConfig(data_shape=(1, 8, 8), latent_dim=3, hidden=(16,), **model))
-    fit(fam, splits, TrainConfig(epochs=2, batch_size=32, patience=None, device="cpu", labels=labels, **cfg),
-        progress=False)
+    fit(
+        fam,
+        splits,
+        TrainConfig(epochs=2, batch_size=32, patience=None, device="cpu", labels=labels, **cfg),
+        progress=False,
+    )
     return {k: v.clone() for k, v in fam.state_dict().items()}
 
 
@@ -93,9 +97,33 @@ def test_the_cli_streams_and_records_it(tmp_path):
     path = tmp_path / "x.npy"
     np.save(path, _images(200))
     run = tmp_path / "run"
-    assert main(["train", "--dataset", str(path), "--stream", "on", "--workers", "1", "--epochs", "1",
-                 "--latent-dim", "2", "--hidden", "8", "--eval-k", "2", "--no-plots", "--out", str(run),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(path),
+                "--stream",
+                "on",
+                "--workers",
+                "1",
+                "--epochs",
+                "1",
+                "--latent-dim",
+                "2",
+                "--hidden",
+                "8",
+                "--eval-k",
+                "2",
+                "--no-plots",
+                "--out",
+                str(run),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     data = json.loads((run / "config.json").read_text())["data"]
     assert data["streamed"] is True and data["workers"] == 1
     assert main(["evaluate", str(run), "--k", "2"]) == 0

@@ -15,8 +15,16 @@ from pyro_vae.components.likelihoods import build_likelihood
 from pyro_vae.components.tabular import impute
 from pyro_vae.config import ModelConfig, TrainConfig, read_metrics
 from pyro_vae.data.batch import Batch, DataError
-from pyro_vae.data.tables import (PENGUINS_URL, Column, load_penguins, load_table, one_hot, parse_schema,
-                                  penguins_path, read_csv)
+from pyro_vae.data.tables import (
+    PENGUINS_URL,
+    Column,
+    load_penguins,
+    load_table,
+    one_hot,
+    parse_schema,
+    penguins_path,
+    read_csv,
+)
 from pyro_vae.models import build_model
 
 torch.set_num_threads(1)
@@ -59,12 +67,14 @@ def reference(params, row, count="poisson"):
     return total
 
 
-ROWS = torch.tensor([
-    [0.3, 1.7, 2.0, 0.0, 1.0, 0.0, 1.0],
-    [nan, 0.2, 0.0, 1.0, 0.0, 0.0, 0.0],  # a missing real
-    [-1.2, nan, nan, nan, nan, nan, 1.0],  # positive, count and categorical missing
-    [nan, nan, nan, nan, nan, nan, nan],  # nothing observed: log p = 0
-])
+ROWS = torch.tensor(
+    [
+        [0.3, 1.7, 2.0, 0.0, 1.0, 0.0, 1.0],
+        [nan, 0.2, 0.0, 1.0, 0.0, 0.0, 0.0],  # a missing real
+        [-1.2, nan, nan, nan, nan, nan, 1.0],  # positive, count and categorical missing
+        [nan, nan, nan, nan, nan, nan, nan],  # nothing observed: log p = 0
+    ]
+)
 
 
 # ---------------------------------------------------------------------- densities
@@ -107,7 +117,7 @@ def test_tabular_mean_and_samples_follow_each_column():
     lik = tabular()
     params = torch.tensor([[0.5, 0.1, 1.0, 2.0, 0.0, -2.0, 3.0]])
     mean = lik.mean(params)[0]
-    assert mean[0] == 0.5 and torch.isclose(mean[1], torch.tensor(math.exp(0.1 + 0.4 ** 2 / 2)), atol=1e-3)
+    assert mean[0] == 0.5 and torch.isclose(mean[1], torch.tensor(math.exp(0.1 + 0.4**2 / 2)), atol=1e-3)
     assert torch.isclose(mean[2], torch.tensor(math.e)) and torch.isclose(mean[3:6].sum(), torch.tensor(1.0))
     draws = lik(params.expand(500, 7)).sample()
     assert (draws[:, 1] > 0).all() and (draws[:, 2] == draws[:, 2].round()).all()
@@ -116,12 +126,15 @@ def test_tabular_mean_and_samples_follow_each_column():
 
 
 # ---------------------------------------------------------------------- support
-@pytest.mark.parametrize("entry,value,match", [
-    (1, -1.0, "positive column 'b' needs values > 0"),
-    (2, 1.5, "count column 'c' needs whole numbers"),
-    (6, 0.5, "binary column 'e' needs 0 or 1"),
-    (0, float("inf"), "infinite"),
-])
+@pytest.mark.parametrize(
+    "entry,value,match",
+    [
+        (1, -1.0, "positive column 'b' needs values > 0"),
+        (2, 1.5, "count column 'c' needs whole numbers"),
+        (6, 0.5, "binary column 'e' needs 0 or 1"),
+        (0, float("inf"), "infinite"),
+    ],
+)
 def test_tabular_support_errors_name_the_column(entry, value, match):
     x = ROWS[:1].clone()
     x[0, entry] = value
@@ -162,8 +175,11 @@ def test_schema_forms_agree():
 # ---------------------------------------------------------------------- imputation
 def tiny_tabular_vae(seed=0):
     torch.manual_seed(seed)
-    return build_model(ModelConfig(data_shape=(7,), latent_dim=2, hidden=(16,), likelihood="tabular",
-                                   likelihood_kwargs={"schema": SCHEMA}))
+    return build_model(
+        ModelConfig(
+            data_shape=(7,), latent_dim=2, hidden=(16,), likelihood="tabular", likelihood_kwargs={"schema": SCHEMA}
+        )
+    )
 
 
 def test_impute_keeps_observed_entries_and_fills_missing_ones():
@@ -230,10 +246,14 @@ def test_a_tiny_tabular_vae_trains_on_a_few_penguins(tmp_path):
     few = Batch(s.train.x[:64], s.train.y[:64])
     assert torch.isnan(few.x).any()  # the missing entries go in
     torch.manual_seed(0)
-    vae = build_model(ModelConfig(data_shape=(11,), latent_dim=2, hidden=(16,), likelihood="tabular",
-                                  likelihood_kwargs={"schema": s.schema}))
-    summary = fit(vae, (few, s.val), TrainConfig(epochs=6, batch_size=16, lr=1e-2, seed=0), tmp_path,
-                  progress=False, plots=False)
+    vae = build_model(
+        ModelConfig(
+            data_shape=(11,), latent_dim=2, hidden=(16,), likelihood="tabular", likelihood_kwargs={"schema": s.schema}
+        )
+    )
+    summary = fit(
+        vae, (few, s.val), TrainConfig(epochs=6, batch_size=16, lr=1e-2, seed=0), tmp_path, progress=False, plots=False
+    )
     rows = read_metrics(tmp_path / "metrics.jsonl")
     assert math.isfinite(summary["best_val_elbo"]) and rows[-1]["train_loss"] < rows[0]["train_loss"]
     filled = impute(vae, s.test.x)
@@ -256,7 +276,29 @@ def test_the_cli_gives_the_tables_schema_to_the_likelihood(tmp_path):
     from pyro_vae.runs.checkpoint import load_checkpoint
 
     out = tmp_path / "run"
-    assert main(["train", "--dataset", "penguins", "--likelihood", "tabular", "--epochs", "1", "--latent-dim", "2",
-                 "--hidden", "8", "--out", str(out), "--no-plots", "--no-progress", "--eval-k", "10"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "penguins",
+                "--likelihood",
+                "tabular",
+                "--epochs",
+                "1",
+                "--latent-dim",
+                "2",
+                "--hidden",
+                "8",
+                "--out",
+                str(out),
+                "--no-plots",
+                "--no-progress",
+                "--eval-k",
+                "10",
+            ]
+        )
+        == 0
+    )
     family = load_checkpoint(out / "checkpoint_best.pt")[0]
     assert [c.name for c in family.likelihood.columns][:2] == ["island", "bill_length_mm"]

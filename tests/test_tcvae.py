@@ -88,9 +88,35 @@ def toy_images(tmp_path):
 
 def test_the_command_line_trains_evaluates_samples_plots_and_reports_it(tmp_path, toy_images, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--model", "tcvae", "--tc-weight", "3", "--dataset", str(toy_images), "--epochs", "2",
-                 "--latent-dim", "3", "--hidden", "16", "--batch-size", "64", "--eval-k", "5", "--no-progress",
-                 "--device", "cpu", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "tcvae",
+                "--tc-weight",
+                "3",
+                "--dataset",
+                str(toy_images),
+                "--epochs",
+                "2",
+                "--latent-dim",
+                "3",
+                "--hidden",
+                "16",
+                "--batch-size",
+                "64",
+                "--eval-k",
+                "5",
+                "--no-progress",
+                "--device",
+                "cpu",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["model"] == "tcvae" and config["model"]["options"]["tc_weight"] == 3.0
     test = json.loads((run / "metrics_test.json").read_text())

@@ -25,8 +25,14 @@ def test_tensorboard_events_hold_the_expected_scalars_and_images(tmp_path, mnist
     assert not (tmp_path / "runFalse" / "tensorboard").exists()
     acc = EventAccumulator(str(tmp_path / "runTrue" / "tensorboard"), size_guidance={"images": 0}).Reload()
     tags = acc.Tags()
-    for tag in ("train_loss", "val_elbo", "train/kl_weight", "train/images_per_s", "val_terms/recon_log_lik",
-                "val_terms/kl"):
+    for tag in (
+        "train_loss",
+        "val_elbo",
+        "train/kl_weight",
+        "train/images_per_s",
+        "val_terms/recon_log_lik",
+        "val_terms/kl",
+    ):
         assert tag in tags["scalars"], tags["scalars"]
         assert [e.step for e in acc.Scalars(tag)] == [1, 2]
     rows = [r for r in (tmp_path / "runTrue" / "metrics.jsonl").read_text().splitlines()]

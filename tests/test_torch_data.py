@@ -102,7 +102,11 @@ def test_items_are_a_tensor_a_tuple_or_a_dict():
     pair = to_memory(Items(x, "tuple"))
     assert torch.equal(pair.x, x) and pair.y.tolist() == [i % 3 for i in range(12)] and pair.y.dtype == torch.long
     named = to_memory(Items(x, "dict"))  # other keys ("id") are ignored
-    assert torch.equal(named.x, x) and torch.equal(named.y, pair.y) and named.c[:, 0].tolist() == [i % 2 for i in range(12)]
+    assert (
+        torch.equal(named.x, x)
+        and torch.equal(named.y, pair.y)
+        and named.c[:, 0].tolist() == [i % 2 for i in range(12)]
+    )
     assert to_memory(TensorDataset(x, torch.arange(12))).y.tolist() == list(range(12))
     images = to_memory(TensorDataset((x * 255).to(torch.uint8)))  # 8-bit values, as an array file's: / 255
     assert images.x.dtype == torch.float32 and float(images.x.max()) <= 1
@@ -119,8 +123,10 @@ def test_an_iterable_dataset_and_a_dataloader_train_alike(caplog):
     assert isinstance(stream, LoaderData) and len(stream) == 80 and stream.data_shape == SHAPE  # counted: no len()
     via_iterable = _train((Stream(x[:80]), Stream(x[80:])))
     with caplog.at_level(logging.INFO, logger="pyro_vae"):
-        via_loader = _train((DataLoader(TensorDataset(x[:80], torch.arange(80) % 3), batch_size=16),
-                             TensorDataset(x[80:])), batch_size=64)
+        via_loader = _train(
+            (DataLoader(TensorDataset(x[:80], torch.arange(80) % 3), batch_size=16), TensorDataset(x[80:])),
+            batch_size=64,
+        )
     assert "the DataLoader's batches are the run's: batch_size=16, not 64" in caplog.text
     assert _same(via_iterable, via_loader)  # the same batches in the same order: the same steps
     assert not _same(via_iterable, _train((Items(x[:80]), Items(x[80:]))))  # another order, other steps
@@ -130,13 +136,25 @@ def test_an_iterable_dataset_and_a_dataloader_train_alike(caplog):
 def test_the_run_records_where_the_data_came_from(tmp_path, capsys):
     x = _x()
     config = ModelConfig(data_shape=SHAPE, latent_dim=2, hidden=(8,))
-    fit(_family(), (Items(x[:80]), Items(x[80:])), TrainConfig(epochs=1, batch_size=16, patience=None),
-        tmp_path / "a", model_config=config, **QUIET)
+    fit(
+        _family(),
+        (Items(x[:80]), Items(x[80:])),
+        TrainConfig(epochs=1, batch_size=16, patience=None),
+        tmp_path / "a",
+        model_config=config,
+        **QUIET,
+    )
     data = json.loads((tmp_path / "a" / "config.json").read_text())["data"]
     assert data["origin"] == "a map-style torch Dataset test_torch_data.Items" and data["dataset"] is None
     assert data["train_size"] == 80 and data["streamed"] is False
-    fit(_family(), (DataLoader(TensorDataset(x[:80]), batch_size=16), x[80:]),
-        TrainConfig(epochs=1, batch_size=16, patience=None), tmp_path / "b", model_config=config, **QUIET)
+    fit(
+        _family(),
+        (DataLoader(TensorDataset(x[:80]), batch_size=16), x[80:]),
+        TrainConfig(epochs=1, batch_size=16, patience=None),
+        tmp_path / "b",
+        model_config=config,
+        **QUIET,
+    )
     data = json.loads((tmp_path / "b" / "config.json").read_text())["data"]
     assert data["origin"].startswith("a torch DataLoader over") and data["streamed"] is True
     capsys.readouterr()
@@ -154,8 +172,12 @@ def test_float64_data_and_a_float64_model_train():
     _train((Stream(x64[:80]), Stream(x64[80:])), epochs=1)
     _train((from_torch(Items(x64[:80]), stream="on"), Items(x64[80:])), epochs=1)
     family = _family().double()  # a float64 model on float32 data: cast at the boundary, not a matmul error
-    fit(family, (Items(x64[:80].float()), Items(x64[80:].float())), TrainConfig(epochs=1, batch_size=16,
-                                                                             patience=None), **QUIET)
+    fit(
+        family,
+        (Items(x64[:80].float()), Items(x64[80:].float())),
+        TrainConfig(epochs=1, batch_size=16, patience=None),
+        **QUIET,
+    )
     assert all(p.dtype == torch.float64 and torch.isfinite(p).all() for p in family.parameters())
 
 
@@ -164,21 +186,27 @@ class Empty(IterableDataset):
         return iter(())
 
 
-@pytest.mark.parametrize("data,words", [
-    (["abc", "def"], r"item 0's x is a str \('abc'\), not numbers; an item is x"),
-    ([(torch.ones(2), "cat")], r"item 0's y is a str"),
-    ([{"image": torch.ones(2)}], r"item 0 is a dict without 'x' \(its keys: 'image'\)"),
-    ([(torch.ones(2),) * 4], "item 0 is a tuple of 4 entries"),
-    ([torch.ones(2), torch.ones(3)], r"item 1's x has shape \(3,\), item 0's x has \(2,\)"),
-    ([(torch.ones(2), 1), torch.ones(2)], "item 1 has no 'y', item 0 has one"),
-    ([torch.tensor(1.0)], "each x is a single number"),
-    ([object()], "item 0's x is a object, not numbers"),
-    ([torch.tensor([1.0, float("nan")])], "NaN or Inf"),
-    (TensorDataset(torch.ones(0, 3)), "hold no data points: the Dataset's length is 0"),
-    (Empty(), "yielded no data points"),
-    ("not data", "validation data is a str"),
-    ((torch.ones(4, 2), torch.arange(4)), r"validation data is a tuple \(for tensors x and y: TensorDataset\(x, y\)"),
-])
+@pytest.mark.parametrize(
+    "data,words",
+    [
+        (["abc", "def"], r"item 0's x is a str \('abc'\), not numbers; an item is x"),
+        ([(torch.ones(2), "cat")], r"item 0's y is a str"),
+        ([{"image": torch.ones(2)}], r"item 0 is a dict without 'x' \(its keys: 'image'\)"),
+        ([(torch.ones(2),) * 4], "item 0 is a tuple of 4 entries"),
+        ([torch.ones(2), torch.ones(3)], r"item 1's x has shape \(3,\), item 0's x has \(2,\)"),
+        ([(torch.ones(2), 1), torch.ones(2)], "item 1 has no 'y', item 0 has one"),
+        ([torch.tensor(1.0)], "each x is a single number"),
+        ([object()], "item 0's x is a object, not numbers"),
+        ([torch.tensor([1.0, float("nan")])], "NaN or Inf"),
+        (TensorDataset(torch.ones(0, 3)), "hold no data points: the Dataset's length is 0"),
+        (Empty(), "yielded no data points"),
+        ("not data", "validation data is a str"),
+        (
+            (torch.ones(4, 2), torch.arange(4)),
+            r"validation data is a tuple \(for tensors x and y: TensorDataset\(x, y\)",
+        ),
+    ],
+)
 def test_unreadable_items_and_empty_data_sets_are_one_line(data, words):
     with pytest.raises(DataError, match=words) as err:
         fit(_family(), (Items(_x(20)), data), TrainConfig(epochs=1, patience=None), **QUIET)
@@ -209,8 +237,15 @@ def _interrupted_and_resumed(tmp_path, make_train, val, at=3, epochs=2):
     fit(whole, (make_train(), val), cfg, tmp_path / "whole", model_config=config, **QUIET)
     stopped = _family()
     with pytest.raises(TrainingInterrupted):
-        fit(stopped, (make_train(), val), cfg, tmp_path / "run", model_config=config,
-            objective=_SignalAt(stopped, at), **QUIET)
+        fit(
+            stopped,
+            (make_train(), val),
+            cfg,
+            tmp_path / "run",
+            model_config=config,
+            objective=_SignalAt(stopped, at),
+            **QUIET,
+        )
     assert read_checkpoint(tmp_path / "run" / "checkpoint_last.pt")["in_epoch"]["batch"] == at
     resumed = _family()
     fit(resumed, (make_train(), val), cfg, tmp_path / "run", model_config=config, resume=True, **QUIET)
@@ -222,15 +257,17 @@ def test_a_map_style_dataset_resumes_bit_for_bit_random_transforms_included(tmp_
     x = _x()
     with caplog.at_level(logging.WARNING, logger="pyro_vae"):
         whole, resumed = _interrupted_and_resumed(
-            tmp_path, lambda: from_torch(Items(x[:80], noise=0.1), stream=stream), Items(x[80:]))
+            tmp_path, lambda: from_torch(Items(x[:80], noise=0.1), stream=stream), Items(x[80:])
+        )
     assert _same(whole, resumed)
     assert "resumed epoch" not in caplog.text
 
 
 LOADERS = {  # DataLoaders whose order and transforms a resumed run draws again
     "shuffled, with a random transform": lambda ds: DataLoader(ds, batch_size=16, shuffle=True),
-    "a DistributedSampler": lambda ds: DataLoader(ds, batch_size=16,
-                                                  sampler=DistributedSampler(ds, num_replicas=1, rank=0)),
+    "a DistributedSampler": lambda ds: DataLoader(
+        ds, batch_size=16, sampler=DistributedSampler(ds, num_replicas=1, rank=0)
+    ),
 }
 
 
@@ -251,13 +288,20 @@ def test_a_resumed_iterable_dataset_warns(tmp_path, caplog):
     config = ModelConfig(data_shape=SHAPE, latent_dim=2, hidden=(8,))
     fit(_family(), (Stream(x[:80]), Stream(x[80:])), cfg, tmp_path / "run", model_config=config, **QUIET)
     with caplog.at_level(logging.WARNING, logger="pyro_vae"):
-        fit(_family(), (Stream(x[:80]), Stream(x[80:])), TrainConfig(**{**cfg.__dict__, "epochs": 2}),
-            tmp_path / "run", model_config=config, resume=True, **QUIET)
+        fit(
+            _family(),
+            (Stream(x[:80]), Stream(x[80:])),
+            TrainConfig(**{**cfg.__dict__, "epochs": 2}),
+            tmp_path / "run",
+            model_config=config,
+            resume=True,
+            **QUIET,
+        )
     warning = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warning) == 1 and "is an iterable Dataset: the resumed epoch reads it again" in warning[0].message
 
 
-MODULE = textwrap.dedent('''
+MODULE = textwrap.dedent("""
     import torch
     from torch.utils.data import Dataset, IterableDataset
 
@@ -285,14 +329,29 @@ MODULE = textwrap.dedent('''
 
     def broken():
         raise RuntimeError("no such table")
-''')
+""")
 
 
 def test_the_cli_trains_on_module_function_and_the_other_commands_call_it_again(tmp_path, monkeypatch, capsys):
     (tmp_path / "tinydata.py").write_text(MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    base = ["train", "--epochs", "1", "--latent-dim", "2", "--hidden", "8", "--eval-k", "2", "--no-plots",
-            "--no-progress", "--device", "cpu", "--batch-size", "16"]
+    base = [
+        "train",
+        "--epochs",
+        "1",
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "8",
+        "--eval-k",
+        "2",
+        "--no-plots",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "16",
+    ]
     run = tmp_path / "run"
     assert main(base + ["--dataset", "tinydata:whole", "--val-fraction", "0.25", "--out", str(run)]) == 0
     data = json.loads((run / "config.json").read_text())["data"]
@@ -303,9 +362,11 @@ def test_the_cli_trains_on_module_function_and_the_other_commands_call_it_again(
     data = json.loads((tmp_path / "it" / "config.json").read_text())["data"]
     assert data["streamed"] is True and data["origin"].startswith("tinydata:pair gave an iterable torch Dataset")
     capsys.readouterr()
-    for spec, words in (("tinydata:broken", "data set tinydata:broken: broken raised RuntimeError: no such table"),
-                        ("tinydata:missing", "tinydata has no function 'missing'"),
-                        ("nosuchmodule:make", "cannot import nosuchmodule (ModuleNotFoundError")):
+    for spec, words in (
+        ("tinydata:broken", "data set tinydata:broken: broken raised RuntimeError: no such table"),
+        ("tinydata:missing", "tinydata has no function 'missing'"),
+        ("nosuchmodule:make", "cannot import nosuchmodule (ModuleNotFoundError"),
+    ):
         assert main(base + ["--dataset", spec, "--out", str(tmp_path / "x")]) == 2
         assert words in capsys.readouterr().err
 
@@ -320,11 +381,33 @@ def test_a_registered_name_is_one_decorated_function(tmp_path, capsys):
     try:
         splits = load_data("tiny-test-set", val_fraction=0.25, seed=1)
         assert (len(splits.train), len(splits.val)) == (30, 10) and splits.name == "tiny-test-set"
-        assert torch.equal(torch.sort(torch.cat([splits.train.x, splits.val.x]).flatten(1), 0)[0],
-                           torch.sort(x.flatten(1), 0)[0])  # a split of the whole
-        assert main(["train", "--dataset", "tiny-test-set", "--epochs", "1", "--latent-dim", "2", "--hidden", "8",
-                     "--eval-k", "2", "--no-plots", "--no-progress", "--device", "cpu",
-                     "--out", str(tmp_path / "run")]) == 0
+        assert torch.equal(
+            torch.sort(torch.cat([splits.train.x, splits.val.x]).flatten(1), 0)[0], torch.sort(x.flatten(1), 0)[0]
+        )  # a split of the whole
+        assert (
+            main(
+                [
+                    "train",
+                    "--dataset",
+                    "tiny-test-set",
+                    "--epochs",
+                    "1",
+                    "--latent-dim",
+                    "2",
+                    "--hidden",
+                    "8",
+                    "--eval-k",
+                    "2",
+                    "--no-plots",
+                    "--no-progress",
+                    "--device",
+                    "cpu",
+                    "--out",
+                    str(tmp_path / "run"),
+                ]
+            )
+            == 0
+        )
     finally:
         DATASETS.pop("tiny-test-set")
     with pytest.raises(DataError, match="unknown data set 'tiny-test-set': not one of .*mnist5k"):
@@ -332,18 +415,43 @@ def test_a_registered_name_is_one_decorated_function(tmp_path, capsys):
     with pytest.raises(ValueError, match="a data set name is a word"):
         register_dataset("a:b")
     plugin = tmp_path / "myplugin.py"  # a module outside pyro-vae registers a name through --plugin
-    plugin.write_text("import torch\nfrom pyro_vae.data import Batch, register_dataset\n"
-                      "register_dataset('plugged-in')(lambda: Batch(torch.rand(40, 1, 4, 4)))\n")
+    plugin.write_text(
+        "import torch\nfrom pyro_vae.data import Batch, register_dataset\n"
+        "register_dataset('plugged-in')(lambda: Batch(torch.rand(40, 1, 4, 4)))\n"
+    )
     try:
-        assert main(["train", "--plugin", str(plugin), "--dataset", "plugged-in", "--epochs", "1", "--latent-dim",
-                     "2", "--hidden", "8", "--eval-k", "2", "--no-plots", "--no-progress", "--device", "cpu",
-                     "--out", str(tmp_path / "plugged")]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--plugin",
+                    str(plugin),
+                    "--dataset",
+                    "plugged-in",
+                    "--epochs",
+                    "1",
+                    "--latent-dim",
+                    "2",
+                    "--hidden",
+                    "8",
+                    "--eval-k",
+                    "2",
+                    "--no-plots",
+                    "--no-progress",
+                    "--device",
+                    "cpu",
+                    "--out",
+                    str(tmp_path / "plugged"),
+                ]
+            )
+            == 0
+        )
         assert main(["evaluate", str(tmp_path / "plugged"), "--plugin", str(plugin), "--k", "2"]) == 0
     finally:
         DATASETS.pop("plugged-in", None)
 
 
-WORKER = textwrap.dedent('''
+WORKER = textwrap.dedent("""
     import os, sys
     import torch
     import torch.distributed as dist
@@ -367,7 +475,7 @@ WORKER = textwrap.dedent('''
         TrainConfig(epochs=2, batch_size=8, patience=None, device="cpu"), os.path.join(out, "run"), progress=False)
     torch.save({"state": vae.state_dict(), "seen": seen}, os.path.join(out, f"rank{rank}.pt"))
     dist.destroy_process_group()
-''')
+""")
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not available")
@@ -377,10 +485,17 @@ def test_under_torchrun_a_distributed_sampler_gives_each_rank_its_share(tmp_path
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={port}", str(script), str(tmp_path)]
-    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=240)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={port}",
+        str(script),
+        str(tmp_path),
+    ]
+    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])  # DDP kept the ranks together

@@ -8,8 +8,18 @@ import pytest
 import torch
 from torch import nn
 
-from pyro_vae import (VAE, CheckpointError, DataError, Dataset, ModelConfig, TrainConfig,
-                      TrainingDiverged, build_model, fit, load_checkpoint)
+from pyro_vae import (
+    VAE,
+    CheckpointError,
+    DataError,
+    Dataset,
+    ModelConfig,
+    TrainConfig,
+    TrainingDiverged,
+    build_model,
+    fit,
+    load_checkpoint,
+)
 from pyro_vae.runs.checkpoint import load_model_state, read_checkpoint
 from pyro_vae.components.networks import MLPDecoder, MLPEncoder
 from pyro_vae.training import schedules, validation
@@ -71,8 +81,14 @@ def test_resumed_run_reaches_the_same_parameters(grey, tmp_path):
 
     torch.manual_seed(5)
     first = build_model(MC)
-    fit(first, (train, val), _cfg(epochs=2, binarize="dynamic", warmup_epochs=2.0), tmp_path / "b", model_config=MC,
-        **quiet)
+    fit(
+        first,
+        (train, val),
+        _cfg(epochs=2, binarize="dynamic", warmup_epochs=2.0),
+        tmp_path / "b",
+        model_config=MC,
+        **quiet,
+    )
     torch.manual_seed(999)  # a different process state must not matter
     resumed = build_model(MC)
     fit(resumed, (train, val), cfg, tmp_path / "b", model_config=MC, resume=True, **quiet)
@@ -199,8 +215,9 @@ class PixelGaussian(nn.Module):
 def test_user_defined_prior_and_likelihood_train_without_library_changes(grey):
     train, val = grey
     shape, d = (1, 28, 28), 8
-    vae = VAE(MLPEncoder(shape, d, (64,)), MLPDecoder(shape, d, (64,)), StudentTPrior(d),
-              PixelGaussian(shape), shape, d)
+    vae = VAE(
+        MLPEncoder(shape, d, (64,)), MLPDecoder(shape, d, (64,)), StudentTPrior(d), PixelGaussian(shape), shape, d
+    )
     before = validation_elbo(vae, val.x)
     summary = fit(vae, (train, val), _cfg(epochs=3, binarize="none"), progress=False)
     assert summary["best_val_elbo"] > before + 200, (before, summary)
@@ -213,8 +230,9 @@ def test_hand_built_model_checkpoints_and_resumes(grey, tmp_path):
 
     def make():
         torch.manual_seed(0)
-        return VAE(MLPEncoder(shape, d, (32,)), MLPDecoder(shape, d, (32,)), StudentTPrior(d),
-                   PixelGaussian(shape), shape, d)
+        return VAE(
+            MLPEncoder(shape, d, (32,)), MLPDecoder(shape, d, (32,)), StudentTPrior(d), PixelGaussian(shape), shape, d
+        )
 
     quiet = dict(progress=False)
     fit(make(), (train, val), _cfg(epochs=1, binarize="none"), tmp_path, **quiet)

@@ -20,8 +20,10 @@ SMALL = dict(data_shape=(1, 28, 28), latent_dim=8, hidden=(64,))
 def _val_loss(vae, x):
     with torch.no_grad():
         torch.manual_seed(123)
-        return Trace_ELBO(num_particles=4, vectorize_particles=True).differentiable_loss(
-            vae.model, vae.guide, x).item() / x.shape[0]
+        return (
+            Trace_ELBO(num_particles=4, vectorize_particles=True).differentiable_loss(vae.model, vae.guide, x).item()
+            / x.shape[0]
+        )
 
 
 @pytest.mark.parametrize("elbo_cls", [Trace_ELBO, TraceMeanField_ELBO, JitTrace_ELBO])
@@ -168,8 +170,9 @@ def test_jit_elbo_compiles_once_per_batch_size_across_steps():
 def test_conv_vae_trains_on_real_digits(likelihood, mnist5k, mnist_bin):
     train = mnist_bin[0] if likelihood == "bernoulli" else mnist5k.x[:1000]
     val = mnist_bin[1] if likelihood == "bernoulli" else mnist5k.x[1000:1500]
-    vae = build_model(ModelConfig(data_shape=(1, 28, 28), latent_dim=8, hidden=(64,), network="conv",
-                                  likelihood=likelihood))
+    vae = build_model(
+        ModelConfig(data_shape=(1, 28, 28), latent_dim=8, hidden=(64,), network="conv", likelihood=likelihood)
+    )
     loss_fn = Loss(vae, Trace_ELBO())
     opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
     before = _val_loss(vae, val)

@@ -22,6 +22,7 @@ SCHEMA = "a:real b:positive d:categorical:red|green|blue e:binary"  # 6 entries
 
 def no_image_grid(monkeypatch):
     """Make any image grid an error: a table must not be drawn as one."""
+
     def refuse(*a, **k):
         raise AssertionError("an image grid was drawn for vector data")
 
@@ -37,13 +38,23 @@ def gaussian_run():
 
 def table_run():
     torch.manual_seed(0)
-    vae = build_model(ModelConfig(data_shape=(6,), latent_dim=2, hidden=(8,), likelihood="tabular",
-                                  likelihood_kwargs={"schema": SCHEMA}))
+    vae = build_model(
+        ModelConfig(
+            data_shape=(6,), latent_dim=2, hidden=(8,), likelihood="tabular", likelihood_kwargs={"schema": SCHEMA}
+        )
+    )
     g = torch.Generator().manual_seed(0)
     n = 30
     level = torch.randint(0, 3, (n,), generator=g)
-    x = torch.cat([torch.randn(n, 1, generator=g), torch.rand(n, 1, generator=g) + 0.5,
-                   torch.nn.functional.one_hot(level, 3).float(), torch.randint(0, 2, (n, 1), generator=g).float()], 1)
+    x = torch.cat(
+        [
+            torch.randn(n, 1, generator=g),
+            torch.rand(n, 1, generator=g) + 0.5,
+            torch.nn.functional.one_hot(level, 3).float(),
+            torch.randint(0, 2, (n, 1), generator=g).float(),
+        ],
+        1,
+    )
     x[3, 0] = float("nan")
     x[5, 2:5] = float("nan")
     return vae, Batch(x, level)
@@ -70,8 +81,9 @@ def test_feature_log_prob_splits_the_density_by_column():
         assert per[5, 2] == 0  # the missing category
         gauss, g_data = gaussian_run()
         p = gauss.decoder(torch.randn(30, 2))
-        assert torch.allclose(feature_log_prob(gauss.likelihood, p, g_data.x).sum(-1),
-                              gauss.likelihood(p).log_prob(g_data.x))
+        assert torch.allclose(
+            feature_log_prob(gauss.likelihood, p, g_data.x).sum(-1), gauss.likelihood(p).log_prob(g_data.x)
+        )
     assert [c.name for c in columns_of(vae.likelihood, 6)] == ["a", "b", "d", "e"]
     assert [c.name for c in columns_of(gauss.likelihood, 5)] == ["x0", "x1", "x2", "x3", "x4"]
 
@@ -80,8 +92,9 @@ def test_the_report_of_a_vector_run_speaks_of_data_points(tmp_path, monkeypatch)
     no_image_grid(monkeypatch)
     vae, data = table_run()
     figures = plots.make_figures(vae, tmp_path, data, metrics_rows=[])
-    (tmp_path / "config.json").write_text(json.dumps({"model": {"model": "vae", "data_shape": [6]},
-                                                      "data": {"dataset": "t.csv", "scale": "a table"}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model": {"model": "vae", "data_shape": [6]}, "data": {"dataset": "t.csv", "scale": "a table"}})
+    )
     (tmp_path / "summary.json").write_text(json.dumps({"best_val_elbo": -7.5, "epochs_run": 3}))
     metrics = {"num_images": {"value": 30, "unit": "images"}, "elbo": -7.6, "elbo_bpd": 1.8, "log_px": -7.4}
     md = write_report(tmp_path, metrics, figures).read_text()

@@ -56,8 +56,7 @@ train, val = binarized(data.train), binarized(data.val)
 families = {}
 for name in ("ae", "vae"):
     torch.manual_seed(0)
-    config = pyro_vae.ModelConfig(model=name, data_shape=data.train.data_shape,
-                                  latent_dim=16, hidden=(400,))
+    config = pyro_vae.ModelConfig(model=name, data_shape=data.train.data_shape, latent_dim=16, hidden=(400,))
     families[name] = pyro_vae.build_model(config)
     train_config = pyro_vae.TrainConfig(epochs=EPOCHS, patience=None)
     pyro_vae.fit(families[name], data, train_config, progress=False)
@@ -74,8 +73,7 @@ for name, family in families.items():
     m = pyro_vae.evaluate(family, val, k=K)
     print(f"{name}: reconstruction {m['recon_log_lik']['value']:.1f} nats/image")
     log_px = m["log_px"]
-    print("  log p(x):", f"{log_px['value']:.1f} nats/image" if log_px["value"] is not None
-          else log_px["note"])
+    print("  log p(x):", f"{log_px['value']:.1f} nats/image" if log_px["value"] is not None else log_px["note"])
 
 # %% [markdown]
 # ## Sampling from the prior, and from the codes
@@ -113,8 +111,7 @@ batch = train.subset(slice(0, 128))
 print(f"{'estimator':12s} {'encoder variance':>17s} {'decoder variance':>17s}")
 for estimator in ("reparam", "score", "score-avg"):
     torch.manual_seed(0)
-    config = pyro_vae.ModelConfig(data_shape=data.train.data_shape, latent_dim=16,
-                                  hidden=(200,), estimator=estimator)
+    config = pyro_vae.ModelConfig(data_shape=data.train.data_shape, latent_dim=16, hidden=(200,), estimator=estimator)
     v = pyro_vae.gradient_variance(pyro_vae.build_model(config), batch, draws=DRAWS)
     encoder, decoder = v["encoder"]["variance"], v["decoder"]["variance"]
     print(f"{estimator:12s} {encoder:17.3g} {decoder:17.3g}")

@@ -38,14 +38,20 @@ data = pyro_vae.load_data("mnist5k")
 def train_cvae(condition):
     """A CVAE for one kind of condition, trained by fit: its run folder and summary."""
     torch.manual_seed(0)
-    config = pyro_vae.ModelConfig(model="cvae", data_shape=data.train.data_shape,
-                                  num_classes=10, condition=condition, latent_dim=20,
-                                  hidden=(500,))
+    config = pyro_vae.ModelConfig(
+        model="cvae",
+        data_shape=data.train.data_shape,
+        num_classes=10,
+        condition=condition,
+        latent_dim=20,
+        hidden=(500,),
+    )
     cvae = pyro_vae.build_model(config)
     run = pyro_vae.RunDir(time.strftime(f"runs/cvae-{condition}-%Y%m%d-%H%M%S"))
     train = pyro_vae.TrainConfig(epochs=EPOCHS, eval_k=K, patience=None)
-    summary = pyro_vae.fit(cvae, data, train, run, model_config=config,
-                           test=data.val, test_label="validation", progress=False)
+    summary = pyro_vae.fit(
+        cvae, data, train, run, model_config=config, test=data.val, test_label="validation", progress=False
+    )
     return run, summary
 
 

@@ -47,8 +47,9 @@ K = 10 if SMALL else 100  # importance samples per image for log p(x)
 
 # %%
 data = pyro_vae.load_data("mnist5k")
-config = pyro_vae.ModelConfig(model="ssvae", data_shape=data.train.data_shape,
-                              num_classes=10, latent_dim=4, hidden=(500,), aux_weight=10.0)
+config = pyro_vae.ModelConfig(
+    model="ssvae", data_shape=data.train.data_shape, num_classes=10, latent_dim=4, hidden=(500,), aux_weight=10.0
+)
 m2 = pyro_vae.build_model(config)
 print(f"latent sites {m2.latent_sites}, objective {m2.default_objective!r}")
 
@@ -63,8 +64,9 @@ print(f"latent sites {m2.latent_sites}, objective {m2.default_objective!r}")
 # %%
 run = pyro_vae.RunDir(time.strftime("runs/m2-%Y%m%d-%H%M%S"))
 train = pyro_vae.TrainConfig(epochs=EPOCHS, labels=100, eval_k=K, patience=None)
-summary = pyro_vae.fit(m2, data, train, run, model_config=config,
-                       test=data.val, test_label="validation", progress=False)
+summary = pyro_vae.fit(
+    m2, data, train, run, model_config=config, test=data.val, test_label="validation", progress=False
+)
 accuracy, epoch = summary["best_val_accuracy"], summary["best_epoch"]
 print(f"best validation accuracy {accuracy:.3f} at epoch {epoch}")
 

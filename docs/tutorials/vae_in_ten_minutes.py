@@ -55,8 +55,7 @@ K = 20 if SMALL else 1000  # importance samples per image for log p(x)
 
 # %%
 data = pyro_vae.load_data("mnist5k")
-print(f"{len(data.train)} training and {len(data.val)} validation images, "
-      f"each of shape {data.train.data_shape}")
+print(f"{len(data.train)} training and {len(data.val)} validation images, each of shape {data.train.data_shape}")
 
 # %% [markdown]
 # ## The model and the guide
@@ -97,8 +96,9 @@ for name, site in model_trace.nodes.items():
 # %%
 run = pyro_vae.RunDir(time.strftime("runs/vae-%Y%m%d-%H%M%S"))
 train = pyro_vae.TrainConfig(epochs=EPOCHS, eval_k=K, patience=None)
-summary = pyro_vae.fit(vae, data, train, run, model_config=config,
-                       test=data.val, test_label="validation", progress=False)
+summary = pyro_vae.fit(
+    vae, data, train, run, model_config=config, test=data.val, test_label="validation", progress=False
+)
 
 # %% [markdown]
 # The ELBO of the validation images rose every epoch (nats per image; higher is better):

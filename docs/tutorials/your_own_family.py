@@ -48,6 +48,7 @@ K = 10 if SMALL else 100  # importance samples per image for log p(x)
 # the values allowed: `ModelConfig` checks them, checkpoints store them, and each field becomes a
 # `pyro-vae train` flag (`--latent-dim`, `--z-prior`, ...) when the file is passed with `--plugin`.
 
+
 # %%
 @dataclass
 class PixelGaussConfig:
@@ -66,6 +67,7 @@ class PixelGaussConfig:
 # methods after them (`encode`, `decode`, `reconstruct`, `sample`) are optional *abilities* the
 # generic figures use; `figure` draws the one figure of its own, listed in `figures`.
 
+
 # %%
 @pyro_vae.register_model("pixel_gauss")
 class PixelGauss(pyro_vae.Family):
@@ -75,8 +77,7 @@ class PixelGauss(pyro_vae.Family):
     figures = ("reconstructions", "samples", "latent_space", "pixel_scale")
     figure_titles = {"pixel_scale": "Learned scale sigma of p(x|z), per pixel"}
 
-    def __init__(self, data_shape, latent_dim=16, hidden=(256,), z_prior="laplace",
-                 min_scale=0.01):
+    def __init__(self, data_shape, latent_dim=16, hidden=(256,), z_prior="laplace", min_scale=0.01):
         super().__init__()
         self.data_shape, self.latent_dim = tuple(data_shape), latent_dim
         self.z_prior, self.min_scale = z_prior, min_scale
@@ -87,8 +88,7 @@ class PixelGauss(pyro_vae.Family):
 
     @classmethod
     def from_config(cls, config, data_shape, num_classes=None):
-        return cls(data_shape, config.latent_dim, config.hidden, config.z_prior,
-                   config.min_scale)
+        return cls(data_shape, config.latent_dim, config.hidden, config.z_prior, config.min_scale)
 
     def prior(self):
         zero = self.raw_scale.new_zeros(self.latent_dim)
@@ -135,8 +135,9 @@ class PixelGauss(pyro_vae.Family):
         if name != "pixel_scale":
             return super().figure(name, data, path)
         sigma = self.pixel_scale().detach()
-        return plot_image_rows((sigma / sigma.max())[None, None], path,
-                               f"sigma per pixel, white = {sigma.max():.3f}, black = 0")
+        return plot_image_rows(
+            (sigma / sigma.max())[None, None], path, f"sigma per pixel, white = {sigma.max():.3f}, black = 0"
+        )
 
 
 # %% [markdown]
@@ -148,14 +149,14 @@ class PixelGauss(pyro_vae.Family):
 
 # %%
 data = pyro_vae.load_data("mnist5k")
-config = pyro_vae.ModelConfig(model="pixel_gauss", data_shape=data.train.data_shape,
-                              z_prior="laplace")
+config = pyro_vae.ModelConfig(model="pixel_gauss", data_shape=data.train.data_shape, z_prior="laplace")
 family = pyro_vae.build_model(config)
 run = pyro_vae.RunDir(time.strftime("runs/pixel-gauss-%Y%m%d-%H%M%S"))
 torch.manual_seed(0)
 train = pyro_vae.TrainConfig(epochs=EPOCHS, binarize="none", eval_k=K, patience=None)
-summary = pyro_vae.fit(family, data, train, run, model_config=config,
-                       test=data.val, test_label="validation", progress=False)
+summary = pyro_vae.fit(
+    family, data, train, run, model_config=config, test=data.val, test_label="validation", progress=False
+)
 print(f"validation log p(x) {summary['test']['log_px']:.1f} nats/image (k = {K})")
 
 # %% [markdown]

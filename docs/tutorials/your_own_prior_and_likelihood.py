@@ -46,6 +46,7 @@ EPOCHS = 2 if SMALL else 20
 # prior, the image's shape for the likelihood (`to_event` turns the per-pixel densities into one
 # log-density per image).
 
+
 # %%
 class LaplacePrior(nn.Module):
     def __init__(self, latent_dim):

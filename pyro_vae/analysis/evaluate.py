@@ -45,8 +45,15 @@ TERMS = ("recon_log_lik", "kl", "elbo", "log_px", "gap")  # the per-image terms 
 
 
 @torch.no_grad()
-def evaluate(family, data, k: int = 5000, iwae_k: int = 0, batch_size: int = 100,
-             progress: bool = False, per_image: dict | None = None) -> dict:
+def evaluate(
+    family,
+    data,
+    k: int = 5000,
+    iwae_k: int = 0,
+    batch_size: int = 100,
+    progress: bool = False,
+    per_image: dict | None = None,
+) -> dict:
     """The metric table for ``family`` on ``data`` (a :class:`~pyro_vae.data.Batch`, or a tensor x).
 
     Returns ``{name: {"value", "unit", "se"?, "note"?}}``, every mean with its standard error over
@@ -83,19 +90,25 @@ def evaluate(family, data, k: int = 5000, iwae_k: int = 0, batch_size: int = 100
     try:
         data = _as_batch(data)
     except (TypeError, ValueError, RuntimeError) as e:
-        raise DataError(f"evaluate needs a Batch or a tensor of data points (N, ...), got {type(data).__name__} "
-                        f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+        raise DataError(
+            f"evaluate needs a Batch or a tensor of data points (N, ...), got {type(data).__name__} "
+            f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"
+        ) from None
     x = data.x
     if len(data) == 0:
         raise DataError(f"evaluate: the data hold no data points (shape {tuple(x.shape)})")
     param = next(iter(family.parameters()), None) if isinstance(family, nn.Module) else None
     if not x.is_floating_point() or (param is not None and x.dtype != param.dtype):
         want = param.dtype if param is not None else torch.float32
-        raise DataError(f"evaluate: the data are {x.dtype} but the model's parameters are {want}; pass x.to({want}) "
-                        f"(images as 8-bit integers: pyro_vae.data.batch.to_float_images scales them to [0, 1])")
+        raise DataError(
+            f"evaluate: the data are {x.dtype} but the model's parameters are {want}; pass x.to({want}) "
+            f"(images as 8-bit integers: pyro_vae.data.batch.to_float_images scales them to [0, 1])"
+        )
     if param is not None and x.device != param.device:
-        raise DataError(f"evaluate: the data are on {x.device} but the model is on {param.device}; move one of them "
-                        f"(data.to(device))")
+        raise DataError(
+            f"evaluate: the data are on {x.device} but the model is on {param.device}; move one of them "
+            f"(data.to(device))"
+        )
     check_finite(x, "evaluation data", allow_nan=traits(family).missing_values)
     if has(family, ChecksData):
         family.check_shape(x)
@@ -110,8 +123,10 @@ def _evaluate(family, data, k, iwae_k, batch_size, progress, per_image):
     data = _as_batch(data)
     args = family.args(data.unlabelled())
     if not isinstance(args, (tuple, list)):
-        raise ContractError(f"{type(family).__name__}.args(batch) must return a tuple of the programs' positional "
-                            f"arguments (x first), got {type(args).__name__}")
+        raise ContractError(
+            f"{type(family).__name__}.args(batch) must return a tuple of the programs' positional "
+            f"arguments (x first), got {type(args).__name__}"
+        )
     model, guide = family.model, family.guide
     n, dims = len(data), data.x[0].numel()
     to_bpd = 1.0 / (dims * math.log(2))
@@ -125,56 +140,107 @@ def _evaluate(family, data, k, iwae_k, batch_size, progress, per_image):
     if point:
         undefined = t.undefined_note
         v, se = _mean_se(ll)
-        out["recon_log_lik"] = {"value": v, "se": se, "unit": "nats/image",
-                                "note": f"log p({observed}|{latents}) at the code {latents} = encoder(x)"}
+        out["recon_log_lik"] = {
+            "value": v,
+            "se": se,
+            "unit": "nats/image",
+            "note": f"log p({observed}|{latents}) at the code {latents} = encoder(x)",
+        }
         obj = ll - kl  # log p(x|z) + log p(z) where the prior term is on (the guide's log-density is 0)
         v, se = _mean_se(obj)
-        out["objective"] = {"value": v, "se": se, "unit": "nats/image",
-                            "note": "the training objective at the code (not a bound on log p(x))"}
+        out["objective"] = {
+            "value": v,
+            "se": se,
+            "unit": "nats/image",
+            "note": "the training objective at the code (not a bound on log p(x))",
+        }
         for name in ("elbo", "log_px", "gap"):
             out[name] = {"value": None, "unit": "nats/image", "note": undefined}
     else:
-        kl_how = ("closed form" if not info.get("sampled") else
-                  "1-sample estimate" if not info.get("analytic") else
-                  f"closed form for {', '.join(info['analytic'])}, 1-sample for {', '.join(info['sampled'])}")
+        kl_how = (
+            "closed form"
+            if not info.get("sampled")
+            else "1-sample estimate"
+            if not info.get("analytic")
+            else f"closed form for {', '.join(info['analytic'])}, 1-sample for {', '.join(info['sampled'])}"
+        )
         e = ll - kl
         terms.update(kl=kl, elbo=e)
         v, se = _mean_se(e)
         out["elbo"] = {"value": v, "se": se, "unit": "nats/image", "note": f"E_q log p(x|z) - KL; KL {kl_how}"}
         out["elbo_bpd"] = {"value": -v * to_bpd, "unit": "bits/dim", "note": "-ELBO / (D ln 2)"}
         v, se = _mean_se(ll)
-        out["recon_log_lik"] = {"value": v, "se": se, "unit": "nats/image",
-                                "note": f"E_q log p({observed}|{latents}), 1 sample"}
+        out["recon_log_lik"] = {
+            "value": v,
+            "se": se,
+            "unit": "nats/image",
+            "note": f"E_q log p({observed}|{latents}), 1 sample",
+        }
         v, se = _mean_se(kl)
-        out["kl"] = {"value": v, "se": se, "unit": "nats/image",
-                     "note": f"KL(q({latents}|x) || p({latents})), {kl_how}"}
+        out["kl"] = {
+            "value": v,
+            "se": se,
+            "unit": "nats/image",
+            "note": f"KL(q({latents}|x) || p({latents})), {kl_how}",
+        }
     if iwae_k and not point:
-        v, se = _mean_se(iwae_bound(model, guide, *args, k=iwae_k, batch_size=batch_size, progress=progress,
-                                    max_plate_nesting=mpn, data_plate=plate))
+        v, se = _mean_se(
+            iwae_bound(
+                model,
+                guide,
+                *args,
+                k=iwae_k,
+                batch_size=batch_size,
+                progress=progress,
+                max_plate_nesting=mpn,
+                data_plate=plate,
+            )
+        )
         out[f"iwae_{iwae_k}"] = {"value": v, "se": se, "unit": "nats/image", "note": f"IWAE bound, k={iwae_k}"}
     if k and not point:
-        lp = log_marginal(model, guide, *args, num_particles=k, batch_size=batch_size, progress=progress,
-                          max_plate_nesting=mpn, data_plate=plate)
+        lp = log_marginal(
+            model,
+            guide,
+            *args,
+            num_particles=k,
+            batch_size=batch_size,
+            progress=progress,
+            max_plate_nesting=mpn,
+            data_plate=plate,
+        )
         terms.update(log_px=lp, gap=lp - terms["elbo"])
         v, se = _mean_se(lp)
         out["log_px"] = {"value": v, "se": se, "unit": "nats/image", "note": f"importance sampled, k={k}"}
         out["log_px_bpd"] = {"value": -v * to_bpd, "unit": "bits/dim", "note": f"k={k}"}
         v, se = _mean_se(terms["gap"])
-        out["gap"] = {"value": v, "se": se, "unit": "nats/image",
-                      "note": f"log p(x) - ELBO = KL(q({latents}|x) || p({latents}|x)), the inference gap (k={k})"}
+        out["gap"] = {
+            "value": v,
+            "se": se,
+            "unit": "nats/image",
+            "note": f"log p(x) - ELBO = KL(q({latents}|x) || p({latents}|x)), the inference gap (k={k})",
+        }
     for name, st in latent_statistics(model, guide, *args, batch_size=max(batch_size, 500)).items():
-        out[f"active_units_{name}"] = {"value": st["active_units"], "unit": f"of {st['dims']}",
-                                       "note": "Cov_x E_q[z_u] > 0.01"}
-        out[f"activity_{name}"] = {"value": [round(v, 6) for v in st["activity"]], "unit": "",
-                                   "note": "Cov_x E_q[z_u] per dimension"}
+        out[f"active_units_{name}"] = {
+            "value": st["active_units"],
+            "unit": f"of {st['dims']}",
+            "note": "Cov_x E_q[z_u] > 0.01",
+        }
+        out[f"activity_{name}"] = {
+            "value": [round(v, 6) for v in st["activity"]],
+            "unit": "",
+            "note": "Cov_x E_q[z_u] per dimension",
+        }
         if st["kl_per_dim"] is not None:
-            out[f"kl_per_dim_{name}"] = {"value": [round(v, 4) for v in st["kl_per_dim"]],
-                                         "unit": "nats/image"}
-            out[f"kl_{name}"] = {"value": float(sum(st["kl_per_dim"])), "unit": "nats/image",
-                                 "note": f"KL(q({name}|...) || p({name}|...)) of this site, closed form"}
+            out[f"kl_per_dim_{name}"] = {"value": [round(v, 4) for v in st["kl_per_dim"]], "unit": "nats/image"}
+            out[f"kl_{name}"] = {
+                "value": float(sum(st["kl_per_dim"])),
+                "unit": "nats/image",
+                "note": f"KL(q({name}|...) || p({name}|...)) of this site, closed form",
+            }
     for name, value in (family.metrics(data) if has(family, Measures) else {}).items():
-        out[name] = value if isinstance(value, dict) else {"value": value, "unit": "",
-                                                           "note": t.metric_notes.get(name, "")}
+        out[name] = (
+            value if isinstance(value, dict) else {"value": value, "unit": "", "note": t.metric_notes.get(name, "")}
+        )
     if per_image is not None:
         per_image.update({name: t.detach().cpu() for name, t in terms.items()})
     return out

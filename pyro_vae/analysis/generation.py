@@ -62,14 +62,22 @@ class FeatureClassifier(nn.Module):
             h2, w2 = (h - 1) // 2 + 1, (w - 1) // 2 + 1  # after each 3x3, stride 2, padding 1
             h2, w2 = (h2 - 1) // 2 + 1, (w2 - 1) // 2 + 1
             self.body = nn.Sequential(
-                nn.Conv2d(c, 32, 3, stride=2, padding=1), nn.ReLU(),
-                nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
-                nn.Flatten(), nn.Linear(64 * h2 * w2, self.feature_dim), nn.ReLU(),
+                nn.Conv2d(c, 32, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(32, 64, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Flatten(),
+                nn.Linear(64 * h2 * w2, self.feature_dim),
+                nn.ReLU(),
             )
         else:
             d = math.prod(self.data_shape)
             self.body = nn.Sequential(
-                nn.Flatten(), nn.Linear(d, 256), nn.ReLU(), nn.Linear(256, self.feature_dim), nn.ReLU(),
+                nn.Flatten(),
+                nn.Linear(d, 256),
+                nn.ReLU(),
+                nn.Linear(256, self.feature_dim),
+                nn.ReLU(),
             )
         self.head = nn.Linear(self.feature_dim, self.num_classes)
 
@@ -93,14 +101,17 @@ class FeatureClassifier(nn.Module):
 # ---------------------------------------------------------------------- training
 def _labelled_index(data: Batch, name: str) -> torch.Tensor:
     if data.y is None:
-        raise ValueError(f"generation scores need a labelled data set to train the feature classifier; "
-                         f"{name} has no labels")
+        raise ValueError(
+            f"generation scores need a labelled data set to train the feature classifier; {name} has no labels"
+        )
     if data.labelled is None:
         return torch.arange(len(data))
     idx = data.labelled.cpu().nonzero().reshape(-1)
     if idx.numel() == 0:
-        raise ValueError(f"generation scores need a labelled data set to train the feature classifier; "
-                         f"{name} has labels but none of them is marked labelled")
+        raise ValueError(
+            f"generation scores need a labelled data set to train the feature classifier; "
+            f"{name} has labels but none of them is marked labelled"
+        )
     return idx
 
 
@@ -110,14 +121,25 @@ def classifier_accuracy(net, x: torch.Tensor, y: torch.Tensor, batch_size: int =
     """The share of ``x`` whose most probable class under ``net`` (logits) is ``y``; NaN for no data."""
     if len(y) == 0:
         return float("nan")
-    correct = sum(int((net(x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]).sum())
-                  for i in range(0, len(x), batch_size))
+    correct = sum(
+        int((net(x[i : i + batch_size]).argmax(-1) == y[i : i + batch_size]).sum())
+        for i in range(0, len(x), batch_size)
+    )
     return correct / len(x)
 
 
-def train_feature_classifier(data: Batch, num_classes: int | None = None, seed: int = 0, epochs: int = 5,
-                             batch_size: int = 128, lr: float = 1e-3, device=None, progress: bool = False,
-                             feature_dim: int = 128, name: str = "the data set"):
+def train_feature_classifier(
+    data: Batch,
+    num_classes: int | None = None,
+    seed: int = 0,
+    epochs: int = 5,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    device=None,
+    progress: bool = False,
+    feature_dim: int = 128,
+    name: str = "the data set",
+):
     """Train a :class:`FeatureClassifier` on the labelled points of ``data`` (all points when
     ``data.labelled`` is None) with Adam and cross-entropy; 10% of them (seeded) are held out.
 
@@ -250,16 +272,19 @@ def load_or_train_classifier(path, data: Batch, num_classes: int | None = None, 
     clf, info = train_feature_classifier(data, num_classes=num_classes, seed=seed, **kw)
     info.update(cache=status, cache_path=str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch_save({
-        "format": FORMAT,
-        "version": VERSION,
-        "state_dict": {k: v.cpu() for k, v in clf.state_dict().items()},
-        "data_shape": list(clf.data_shape),
-        "num_classes": clf.num_classes,
-        "feature_dim": clf.feature_dim,
-        "info": {k: v for k, v in info.items() if k not in ("cache", "cache_path", "cached")},
-        "fingerprint": fingerprint,
-    }, path)
+    torch_save(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "state_dict": {k: v.cpu() for k, v in clf.state_dict().items()},
+            "data_shape": list(clf.data_shape),
+            "num_classes": clf.num_classes,
+            "feature_dim": clf.feature_dim,
+            "info": {k: v for k, v in info.items() if k not in ("cache", "cache_path", "cached")},
+            "fingerprint": fingerprint,
+        },
+        path,
+    )
     return clf, info
 
 
@@ -291,8 +316,10 @@ def gaussian_frechet(mu_a, cov_a, mu_b, cov_b) -> float:
     cov_a, cov_b = _float64(cov_a, "covariances"), _float64(cov_b, "covariances")
     d = mu_a.numel()
     if mu_b.numel() != d or cov_a.shape != (d, d) or cov_b.shape != (d, d):
-        raise ValueError(f"moments do not fit: means {tuple(mu_a.shape)}, {tuple(mu_b.shape)}, covariances "
-                         f"{tuple(cov_a.shape)}, {tuple(cov_b.shape)}")
+        raise ValueError(
+            f"moments do not fit: means {tuple(mu_a.shape)}, {tuple(mu_b.shape)}, covariances "
+            f"{tuple(cov_a.shape)}, {tuple(cov_b.shape)}"
+        )
     cross = torch.linalg.svdvals(_sym_sqrt(cov_a) @ _sym_sqrt(cov_b)).sum()
     d2 = (mu_a - mu_b).pow(2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * cross
     return max(float(d2), 0.0)
@@ -373,15 +400,16 @@ def classifier_outputs(x: torch.Tensor, classifier: FeatureClassifier, batch_siz
     classifier.eval()
     feats, probs = [], []
     for start in range(0, len(x), batch_size):
-        xb = x[start:start + batch_size].to(classifier.device, torch.float32)
+        xb = x[start : start + batch_size].to(classifier.device, torch.float32)
         f = classifier.features(xb)
         feats.append(f.double().cpu())
         probs.append(torch.softmax(classifier.head(f).double(), -1).cpu())
     return torch.cat(feats), torch.cat(probs)
 
 
-def generation_scores(generated_x, reference_x, classifier: FeatureClassifier, batch_size: int = 500,
-                      splits: int = 10) -> dict:
+def generation_scores(
+    generated_x, reference_x, classifier: FeatureClassifier, batch_size: int = 500, splits: int = 10
+) -> dict:
     """Scores of generated images against reference (real test) images, as a metric table
     ``{name: {"value", "unit", "se"?, "note"}}``: ``frechet_distance`` (between the classifier's
     penultimate-layer features: FID's method, NOT comparable with published FIDs),
@@ -395,11 +423,15 @@ def generation_scores(generated_x, reference_x, classifier: FeatureClassifier, b
     ref = reference_x.x if isinstance(reference_x, Batch) else torch.as_tensor(reference_x)
     shape = classifier.data_shape
     if tuple(gen.shape[1:]) != tuple(ref.shape[1:]):
-        raise ValueError(f"generated images have shape {tuple(gen.shape[1:])} but reference images "
-                         f"{tuple(ref.shape[1:])}; both sets must have one shape")
+        raise ValueError(
+            f"generated images have shape {tuple(gen.shape[1:])} but reference images "
+            f"{tuple(ref.shape[1:])}; both sets must have one shape"
+        )
     if tuple(gen.shape[1:]) != shape:
-        raise ValueError(f"images have shape {tuple(gen.shape[1:])} but the feature classifier was trained "
-                         f"on {shape}; reshape the images or train a classifier for this data")
+        raise ValueError(
+            f"images have shape {tuple(gen.shape[1:])} but the feature classifier was trained "
+            f"on {shape}; reshape the images or train a classifier for this data"
+        )
     if len(gen) < 2 or len(ref) < 2:
         raise ValueError(f"need at least 2 generated and 2 reference images, got {len(gen)} and {len(ref)}")
     if not torch.isfinite(gen).all():
@@ -418,24 +450,50 @@ def generation_scores(generated_x, reference_x, classifier: FeatureClassifier, b
     spread = class_spread(p_gen, c)
     return {
         "frechet_distance": {"value": frechet_distance(f_gen, f_ref), "unit": "", "note": NOT_COMPARABLE},
-        "inception_score": {"value": is_gen, "se": is_gen_std, "unit": "",
-                            "note": f"classifier-based, ± std over {k_gen} splits; not comparable with published IS"},
-        "inception_score_reference": {"value": is_ref, "se": is_ref_std, "unit": "",
-                                      "note": f"of the reference images, ± std over {k_ref} splits"},
-        "modes_covered": {"value": spread["modes_covered"], "unit": f"of {c}",
-                          "note": f"classes predicted for >= 1/(2*{c}) of generated images"},
-        "class_entropy": {"value": spread["entropy_normalised"], "unit": f"of log {c}",
-                          "note": "entropy of the predicted-class histogram; 1 = even"},
-        "class_fractions": {"value": [round(f, 6) for f in spread["fractions"]], "unit": "",
-                            "note": "predicted-class histogram of generated images"},
+        "inception_score": {
+            "value": is_gen,
+            "se": is_gen_std,
+            "unit": "",
+            "note": f"classifier-based, ± std over {k_gen} splits; not comparable with published IS",
+        },
+        "inception_score_reference": {
+            "value": is_ref,
+            "se": is_ref_std,
+            "unit": "",
+            "note": f"of the reference images, ± std over {k_ref} splits",
+        },
+        "modes_covered": {
+            "value": spread["modes_covered"],
+            "unit": f"of {c}",
+            "note": f"classes predicted for >= 1/(2*{c}) of generated images",
+        },
+        "class_entropy": {
+            "value": spread["entropy_normalised"],
+            "unit": f"of log {c}",
+            "note": "entropy of the predicted-class histogram; 1 = even",
+        },
+        "class_fractions": {
+            "value": [round(f, 6) for f in spread["fractions"]],
+            "unit": "",
+            "note": "predicted-class histogram of generated images",
+        },
         "num_generated": {"value": len(gen), "unit": "images"},
         "num_reference": {"value": len(ref), "unit": "images"},
     }
 
 
-def score_generation(family, train: Batch, reference: Batch, classifier_path=None, n: int = 10000,
-                     sampler: str = "prior", components: int = 10, seed: int = 0, progress: bool = False,
-                     name: str = "the training data") -> dict:
+def score_generation(
+    family,
+    train: Batch,
+    reference: Batch,
+    classifier_path=None,
+    n: int = 10000,
+    sampler: str = "prior",
+    components: int = 10,
+    seed: int = 0,
+    progress: bool = False,
+    name: str = "the training data",
+) -> dict:
     """Generation scores of a trained ``family``: ``n`` images drawn from p(x|z) with z from
     ``sampler`` (``"prior"``, or ``"mixture"``: a ``components``-Gaussian mixture fitted to the
     codes of ``train``), against the ``reference`` images (the test set, binarized as the model's
@@ -461,8 +519,14 @@ def score_generation(family, train: Batch, reference: Batch, classifier_path=Non
     finally:
         torch.random.set_rng_state(state)
     out = generation_scores(images.cpu(), reference.x.cpu(), clf)
-    out["sampler"] = {"value": sampler if sampler == "prior" else f"mixture of {components} Gaussians",
-                      "unit": "", "note": "where z comes from; images drawn from p(x|z)"}
-    out["classifier_val_accuracy"] = {"value": info["val_accuracy"], "unit": "",
-                                      "note": "held-out accuracy of the feature classifier"}
+    out["sampler"] = {
+        "value": sampler if sampler == "prior" else f"mixture of {components} Gaussians",
+        "unit": "",
+        "note": "where z comes from; images drawn from p(x|z)",
+    }
+    out["classifier_val_accuracy"] = {
+        "value": info["val_accuracy"],
+        "unit": "",
+        "note": "held-out accuracy of the feature classifier",
+    }
     return out

@@ -57,8 +57,14 @@ STANDARDIZE = {  # how the codes are scaled, by statistics of all training codes
 RESULT = "m1_labels{labels}_seed{seed}{suffix}.json"  # written into the run folder by ``classify``
 
 
-def result_name(labels: int, seed: int, split: str = "test", val_labels: int | None = None,
-                dataset: str | None = None, settings: dict | None = None) -> str:
+def result_name(
+    labels: int,
+    seed: int,
+    split: str = "test",
+    val_labels: int | None = None,
+    dataset: str | None = None,
+    settings: dict | None = None,
+) -> str:
     """File name of a ``classify`` result: ``m1_labels{N}_seed{S}.json`` for the test split
     without validation labels, with ``_val`` (validation split), ``_vl{V}`` (``val_labels``),
     the data set when it is not the run's own, and a hash of classifier ``settings`` that differ
@@ -70,8 +76,13 @@ def result_name(labels: int, seed: int, split: str = "test", val_labels: int | N
         suffix += "_" + name_part(dataset, Path(str(dataset)).name)
     short = {"epochs": "e", "hidden": "h", "lr": "lr", "standardize": "std-"}
     for key, value in sorted((settings or {}).items()):
-        value = "-".join(map(str, value)) if isinstance(value, (list, tuple)) else f"{value:g}" \
-            if isinstance(value, float) else str(value)
+        value = (
+            "-".join(map(str, value))
+            if isinstance(value, (list, tuple))
+            else f"{value:g}"
+            if isinstance(value, float)
+            else str(value)
+        )
         suffix += "_" + name_part(f"{short.get(key, key)}{value}")
     return RESULT.format(labels=labels, seed=seed, suffix=suffix)
 
@@ -85,18 +96,31 @@ def _check_labelled(ds, what: str, num_classes: int | None = None):
     if not isinstance(ds, Batch):
         raise TypeError(f"m1_classify: {what} must be a pyro_vae.data.Batch, got {type(ds).__name__}")
     if ds.y is None:
-        raise DataError(f"M1 classification needs labelled {what} data (y), and these {len(ds)} {what} points "
-                        f"have no labels")
+        raise DataError(
+            f"M1 classification needs labelled {what} data (y), and these {len(ds)} {what} points have no labels"
+        )
     if len(ds) == 0:
         raise DataError(f"M1 classification: the {what} data are empty")
     if num_classes is not None:
         check_labels(ds.y, num_classes, f"{what} labels")
 
 
-def m1_classify(family, train: Batch, test: Batch, labels: int = 100, seed: int = 0, hidden=(500,),
-                epochs: int = 300, lr: float = 1e-3, batch_size: int = 100, weight_decay: float = 0.0,
-                val_labels: int | None = None, standardize: str = "global", device=None,
-                progress: bool = False) -> dict:
+def m1_classify(
+    family,
+    train: Batch,
+    test: Batch,
+    labels: int = 100,
+    seed: int = 0,
+    hidden=(500,),
+    epochs: int = 300,
+    lr: float = 1e-3,
+    batch_size: int = 100,
+    weight_decay: float = 0.0,
+    val_labels: int | None = None,
+    standardize: str = "global",
+    device=None,
+    progress: bool = False,
+) -> dict:
     """Kingma et al.'s M1: a classifier on the latent means of a trained VAE, from few labels.
 
     ``train`` gives the codes (all of them scale the codes, see ``standardize`` and
@@ -124,8 +148,10 @@ def m1_classify(family, train: Batch, test: Batch, labels: int = 100, seed: int 
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"m1_classify: {name} must be a positive integer, got {value!r}")
     if not _finite(lr) or not lr > 0 or not _finite(weight_decay) or weight_decay < 0:
-        raise ValueError(f"m1_classify: need a finite lr > 0 and a finite weight_decay >= 0 (an infinite step "
-                         f"trains nothing), got lr={lr}, weight_decay={weight_decay}")
+        raise ValueError(
+            f"m1_classify: need a finite lr > 0 and a finite weight_decay >= 0 (an infinite step "
+            f"trains nothing), got lr={lr}, weight_decay={weight_decay}"
+        )
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ValueError(f"m1_classify: seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
     if standardize not in STANDARDIZE:
@@ -143,11 +169,13 @@ def m1_classify(family, train: Batch, test: Batch, labels: int = 100, seed: int 
     if val_labels:
         rest = (~chosen).nonzero().reshape(-1)
         try:
-            picked = select_labels(train.subset(rest.to(train.x.device)), val_labels, seed=seed + 1,
-                                   num_classes=num_classes).labelled.cpu()
+            picked = select_labels(
+                train.subset(rest.to(train.x.device)), val_labels, seed=seed + 1, num_classes=num_classes
+            ).labelled.cpu()
         except DataError as e:
-            raise DataError(f"val_labels {val_labels} (drawn from the training points outside the {labels} "
-                            f"labelled ones): {e}") from None
+            raise DataError(
+                f"val_labels {val_labels} (drawn from the training points outside the {labels} labelled ones): {e}"
+            ) from None
         val_mask = torch.zeros(len(train), dtype=torch.bool)
         val_mask[rest[picked]] = True
 
@@ -218,8 +246,9 @@ def m1_classify(family, train: Batch, test: Batch, labels: int = 100, seed: int 
         "weight_decay": weight_decay,
         "standardize": STANDARDIZE[standardize],
         "codes": "latent means E_q[z|x]",
-        "selection": "fixed epochs, final weights" if val_mask is None else
-                     f"epoch of best accuracy on {int(val_labels)} more labelled training points",
+        "selection": "fixed epochs, final weights"
+        if val_mask is None
+        else f"epoch of best accuracy on {int(val_labels)} more labelled training points",
         "labels_used": int(labels) + int(val_labels or 0),
     }
     if val_mask is not None:

@@ -33,8 +33,9 @@ class GaussianMixture:
     After :meth:`fit`: ``weights (K,)``, ``means (K, d)``, ``covariances (K, d, d)``, and
     ``log_likelihood`` (mean per point at the last iteration)."""
 
-    def __init__(self, components: int = 10, ridge: float = 1e-4, iterations: int = 200, tol: float = 1e-6,
-                 seed: int = 0):
+    def __init__(
+        self, components: int = 10, ridge: float = 1e-4, iterations: int = 200, tol: float = 1e-6, seed: int = 0
+    ):
         if components < 1:
             raise ValueError(f"a mixture needs at least 1 component, got {components}")
         self.components, self.ridge, self.iterations, self.tol, self.seed = components, ridge, iterations, tol, seed
@@ -56,8 +57,10 @@ class GaussianMixture:
     def fit(self, codes: torch.Tensor) -> "GaussianMixture":
         z = torch.as_tensor(codes).detach().to("cpu", torch.float64)
         if z.dim() != 2 or z.shape[0] < self.components:
-            raise ValueError(f"fitting {self.components} components needs codes of shape (N >= "
-                             f"{self.components}, d); got {tuple(z.shape)}")
+            raise ValueError(
+                f"fitting {self.components} components needs codes of shape (N >= "
+                f"{self.components}, d); got {tuple(z.shape)}"
+            )
         if not torch.isfinite(z).all():
             raise ValueError("the codes contain NaN or infinite values; cannot fit a mixture to them")
         n, d = z.shape
@@ -98,8 +101,10 @@ def _unconditional(family, sampler: str) -> None:
         raise ValueError(f"unknown sampler {sampler!r}; one of {', '.join(SAMPLERS)}")
     t = traits(family)
     if t.conditional and not (sampler == "prior" and t.joint_prior):
-        raise ValueError(f"{t.name} is conditional: draw its samples given a condition "
-                         f"(sample(n, condition=...)); the {sampler} sampler is for unconditional families")
+        raise ValueError(
+            f"{t.name} is conditional: draw its samples given a condition "
+            f"(sample(n, condition=...)); the {sampler} sampler is for unconditional families"
+        )
 
 
 def check_sampler(family, sampler: str, mean: bool = True) -> None:
@@ -114,8 +119,9 @@ def check_sampler(family, sampler: str, mean: bool = True) -> None:
         return
     require(family, Codes, "fit the mixture sampler to its codes and decode its draws")
     if not mean:
-        require(family, Likelihood, "draw x ~ p(x|z) for codes from the mixture (mean=False)",
-                "draw E[x|z] with mean=True")
+        require(
+            family, Likelihood, "draw x ~ p(x|z) for codes from the mixture (mean=False)", "draw E[x|z] with mean=True"
+        )
 
 
 # ---------------------------------------------------------------------- codes
@@ -157,8 +163,9 @@ def _guide_means(family, chunk: Batch) -> torch.Tensor:
         try:
             mean = fn.mean
         except NotImplementedError:
-            raise ValueError(f"the guide's distribution of latent site {name!r} ({type(fn).__name__}) has no "
-                             f"mean") from None
+            raise ValueError(
+                f"the guide's distribution of latent site {name!r} ({type(fn).__name__}) has no mean"
+            ) from None
         means.append(mean.reshape(len(chunk), -1))
     if not means:
         raise ValueError(f"the guide has no continuous latent site among latent_sites {sites}")
@@ -192,31 +199,40 @@ def latent_means(family, data: Batch, batch_size: int = 1000) -> torch.Tensor:
     try:
         if has(family, Codes):
             try:
-                return torch.cat([_as_mean(family.encode(blind.x[i:i + batch_size].to(device)))
-                                  .reshape(min(batch_size, len(data) - i), -1)
-                                  for i in range(0, len(data), batch_size)])
+                return torch.cat(
+                    [
+                        _as_mean(family.encode(blind.x[i : i + batch_size].to(device))).reshape(
+                            min(batch_size, len(data) - i), -1
+                        )
+                        for i in range(0, len(data), batch_size)
+                    ]
+                )
             except (ValueError, TypeError, NotImplementedError) as e:  # e.g. encode needs a condition
                 reasons.append(f"encode(x): {e}")
         if not (defines(family, "guide") and defines(family, "args")):
             reasons.append("no guide(*args(batch)) to trace")
         else:
             try:
-                return torch.cat([_guide_means(family, blind.subset(slice(i, i + batch_size)).to(device))
-                                  for i in range(0, len(data), batch_size)])
+                return torch.cat(
+                    [
+                        _guide_means(family, blind.subset(slice(i, i + batch_size)).to(device))
+                        for i in range(0, len(data), batch_size)
+                    ]
+                )
             except (ValueError, TypeError, AttributeError, KeyError, RuntimeError, NotImplementedError) as e:
                 reasons.append(f"guide without labels: {type(e).__name__}: {e}")
     finally:
         if was_training is not None:
             family.train(was_training)
-    raise ValueError(f"cannot compute latent means of this {name} from the images alone "
-                     f"({'; '.join(reasons)}); M1 needs a family whose encoder q(z|x) reads x alone, without "
-                     f"labels or conditions")
+    raise ValueError(
+        f"cannot compute latent means of this {name} from the images alone "
+        f"({'; '.join(reasons)}); M1 needs a family whose encoder q(z|x) reads x alone, without "
+        f"labels or conditions"
+    )
 
 
 # ---------------------------------------------------------------------- the classifier
 @torch.no_grad()
-
-
 @torch.no_grad()
 def fit_code_mixture(family, data, components: int = 10, seed: int = 0, batch_size: int = 1000) -> GaussianMixture:
     """The mixture sampler's density: a :class:`GaussianMixture` fitted to E_q[z|x] of ``data``
@@ -227,8 +243,13 @@ def fit_code_mixture(family, data, components: int = 10, seed: int = 0, batch_si
 
 
 @torch.no_grad()
-def sample_latents(family, n: int, sampler: str = "prior", mixture: GaussianMixture | None = None,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_latents(
+    family,
+    n: int,
+    sampler: str = "prior",
+    mixture: GaussianMixture | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """``n`` latent codes from the prior or from a fitted mixture, on the family's device."""
     if sampler == "prior":  # codes from p(z) itself, not the family's own sample()
         _unconditional(family, sampler)
@@ -244,8 +265,14 @@ def sample_latents(family, n: int, sampler: str = "prior", mixture: GaussianMixt
 
 
 @torch.no_grad()
-def generate(family, n: int, sampler: str = "prior", mixture: GaussianMixture | None = None,
-             mean: bool = True, batch_size: int = 1000) -> torch.Tensor:
+def generate(
+    family,
+    n: int,
+    sampler: str = "prior",
+    mixture: GaussianMixture | None = None,
+    mean: bool = True,
+    batch_size: int = 1000,
+) -> torch.Tensor:
     """``n`` generated images: ``prior``: the family's own ``sample(n, mean)`` (z ~ p(z), and for M2
     the class y ~ p(y) too); ``mixture``: codes from the fitted mixture; decoded to E[x|z]
     (``mean``) or drawn from p(x|z). A family without what the sampler needs is refused in one
@@ -262,5 +289,12 @@ def generate(family, n: int, sampler: str = "prior", mixture: GaussianMixture | 
     return torch.cat(out)
 
 
-__all__ = ["latent_means", "GaussianMixture", "check_sampler", "fit_code_mixture", "sample_latents", "generate",
-           "SAMPLERS"]
+__all__ = [
+    "latent_means",
+    "GaussianMixture",
+    "check_sampler",
+    "fit_code_mixture",
+    "sample_latents",
+    "generate",
+    "SAMPLERS",
+]

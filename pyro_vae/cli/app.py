@@ -60,19 +60,32 @@ def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
     """The ``pyro-vae`` parser, one sub-parser a command; ``train_defaults`` (a run's settings)
     become the defaults of ``train``'s flags."""
     parser = _Parser(
-        prog="pyro-vae", description="Variational autoencoders as Pyro programs: train, evaluate, sample, plot.",
+        prog="pyro-vae",
+        description="Variational autoencoders as Pyro programs: train, evaluate, sample, plot.",
         epilog="Exit codes: 0 success, 1 training diverged or a tracker failed, 2 a mistake in the options, data "
-               "or files, 128 + the signal's number when interrupted (130: Ctrl-C, 143: SIGTERM).")
+        "or files, 128 + the signal's number when interrupted (130: Ctrl-C, 143: SIGTERM).",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_parser(sub, HelpWithDefaults, train_defaults)
-    for add_parser in (add_evaluate_parser, add_sample_parser, add_plot_parser, add_compare_parser,
-                       add_classify_parser):
+    for add_parser in (
+        add_evaluate_parser,
+        add_sample_parser,
+        add_plot_parser,
+        add_compare_parser,
+        add_classify_parser,
+    ):
         add_parser(sub, HelpWithDefaults)
     return parser
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "plot": cmd_plot,
-            "compare": cmd_compare, "classify": cmd_classify}
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "sample": cmd_sample,
+    "plot": cmd_plot,
+    "compare": cmd_compare,
+    "classify": cmd_classify,
+}
 
 
 def _given_dests(parser, argv, command: str = "train") -> dict:
@@ -95,7 +108,8 @@ def _interrupted(command, argv) -> str:
     if command != "train":
         return "interrupted; nothing was lost (every file written so far is complete); run the command again"
     out = next((argv[i + 1] for i, t in enumerate(argv[:-1]) if t == "--out"), None) or next(
-        (t.split("=", 1)[1] for t in argv if t.startswith("--out=")), None)
+        (t.split("=", 1)[1] for t in argv if t.startswith("--out=")), None
+    )
     if out and (Path(out) / RunDir.LAST).is_file():
         return f"interrupted; every file written so far is complete: continue training with --resume --out {out}"
     return "interrupted before the first checkpoint was written; nothing to resume: run the command again"
@@ -144,21 +158,26 @@ def main(argv=None) -> int:
         print(f"{prog}: error: {with_flags(e, flags)}", file=sys.stderr)
         return 2
     except (PermissionError, IsADirectoryError, NotADirectoryError) as e:  # a path the user gave
-        print(f"{prog}: error: {e.strerror or e}: {e.filename}; choose a path you can write (and read)",
-              file=sys.stderr)
+        print(
+            f"{prog}: error: {e.strerror or e}: {e.filename}; choose a path you can write (and read)", file=sys.stderr
+        )
         return 2
     except OSError as e:  # any other file-system fault (full disk, name too long, link loop): one line
-        print(f"{prog}: error: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")
-              + "; every file written before it is complete", file=sys.stderr)
+        print(
+            f"{prog}: error: {e.strerror or e}"
+            + (f": {e.filename}" if e.filename else "")
+            + "; every file written before it is complete",
+            file=sys.stderr,
+        )
         return 2
     except (TrainingDiverged, CallbackError) as e:
         print(f"{prog}: training stopped: {with_flags(e, flags)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
-        print(f"{prog}: {with_flags(e, flags)}" if str(e) else f"{prog}: {_interrupted(command, argv)}",
-              file=sys.stderr)
+        print(
+            f"{prog}: {with_flags(e, flags)}" if str(e) else f"{prog}: {_interrupted(command, argv)}", file=sys.stderr
+        )
         return 128 + getattr(e, "signum", 2)
-
 
 
 if __name__ == "__main__":

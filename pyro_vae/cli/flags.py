@@ -12,12 +12,23 @@ from pyro_vae.cli.messages import CLIError
 from pyro_vae.components.likelihoods import LIKELIHOODS
 from pyro_vae.components.networks import NETWORKS
 from pyro_vae.components.priors import PRIORS
-from pyro_vae.config import (OptionError, TrainConfig, describe, field_default, field_kind, option_problems,
-                             value_problem)
+from pyro_vae.config import (
+    OptionError,
+    TrainConfig,
+    describe,
+    field_default,
+    field_kind,
+    option_problems,
+    value_problem,
+)
 from pyro_vae.inference.objectives import OBJECTIVES
 
-REGISTRIES = {"prior": PRIORS, "likelihood": LIKELIHOODS, "network": NETWORKS,
-              "objective": OBJECTIVES}  # option(registered=...) names these
+REGISTRIES = {
+    "prior": PRIORS,
+    "likelihood": LIKELIHOODS,
+    "network": NETWORKS,
+    "objective": OBJECTIVES,
+}  # option(registered=...) names these
 
 
 def _bounded(kind, meta=None, name: str | None = None):
@@ -38,8 +49,9 @@ def _bounded(kind, meta=None, name: str | None = None):
             return None
         problem = value_problem(kind, meta, value)
         if problem:
-            raise argparse.ArgumentTypeError(f"must be {describe(kind, said)}, got {s}"
-                                             if problem.startswith("must ") else problem)
+            raise argparse.ArgumentTypeError(
+                f"must be {describe(kind, said)}, got {s}" if problem.startswith("must ") else problem
+            )
         return value
 
     parse.__name__ = name or kind.__name__
@@ -72,8 +84,14 @@ class HelpWithDefaults(argparse.HelpFormatter):
     def _get_help_string(self, action):
         h = action.help or ""
         d = action.default
-        if d is not None and d is not False and d != [] and d != argparse.SUPPRESS and "%(default)" not in h \
-                and action.option_strings:
+        if (
+            d is not None
+            and d is not False
+            and d != []
+            and d != argparse.SUPPRESS
+            and "%(default)" not in h
+            and action.option_strings
+        ):
             h += " (default: %(default)s)"
         return h
 
@@ -87,8 +105,11 @@ def flag_kwargs(cls, f, help_text: str, default=None, check: bool = False) -> di
     meta = f.metadata if check else {}
     if "choices" in meta and kind not in (bool, tuple):
         registered = sorted(REGISTRIES.get(meta.get("registered"), ()))
-        return {"choices": list(meta["choices"]) + [c for c in registered if c not in meta["choices"]],
-                "default": default, "help": help_text}
+        return {
+            "choices": list(meta["choices"]) + [c for c in registered if c not in meta["choices"]],
+            "default": default,
+            "help": help_text,
+        }
     if check and kind in (int, float, str):
         return {"type": _bounded(kind, meta, f.name), "default": default, "help": help_text}
     return value_flag(kind, elem, help_text, default)
@@ -100,8 +121,12 @@ def value_flag(kind, elem, help_text: str, default=None) -> dict:
     if kind is bool:
         return {"action": argparse.BooleanOptionalAction, "default": default, "help": help_text}
     if kind is tuple:
-        return {"type": finite_float if elem is float else elem or str, "nargs": "+", "default": default,
-                "help": help_text}
+        return {
+            "type": finite_float if elem is float else elem or str,
+            "nargs": "+",
+            "default": default,
+            "help": help_text,
+        }
     if kind in (int, float, str):
         return {"type": finite_float if kind is float else kind, "default": default, "help": help_text}
     return {"default": default, "help": help_text}
@@ -118,8 +143,11 @@ def config_flags(group, cls, groups: dict | None = None) -> None:
         help_text = meta.get("help", "") + (f" ({meta['off']}: off)" if meta.get("off") is not None else "")
         flag = meta.get("flag") or "--" + f.name.replace("_", "-")
         (groups or {}).get(meta.get("group"), group).add_argument(
-            flag, *meta.get("aliases", ()), dest=f.name,
-            **flag_kwargs(cls, f, help_text.strip(), default=field_default(f), check=True))
+            flag,
+            *meta.get("aliases", ()),
+            dest=f.name,
+            **flag_kwargs(cls, f, help_text.strip(), default=field_default(f), check=True),
+        )
 
 
 def config_from_args(cls, a, checked=()):

@@ -40,6 +40,7 @@ def console(say=print, level: int = logging.INFO):
 def said_with_flags(flags: dict):
     """``say`` for the CLI: the library's advice (lines starting ``warning`` or ``note``) said with
     the command's flags (:func:`~pyro_vae.cli.messages.with_flags`), other lines as they are."""
+
     def say(message):
         print(with_flags(message, flags) if str(message).startswith(("warning", "note")) else message)
 

@@ -73,8 +73,12 @@ def with_flags(message, flags: dict) -> str:
     ``--latent-dim``. ``NAME (--flag)`` (the older wording) becomes ``--flag``. Names that are not
     flags of the command (and ``name=value`` inside a call's parentheses) stay as they are."""
     if isinstance(message, OptionError):
-        return "; ".join((f"{_flag(flags[n])} {t}" if t.startswith("must ") else f"{_flag(flags[n])}: {t}")
-                         if n in flags else named(n, t) for n, t in message.problems)
+        return "; ".join(
+            (f"{_flag(flags[n])} {t}" if t.startswith("must ") else f"{_flag(flags[n])}: {t}")
+            if n in flags
+            else named(n, t)
+            for n, t in message.problems
+        )
     text = str(message)
     if not flags:
         return text

@@ -101,8 +101,10 @@ def model_config_from_args(a, data_shape, num_classes, plugins=(), schema=None) 
     given = {k[4:]: v for k, v in vars(a).items() if k.startswith("opt_") and v is not None}
     foreign = sorted(set(given) - fields)
     if foreign:
-        raise CLIError(f"--{', --'.join(n.replace('_', '-') for n in foreign)}: not an option of --model {a.model} "
-                       f"(its options: {', '.join('--' + n.replace('_', '-') for n in sorted(fields)) or 'none'})")
+        raise CLIError(
+            f"--{', --'.join(n.replace('_', '-') for n in foreign)}: not an option of --model {a.model} "
+            f"(its options: {', '.join('--' + n.replace('_', '-') for n in sorted(fields)) or 'none'})"
+        )
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
     _refuse_inert_options(cls, options, getattr(a, "typed", {}))
     for kind in COMPONENTS:
@@ -115,14 +117,15 @@ def model_config_from_args(a, data_shape, num_classes, plugins=(), schema=None) 
             if value is None:
                 continue
             if chosen not in per:
-                raise CLIError(f"--{kind}-{name.replace('_', '-')} is an option of the {kind}(s) "
-                               f"{', '.join(sorted(per))}, not of --{kind} {chosen}")
+                raise CLIError(
+                    f"--{kind}-{name.replace('_', '-')} is an option of the {kind}(s) "
+                    f"{', '.join(sorted(per))}, not of --{kind} {chosen}"
+                )
             kwargs[name] = value
         if kind == "likelihood" and schema is not None and _takes(COMPONENTS[kind].get(chosen), "schema"):
             kwargs.setdefault("schema", schema)
         options[f"{kind}_kwargs"] = kwargs
-    return ModelConfig(model=a.model, data_shape=data_shape, num_classes=num_classes, options=options,
-                       plugins=plugins)
+    return ModelConfig(model=a.model, data_shape=data_shape, num_classes=num_classes, options=options, plugins=plugins)
 
 
 def _refuse_inert_options(cls, options: dict, typed: dict) -> None:
@@ -134,5 +137,6 @@ def _refuse_inert_options(cls, options: dict, typed: dict) -> None:
         for other, allowed in (needs or {}).items() if flag else ():
             if options.get(other, field_default(fields[other])) not in allowed:
                 want = f"--no-{other}" if allowed == (False,) else f"--{other} {' or '.join(map(str, allowed))}"
-                raise CLIError(f"{flag} does nothing here: it needs {want.replace('_', '-')}; leave it out or add "
-                               f"what it needs")
+                raise CLIError(
+                    f"{flag} does nothing here: it needs {want.replace('_', '-')}; leave it out or add what it needs"
+                )

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from pyro_vae.cli.flags import device_flag
 from pyro_vae.cli.plugins import plugin_flag
-from pyro_vae.cli.runs import (data_flags, device_of, eval_split, load_family, load_splits, recorded_data,
-                             trained_binarize)
+from pyro_vae.cli.runs import (
+    data_flags,
+    device_of,
+    eval_split,
+    load_family,
+    load_splits,
+    recorded_data,
+    trained_binarize,
+)
 from pyro_vae.runs.checkpoint import CheckpointError
 from pyro_vae.runs.folder import RunDir
 
@@ -31,6 +38,12 @@ def cmd_plot(a) -> int:
     family, ckpt = load_family(run.best, a.device)
     name, splits = load_splits(recorded_data(ckpt), a.dataset, a.data_dir, run=run)
     data, label = eval_split(splits, name, "test", trained_binarize(ckpt))
-    write_figures_and_report(run, family, data.to(device_of(family)), run.read_json(run.test_metrics), label=label,
-                             progress=not a.no_progress)
+    write_figures_and_report(
+        run,
+        family,
+        data.to(device_of(family)),
+        run.read_json(run.test_metrics),
+        label=label,
+        progress=not a.no_progress,
+    )
     return 0

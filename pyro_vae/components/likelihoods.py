@@ -52,20 +52,27 @@ def check_likelihood(likelihood, data_shape) -> None:
             d = likelihood(params)
             mean = likelihood.mean(params) if callable(getattr(likelihood, "mean", None)) else None
     except Exception as e:  # noqa: BLE001 - the user's component: say where it failed
-        raise ContractError(f"likelihood {name} fails on decoder outputs of shape {(1, *shape)}: {type(e).__name__}: "
-                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
+        raise ContractError(
+            f"likelihood {name} fails on decoder outputs of shape {(1, *shape)}: {type(e).__name__}: "
+            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        ) from None
     if not all(callable(getattr(d, a, None)) for a in ("log_prob", "sample")) or not hasattr(d, "event_shape"):
-        raise ContractError(f"likelihood {name}(params) returned a {type(d).__name__}, not a distribution with "
-                            f"log_prob and sample: return one over the data point, e.g. "
-                            f"dist.Normal(params, 0.1).to_event({len(shape)})")
+        raise ContractError(
+            f"likelihood {name}(params) returned a {type(d).__name__}, not a distribution with "
+            f"log_prob and sample: return one over the data point, e.g. "
+            f"dist.Normal(params, 0.1).to_event({len(shape)})"
+        )
     if tuple(d.event_shape) != shape or tuple(d.batch_shape) != (1,):
-        raise ContractError(f"likelihood {name}(params) for params {(1, *shape)} returned batch_shape "
-                            f"{tuple(d.batch_shape)} and event_shape {tuple(d.event_shape)}; expected (1,) and "
-                            f"{shape}: wrap per-element distributions with .to_event({len(shape)})")
+        raise ContractError(
+            f"likelihood {name}(params) for params {(1, *shape)} returned batch_shape "
+            f"{tuple(d.batch_shape)} and event_shape {tuple(d.event_shape)}; expected (1,) and "
+            f"{shape}: wrap per-element distributions with .to_event({len(shape)})"
+        )
     if not (torch.is_tensor(mean) and tuple(mean.shape) == (1, *shape)):
-        raise ContractError(f"likelihood {name}.mean(params) must return E[x|z], a tensor of the shape of params "
-                            f"{(1, *shape)}; got {type(mean).__name__}"
-                            + (f" {tuple(mean.shape)}" if torch.is_tensor(mean) else ""))
+        raise ContractError(
+            f"likelihood {name}.mean(params) must return E[x|z], a tensor of the shape of params "
+            f"{(1, *shape)}; got {type(mean).__name__}" + (f" {tuple(mean.shape)}" if torch.is_tensor(mean) else "")
+        )
 
 
 def _describe(x: torch.Tensor) -> str:
@@ -145,11 +152,13 @@ class ContinuousBernoulliLikelihood(Likelihood):
     def check_data(self, x):
         super().check_data(x)
         if x.min() < 0 or x.max() > 1:
-            hint = ("Scale 8-bit pixels by 1/255." if x.min() >= 0 else
-                    "Rescale the data to [0, 1] (standardized data?), or use likelihood='gaussian' for real values.")
+            hint = (
+                "Scale 8-bit pixels by 1/255."
+                if x.min() >= 0
+                else "Rescale the data to [0, 1] (standardized data?), or use likelihood='gaussian' for real values."
+            )
             raise ValueError(
-                f"the continuous Bernoulli likelihood needs values in [0, 1] but the data have "
-                f"{_describe(x)}. {hint}"
+                f"the continuous Bernoulli likelihood needs values in [0, 1] but the data have {_describe(x)}. {hint}"
             )
 
 
@@ -161,8 +170,10 @@ class _LocationScale(Likelihood):
     def __init__(self, data_shape, scale: float = 0.1, learn_scale: bool = False, **_):
         super().__init__(data_shape)
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < math.inf:
-            raise ValueError(f"{type(self).__name__} scale (option likelihood_scale) must be a positive finite number (> 0), got "
-                             f"{scale!r}")
+            raise ValueError(
+                f"{type(self).__name__} scale (option likelihood_scale) must be a positive finite number (> 0), got "
+                f"{scale!r}"
+            )
         self.learn_scale = learn_scale
         log_scale = torch.tensor(math.log(scale))
         if learn_scale:

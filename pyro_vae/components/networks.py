@@ -130,8 +130,7 @@ class ConvDecoder(nn.Module):
         c, h, w = self.data_shape
         n_up = len(channels)
         self.start = (channels[-1], math.ceil(h / 2**n_up), math.ceil(w / 2**n_up))
-        self.fc = mlp((latent_dim,) + tuple(reversed(tuple(hidden))) + (math.prod(self.start),),
-                       final_activation=True)
+        self.fc = mlp((latent_dim,) + tuple(reversed(tuple(hidden))) + (math.prod(self.start),), final_activation=True)
         layers = []
         rev = list(reversed(channels)) + [c]
         for i, (a, b) in enumerate(zip(rev[:-1], rev[1:])):

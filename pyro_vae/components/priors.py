@@ -55,11 +55,14 @@ class DiagonalNormalMixture(dist.MixtureSameFamily):
 
     def __init__(self, logits: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, validate_args=None):
         if loc.dim() != 2 or loc.shape != scale.shape or logits.shape != loc.shape[:1]:
-            raise ValueError(f"DiagonalNormalMixture needs logits (K,), loc and scale (K, D); got "
-                             f"{tuple(logits.shape)}, {tuple(loc.shape)}, {tuple(scale.shape)}")
+            raise ValueError(
+                f"DiagonalNormalMixture needs logits (K,), loc and scale (K, D); got "
+                f"{tuple(logits.shape)}, {tuple(loc.shape)}, {tuple(scale.shape)}"
+            )
         self._params = (logits, loc, scale)  # unexpanded: a plate expands the components to (B, K, D)
-        super().__init__(dist.Categorical(logits=logits), dist.Normal(loc, scale).to_event(1),
-                         validate_args=validate_args)
+        super().__init__(
+            dist.Categorical(logits=logits), dist.Normal(loc, scale).to_event(1), validate_args=validate_args
+        )
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(DiagonalNormalMixture, _instance)
@@ -71,8 +74,9 @@ class DiagonalNormalMixture(dist.MixtureSameFamily):
             self._validate_sample(value)
         logits, loc, scale = self._params
         precision = scale.pow(-2)  # (K, D)
-        const = (-0.5 * (loc * loc * precision).sum(-1) - scale.log().sum(-1)
-                 - 0.5 * loc.shape[-1] * math.log(2 * math.pi))  # (K,)
+        const = (
+            -0.5 * (loc * loc * precision).sum(-1) - scale.log().sum(-1) - 0.5 * loc.shape[-1] * math.log(2 * math.pi)
+        )  # (K,)
         quad = (value * value) @ (-0.5 * precision).T + value @ (loc * precision).T  # (..., K)
         out = torch.logsumexp(quad + const + torch.log_softmax(logits, -1), -1)
         return out.expand(torch.broadcast_shapes(out.shape, self.batch_shape))
@@ -117,8 +121,9 @@ class MixtureOfGaussians(nn.Module):
     def __init__(self, latent_dim: int, components: int = 10, **_):
         super().__init__()
         if isinstance(components, bool) or not isinstance(components, int) or components < 1:
-            raise ValueError(f"a mixture prior needs a whole number >= 1 of components (--prior-components), got "
-                             f"{components!r}")
+            raise ValueError(
+                f"a mixture prior needs a whole number >= 1 of components (--prior-components), got {components!r}"
+            )
         self.latent_dim = latent_dim
         self.components = components
         self.logits = nn.Parameter(torch.zeros(components))
@@ -148,13 +153,17 @@ class FlowPrior(nn.Module):
         self.register_buffer("loc", torch.zeros(latent_dim))
         self.register_buffer("scale", torch.ones(latent_dim))
         self.flows = nn.ModuleList(
-            AffineAutoregressive(AutoRegressiveNN(latent_dim, [width], permutation=autoregressive_order(latent_dim, i)), stable=True)
-            for i in range(steps))
+            AffineAutoregressive(
+                AutoRegressiveNN(latent_dim, [width], permutation=autoregressive_order(latent_dim, i)), stable=True
+            )
+            for i in range(steps)
+        )
 
     def forward(self):
         # density direction: log p(z) runs each transform forward on z (its inverse is the draw)
-        return dist.TransformedDistribution(dist.Normal(self.loc, self.scale).to_event(1),
-                                            [f.inv for f in reversed(self.flows)])
+        return dist.TransformedDistribution(
+            dist.Normal(self.loc, self.scale).to_event(1), [f.inv for f in reversed(self.flows)]
+        )
 
 
 def autoregressive_order(dim: int, step: int) -> torch.Tensor:
@@ -175,12 +184,15 @@ class VampPrior(nn.Module):
     def __init__(self, latent_dim: int, components: int = 500, data_shape=None, **_):
         super().__init__()
         if isinstance(components, bool) or not isinstance(components, int) or components < 1:
-            raise ValueError(f"a VampPrior needs a whole number >= 1 of pseudo-inputs (--prior-components), got "
-                             f"{components!r}")
+            raise ValueError(
+                f"a VampPrior needs a whole number >= 1 of pseudo-inputs (--prior-components), got {components!r}"
+            )
         if data_shape is None:
-            raise ValueError("a VampPrior is a mixture of the family's own guide: it needs a family that passes "
-                             "data_shape and attaches its encoder q(z|x) (a family with one Gaussian encoder of x "
-                             "that calls prior.attach(encoder))")
+            raise ValueError(
+                "a VampPrior is a mixture of the family's own guide: it needs a family that passes "
+                "data_shape and attaches its encoder q(z|x) (a family with one Gaussian encoder of x "
+                "that calls prior.attach(encoder))"
+            )
         self.latent_dim, self.components = latent_dim, components
         self.data_shape = tuple(data_shape)
         self.pseudo_logits = nn.Parameter(0.1 * torch.randn(components, *self.data_shape))
@@ -195,8 +207,10 @@ class VampPrior(nn.Module):
 
     def forward(self):
         if self._encoder is None:
-            raise ValueError("the VampPrior has no encoder: a family must call prior.attach(encoder); use it with "
-                             "a family with an encoder q(z|x) that does")
+            raise ValueError(
+                "the VampPrior has no encoder: a family must call prior.attach(encoder); use it with "
+                "a family with an encoder q(z|x) that does"
+            )
         loc, scale = self._encoder(self.pseudo_inputs())
         return DiagonalNormalMixture(torch.zeros(self.components, device=loc.device), loc, scale)
 
@@ -209,12 +223,15 @@ def check_prior(prior: nn.Module, latent_dim: int) -> None:
     except ValueError:
         raise
     except Exception as e:  # noqa: BLE001 - the user's component (no forward, a bug in it): say where
-        raise ContractError(f"prior {type(prior).__name__}() fails: {type(e).__name__}: "
-                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}; forward() must take no "
-                            f"arguments and return a distribution over one latent vector") from None
+        raise ContractError(
+            f"prior {type(prior).__name__}() fails: {type(e).__name__}: "
+            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}; forward() must take no "
+            f"arguments and return a distribution over one latent vector"
+        ) from None
     if not callable(getattr(d, "log_prob", None)) or not hasattr(d, "event_shape"):
-        raise ContractError(f"prior {type(prior).__name__}() must return a distribution with log_prob, got "
-                            f"{type(d).__name__}")
+        raise ContractError(
+            f"prior {type(prior).__name__}() must return a distribution with log_prob, got {type(d).__name__}"
+        )
     if tuple(d.event_shape) != (latent_dim,) or tuple(d.batch_shape) != ():
         raise ValueError(
             f"prior {type(prior).__name__}() returned batch_shape {tuple(d.batch_shape)} and "

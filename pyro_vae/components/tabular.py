@@ -88,15 +88,21 @@ class CategoricalLikelihood(Likelihood):
         super().check_data(x)
         k = self.data_shape[-1]
         if k < 2:
-            raise ValueError(f"the categorical likelihood needs at least 2 levels in the last data dimension, got "
-                             f"data shape {self.data_shape}")
+            raise ValueError(
+                f"the categorical likelihood needs at least 2 levels in the last data dimension, got "
+                f"data shape {self.data_shape}"
+            )
         not_binary = (x != 0) & (x != 1)
         if not_binary.any() or not (x.sum(-1) == 1).all():
             raise ValueError(
                 f"the categorical likelihood needs one-hot rows over the last dimension (K = {k} levels), but "
-                + (f"{_describe_bad(x, not_binary)} are not 0 or 1" if not_binary.any() else
-                   f"{int((x.sum(-1) != 1).sum())} rows do not hold exactly one 1")
-                + "; integer codes: pyro_vae.data.tables.one_hot(codes, K)")
+                + (
+                    f"{_describe_bad(x, not_binary)} are not 0 or 1"
+                    if not_binary.any()
+                    else f"{int((x.sum(-1) != 1).sum())} rows do not hold exactly one 1"
+                )
+                + "; integer codes: pyro_vae.data.tables.one_hot(codes, K)"
+            )
 
 
 # ---------------------------------------------------------------------- a table's row
@@ -148,8 +154,8 @@ class TableRow(TorchDistribution):
             safe = torch.where(seen, x, torch.ones_like(x) if kind == "positive" else torch.zeros_like(x))
             terms.append(torch.where(seen, d.log_prob(safe), torch.zeros_like(safe)))
         for start, k, _ in self.lik.blocks:  # NaN one-hot rows give 0: nan_to_num makes them all zero
-            logp = torch.log_softmax(self.params[..., start:start + k], -1)
-            terms.append((value[..., start:start + k].nan_to_num(0.0) * logp).sum(-1, keepdim=True))
+            logp = torch.log_softmax(self.params[..., start : start + k], -1)
+            terms.append((value[..., start : start + k].nan_to_num(0.0) * logp).sum(-1, keepdim=True))
         shape = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
         return torch.cat([t.expand(*shape, t.shape[-1]) for t in terms], -1)[..., self.lik.column_order]
 
@@ -162,8 +168,8 @@ class TableRow(TorchDistribution):
             for _, entries, _, d in self._parts():
                 out[..., entries] = d.sample(sample_shape).to(out.dtype)
             for start, k, _ in self.lik.blocks:
-                logits = self.params[..., start:start + k]
-                out[..., start:start + k] = dist.OneHotCategorical(logits=logits).sample(sample_shape)
+                logits = self.params[..., start : start + k]
+                out[..., start : start + k] = dist.OneHotCategorical(logits=logits).sample(sample_shape)
             return out
 
     @property
@@ -189,8 +195,10 @@ class TabularLikelihood(Likelihood):
     def __init__(self, data_shape, schema=None, count: str = "poisson", min_scale: float = 1e-3, **_):
         super().__init__(data_shape)
         if schema is None:
-            raise ValueError("the tabular likelihood needs the table's schema (option schema): its columns as "
-                             "name:kind[:levels]; a data set read by pyro_vae.data.tables carries it (.schema)")
+            raise ValueError(
+                "the tabular likelihood needs the table's schema (option schema): its columns as "
+                "name:kind[:levels]; a data set read by pyro_vae.data.tables carries it (.schema)"
+            )
         if count not in COUNTS:
             raise ValueError(f"tabular likelihood option count must be one of {', '.join(COUNTS)}, got {count!r}")
         if isinstance(min_scale, bool) or not isinstance(min_scale, (int, float)) or not 0 < min_scale < math.inf:
@@ -198,15 +206,18 @@ class TabularLikelihood(Likelihood):
         self.columns = parse_schema(schema)
         width = row_width(self.columns)
         if len(self.data_shape) != 1 or self.data_shape[0] != width:
-            raise ValueError(f"the schema's {len(self.columns)} columns take {width} entries per row (a categorical "
-                             f"column one per level), but the data have shape {self.data_shape}: a table's rows "
-                             f"need data of shape ({width},)")
+            raise ValueError(
+                f"the schema's {len(self.columns)} columns take {width} entries per row (a categorical "
+                f"column one per level), but the data have shape {self.data_shape}: a table's rows "
+                f"need data of shape ({width},)"
+            )
         self.count, self.min_scale = count, float(min_scale)
         self._layout()
         learned = ("real", "positive") + (("count",) if count == "negative_binomial" else ())
         start = math.log(math.expm1(1.0))  # spread 1 (a standardized column's sd), or size 1, at first
-        self.raw = nn.ParameterDict({kind: nn.Parameter(torch.full((len(cols),), start))
-                                     for kind, cols in self.kinds if kind in learned})
+        self.raw = nn.ParameterDict(
+            {kind: nn.Parameter(torch.full((len(cols),), start)) for kind, cols in self.kinds if kind in learned}
+        )
 
     def _layout(self):
         """The row's layout: each scalar kind's entries (a buffer ``entries_KIND``) and columns,
@@ -251,7 +262,7 @@ class TabularLikelihood(Likelihood):
             elif kind == "binary":
                 out[..., entries] = torch.sigmoid(mu)
         for start, k, _ in self.blocks:
-            out[..., start:start + k] = torch.softmax(params[..., start:start + k], -1)
+            out[..., start : start + k] = torch.softmax(params[..., start : start + k], -1)
         return out
 
     def mode_fill(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
@@ -265,7 +276,7 @@ class TabularLikelihood(Likelihood):
             elif kind == "count":  # a whole number, so the filled table is a table of counts
                 fill[..., entries] = mean[..., entries].round()
         for start, k, _ in self.blocks:
-            fill[..., start:start + k] = F.one_hot(mean[..., start:start + k].argmax(-1), k).to(mean.dtype)
+            fill[..., start : start + k] = F.one_hot(mean[..., start : start + k].argmax(-1), k).to(mean.dtype)
         return torch.where(torch.isnan(x), fill, x)
 
     def check_data(self, x):
@@ -276,22 +287,30 @@ class TabularLikelihood(Likelihood):
         for kind, entries, cols in self.groups:
             v = x[..., entries.to(x.device)]
             seen = ~torch.isnan(v)
-            bad = {"real": torch.zeros_like(seen), "positive": v <= 0, "count": (v < 0) | (v != v.round()),
-                   "binary": (v != 0) & (v != 1)}[kind] & seen
+            bad = {
+                "real": torch.zeros_like(seen),
+                "positive": v <= 0,
+                "count": (v < 0) | (v != v.round()),
+                "binary": (v != 0) & (v != 1),
+            }[kind] & seen
             if bad.any():
                 col = self.columns[cols[int(bad.reshape(-1, len(cols)).any(0).nonzero()[0, 0])]]
                 need = {"positive": "values > 0", "count": "whole numbers >= 0", "binary": "0 or 1"}[kind]
-                raise ValueError(f"{kind} column {col.name!r} needs {need} (or NaN: missing), but the data have "
-                                 f"{_describe_bad(v, bad)}")
+                raise ValueError(
+                    f"{kind} column {col.name!r} needs {need} (or NaN: missing), but the data have "
+                    f"{_describe_bad(v, bad)}"
+                )
         for start, k, j in self.blocks:
-            v = x[..., start:start + k]
+            v = x[..., start : start + k]
             missing = torch.isnan(v)
             partly = missing.any(-1) & ~missing.all(-1)
             not_one_hot = ~missing.all(-1) & (((v != 0) & (v != 1)).any(-1) | (v.nan_to_num(0).sum(-1) != 1))
             if (partly | not_one_hot).any():
                 row = int((partly | not_one_hot).reshape(-1).nonzero()[0, 0])
-                raise ValueError(f"categorical column {self.columns[j].name!r} needs one-hot rows of its {k} levels "
-                                 f"(all NaN: missing), but row {row} has {v.reshape(-1, k)[row].tolist()}")
+                raise ValueError(
+                    f"categorical column {self.columns[j].name!r} needs one-hot rows of its {k} levels "
+                    f"(all NaN: missing), but row {row} has {v.reshape(-1, k)[row].tolist()}"
+                )
 
 
 # ---------------------------------------------------------------------- a family's imputations
@@ -304,8 +323,10 @@ def impute(family, x: torch.Tensor) -> torch.Tensor:
     require(family, Codes, "impute missing entries", "use a family with encode and decode")
     likelihood = traits(family).likelihood
     if not callable(getattr(likelihood, "mode_fill", None)):
-        raise ValueError(f"imputing needs a likelihood that models missing entries (the tabular one), not "
-                         f"{type(likelihood).__name__}")
+        raise ValueError(
+            f"imputing needs a likelihood that models missing entries (the tabular one), not "
+            f"{type(likelihood).__name__}"
+        )
     loc, _ = family.encode(x)
     return likelihood.mode_fill(x, family.decode(loc))
 

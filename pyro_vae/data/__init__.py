@@ -11,5 +11,15 @@ from pyro_vae.data.datasets import load_data, register_dataset
 from pyro_vae.data.loaders import LoaderData
 from pyro_vae.data.torch_data import from_torch, to_memory
 
-__all__ = ["Batch", "DataError", "Dataset", "Splits", "load_data", "register_dataset", "select_labels", "from_torch",
-           "to_memory", "LoaderData"]
+__all__ = [
+    "Batch",
+    "DataError",
+    "Dataset",
+    "Splits",
+    "load_data",
+    "register_dataset",
+    "select_labels",
+    "from_torch",
+    "to_memory",
+    "LoaderData",
+]

@@ -45,9 +45,11 @@ class Batch:
             if t is None or torch.is_tensor(t):
                 continue
             if name == "x" or not isinstance(t, (np.ndarray, list, tuple)):
-                raise DataError(f"Batch field {name!r} must be a tensor with one entry per data point, got "
-                                f"{type(t).__name__}" + ("; make one with pyro_vae.data.batch.to_float_images(array, 'x')"
-                                                         if name == "x" else ""))
+                raise DataError(
+                    f"Batch field {name!r} must be a tensor with one entry per data point, got "
+                    f"{type(t).__name__}"
+                    + ("; make one with pyro_vae.data.batch.to_float_images(array, 'x')" if name == "x" else "")
+                )
             try:
                 setattr(self, name, torch.as_tensor(np.asarray(t)))
             except (TypeError, ValueError, RuntimeError) as e:
@@ -63,10 +65,14 @@ class Batch:
             t = getattr(self, name)
             if t is not None and (t.dim() == 0 or t.shape[0] != n):
                 if t.dim() == 0:
-                    raise DataError(f"{n} data points but {name!r} is a 0-d tensor: every per-example tensor "
-                                    f"needs one entry per data point")
-                raise DataError(f"{n} data points but {t.shape[0]} entries in {name!r}: every "
-                                f"per-example tensor needs one entry per data point")
+                    raise DataError(
+                        f"{n} data points but {name!r} is a 0-d tensor: every per-example tensor "
+                        f"needs one entry per data point"
+                    )
+                raise DataError(
+                    f"{n} data points but {t.shape[0]} entries in {name!r}: every "
+                    f"per-example tensor needs one entry per data point"
+                )
 
     def _cast(self):
         """Floating ``x`` and ``c`` in torch's default dtype and integer labels as int64, cast once
@@ -132,8 +138,9 @@ class Batch:
 
     def unlabelled(self) -> "Batch":
         """The same data with no label visible to a model (evaluation of log p(x) sums y out)."""
-        return self.replace(labelled=None if self.y is None else torch.zeros(len(self), dtype=torch.bool,
-                                                                            device=self.x.device))
+        return self.replace(
+            labelled=None if self.y is None else torch.zeros(len(self), dtype=torch.bool, device=self.x.device)
+        )
 
 
 Dataset = Batch  # the name training code and users know; one class for data sets and batches
@@ -147,7 +154,9 @@ class Splits:
     name: str = ""
     test_source: str = ""  # what the test split is, in words
     scale: str = ""  # how the stored values became x, in words (e.g. "16-bit images: values / 65535 -> [0, 1]")
-    origin: str = ""  # where the data came from, in words (e.g. "mymod:make gave a map-style torch Dataset mymod.Digits")
+    origin: str = (
+        ""  # where the data came from, in words (e.g. "mymod:make gave a map-style torch Dataset mymod.Digits")
+    )
 
 
 # ---------------------------------------------------------------------- helpers
@@ -166,9 +175,15 @@ def check_finite(x: torch.Tensor, what: str = "data", allow_nan: bool = False) -
         if x.dim() > 0:
             first = int(bad.reshape(x.shape[0], -1).any(1).nonzero()[0, 0])
             where = f" (the first in data point {first})"
-        raise DataError(f"{what} contain {int(bad.sum())} {'Inf' if allow_nan else 'NaN or Inf'} values{where}; clean "
-                        f"them before training" + ("" if allow_nan else " (missing entries of a table: a likelihood "
-                                                   "that models them, likelihood='tabular')"))
+        raise DataError(
+            f"{what} contain {int(bad.sum())} {'Inf' if allow_nan else 'NaN or Inf'} values{where}; clean "
+            f"them before training"
+            + (
+                ""
+                if allow_nan
+                else " (missing entries of a table: a likelihood that models them, likelihood='tabular')"
+            )
+        )
 
 
 def numeric_array(arr, what: str) -> np.ndarray:
@@ -179,16 +194,20 @@ def numeric_array(arr, what: str) -> np.ndarray:
         raise DataError(f"{what}: cannot make an array of numbers of it ({first_line(e)})") from None
     kind = a.dtype.kind
     if kind in "US":
-        raise DataError(f"{what} holds strings (dtype {a.dtype}), not numbers; convert them to numbers first "
-                        f"(e.g. array.astype(float))")
+        raise DataError(
+            f"{what} holds strings (dtype {a.dtype}), not numbers; convert them to numbers first "
+            f"(e.g. array.astype(float))"
+        )
     if kind == "c":
-        raise DataError(f"{what} holds complex numbers (dtype {a.dtype}); pass real numbers (e.g. abs(array) or "
-                        f"array.real)")
+        raise DataError(
+            f"{what} holds complex numbers (dtype {a.dtype}); pass real numbers (e.g. abs(array) or array.real)"
+        )
     if kind == "O":
         raise DataError(f"{what} holds Python objects (dtype object), not numbers; pass a numeric array")
     if kind not in "biuf":
-        raise DataError(f"{what} has dtype {a.dtype}; pyro-vae needs an array of numbers (integers, floats or "
-                        f"booleans)")
+        raise DataError(
+            f"{what} has dtype {a.dtype}; pyro-vae needs an array of numbers (integers, floats or booleans)"
+        )
     return a
 
 
@@ -200,8 +219,10 @@ def dense_tensor(t: torch.Tensor, what: str) -> torch.Tensor:
     the memory budget, a quantized one dequantized; a meta tensor (a shape without values) and
     other layouts are refused with a DataError in one line."""
     if t.device.type == "meta":
-        raise DataError(f"{what} holds no data: a tensor on the meta device (a shape {tuple(t.shape)} without "
-                        f"values); save the tensor that holds the values")
+        raise DataError(
+            f"{what} holds no data: a tensor on the meta device (a shape {tuple(t.shape)} without "
+            f"values); save the tensor that holds the values"
+        )
     if getattr(t, "is_nested", False):
         raise DataError(f"{what} is a nested tensor (rows of different sizes); save a tensor of shape (N, ...)")
     if t.is_quantized:
@@ -211,9 +232,11 @@ def dense_tensor(t: torch.Tensor, what: str) -> torch.Tensor:
 
         need, budget = t.numel() * 4, memory_budget()
         if need > budget:
-            raise DataError(f"{what} is a sparse tensor of shape {tuple(t.shape)}: made dense it would take "
-                            f"{need / 2**30:.3g} GiB, more than the {budget / 2**30:.3g} GiB this machine can hold "
-                            f"comfortably; save a smaller dense array")
+            raise DataError(
+                f"{what} is a sparse tensor of shape {tuple(t.shape)}: made dense it would take "
+                f"{need / 2**30:.3g} GiB, more than the {budget / 2**30:.3g} GiB this machine can hold "
+                f"comfortably; save a smaller dense array"
+            )
         t = t.to_dense()
     elif t.layout != torch.strided:
         raise DataError(f"{what} has layout {t.layout}; save an ordinary dense tensor (tensor.to_dense())")
@@ -227,15 +250,18 @@ def to_float_images(arr, what: str) -> torch.Tensor:
     if torch.is_tensor(arr):
         src = dense_tensor(arr, what)
         if src.is_complex():
-            raise DataError(f"{what} holds complex numbers (dtype {src.dtype}); pass real numbers (e.g. "
-                            f"tensor.abs() or tensor.real)")
+            raise DataError(
+                f"{what} holds complex numbers (dtype {src.dtype}); pass real numbers (e.g. "
+                f"tensor.abs() or tensor.real)"
+            )
         if src.dtype == torch.uint8:
             return src.float() / 255.0
         try:
             t = src.float()
         except (RuntimeError, TypeError) as e:  # a dtype without a float conversion
-            raise DataError(f"{what}: cannot read values of dtype {src.dtype} ({first_line(e)}); save float32 or "
-                            f"integer tensors") from None
+            raise DataError(
+                f"{what}: cannot read values of dtype {src.dtype} ({first_line(e)}); save float32 or integer tensors"
+            ) from None
         # only float64 values can overflow float32: any other NaN or Inf was in the data
         finite_before = (lambda: bool(torch.isfinite(src).all())) if src.dtype == torch.float64 else (lambda: False)
         largest = (lambda: float(src.double().abs().max())) if src.numel() else (lambda: 0.0)
@@ -249,8 +275,10 @@ def to_float_images(arr, what: str) -> torch.Tensor:
             t = torch.from_numpy(np.array(a, dtype=np.float32))
     if not torch.isfinite(t).all():
         if finite_before():
-            raise DataError(f"{what} contain NaN or Inf values once stored as 32-bit floats: values up to "
-                            f"{largest():.3g} are too large for 32-bit floats; rescale the data")
+            raise DataError(
+                f"{what} contain NaN or Inf values once stored as 32-bit floats: values up to "
+                f"{largest():.3g} are too large for 32-bit floats; rescale the data"
+            )
         check_finite(t, what)
     return t
 
@@ -261,8 +289,10 @@ def check_shift(max_shift, data_shape) -> None:
     zero-padded copy could need more memory than there is."""
     if max_shift and len(data_shape) == 3 and max_shift >= min(data_shape[1:]):
         h, w = data_shape[1:]
-        raise DataError(f"augment_shift {max_shift} must be smaller than the image size {h} x {w} (height x width): "
-                        f"use at most {min(h, w) - 1} (a few pixels is usual)")
+        raise DataError(
+            f"augment_shift {max_shift} must be smaller than the image size {h} x {w} (height x width): "
+            f"use at most {min(h, w) - 1} (a few pixels is usual)"
+        )
 
 
 def shift_images(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -289,8 +319,12 @@ def binarize(x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
         return x.clone()
     check_finite(x, "data to binarize")
     if x.min() < 0 or x.max() > 1:
-        hint = (" 8-bit pixel values (0-255)? Divide them by 255, or save the array as uint8 (scaled to [0, 1] "
-                "when loaded)." if x.max() > 1 and x.min() >= 0 else "")
+        hint = (
+            " 8-bit pixel values (0-255)? Divide them by 255, or save the array as uint8 (scaled to [0, 1] "
+            "when loaded)."
+            if x.max() > 1 and x.min() >= 0
+            else ""
+        )
         raise DataError(
             f"binarization treats pixel values as probabilities and needs them in [0, 1]; "
             f"got min {x.min().item():.4g}, max {x.max().item():.4g}.{hint} For real-valued data use "
@@ -305,8 +339,10 @@ def binarize(x: torch.Tensor, seed: int | None = None) -> torch.Tensor:
 def check_val_fraction(val_fraction) -> None:
     """Raise a DataError unless ``val_fraction`` is a number strictly between 0 and 1."""
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
-        raise DataError(f"option val_fraction must be between 0 and 1, exclusive: the share of the "
-                        f"training data held out for validation; got {val_fraction!r}")
+        raise DataError(
+            f"option val_fraction must be between 0 and 1, exclusive: the share of the "
+            f"training data held out for validation; got {val_fraction!r}"
+        )
 
 
 def split(ds: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
@@ -319,16 +355,17 @@ def split_positions(n: int, val_fraction: float, seed: int) -> tuple[torch.Tenso
     """The positions of the training and validation points of a seeded split of ``n`` points."""
     check_val_fraction(val_fraction)
     if n < 2:
-        raise DataError(f"cannot split {n} data point{'s' if n != 1 else ''} into train and validation: "
-                        f"need at least 2")
+        raise DataError(
+            f"cannot split {n} data point{'s' if n != 1 else ''} into train and validation: need at least 2"
+        )
     n_val = max(1, int(round(n * val_fraction)))
     if n - n_val < 1:
-        raise DataError(f"val_fraction={val_fraction} leaves no training data: cannot split {n} data points "
-                        f"into train and validation; lower option val_fraction or use more data")
+        raise DataError(
+            f"val_fraction={val_fraction} leaves no training data: cannot split {n} data points "
+            f"into train and validation; lower option val_fraction or use more data"
+        )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[n_val:], perm[:n_val]
-
-
 
 
 # ---------------------------------------------------------------------- entry point
@@ -337,11 +374,10 @@ def batches(n: int, batch_size: int, shuffle: bool, device=None, generator=None)
     drawn from ``generator`` if given: it must live on ``device``)."""
     idx = torch.randperm(n, device=device, generator=generator) if shuffle else torch.arange(n, device=device)
     for start in range(0, n, batch_size):
-        yield idx[start:start + batch_size]
+        yield idx[start : start + batch_size]
 
 
-def mixed_batches(n: int, batch_size: int, labelled_idx: torch.Tensor, labelled_per_batch: int,
-                  generator=None):
+def mixed_batches(n: int, batch_size: int, labelled_idx: torch.Tensor, labelled_per_batch: int, generator=None):
     """Batches for semi-supervised training: every data point once per epoch (in random order),
     and to each batch ``labelled_per_batch`` more points drawn from ``labelled_idx`` (cycling
     through shuffled passes of it), so that a few labels are seen in every step."""
@@ -349,10 +385,11 @@ def mixed_batches(n: int, batch_size: int, labelled_idx: torch.Tensor, labelled_
     steps = math.ceil(n / batch_size)
     need = steps * labelled_per_batch
     passes = math.ceil(need / max(1, labelled_idx.numel()))
-    extra = torch.cat([labelled_idx[torch.randperm(labelled_idx.numel(), device=device, generator=generator)]
-                       for _ in range(passes)])[:need]
+    extra = torch.cat(
+        [labelled_idx[torch.randperm(labelled_idx.numel(), device=device, generator=generator)] for _ in range(passes)]
+    )[:need]
     for i, idx in enumerate(batches(n, batch_size, True, device, generator)):
-        yield torch.cat([idx, extra[i * labelled_per_batch:(i + 1) * labelled_per_batch]])
+        yield torch.cat([idx, extra[i * labelled_per_batch : (i + 1) * labelled_per_batch]])
 
 
 # ---------------------------------------------------------------------- labels and evaluation data
@@ -365,8 +402,10 @@ def for_evaluation(ds: Batch, binarize_mode: str) -> Batch:
     evaluation of a run (each epoch's validation, ``evaluate``, the figures) sees the same
     binary images; with ``none`` they are used as given."""
     if binarize_mode not in ("none", "static", "dynamic"):  # "auto" is resolved by fit, per likelihood
-        raise ValueError(f"for_evaluation needs the binarize mode a run resolved (none, static or dynamic; a "
-                         f"checkpoint's train_config holds it), got {binarize_mode!r}")
+        raise ValueError(
+            f"for_evaluation needs the binarize mode a run resolved (none, static or dynamic; a "
+            f"checkpoint's train_config holds it), got {binarize_mode!r}"
+        )
     if hasattr(ds, "to_batch"):  # a streamed split: the commands that ask for it need it in memory
         ds = ds.to_batch()
     if binarize_mode == "none":
@@ -381,8 +420,10 @@ def check_labels(y: torch.Tensor, num_classes: int, what: str = "labels") -> Non
     if y.dim() != 1:
         raise DataError(f"{what} must have shape (N,), got {tuple(y.shape)}")
     if y.numel() and (y.min() < 0 or y.max() >= num_classes):
-        raise DataError(f"{what} must lie in [0, {num_classes - 1}] for {num_classes} classes; got values "
-                        f"from {y.min().item()} to {y.max().item()}")
+        raise DataError(
+            f"{what} must lie in [0, {num_classes - 1}] for {num_classes} classes; got values "
+            f"from {y.min().item()} to {y.max().item()}"
+        )
 
 
 MAX_CLASSES = 10_000  # more classes than this: labels that are ids or values, not class indices
@@ -396,9 +437,11 @@ def check_class_count(largest, where: int | None = None, what: str = "the data")
         at = f" (data point {where})" if where is not None else ""
         whole = isinstance(largest, (int, np.integer))
         shown, count = (f"{largest}", f"{int(largest) + 1}") if whole else (f"{largest:.15g}", f"{largest + 1:.15g}")
-        raise DataError(f"{what}: the largest label is {shown}{at}, which would make {count} classes; labels must be "
-                        f"class indices 0, 1, ... below {MAX_CLASSES}: renumber them (e.g. "
-                        f"numpy.unique(y, return_inverse=True)[1])")
+        raise DataError(
+            f"{what}: the largest label is {shown}{at}, which would make {count} classes; labels must be "
+            f"class indices 0, 1, ... below {MAX_CLASSES}: renumber them (e.g. "
+            f"numpy.unique(y, return_inverse=True)[1])"
+        )
 
 
 def num_classes_of(ds: Batch) -> int | None:
@@ -417,18 +460,23 @@ def select_labels(ds: Batch, num_labels: int, seed: int = 0, num_classes: int | 
     ``seed``; every other label stays in ``y`` (for evaluation) but is hidden from the model
     (``labelled`` False)."""
     if ds.y is None:
-        raise DataError(f"labels={num_labels} needs a data set with labels (mnist5k, a torchvision set, an .npz "
-                        f"file with 'y', or a folder of class sub-folders)")
+        raise DataError(
+            f"labels={num_labels} needs a data set with labels (mnist5k, a torchvision set, an .npz "
+            f"file with 'y', or a folder of class sub-folders)"
+        )
     if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
         raise DataError(f"option labels must be a whole number >= 1 (labels kept for training), got {num_labels!r}")
     num_classes = num_classes or num_classes_of(ds)
     if num_classes is None:
-        raise DataError(f"labels={num_labels} needs labelled training data, but the training split holds no "
-                        f"data points")
+        raise DataError(
+            f"labels={num_labels} needs labelled training data, but the training split holds no data points"
+        )
     check_labels(ds.y, num_classes)
     if num_labels < num_classes or num_labels % num_classes:
-        raise DataError(f"labels={num_labels}: the labelled subset is drawn per class, so it must be a "
-                        f"positive multiple of the {num_classes} classes (e.g. {10 * num_classes})")
+        raise DataError(
+            f"labels={num_labels}: the labelled subset is drawn per class, so it must be a "
+            f"positive multiple of the {num_classes} classes (e.g. {10 * num_classes})"
+        )
     per_class = num_labels // num_classes
     g = torch.Generator().manual_seed(seed)
     y = ds.y.cpu()
@@ -436,9 +484,11 @@ def select_labels(ds: Batch, num_labels: int, seed: int = 0, num_classes: int | 
     for c in range(num_classes):
         members = (y == c).nonzero().reshape(-1)
         if members.numel() < per_class:
-            raise DataError(f"labels={num_labels} asks for {per_class} labels of class {c}, but the "
-                            f"training split has only {members.numel()} examples of it; ask for at most "
-                            f"{num_classes * int(torch.bincount(y, minlength=num_classes).min())}")
+            raise DataError(
+                f"labels={num_labels} asks for {per_class} labels of class {c}, but the "
+                f"training split has only {members.numel()} examples of it; ask for at most "
+                f"{num_classes * int(torch.bincount(y, minlength=num_classes).min())}"
+            )
         chosen.append(members[torch.randperm(members.numel(), generator=g)[:per_class]])
     mask = torch.zeros(len(ds), dtype=torch.bool)
     mask[torch.cat(chosen)] = True

@@ -44,10 +44,20 @@ class CountSimulation:
     zero_inflation: float = 0.0
 
     @classmethod
-    def make(cls, genes: int = 200, latent_dim: int = 4, cell_types: int = 5, library_loc: float = math.log(2000),
-             library_scale: float = 0.3, dispersion_range=(0.5, 10.0), weight_scale: float = 1.0,
-             bias_scale: float = 1.0, spread: float = 0.5, zero_inflation: float = 0.0,
-             seed: int = 0) -> "CountSimulation":
+    def make(
+        cls,
+        genes: int = 200,
+        latent_dim: int = 4,
+        cell_types: int = 5,
+        library_loc: float = math.log(2000),
+        library_scale: float = 0.3,
+        dispersion_range=(0.5, 10.0),
+        weight_scale: float = 1.0,
+        bias_scale: float = 1.0,
+        spread: float = 0.5,
+        zero_inflation: float = 0.0,
+        seed: int = 0,
+    ) -> "CountSimulation":
         """Draw the parameters from ``seed`` (the defaults: 200 genes, about 2,000 counts a cell)."""
         for name, value in (("genes", genes), ("latent_dim", latent_dim), ("cell_types", cell_types)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -58,12 +68,16 @@ class CountSimulation:
         if not 0 <= zero_inflation < 1:
             raise DataError(f"simulated counts: zero_inflation is a probability in [0, 1), got {zero_inflation!r}")
         rng = np.random.default_rng([seed, 0])
-        return cls(centers=rng.standard_normal((cell_types, latent_dim)),
-                   weights=weight_scale / math.sqrt(latent_dim) * rng.standard_normal((genes, latent_dim)),
-                   bias=bias_scale * rng.standard_normal(genes),
-                   dispersion=np.exp(rng.uniform(math.log(low), math.log(high), genes)),
-                   library_loc=float(library_loc), library_scale=float(library_scale), spread=float(spread),
-                   zero_inflation=float(zero_inflation))
+        return cls(
+            centers=rng.standard_normal((cell_types, latent_dim)),
+            weights=weight_scale / math.sqrt(latent_dim) * rng.standard_normal((genes, latent_dim)),
+            bias=bias_scale * rng.standard_normal(genes),
+            dispersion=np.exp(rng.uniform(math.log(low), math.log(high), genes)),
+            library_loc=float(library_loc),
+            library_scale=float(library_scale),
+            spread=float(spread),
+            zero_inflation=float(zero_inflation),
+        )
 
     def draw(self, n: int, seed=0) -> Batch:
         """``n`` cells: x ``(n, G)`` counts (float), y ``(n,)`` cell types; ``seed`` an integer or
@@ -90,8 +104,14 @@ def simulate_counts(train: int = 4000, val: int = 1000, test: int = 2000, seed: 
     drawn independently from the same process."""
     sim = CountSimulation.make(seed=seed, **parameters)
     train_, val_, test_ = (sim.draw(n, seed=[seed, i + 1]) for i, n in enumerate((train, val, test)))
-    return Splits(train_, val_, test_, "simulated counts", "simulated: drawn from the same process",
-                  "counts as drawn (no scaling)")
+    return Splits(
+        train_,
+        val_,
+        test_,
+        "simulated counts",
+        "simulated: drawn from the same process",
+        "counts as drawn (no scaling)",
+    )
 
 
 __all__ = ["CountSimulation", "simulate_counts"]

@@ -33,8 +33,16 @@ import torch
 
 from pyro_vae.data.batch import Batch, DataError, Splits, check_val_fraction, first_line, split, split_positions
 from pyro_vae.data.counts import simulate_counts
-from pyro_vae.data.sources import (TORCHVISION, image_scale, load_mnist5k, load_mnist_test_files, load_torchvision,
-                                   path_problem, read_array_file, read_image_folder)
+from pyro_vae.data.sources import (
+    TORCHVISION,
+    image_scale,
+    load_mnist5k,
+    load_mnist_test_files,
+    load_torchvision,
+    path_problem,
+    read_array_file,
+    read_image_folder,
+)
 from pyro_vae.data.streaming import ImageFolderSource, NpySource, StreamedData, should_stream
 from pyro_vae.data.tables import load_penguins
 from pyro_vae.data.torch_data import from_torch, is_map_style, origin_of, to_memory
@@ -59,8 +67,10 @@ def mnist5k(data_dir=None, val_fraction=0.1, seed=0) -> Splits:
     train, val = split(load_mnist5k(), val_fraction, seed)
     test = load_mnist_test_files(data_dir) if data_dir is not None else None
     if data_dir is not None and test is None:
-        raise DataError(f"no MNIST test files in {data_dir}: expected t10k-images-idx3-ubyte.gz (and "
-                        f"t10k-labels-idx1-ubyte.gz) there, in raw/ or in MNIST/raw/")
+        raise DataError(
+            f"no MNIST test files in {data_dir}: expected t10k-images-idx3-ubyte.gz (and "
+            f"t10k-labels-idx1-ubyte.gz) there, in raw/ or in MNIST/raw/"
+        )
     src = f"official MNIST test set ({data_dir})" if test is not None else ""
     return Splits(train, val, test, "mnist5k", src, image_scale("8-bit"))
 
@@ -98,8 +108,15 @@ def simcounts() -> Splits:
     return simulate_counts(seed=0)
 
 
-def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0,
-              download: bool = True, stream: str = "off", workers: int = 0) -> Splits:
+def load_data(
+    name: str,
+    data_dir=None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    download: bool = True,
+    stream: str = "off",
+    workers: int = 0,
+) -> Splits:
     """Load a registered data set, a path or ``module:function``, and split off a seeded
     validation set where the data come whole.
 
@@ -128,8 +145,10 @@ def load_data(name: str, data_dir=None, val_fraction: float = 0.1, seed: int = 0
     if problem == "no such file or folder" and FUNCTION.match(name):
         return as_splits(call_loader(import_function(name), given, name), name, val_fraction, seed, stream, workers)
     if problem == "no such file or folder":
-        raise DataError(f"unknown data set {name!r}: not one of {', '.join(sorted(DATASETS))}, no such file or "
-                        f"folder, and not module:function")
+        raise DataError(
+            f"unknown data set {name!r}: not one of {', '.join(sorted(DATASETS))}, no such file or "
+            f"folder, and not module:function"
+        )
     if problem is not None:
         raise DataError(f"cannot read data set {path}: {problem}; pass a .npy, .npz or .pt file or a folder of images")
     return load_path(path, val_fraction, seed, stream, workers)
@@ -140,8 +159,10 @@ def load_path(path: Path, val_fraction: float, seed: int, stream: str, workers: 
     is_dir = path.is_dir()
     streamable = is_dir or path.suffix.lower() == ".npy"
     if stream == "on" and not streamable:
-        raise DataError(f"stream='on' reads a .npy file or a folder of images batch by batch; {path} is neither "
-                        f"(save the images with numpy.save, or use stream='off')")
+        raise DataError(
+            f"stream='on' reads a .npy file or a folder of images batch by batch; {path} is neither "
+            f"(save the images with numpy.save, or use stream='off')"
+        )
     if stream != "off" and streamable:
         source = ImageFolderSource(path) if is_dir else NpySource(path)
         if should_stream(source, stream):
@@ -171,8 +192,10 @@ def import_function(spec: str):
             sys.path.append(os.getcwd())
             user_module = importlib.import_module(module_name)
     except Exception as e:  # the user's module: any error in it is the user's to see
-        raise DataError(f"data set {spec}: cannot import {module_name} ({type(e).__name__}: {first_line(e)}); put "
-                        f"its folder on PYTHONPATH or run from it") from None
+        raise DataError(
+            f"data set {spec}: cannot import {module_name} ({type(e).__name__}: {first_line(e)}); put "
+            f"its folder on PYTHONPATH or run from it"
+        ) from None
     fn = vars(user_module).get(func_name)
     if not callable(fn):
         raise DataError(f"data set {spec}: {module_name} has no function {func_name!r}")
@@ -192,8 +215,9 @@ def call_loader(loader, given: dict, name: str):
     except DataError:
         raise
     except Exception as e:  # the user's function: say where it failed, in one line
-        raise DataError(f"data set {name}: {getattr(loader, '__name__', 'the loader')} raised {type(e).__name__}: "
-                        f"{first_line(e)}") from None
+        raise DataError(
+            f"data set {name}: {getattr(loader, '__name__', 'the loader')} raised {type(e).__name__}: {first_line(e)}"
+        ) from None
 
 
 def as_splits(result, name: str, val_fraction: float, seed: int, stream: str = "off", workers: int = 0) -> Splits:
@@ -206,9 +230,11 @@ def as_splits(result, name: str, val_fraction: float, seed: int, stream: str = "
     elif isinstance(result, Batch) or is_map_style(result):
         parts, meta, raw = (*whole_split(result, val_fraction, seed), None), None, result
     else:
-        raise DataError(f"data set {name} gave {origin_of(result) or type(result).__name__}: return Splits, "
-                        f"(train, val), (train, val, test), or the whole training data as a Batch or a map-style "
-                        f"torch Dataset (an iterable one cannot be split: return (train, val))")
+        raise DataError(
+            f"data set {name} gave {origin_of(result) or type(result).__name__}: return Splits, "
+            f"(train, val), (train, val, test), or the whole training data as a Batch or a map-style "
+            f"torch Dataset (an iterable one cannot be split: return (train, val))"
+        )
     train, val, test = parts
     described = origin_of(raw)
     origin = getattr(meta, "origin", "") or (f"{name} gave {described}" if described else "")

@@ -20,8 +20,10 @@ import torch
 
 from pyro_vae.data.batch import Batch, DataError, numeric_array, to_float_images
 
-ITEMS = ("an item is x (a tensor, array, number or PIL image), a tuple (x, y) or (x, y, c), or a dict "
-         "with 'x' (and 'y', 'c')")
+ITEMS = (
+    "an item is x (a tensor, array, number or PIL image), a tuple (x, y) or (x, y, c), or a dict "
+    "with 'x' (and 'y', 'c')"
+)
 
 
 def fields_of(item, what: str) -> tuple:
@@ -62,8 +64,10 @@ def stack(values: list, what: str, names: list):
     first = tuple(values[0].shape)
     odd = next((i for i, v in enumerate(values) if tuple(v.shape) != first), None)
     if odd is not None:
-        raise DataError(f"{what}: {names[odd]} has shape {tuple(values[odd].shape)}, {names[0]} has {first}; every "
-                        f"data point needs one shape (resize or pad them, e.g. with a transform)")
+        raise DataError(
+            f"{what}: {names[odd]} has shape {tuple(values[odd].shape)}, {names[0]} has {first}; every "
+            f"data point needs one shape (resize or pad them, e.g. with a transform)"
+        )
     if all(torch.is_tensor(v) for v in values):
         return torch.stack([v.detach().cpu() for v in values])
     return np.stack([v.detach().cpu().numpy() if torch.is_tensor(v) else v for v in values])
@@ -75,8 +79,10 @@ def as_batch(x, y=None, c=None, what: str = "data") -> Batch:
     file's, ``y`` integer labels."""
     x = to_float_images(as_array(x, f"{what}: x"), f"{what} (x)")
     if x.dim() < 2:
-        raise DataError(f"{what}: each x is a single number; a data point is a vector or an image (return x of "
-                        f"shape (1,) for one feature)")
+        raise DataError(
+            f"{what}: each x is a single number; a data point is a vector or an image (return x of "
+            f"shape (1,) for one feature)"
+        )
     if y is not None and not torch.is_tensor(y):
         y = torch.from_numpy(numeric_array(as_array(y, f"{what}: y"), f"{what} (labels y)"))
     if c is not None:
@@ -96,8 +102,10 @@ def collate(items: list, what: str, rows=None) -> Batch:
         given = [f[k] is not None for f in fields]
         if not all(given) and any(given):
             odd = given.index(not given[0])
-            raise DataError(f"{what}: {names[odd]} has {'no ' if given[0] else ''}{field!r}, {names[0]} has "
-                            f"{'one' if given[0] else 'none'}; every item needs the same fields")
+            raise DataError(
+                f"{what}: {names[odd]} has {'no ' if given[0] else ''}{field!r}, {names[0]} has "
+                f"{'one' if given[0] else 'none'}; every item needs the same fields"
+            )
         columns.append(stack([f[k] for f in fields], what, [f"{n}'s {field}" for n in names]) if given[0] else None)
     return as_batch(*columns, what=what)
 
@@ -111,8 +119,9 @@ def concat(parts: list) -> Batch:
     """Batches one after the other, as one Batch."""
     if len(parts) == 1:
         return parts[0]
-    return Batch(*(None if getattr(parts[0], f) is None else torch.cat([getattr(p, f) for p in parts])
-                   for f in Batch.FIELDS))
+    return Batch(
+        *(None if getattr(parts[0], f) is None else torch.cat([getattr(p, f) for p in parts]) for f in Batch.FIELDS)
+    )
 
 
 __all__ = ["ITEMS", "fields_of", "as_array", "stack", "as_batch", "collate", "batch_of", "concat"]

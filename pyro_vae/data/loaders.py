@@ -79,11 +79,13 @@ class LoaderData:
     @property
     def resume_note(self) -> str:
         kind = "a DataLoader" if self.is_loader else "an iterable Dataset"
-        return (f"warning: {self.what} is {kind}: the resumed epoch reads it again from its start and skips the "
-                f"batches done; the run continues as it would have only if the data come again in the same order "
-                f"(their randomness from the global random streams or a DistributedSampler, which the run seeds; "
-                f"not a generator of their own, nor state kept from pass to pass). A map-style Dataset resumes "
-                f"exactly")
+        return (
+            f"warning: {self.what} is {kind}: the resumed epoch reads it again from its start and skips the "
+            f"batches done; the run continues as it would have only if the data come again in the same order "
+            f"(their randomness from the global random streams or a DistributedSampler, which the run seeds; "
+            f"not a generator of their own, nor state kept from pass to pass). A map-style Dataset resumes "
+            f"exactly"
+        )
 
     def _iterate(self, batch_size: int, pin_memory: bool = False, seed: int = 0):
         """The Batches of one pass over the data. The loader's own randomness (a shuffling
@@ -92,8 +94,16 @@ class LoaderData:
         if self.is_loader:
             loader, name = self.source, "batch"
         else:
-            loader, name = DataLoader(self.source, batch_size=batch_size, collate_fn=self._collate,
-                                      num_workers=self.workers, pin_memory=pin_memory), None
+            loader, name = (
+                DataLoader(
+                    self.source,
+                    batch_size=batch_size,
+                    collate_fn=self._collate,
+                    num_workers=self.workers,
+                    pin_memory=pin_memory,
+                ),
+                None,
+            )
         streams = Streams(seed)
         with streams.active():
             batches = iter(loader)
@@ -137,12 +147,15 @@ class LoaderData:
             parts.append(part)
             size += part.x.numel() * part.x.element_size()
             if size > budget:
-                raise DataError(f"{self.what} would take more than the {budget / 2**30:.3g} GiB this machine "
-                                f"holds comfortably; they are read into memory, so keep them smaller")
+                raise DataError(
+                    f"{self.what} would take more than the {budget / 2**30:.3g} GiB this machine "
+                    f"holds comfortably; they are read into memory, so keep them smaller"
+                )
         return concat(parts)
 
-    def epoch(self, batch_size: int, generator, rank: int = 0, world: int = 1, first: int = 0,
-              pin_memory: bool = False):
+    def epoch(
+        self, batch_size: int, generator, rank: int = 0, world: int = 1, first: int = 0, pin_memory: bool = False
+    ):
         """Yield ``(size, batch)`` for one epoch from batch ``first`` on: this rank's batch and
         the number of data points in the batch of all ranks together. A DistributedSampler is set
         to an epoch drawn from ``generator``; without one each rank takes its slice of every batch."""

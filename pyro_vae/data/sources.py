@@ -34,8 +34,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyro_vae.data.batch import (MAX_CLASSES, DataError, Dataset, check_class_count, dense_tensor, first_line,
-                                 to_float_images)
+from pyro_vae.data.batch import (
+    MAX_CLASSES,
+    DataError,
+    Dataset,
+    check_class_count,
+    dense_tensor,
+    first_line,
+    to_float_images,
+)
 
 
 # ---------------------------------------------------------------------- MNIST files
@@ -51,7 +58,7 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != math.prod(dims):
         raise DataError(f"{path} is truncated: expected {math.prod(dims)} values, found {body.size}")
@@ -105,15 +112,21 @@ def load_mnist5k() -> Dataset:
 # ---------------------------------------------------------------------- torchvision
 TORCHVISION = {
     "mnist": ("MNIST", "MNIST/raw", "train-images-idx3-ubyte.gz, t10k-images-idx3-ubyte.gz and their label files"),
-    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw", "train-images-idx3-ubyte.gz, t10k-images-idx3-ubyte.gz and their label files"),
+    "fashion-mnist": (
+        "FashionMNIST",
+        "FashionMNIST/raw",
+        "train-images-idx3-ubyte.gz, t10k-images-idx3-ubyte.gz and their label files",
+    ),
     "kmnist": ("KMNIST", "KMNIST/raw", "train-images-idx3-ubyte.gz, t10k-images-idx3-ubyte.gz and their label files"),
     "cifar10": ("CIFAR10", "", "cifar-10-python.tar.gz (or the extracted cifar-10-batches-py folder)"),
 }
 
 
 CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
-IDX_STEMS = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-             False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+IDX_STEMS = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def torchvision_missing(name: str, data_dir) -> list[str]:
@@ -122,8 +135,11 @@ def torchvision_missing(name: str, data_dir) -> list[str]:
     extracted ``DIR/cifar-10-batches-py`` folder for CIFAR-10. Looked up with ``os.stat`` only."""
     root = Path(data_dir)
     if name == "cifar10":
-        return [f"cifar-10-batches-py/{f}" for f in CIFAR10_FILES
-                if path_problem(root / "cifar-10-batches-py" / f) is not None]
+        return [
+            f"cifar-10-batches-py/{f}"
+            for f in CIFAR10_FILES
+            if path_problem(root / "cifar-10-batches-py" / f) is not None
+        ]
     raw = root / TORCHVISION[name][1]
     stems = IDX_STEMS[True] + IDX_STEMS[False]
     return [s + ".gz" for s in stems if all(path_problem(raw / n) is not None for n in (s, s + ".gz"))]
@@ -145,10 +161,15 @@ def load_torchvision(name: str, data_dir, train: bool, download: bool = True) ->
     where = root / sub if sub else root
     missing = torchvision_missing(name, root)
     if missing and not download:
-        listed = ("the extracted cifar-10-batches-py folder (from cifar-10-python.tar.gz)"
-                  if len(missing) == len(CIFAR10_FILES) and name == "cifar10" else ", ".join(missing))
-        raise DataError(f"{name} is not in {where}: {listed} missing there, and downloading is off (nothing is "
-                        f"fetched or written); put the files there and run again")
+        listed = (
+            "the extracted cifar-10-batches-py folder (from cifar-10-python.tar.gz)"
+            if len(missing) == len(CIFAR10_FILES) and name == "cifar10"
+            else ", ".join(missing)
+        )
+        raise DataError(
+            f"{name} is not in {where}: {listed} missing there, and downloading is off (nothing is "
+            f"fetched or written); put the files there and run again"
+        )
     if not missing and name != "cifar10":
         return _idx_split(where, train)
     import torchvision
@@ -156,9 +177,11 @@ def load_torchvision(name: str, data_dir, train: bool, download: bool = True) ->
     try:
         ds = getattr(torchvision.datasets, cls_name)(str(root), train=train, download=download)
     except Exception as e:  # torchvision raises RuntimeError/URLError/OSError when offline
-        raise DataError(f"could not {'download' if missing else 'load'} {name} ({'train' if train else 'test'} "
-                        f"split) into {where} ({_download_reason(e)}); offline? Put {files} in {where}/ and run "
-                        f"again") from None
+        raise DataError(
+            f"could not {'download' if missing else 'load'} {name} ({'train' if train else 'test'} "
+            f"split) into {where} ({_download_reason(e)}); offline? Put {files} in {where}/ and run "
+            f"again"
+        ) from None
     x = torch.as_tensor(np.asarray(ds.data))
     x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)  # (N,H,W) or (N,H,W,C)
     y = torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)
@@ -170,8 +193,9 @@ def _idx_split(raw: Path, train: bool) -> Dataset:
     images, labels = (find_file(raw, stem) for stem in IDX_STEMS[train])
     a, b = read_idx(images), read_idx(labels)
     if a.ndim != 3 or b.ndim != 1 or len(a) != len(b):
-        raise DataError(f"{images} (shape {a.shape}) and {labels} (shape {b.shape}) must hold N images (N, H, W) and "
-                        f"their N labels")
+        raise DataError(
+            f"{images} (shape {a.shape}) and {labels} (shape {b.shape}) must hold N images (N, H, W) and their N labels"
+        )
     return Dataset(torch.from_numpy(a.copy()).float().div_(255.0).unsqueeze(1), torch.from_numpy(b.astype(np.int64)))
 
 
@@ -202,9 +226,13 @@ def path_problem(path, folder_ok: bool = False) -> str | None:
         return e.strerror or type(e).__name__  # permission denied, name too long, ...
     if stat.S_ISREG(mode) or (folder_ok and stat.S_ISDIR(mode)):
         return None
-    kinds = [(stat.S_ISDIR, "a folder, not a file"), (stat.S_ISFIFO, "a named pipe (FIFO), not a file"),
-             (stat.S_ISSOCK, "a socket, not a file"), (stat.S_ISCHR, "a character device, not a file"),
-             (stat.S_ISBLK, "a block device, not a file")]
+    kinds = [
+        (stat.S_ISDIR, "a folder, not a file"),
+        (stat.S_ISFIFO, "a named pipe (FIFO), not a file"),
+        (stat.S_ISSOCK, "a socket, not a file"),
+        (stat.S_ISCHR, "a character device, not a file"),
+        (stat.S_ISBLK, "a block device, not a file"),
+    ]
     return next((text for test, text in kinds if test(mode)), "not a regular file")
 
 
@@ -231,8 +259,10 @@ def describe_torch_load_error(e: BaseException) -> str:
     if "Weights only load failed" in text:
         found = re.search(r"GLOBAL ([\w.]+)", text)
         if found:
-            return (f"it holds Python objects ({found.group(1)}) that pyro-vae does not unpickle: files are "
-                    f"read with weights_only=True, which loads tensors and plain data only (no code runs)")
+            return (
+                f"it holds Python objects ({found.group(1)}) that pyro-vae does not unpickle: files are "
+                f"read with weights_only=True, which loads tensors and plain data only (no code runs)"
+            )
         return "not a torch.save file (corrupt, or another format)"
     if isinstance(e, EOFError) or "Ran out of input" in text:
         return "truncated or corrupt (the file ends early)"
@@ -263,8 +293,9 @@ def load_torch_file(path, map_location="cpu"):
     if not head:
         raise UnreadableFile(path, "the file is empty (0 bytes)")
     if not (head.startswith(ZIP_MAGICS) or head[:1] == b"\x80"):  # zip (torch >= 1.6) or a pickle (older)
-        raise UnreadableFile(path, "not a torch.save file (neither a zip archive nor a pickle: another format, "
-                                   "or corrupt)")
+        raise UnreadableFile(
+            path, "not a torch.save file (neither a zip archive nor a pickle: another format, or corrupt)"
+        )
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for bad files (UnpicklingError, RuntimeError, OSError, ...)
@@ -274,17 +305,20 @@ def load_torch_file(path, map_location="cpu"):
 def _load_npy(path: Path):
     head = file_head(path, "a NumPy .npy file")
     if head.startswith(ZIP_MAGICS):
-        raise DataError(f"{path} is a zip archive (a NumPy .npz file, or a torch.save file?), not a .npy file: "
-                        f"name it .npz or .pt")
+        raise DataError(
+            f"{path} is a zip archive (a NumPy .npz file, or a torch.save file?), not a .npy file: name it .npz or .pt"
+        )
     if not head.startswith(NPY_MAGIC):
-        raise DataError(f"{path} is not a NumPy .npy file (no .npy signature: another format, or corrupt); "
-                        f"write it with numpy.save")
+        raise DataError(
+            f"{path} is not a NumPy .npy file (no .npy signature: another format, or corrupt); write it with numpy.save"
+        )
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as e:
         if "Object arrays" in str(e) or "pickled" in str(e):
-            raise DataError(f"{path} holds Python objects (an object array), which pyro-vae does not unpickle; "
-                            f"save a numeric array") from None
+            raise DataError(
+                f"{path} holds Python objects (an object array), which pyro-vae does not unpickle; save a numeric array"
+            ) from None
         raise DataError(f"{path} is truncated or corrupt ({first_line(e)})") from None
     except (OSError, EOFError) as e:
         raise DataError(f"{path} is truncated or corrupt ({first_line(e)})") from None
@@ -295,8 +329,10 @@ def _load_npz(path: Path):
 
     head = file_head(path, "a NumPy .npz file")
     if not head.startswith(ZIP_MAGICS):
-        raise DataError(f"{path} is not a NumPy .npz file (not a zip archive: another format, or corrupt); "
-                        f"write it with numpy.savez(path, x=data, y=labels)")
+        raise DataError(
+            f"{path} is not a NumPy .npz file (not a zip archive: another format, or corrupt); "
+            f"write it with numpy.savez(path, x=data, y=labels)"
+        )
     try:
         with np.load(path, allow_pickle=False) as f:
             keys = list(f.keys())
@@ -307,16 +343,19 @@ def _load_npz(path: Path):
             elif len(keys) == 1:
                 xk = keys[0]  # numpy.savez(path, data) names it arr_0
             else:
-                raise DataError(f"{path} has no array 'x' (it holds {', '.join(keys)}): name the data 'x' (and "
-                                f"labels 'y', a condition 'c'), e.g. numpy.savez(path, x=images, y=labels)")
+                raise DataError(
+                    f"{path} has no array 'x' (it holds {', '.join(keys)}): name the data 'x' (and "
+                    f"labels 'y', a condition 'c'), e.g. numpy.savez(path, x=images, y=labels)"
+                )
             arrays = {k: f[k] for k in ("y", "c") if k in keys}
             arrays["x"] = f[xk]
     except DataError:
         raise
     except ValueError as e:
         if "Object arrays" in str(e) or "pickled" in str(e):
-            raise DataError(f"{path} holds Python objects (an object array), which pyro-vae does not unpickle; "
-                            f"save numeric arrays") from None
+            raise DataError(
+                f"{path} holds Python objects (an object array), which pyro-vae does not unpickle; save numeric arrays"
+            ) from None
         raise DataError(f"{path} is truncated or corrupt ({first_line(e)})") from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
         raise DataError(f"{path} is truncated or corrupt ({first_line(e)})") from None
@@ -331,11 +370,15 @@ def _load_pt(path: Path):
     if torch.is_tensor(obj):
         return obj, None, None
     if not isinstance(obj, dict):
-        raise DataError(f"{path} holds a {type(obj).__name__}, not a tensor or a dict of tensors: save the data "
-                        f"with torch.save(x, path) or torch.save({{'x': x, 'y': labels}}, path)")
+        raise DataError(
+            f"{path} holds a {type(obj).__name__}, not a tensor or a dict of tensors: save the data "
+            f"with torch.save(x, path) or torch.save({{'x': x, 'y': labels}}, path)"
+        )
     if "x" not in obj:
-        raise DataError(f"{path}: a dict of tensors needs the key 'x' (and optionally 'y', 'c'); it has "
-                        f"{', '.join(map(repr, obj)) or 'no keys'}")
+        raise DataError(
+            f"{path}: a dict of tensors needs the key 'x' (and optionally 'y', 'c'); it has "
+            f"{', '.join(map(repr, obj)) or 'no keys'}"
+        )
     for k in ("x", "y", "c"):
         v = obj.get(k)
         if v is not None and not isinstance(v, (torch.Tensor, np.ndarray)):
@@ -346,14 +389,18 @@ def _load_pt(path: Path):
 def _labels(y, path, n: int) -> torch.Tensor:
     """Labels as int64 class indices of shape (n,), or a DataError naming what is wrong."""
     a = dense_tensor(y, f"{path}: labels 'y'").numpy() if torch.is_tensor(y) else np.asarray(y)
-    whole = a.dtype.kind in "biu" or (a.dtype.kind == "f" and bool(np.isfinite(a).all())
-                                       and bool((a == np.round(a)).all()))
+    whole = a.dtype.kind in "biu" or (
+        a.dtype.kind == "f" and bool(np.isfinite(a).all()) and bool((a == np.round(a)).all())
+    )
     if not whole:
-        raise DataError(f"{path}: labels 'y' must be whole numbers (class indices 0, 1, ...) of shape (N,), got "
-                        f"dtype {a.dtype}, shape {tuple(a.shape)}")
+        raise DataError(
+            f"{path}: labels 'y' must be whole numbers (class indices 0, 1, ...) of shape (N,), got "
+            f"dtype {a.dtype}, shape {tuple(a.shape)}"
+        )
     if a.ndim != 1:
-        raise DataError(f"{path}: labels 'y' must have shape (N,), one class index per data point; got shape "
-                        f"{tuple(a.shape)}")
+        raise DataError(
+            f"{path}: labels 'y' must have shape (N,), one class index per data point; got shape {tuple(a.shape)}"
+        )
     if a.size and a.min() < 0:
         raise DataError(f"{path}: labels must be class indices 0, 1, ...; found {a.min()}")
     if a.size and a.max() >= MAX_CLASSES:
@@ -431,8 +478,11 @@ def image_files(path) -> tuple[list[Path], list[str]]:
             raise DataError(f"cannot read image {p}: {problem}; remove or replace it")
     if not files:
         every = [p for p in found if p.is_file()]
-        found_text = (f"; it holds {len(every)} other file{'s' if len(every) > 1 else ''} (e.g. {every[0].name})"
-                      if every else "; the folder is empty")
+        found_text = (
+            f"; it holds {len(every)} other file{'s' if len(every) > 1 else ''} (e.g. {every[0].name})"
+            if every
+            else "; the folder is empty"
+        )
         raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {path}{found_text}")
     return files, sorted({p.parent.relative_to(path).as_posix() for p in files})
 
@@ -480,12 +530,16 @@ def read_image(p) -> tuple[np.ndarray, str, str]:
         raise DataError(f"cannot read image {p} ({reason}); remove or replace it") from None
     if mode == "I":
         if kind is None:
-            raise DataError(f"image {p} holds {bits or 32}-bit integers (mode I), which have no agreed full scale; "
-                            f"save 8- or 16-bit images, or 32-bit float images (values in [0, 1])")
+            raise DataError(
+                f"image {p} holds {bits or 32}-bit integers (mode I), which have no agreed full scale; "
+                f"save 8- or 16-bit images, or 32-bit float images (values in [0, 1])"
+            )
         top = 2**bits - 1
         if arr.size and (arr.min() < 0 or arr.max() > top):
-            raise DataError(f"image {p} declares {bits}-bit values (0 to {top}) but holds {arr.min()} to {arr.max()}; "
-                            f"save it again with its values in range")
+            raise DataError(
+                f"image {p} declares {bits}-bit values (0 to {top}) but holds {arr.min()} to {arr.max()}; "
+                f"save it again with its values in range"
+            )
     if kind == "float" and not np.isfinite(arr).all():
         raise DataError(f"image {p} holds {int((~np.isfinite(arr)).sum())} NaN or Inf values; clean or remove it")
     return (arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)), kind, mode
@@ -495,8 +549,10 @@ def check_image_kind(first: tuple, other: tuple, folder) -> None:
     """``first`` and ``other`` are ``(path, kind, mode)``: a DataError naming both when their kinds
     differ (8-bit next to 16-bit values would mean two scales in one data set)."""
     if first[1] != other[1]:
-        raise DataError(f"images in {folder} mix kinds: {first[0]} is {first[1]} (mode {first[2]}) but {other[0]} is "
-                        f"{other[1]} (mode {other[2]}); convert them to one kind (all 8-bit, all 16-bit or all float)")
+        raise DataError(
+            f"images in {folder} mix kinds: {first[0]} is {first[1]} (mode {first[2]}) but {other[0]} is "
+            f"{other[1]} (mode {other[2]}); convert them to one kind (all 8-bit, all 16-bit or all float)"
+        )
 
 
 def image_scale(kind: str, x: torch.Tensor | None = None) -> str:

@@ -26,6 +26,7 @@ import torch
 
 from pyro_vae.devices import MEMORY_SHARE, memory_budget  # noqa: F401 (the streaming decision reads them)
 
+
 def _layout(a: np.ndarray) -> np.ndarray:
     """Rows as (N, C, H, W) for images stored (N, H, W) or (N, H, W, C), as ``load_array_file`` does."""
     if a.ndim == 4 and a.shape[-1] in (1, 3) and a.shape[1] not in (1, 3):
@@ -49,13 +50,15 @@ class NpySource:
         try:
             array = np.load(self.path, mmap_mode="r", allow_pickle=False)
         except ValueError as e:
-            raise DataError(f"{self.path} cannot be memory-mapped ({str(e).splitlines()[0]}); save a numeric "
-                            f"array with numpy.save") from None
+            raise DataError(
+                f"{self.path} cannot be memory-mapped ({str(e).splitlines()[0]}); save a numeric array with numpy.save"
+            ) from None
         if array.dtype.kind not in "biuf":
             raise DataError(f"{self.path} has dtype {array.dtype}; pyro-vae needs an array of numbers")
         if array.ndim < 2 or array.shape[0] == 0:
-            raise DataError(f"{self.path}: need an array of shape (N, ...) with one data point per row, got "
-                            f"{array.shape}")
+            raise DataError(
+                f"{self.path}: need an array of shape (N, ...) with one data point per row, got {array.shape}"
+            )
         self.num_rows = int(array.shape[0])
         self.data_shape = tuple(_layout(array[:1]).shape[1:])
         self.what = str(self.path)
@@ -95,8 +98,11 @@ class ImageFolderSource:
         self.path = Path(path)
         self.files, classes = image_files(self.path)
         index = {c: i for i, c in enumerate(classes)}
-        self.labels = (torch.tensor([index[p.parent.relative_to(self.path).as_posix()] for p in self.files])
-                       if len(classes) > 1 else None)
+        self.labels = (
+            torch.tensor([index[p.parent.relative_to(self.path).as_posix()] for p in self.files])
+            if len(classes) > 1
+            else None
+        )
         self.num_rows = len(self.files)
         first = self._read(0)
         self.kind, self.mode = first[1], first[2]
@@ -123,8 +129,10 @@ class ImageFolderSource:
         arr, kind, mode = self._read(i)
         check_image_kind((self.files[0], self.kind, self.mode), (self.files[int(i)], kind, mode), self.path)
         if tuple(arr.shape) != self.data_shape:
-            raise DataError(f"image {self.files[int(i)]} has shape {arr.shape} but the first image of {self.path} "
-                            f"has {self.data_shape}; resize them to one shape")
+            raise DataError(
+                f"image {self.files[int(i)]} has shape {arr.shape} but the first image of {self.path} "
+                f"has {self.data_shape}; resize them to one shape"
+            )
         return arr
 
     def read(self, rows) -> torch.Tensor:
@@ -189,14 +197,18 @@ class StreamedData:
     def x(self):
         from pyro_vae.data.batch import DataError
 
-        raise DataError(f"{self!r} is read batch by batch; use .subset(idx), .head(n) or .to_batch() (which loads "
-                        f"it all into memory)")
+        raise DataError(
+            f"{self!r} is read batch by batch; use .subset(idx), .head(n) or .to_batch() (which loads "
+            f"it all into memory)"
+        )
 
     def replace(self, **fields) -> "StreamedData":
         unknown = set(fields) - {"y", "labelled", "workers"}
         if unknown:
-            raise ValueError(f"a streamed data set keeps its images on disk; only y, labelled and workers can be "
-                             f"replaced, not {', '.join(sorted(unknown))}")
+            raise ValueError(
+                f"a streamed data set keeps its images on disk; only y, labelled and workers can be "
+                f"replaced, not {', '.join(sorted(unknown))}"
+            )
         merged = {"y": self.y, "labelled": self.labelled, "workers": self.workers, **fields}
         return StreamedData(self.source, self.index, **merged)
 
@@ -208,7 +220,7 @@ class StreamedData:
         got = self.source.read(self.index[idx].numpy())
         if isinstance(got, Batch):  # the source's own labels and conditions
             return got
-        pick = (lambda t: None if t is None else t[idx.to(t.device)].cpu())
+        pick = lambda t: None if t is None else t[idx.to(t.device)].cpu()  # noqa: E731
         return Batch(got, pick(self.y), pick(self.labelled))
 
     def subset(self, idx):
@@ -223,9 +235,15 @@ class StreamedData:
 
     def split(self, positions_train, positions_val):
         """(train, val): the train positions streamed, the validation positions loaded."""
-        return (StreamedData(self.source, self.index[positions_train], None if self.y is None else self.y[positions_train],
-                             workers=self.workers),
-                self.subset(positions_val))
+        return (
+            StreamedData(
+                self.source,
+                self.index[positions_train],
+                None if self.y is None else self.y[positions_train],
+                workers=self.workers,
+            ),
+            self.subset(positions_val),
+        )
 
     def loader(self, index_batches, workers: int | None = None, pin_memory: bool = False):
         """An iterator of Batches for ``index_batches`` in order, read by ``workers`` processes
@@ -235,9 +253,17 @@ class StreamedData:
             return (self.read(idx) for idx in index_batches)
         # its own generator: a DataLoader draws its workers' base seed from it, which would otherwise
         # come from the global random stream (the Monte Carlo draws) and change the run
-        return iter(torch.utils.data.DataLoader(_Rows(self), batch_size=None, sampler=list(index_batches),
-                                                num_workers=workers, prefetch_factor=2, pin_memory=pin_memory,
-                                                generator=torch.Generator().manual_seed(0)))
+        return iter(
+            torch.utils.data.DataLoader(
+                _Rows(self),
+                batch_size=None,
+                sampler=list(index_batches),
+                num_workers=workers,
+                prefetch_factor=2,
+                pin_memory=pin_memory,
+                generator=torch.Generator().manual_seed(0),
+            )
+        )
 
 
 def should_stream(source, stream: str, device="cpu") -> bool:

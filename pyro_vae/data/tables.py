@@ -81,10 +81,15 @@ def _column(spec) -> Column:
     if isinstance(spec, str):
         parts = spec.split(":")
         if len(parts) not in (2, 3) or not parts[0]:
-            raise DataError(f"schema column {spec!r}: write name:kind or name:kind:LEVELS (levels a count, or "
-                            f"names separated by |), e.g. island:categorical:Biscoe|Dream|Torgersen")
-        levels = () if len(parts) == 2 else (tuple(range(int(parts[2]))) if parts[2].isdigit()
-                                             else tuple(parts[2].split("|")))
+            raise DataError(
+                f"schema column {spec!r}: write name:kind or name:kind:LEVELS (levels a count, or "
+                f"names separated by |), e.g. island:categorical:Biscoe|Dream|Torgersen"
+            )
+        levels = (
+            ()
+            if len(parts) == 2
+            else (tuple(range(int(parts[2]))) if parts[2].isdigit() else tuple(parts[2].split("|")))
+        )
         return Column(parts[0], parts[1], levels)
     raise DataError(f"a schema column is a Column, a dict or a string name:kind[:levels], got {type(spec).__name__}")
 
@@ -118,8 +123,10 @@ def one_hot(codes, levels: int) -> torch.Tensor:
     missing = torch.isnan(codes)
     whole = codes[~missing]
     if whole.numel() and ((whole != whole.round()).any() or whole.min() < 0 or whole.max() >= levels):
-        raise DataError(f"codes must be whole numbers 0..{levels - 1}; got values from {whole.min().item():g} to "
-                        f"{whole.max().item():g}")
+        raise DataError(
+            f"codes must be whole numbers 0..{levels - 1}; got values from {whole.min().item():g} to "
+            f"{whole.max().item():g}"
+        )
     out = torch.nn.functional.one_hot(codes.nan_to_num(0).long(), levels).to(codes.dtype)
     return out.masked_fill(missing[..., None], float("nan"))
 
@@ -134,8 +141,10 @@ def _cells_to_entries(cells: list, column: Column, where: str) -> np.ndarray:
             continue
         if column.kind == "categorical" or (column.kind == "binary" and column.levels):
             if text not in column.levels:
-                raise DataError(f"{where}, row {i + 1}: column {column.name!r} has value {text!r}, not one of its "
-                                f"levels {', '.join(column.levels)}; add it to the schema's levels")
+                raise DataError(
+                    f"{where}, row {i + 1}: column {column.name!r} has value {text!r}, not one of its "
+                    f"levels {', '.join(column.levels)}; add it to the schema's levels"
+                )
             code = column.levels.index(text)
             if column.kind == "binary":
                 out[i, 0] = code
@@ -146,15 +155,26 @@ def _cells_to_entries(cells: list, column: Column, where: str) -> np.ndarray:
         try:
             value = float(text)
         except ValueError:
-            raise DataError(f"{where}, row {i + 1}: column {column.name!r} ({column.kind}) has value {text!r}, "
-                            f"not a number; declare it categorical or clean the file") from None
-        problem = {"positive": value <= 0, "count": value < 0 or value != int(value),
-                   "binary": value not in (0, 1), "real": not np.isfinite(value)}[column.kind]
+            raise DataError(
+                f"{where}, row {i + 1}: column {column.name!r} ({column.kind}) has value {text!r}, "
+                f"not a number; declare it categorical or clean the file"
+            ) from None
+        problem = {
+            "positive": value <= 0,
+            "count": value < 0 or value != int(value),
+            "binary": value not in (0, 1),
+            "real": not np.isfinite(value),
+        }[column.kind]
         if problem:
-            need = {"positive": "a number > 0", "count": "a whole number >= 0", "binary": "0 or 1",
-                    "real": "a finite number"}[column.kind]
-            raise DataError(f"{where}, row {i + 1}: column {column.name!r} ({column.kind}) has value {text!r}; it "
-                            f"needs {need}")
+            need = {
+                "positive": "a number > 0",
+                "count": "a whole number >= 0",
+                "binary": "0 or 1",
+                "real": "a finite number",
+            }[column.kind]
+            raise DataError(
+                f"{where}, row {i + 1}: column {column.name!r} ({column.kind}) has value {text!r}; it needs {need}"
+            )
         out[i, 0] = value
     return out
 
@@ -203,8 +223,9 @@ class Table:
 
     def to_model(self, raw) -> torch.Tensor:
         """Rows in the file's units ``(N, D)`` -> the model's units, a float tensor."""
-        return torch.as_tensor((np.asarray(raw, dtype=np.float64) - self.shift) / self.scale,
-                               dtype=torch.get_default_dtype())
+        return torch.as_tensor(
+            (np.asarray(raw, dtype=np.float64) - self.shift) / self.scale, dtype=torch.get_default_dtype()
+        )
 
     def to_original(self, x) -> np.ndarray:
         """Rows in the model's units (a tensor or array ``(..., D)``) -> the file's units."""
@@ -219,9 +240,11 @@ class Table:
     def describe(self) -> str:
         kinds = {k: sum(c.kind == k for c in self.columns) for k in KINDS}
         said = ", ".join(f"{n} {k}" for k, n in kinds.items() if n)
-        return (f"a table of {len(self.columns)} columns ({said}) in {int(row_width(self.columns))} entries: real "
-                f"columns standardized and positive ones divided by their geometric mean (training split), "
-                f"categorical ones one-hot, missing cells NaN")
+        return (
+            f"a table of {len(self.columns)} columns ({said}) in {int(row_width(self.columns))} entries: real "
+            f"columns standardized and positive ones divided by their geometric mean (training split), "
+            f"categorical ones one-hot, missing cells NaN"
+        )
 
 
 @dataclass
@@ -255,8 +278,16 @@ def read_csv(path) -> tuple[list, list]:
     return header, rows
 
 
-def load_table(path, schema=None, label: str | None = None, val_fraction: float = 0.1, seed: int = 0,
-               test_fraction: float = 0.2, test_seed: int = 0, name: str | None = None) -> TableSplits:
+def load_table(
+    path,
+    schema=None,
+    label: str | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    test_seed: int = 0,
+    name: str | None = None,
+) -> TableSplits:
     """Read the CSV file ``path`` with ``schema`` (None: :func:`infer_schema` over every column
     but ``label``) into train, validation and test splits.
 
@@ -270,8 +301,9 @@ def load_table(path, schema=None, label: str | None = None, val_fraction: float 
     unknown = [c.name for c in columns if c.name not in header] + ([label] if label and label not in header else [])
     if unknown:
         raise DataError(f"{path} has no column {', '.join(map(repr, unknown))}; its columns: {', '.join(header)}")
-    raw = np.concatenate([_cells_to_entries([r[header.index(c.name)] for r in rows], c, str(path))
-                          for c in columns], axis=1)
+    raw = np.concatenate(
+        [_cells_to_entries([r[header.index(c.name)] for r in rows], c, str(path)) for c in columns], axis=1
+    )
     y = None
     if label:
         cells = [r[header.index(label)].strip() for r in rows]
@@ -288,17 +320,29 @@ def load_table(path, schema=None, label: str | None = None, val_fraction: float 
         return Batch(x[pos], None if y is None else y[pos])
 
     name = name or str(Path(path))
-    return TableSplits(part(train_pos), part(val_pos), part(test_pos), name,
-                       f"{len(test_pos)} rows held out ({test_fraction:g} of the table, seed {test_seed})",
-                       table.describe(), table=table)
+    return TableSplits(
+        part(train_pos),
+        part(val_pos),
+        part(test_pos),
+        name,
+        f"{len(test_pos)} rows held out ({test_fraction:g} of the table, seed {test_seed})",
+        table.describe(),
+        table=table,
+    )
 
 
 # ---------------------------------------------------------------------- the Palmer penguins
 PENGUINS_FILE = "penguins.csv"
 PENGUINS_URL = "https://raw.githubusercontent.com/allisonhorst/palmerpenguins/main/inst/extdata/penguins.csv"
-PENGUINS_SCHEMA = ("island:categorical:Biscoe|Dream|Torgersen", "bill_length_mm:real", "bill_depth_mm:real",
-                   "flipper_length_mm:real", "body_mass_g:positive", "sex:binary:female|male",
-                   "year:categorical:2007|2008|2009")
+PENGUINS_SCHEMA = (
+    "island:categorical:Biscoe|Dream|Torgersen",
+    "bill_length_mm:real",
+    "bill_depth_mm:real",
+    "flipper_length_mm:real",
+    "body_mass_g:positive",
+    "sex:binary:female|male",
+    "year:categorical:2007|2008|2009",
+)
 PENGUINS_LABEL = "species"  # Adelie, Chinstrap, Gentoo: y
 
 
@@ -315,8 +359,10 @@ def penguins_path(data_dir=None, download: bool = True) -> Path:
     local = folder / PENGUINS_FILE
     if local.is_file():
         return local
-    fix = (f"install the package palmerpenguins (pip install 'pyro-vae[tables]'), or save {PENGUINS_FILE} from "
-           f"{PENGUINS_URL} as {local}")
+    fix = (
+        f"install the package palmerpenguins (pip install 'pyro-vae[tables]'), or save {PENGUINS_FILE} from "
+        f"{PENGUINS_URL} as {local}"
+    )
     if not download:
         raise DataError(f"the penguins table is not here: {local} is missing and downloading is off; {fix}")
     import urllib.request
@@ -332,16 +378,42 @@ def penguins_path(data_dir=None, download: bool = True) -> Path:
     return local
 
 
-def load_penguins(path=None, data_dir=None, val_fraction: float = 0.1, seed: int = 0, download: bool = True,
-                  test_fraction: float = 0.2) -> TableSplits:
+def load_penguins(
+    path=None,
+    data_dir=None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    download: bool = True,
+    test_fraction: float = 0.2,
+) -> TableSplits:
     """The Palmer penguins (Horst, Hill & Gorman 2020): 344 penguins, species as labels ``y``, and
     as ``x`` their island, four body measurements, sex and year (:data:`PENGUINS_SCHEMA`), 19 cells
     missing in 11 rows. ``path``: your own copy of ``penguins.csv``; otherwise
     :func:`penguins_path` finds it."""
     file = Path(path) if path is not None else penguins_path(data_dir, download)
-    return load_table(file, PENGUINS_SCHEMA, label=PENGUINS_LABEL, val_fraction=val_fraction, seed=seed,
-                      test_fraction=test_fraction, name="penguins")
+    return load_table(
+        file,
+        PENGUINS_SCHEMA,
+        label=PENGUINS_LABEL,
+        val_fraction=val_fraction,
+        seed=seed,
+        test_fraction=test_fraction,
+        name="penguins",
+    )
 
 
-__all__ = ["KINDS", "Column", "parse_schema", "row_width", "one_hot", "infer_schema", "Table", "TableSplits",
-           "read_csv", "load_table", "PENGUINS_SCHEMA", "penguins_path", "load_penguins"]
+__all__ = [
+    "KINDS",
+    "Column",
+    "parse_schema",
+    "row_width",
+    "one_hot",
+    "infer_schema",
+    "Table",
+    "TableSplits",
+    "read_csv",
+    "load_table",
+    "PENGUINS_SCHEMA",
+    "penguins_path",
+    "load_penguins",
+]

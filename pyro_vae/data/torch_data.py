@@ -136,15 +136,18 @@ def to_memory(obj, what: str = "validation data", workers: int = 0) -> Batch:
         return data.to_batch()
     if not is_map_style(obj):
         hint = " (for tensors x and y: TensorDataset(x, y) or Batch(x, y))" if isinstance(obj, tuple) else ""
-        raise DataError(f"{what} is a {class_path(obj)}{hint}; pass a torch Dataset (map-style or iterable), a "
-                        f"DataLoader, a tensor or array (x), or a pyro_vae Batch")
+        raise DataError(
+            f"{what} is a {class_path(obj)}{hint}; pass a torch Dataset (map-style or iterable), a "
+            f"DataLoader, a tensor or array (x), or a pyro_vae Batch"
+        )
     source = DatasetSource(obj, what)
     if source.float_bytes > memory_budget():
-        raise DataError(f"{source.what}: {len(source)} data points would take {source.float_bytes / 2**30:.3g} GiB, "
-                        f"more than the {memory_budget() / 2**30:.3g} GiB this machine holds comfortably; they are "
-                        f"read into memory, so keep them smaller (a subset)")
+        raise DataError(
+            f"{source.what}: {len(source)} data points would take {source.float_bytes / 2**30:.3g} GiB, "
+            f"more than the {memory_budget() / 2**30:.3g} GiB this machine holds comfortably; they are "
+            f"read into memory, so keep them smaller (a subset)"
+        )
     return read_rows(source, workers)
 
 
-__all__ = ["DatasetSource", "from_torch", "to_memory", "origin_of", "is_map_style", "class_path", "read_rows",
-           "CHUNK"]
+__all__ = ["DatasetSource", "from_torch", "to_memory", "origin_of", "is_map_style", "class_path", "read_rows", "CHUNK"]

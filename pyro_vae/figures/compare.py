@@ -64,9 +64,11 @@ def _check_out(out_dir, runs: list[RunDir]) -> Path:
     for folder in (where, *where.parents):
         if folder in compared or RunDir(folder).is_run():
             what = "is the run folder" if folder == where else "is inside the run folder"
-            raise ValueError(f"--out {out_dir} {what} {folder}: the comparison would overwrite or mix with that "
-                             f"run's own files (its {HTML} is the run's report); choose a folder outside every run "
-                             f"folder, e.g. --out {folder.parent / 'comparison'}")
+            raise ValueError(
+                f"--out {out_dir} {what} {folder}: the comparison would overwrite or mix with that "
+                f"run's own files (its {HTML} is the run's report); choose a folder outside every run "
+                f"folder, e.g. --out {folder.parent / 'comparison'}"
+            )
     return out_dir
 
 
@@ -199,14 +201,18 @@ def metrics_table(runs) -> tuple[list[str], list[list[str]]]:
     sites = _active_unit_sites(runs)
     with_accuracy = any(isinstance(r.test.get("accuracy"), (int, float)) for r in runs)
     headers = ["Run", "Test ELBO (nats/image)", "Test log p(x) (nats/image)", "k (importance samples)"]
-    headers += [f"Active units of {s[len('active_units_'):]}" for s in sites]
+    headers += [f"Active units of {s[len('active_units_') :]}" for s in sites]
     headers += ["Accuracy"] if with_accuracy else []
     headers += ["Training time", "Parameters", "Epochs run", "Evaluated on"]
     rows = []
     for r in runs:
         e = r.test_entries
-        row = [r.name, _with_se(e.get("elbo"), ".2f"), _with_se(e.get("log_px"), ".2f"),
-               _number(samples_k(e.get("log_px")), "int")]
+        row = [
+            r.name,
+            _with_se(e.get("elbo"), ".2f"),
+            _with_se(e.get("log_px"), ".2f"),
+            _number(samples_k(e.get("log_px")), "int"),
+        ]
         for s in sites:
             text = _number(r.test.get(s), "int")
             unit = str((e.get(s) or {}).get("unit") or "")
@@ -214,8 +220,12 @@ def metrics_table(runs) -> tuple[list[str], list[list[str]]]:
         if with_accuracy:
             row.append(_number(r.test.get("accuracy"), ".3f"))
         data = r.test.get("data")
-        row += [_duration(r.summary.get("train_time_s")), _number(r.parameters, "int"),
-                _number(r.epochs_run, "int"), str(data) if isinstance(data, str) and data else "n/a"]
+        row += [
+            _duration(r.summary.get("train_time_s")),
+            _number(r.parameters, "int"),
+            _number(r.epochs_run, "int"),
+            str(data) if isinstance(data, str) and data else "n/a",
+        ]
         rows.append(row)
     return headers, rows
 
@@ -254,8 +264,7 @@ def plot_val_curves(runs, path) -> Path | None:
     from pyro_vae.drawing import save
 
     def column(rows, key, sign=1.0):
-        return np.array([sign * r[key] if isinstance(r.get(key), (int, float)) else np.nan for r in rows],
-                        dtype=float)
+        return np.array([sign * r[key] if isinstance(r.get(key), (int, float)) else np.nan for r in rows], dtype=float)
 
     curves = []
     for r in runs:
@@ -291,8 +300,15 @@ def plot_val_curves(runs, path) -> Path | None:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.tight_layout()
     # below the axes: inside, it would cover the curves
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 4),
-               fontsize=9, frameon=False)
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(len(labels), 4),
+        fontsize=9,
+        frameon=False,
+    )
     return save(fig, path)
 
 
@@ -305,15 +321,22 @@ def _relative(path: Path, out_dir: Path) -> str:
 
 
 def _blocks(runs, out_dir: Path, figure: Path | None) -> list:
-    blocks = [("h1", f"Comparison of {len(runs)} run{'s' if len(runs) != 1 else ''}"),
-              ("table", ["Run", "Run folder"], [[r.name, _relative(r.run.path, out_dir)] for r in runs])]
+    blocks = [
+        ("h1", f"Comparison of {len(runs)} run{'s' if len(runs) != 1 else ''}"),
+        ("table", ["Run", "Run folder"], [[r.name, _relative(r.run.path, out_dir)] for r in runs]),
+    ]
 
     headers, rows = metrics_table(runs)
-    blocks += [("h2", "Test metrics"),
-               ("p", "The best checkpoint of each run. ELBO and log p(x) are in nats per image, higher is "
-                     "better, ± one standard error over the images; log p(x) is importance sampled with "
-                     "k samples per image."),
-               ("table", headers, rows)]
+    blocks += [
+        ("h2", "Test metrics"),
+        (
+            "p",
+            "The best checkpoint of each run. ELBO and log p(x) are in nats per image, higher is "
+            "better, ± one standard error over the images; log p(x) is importance sampled with "
+            "k samples per image.",
+        ),
+        ("table", headers, rows),
+    ]
     failed = [r for r in runs if r.parameters is None]
     if failed:
         blocks.append(("p", "Parameters n/a: " + "; ".join(f"{r.name}: {r.parameters_error}" for r in failed)))
@@ -329,27 +352,35 @@ def _blocks(runs, out_dir: Path, figure: Path | None) -> list:
         diffs = config_differences([r.config for r in with_config])
         if diffs:
             rows = [[k] + ["n/a" if v is _MISSING else _setting(v) for v in values] for k, values in diffs]
-            blocks += [("p", "The settings of config.json whose values differ between the runs (n/a: not set in "
-                             "that run)."),
-                       ("table", ["Setting"] + [r.name for r in with_config], rows)]
+            blocks += [
+                ("p", "The settings of config.json whose values differ between the runs (n/a: not set in that run)."),
+                ("table", ["Setting"] + [r.name for r in with_config], rows),
+            ]
         else:
-            blocks.append(("p", f"All {len(with_config)} runs have the same configuration (apart from the command "
-                                f"line)."))
+            blocks.append(
+                ("p", f"All {len(with_config)} runs have the same configuration (apart from the command line).")
+            )
 
     blocks.append(("h2", "Validation curves"))
     if figure is not None:
-        blocks.append(("img", "Validation -ELBO per epoch (and validation accuracy, where a run has one); a star "
-                              "marks the epoch of each run's best checkpoint",
-                       _relative(figure, out_dir),
-                       "Line chart of the validation negative ELBO in nats per image against epoch, one line "
-                       "per run"))
+        blocks.append(
+            (
+                "img",
+                "Validation -ELBO per epoch (and validation accuracy, where a run has one); a star "
+                "marks the epoch of each run's best checkpoint",
+                _relative(figure, out_dir),
+                "Line chart of the validation negative ELBO in nats per image against epoch, one line per run",
+            )
+        )
     else:
         blocks.append(("p", f"No run has a validation ELBO in its {RunDir.METRICS}."))
 
     commands = [(r.name, r.config.get("command")) for r in with_config if r.config.get("command")]
     if commands:
-        blocks += [("h2", "How the runs were made"),
-                   ("code", "\n".join(f"# {name}\n{command}" for name, command in commands))]
+        blocks += [
+            ("h2", "How the runs were made"),
+            ("code", "\n".join(f"# {name}\n{command}" for name, command in commands)),
+        ]
     return blocks
 
 

@@ -26,10 +26,21 @@ from matplotlib.ticker import MaxNLocator
 
 from pyro_vae.config import read_metrics
 from pyro_vae.contract import FIGURE_NEEDS, GENERIC_FIGURES, Figures, Likelihood, has, require, traits
-from pyro_vae.drawing import (DPI, as_images, grid_figsize, image_grid, no_ticks, pca_2d, plot_codes,  # noqa: F401
-                              plot_confusion, plot_image_rows, save, show, to_numpy)
-from pyro_vae.figures.vectors import (is_vector, plot_feature_log_lik, plot_feature_reconstructions,
-                                      plot_feature_samples)
+from pyro_vae.drawing import (
+    DPI,  # noqa: F401
+    as_images,
+    grid_figsize,
+    image_grid,
+    no_ticks,
+    pca_2d,  # noqa: F401
+    plot_codes,  # noqa: F401
+    plot_confusion,
+    plot_image_rows,  # noqa: F401
+    save,
+    show,
+    to_numpy,
+)
+from pyro_vae.figures.vectors import is_vector, plot_feature_log_lik, plot_feature_reconstructions, plot_feature_samples
 from pyro_vae.inference.marginal import as_normal
 from pyro_vae.runs.folder import RunDir
 
@@ -80,7 +91,7 @@ def _encode_means(module, x, batch_size: int = 1000) -> torch.Tensor:
     """E_q[z|x] for every row of ``x`` (in batches), on the CPU, shape (N, latent_dim)."""
     out = []
     for start in range(0, x.shape[0], batch_size):
-        loc, _ = module.encode(_batch(x[start:start + batch_size], module))
+        loc, _ = module.encode(_batch(x[start : start + batch_size], module))
         out.append(loc.reshape(loc.shape[0], -1).float().cpu())
     return torch.cat(out)
 
@@ -107,14 +118,21 @@ def plot_curves(metrics_rows, path) -> Path:
     marker = "o" if len(rows) <= 30 else None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if np.isfinite(train).any():
-        ax.plot(epochs, train, marker=marker, ms=4, color="tab:blue",
-                label="training loss (-ELBO, mean over the epoch)")
+        ax.plot(
+            epochs, train, marker=marker, ms=4, color="tab:blue", label="training loss (-ELBO, mean over the epoch)"
+        )
     if np.isfinite(val).any():
-        ax.plot(epochs, val, marker=marker, ms=4, color="tab:orange",
-                label="validation -ELBO (end of epoch)")
+        ax.plot(epochs, val, marker=marker, ms=4, color="tab:orange", label="validation -ELBO (end of epoch)")
         best = int(np.nanargmin(val))
-        ax.plot([epochs[best]], [val[best]], "*", ms=13, color="tab:red", zorder=5,
-                label=f"best validation: {val[best]:.2f} (epoch {epochs[best]:g})")
+        ax.plot(
+            [epochs[best]],
+            [val[best]],
+            "*",
+            ms=13,
+            color="tab:red",
+            zorder=5,
+            label=f"best validation: {val[best]:.2f} (epoch {epochs[best]:g})",
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("negative ELBO (nats per image)  \u2193 better")
     ax.set_title("Training and validation loss")
@@ -132,8 +150,7 @@ def plot_curves(metrics_rows, path) -> Path:
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
     # below the axes: inside, it would cover the curves or the KL-weight line
-    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=9,
-              frameon=False)
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=9, frameon=False)
     fig.tight_layout()
     return save(fig, path)
 
@@ -153,8 +170,9 @@ def plot_reconstructions(module, x, path, n: int = 8, split: str = "test") -> Pa
     top, bottom = image_grid(xb, ncol), image_grid(rec.reshape(xb.shape), ncol)
     w, h = grid_figsize(top, extra_h=0.0, min_w=6.5)
     fig, axes = plt.subplots(2, 1, figsize=(w, 2 * h + 0.9))
-    for ax, grid, title in zip(axes, (top, bottom),
-                               (f"Data: {split} images", "Reconstructions: E[x | z = mean of q(z|x)]")):
+    for ax, grid, title in zip(
+        axes, (top, bottom), (f"Data: {split} images", "Reconstructions: E[x | z = mean of q(z|x)]")
+    ):
         show(ax, grid)
         no_ticks(ax)
         ax.set_title(title, fontsize=10)
@@ -179,8 +197,11 @@ def plot_samples(module, path, n: int = 64, condition=None, sampler: str = "prio
     show(ax, grid)
     no_ticks(ax)
     given = "" if condition is None else f", given condition {condition}"
-    source = (f"z from a {mixture.components}-component Gaussian mixture fitted to the training codes"
-              if sampler == "mixture" else "z ~ p(z)")
+    source = (
+        f"z from a {mixture.components}-component Gaussian mixture fitted to the training codes"
+        if sampler == "mixture"
+        else "z ~ p(z)"
+    )
     ax.set_title(f"{n} samples from the model: {source}{given}, shown as E[x|z]", fontsize=10)
     fig.tight_layout()
     return save(fig, path)
@@ -209,8 +230,9 @@ def _prior_quantiles(module, levels: torch.Tensor, num_samples: int = 20000) -> 
     return torch.quantile(z, levels.float(), dim=0).T
 
 
-def manifold_grid(module, n: int = 20, lo: float = 0.05, hi: float = 0.95,
-                  num_samples: int = 20000) -> tuple[torch.Tensor, torch.Tensor]:
+def manifold_grid(
+    module, n: int = 20, lo: float = 0.05, hi: float = 0.95, num_samples: int = 20000
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Latent values for the manifold figure: per dimension, the prior's quantiles at ``n``
     evenly spaced levels in [lo, hi]. Returns ``(q1, q2)``, each of shape (n,), on the CPU.
 
@@ -229,16 +251,16 @@ def plot_manifold(module, path, n: int = 20, lo: float = 0.05, hi: float = 0.95)
     Raises ValueError unless ``module.latent_dim == 2``.
     """
     if int(module.latent_dim) != 2:
-        raise ValueError(f"the manifold plot needs a 2-D latent space, but this model has "
-                         f"latent_dim={module.latent_dim}; use plot_latent_space or plot_samples")
+        raise ValueError(
+            f"the manifold plot needs a 2-D latent space, but this model has "
+            f"latent_dim={module.latent_dim}; use plot_latent_space or plot_samples"
+        )
     if n < 2 or not 0 < lo < hi < 1:
         raise ValueError(f"need n >= 2 and 0 < lo < hi < 1, got n={n}, lo={lo}, hi={hi}")
-    tick_levels = torch.tensor(sorted({v for v in (lo, 0.25, 0.5, 0.75, hi) if lo <= v <= hi}),
-                               dtype=torch.float64)
+    tick_levels = torch.tensor(sorted({v for v in (lo, 0.25, 0.5, 0.75, hi) if lo <= v <= hi}), dtype=torch.float64)
     with _EvalMode(module):
         # grid and tick quantiles in one call: empirical quantiles then share one prior sample
-        q = _prior_quantiles(module, torch.cat([torch.linspace(lo, hi, n, dtype=torch.float64),
-                                                tick_levels]))
+        q = _prior_quantiles(module, torch.cat([torch.linspace(lo, hi, n, dtype=torch.float64), tick_levels]))
         q1, q2 = q[0, :n], q[1, :n]
         # row r of the figure (top to bottom) has z2 = q2[n-1-r]; column c has z1 = q1[c]
         z = torch.stack(torch.meshgrid(q1, q2.flip(0), indexing="xy"), dim=-1).reshape(-1, 2)
@@ -256,8 +278,7 @@ def plot_manifold(module, path, n: int = 20, lo: float = 0.05, hi: float = 0.95)
     how = "Normal inverse CDF" if normal else "empirical quantiles of prior samples"
     ax.set_xlabel(f"z1 (prior quantiles {100 * lo:g}% \u2192 {100 * hi:g}%)")
     ax.set_ylabel(f"z2 (prior quantiles {100 * lo:g}% \u2192 {100 * hi:g}%)")
-    ax.set_title(f"Learned manifold: E[x|z] on a {n}x{n} grid of prior quantiles\n({how})",
-                 fontsize=10)
+    ax.set_title(f"Learned manifold: E[x|z] on a {n}x{n} grid of prior quantiles\n({how})", fontsize=10)
     fig.tight_layout()
     return save(fig, path)
 
@@ -272,8 +293,9 @@ def plot_latent_space(module, x, y, path, max_points: int = 5000, split: str = "
     with _EvalMode(module):
         z = _encode_means(module, x[:max_points])
     points = "data points" if is_vector(module.data_shape) else "images"
-    return plot_codes(z, None if y is None else y[:max_points], path,
-                      f"posterior means of {z.shape[0]} {split} {points}")
+    return plot_codes(
+        z, None if y is None else y[:max_points], path, f"posterior means of {z.shape[0]} {split} {points}"
+    )
 
 
 def plot_interpolation(module, x_a, x_b, path, steps: int = 10) -> Path:
@@ -299,19 +321,23 @@ def plot_interpolation(module, x_a, x_b, path, steps: int = 10) -> Path:
     fig, ax = plt.subplots(figsize=(width, width * h / w + 1.0))
     show(ax, grid)  # pixel coordinates: pixel (r, c) is centred on (c, r)
     left = [pad + i * (iw + pad) for i in range(m)]
-    labels = ["data A"] + [f"t={v:.2f}".rstrip("0").rstrip(".") if 0 < v < 1 else f"t={v:g}"
-                           for v in t.reshape(-1).tolist()] + ["data B"]
-    ax.set_xticks([c + iw / 2 - 0.5 for c in left], labels, fontsize=8,
-                  rotation=0 if m <= 12 else 45)
+    labels = (
+        ["data A"]
+        + [f"t={v:.2f}".rstrip("0").rstrip(".") if 0 < v < 1 else f"t={v:g}" for v in t.reshape(-1).tolist()]
+        + ["data B"]
+    )
+    ax.set_xticks([c + iw / 2 - 0.5 for c in left], labels, fontsize=8, rotation=0 if m <= 12 else 45)
     ax.tick_params(length=0)
     ax.set_yticks([])
     for sp in ax.spines.values():
         sp.set_visible(False)
     for i in (0, m - 1):  # frame the two real images, just outside their pixels
-        ax.add_patch(plt.Rectangle((left[i] - 2, pad - 2), iw + 3, ih + 3, fill=False,
-                                   ec="tab:red", lw=1.5))
-    ax.set_title("Interpolation in latent space between the posterior means of A and B\n"
-                 "(red frames: the two real images; between them: E[x|z] decoded)", fontsize=10)
+        ax.add_patch(plt.Rectangle((left[i] - 2, pad - 2), iw + 3, ih + 3, fill=False, ec="tab:red", lw=1.5))
+    ax.set_title(
+        "Interpolation in latent space between the posterior means of A and B\n"
+        "(red frames: the two real images; between them: E[x|z] decoded)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return save(fig, path)
 
@@ -329,9 +355,18 @@ def _pick_pair(y, n: int) -> tuple[int, int]:
     return 0, 1
 
 
-def make_figures(module, run_dir, x_test, y_test=None, metrics_rows=None, seed: int | None = 0,
-                 n_reconstructions: int = 8, n_samples: int = 64, split: str = "test",
-                 progress: bool = False) -> dict:
+def make_figures(
+    module,
+    run_dir,
+    x_test,
+    y_test=None,
+    metrics_rows=None,
+    seed: int | None = 0,
+    n_reconstructions: int = 8,
+    n_samples: int = 64,
+    split: str = "test",
+    progress: bool = False,
+) -> dict:
     """Write every figure the family lists (``module.figures``) into ``run_dir``; return
     ``{name: path}``.
 
@@ -418,15 +453,19 @@ def plot_kl_per_dim(kl, activity, path, site: str = "z", threshold: float = 0.01
     colors = np.where(active, "tab:blue", "tab:gray")
     d = len(act)
     panels = 2 if kl is not None else 1
-    fig, axes = plt.subplots(panels, 1, figsize=(max(6.0, min(14.0, 0.18 * d + 3)), 2.6 * panels + 0.6),
-                             sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+        panels, 1, figsize=(max(6.0, min(14.0, 0.18 * d + 3)), 2.6 * panels + 0.6), sharex=True, squeeze=False
+    )
     pos = np.arange(d)
     if kl is not None:
         ax = axes[0, 0]
         ax.bar(pos, kl[order], color=colors)
         ax.set_ylabel("KL (nats/image)")
-        ax.set_title(f"{site}: KL per latent dimension, sorted; {int(active.sum())} of {d} active "
-                     f"(blue: activity > {threshold:g})", fontsize=10)
+        ax.set_title(
+            f"{site}: KL per latent dimension, sorted; {int(active.sum())} of {d} active "
+            f"(blue: activity > {threshold:g})",
+            fontsize=10,
+        )
     ax = axes[-1, 0]
     ax.bar(pos, np.maximum(act[order], 1e-8), color=colors)
     ax.set_yscale("log")
@@ -434,8 +473,7 @@ def plot_kl_per_dim(kl, activity, path, site: str = "z", threshold: float = 0.01
     ax.set_ylabel("activity Cov_x E_q[z_u]")
     ax.set_xlabel("latent dimension (sorted" + (" by KL)" if kl is not None else " by activity)"))
     ax.set_xticks(pos if d <= 32 else pos[:: max(1, d // 16)])
-    ax.set_xticklabels([str(i) for i in order] if d <= 32 else [str(i) for i in order[:: max(1, d // 16)]],
-                       fontsize=7)
+    ax.set_xticklabels([str(i) for i in order] if d <= 32 else [str(i) for i in order[:: max(1, d // 16)]], fontsize=7)
     ax.legend(loc="upper right", fontsize=8, frameon=False)
     fig.tight_layout()
     return save(fig, path)
@@ -468,8 +506,13 @@ def plot_log_px_terms(terms: dict, path, k: int | None = None) -> Path:
     ax = axes[1]
     bins = np.linspace(min(t["elbo"].min(), t["log_px"].min()), max(t["elbo"].max(), t["log_px"].max()), 60)
     ax.hist(t["elbo"], bins=bins, alpha=0.6, color="tab:purple", label=f"ELBO (mean {elbo:.2f})")
-    ax.hist(t["log_px"], bins=bins, alpha=0.6, color="tab:orange",
-            label=f"log p(x){f', k={k}' if k else ''} (mean {lpx:.2f})")
+    ax.hist(
+        t["log_px"],
+        bins=bins,
+        alpha=0.6,
+        color="tab:orange",
+        label=f"log p(x){f', k={k}' if k else ''} (mean {lpx:.2f})",
+    )
     ax.set_xlabel("nats/image")
     ax.set_ylabel("test images")
     ax.legend(fontsize=8, frameon=False)

@@ -36,8 +36,7 @@ FIGURE_TITLES = {
     "manifold": "Learned 2-D manifold: E[x|z] over a grid of prior quantiles",
     "latent_space": "Latent space: posterior means of test images, coloured by label",
     "interpolation": "Interpolation in latent space between two test images",
-    "log_px_terms": "The terms of log p(x) = E_q[log p(x|z)] - KL(q || p(z)) + KL(q || p(z|x)) over the test "
-                    "images",
+    "log_px_terms": "The terms of log p(x) = E_q[log p(x|z)] - KL(q || p(z)) + KL(q || p(z|x)) over the test images",
 }
 FIGURE_ALT = {
     "curves": "Line chart of the training loss and validation negative ELBO in nats per image against epoch",
@@ -47,23 +46,31 @@ FIGURE_ALT = {
     "latent_space": "Scatter plot of latent codes coloured by class",
     "interpolation": "A row of images morphing from one test image into another",
     "log_px_terms": "A bar chart of the mean terms of log p(x) and histograms of the per-image ELBO, log p(x), "
-                    "KL and inference gap",
+    "KL and inference gap",
 }
 # a run on vectors (a data shape of one dimension: a table's rows) is drawn column by column
 VECTOR_TITLES = {
-    "reconstructions": ("Each column of the test data observed against its reconstruction E[x|z] at z = the mean "
-                        "of q(z|x): numbers as a scatter around the line y = x with the RMSE, categories as "
-                        "counts of the observed level against the most probable one with the accuracy",
-                        "A panel per column: scatter plots of observed against reconstructed values, and "
-                        "confusion-count grids for categorical columns"),
-    "feature_log_lik": ("The mean log-likelihood log p(x_j | z) of each column at z = the mean of q(z|x), with "
-                        "its standard error over the test data points where the column is observed",
-                        "Horizontal bars: the mean log-likelihood of each column"),
-    "samples": ("Each column in the test data and in draws x ~ p(x|z), z ~ p(z): histograms for numbers, level "
-                "shares for categories",
-                "A panel per column comparing the data's distribution with the model's"),
-    "latent_space": ("Latent space: posterior means of test data points, coloured by label",
-                     "Scatter plot of latent codes coloured by class"),
+    "reconstructions": (
+        "Each column of the test data observed against its reconstruction E[x|z] at z = the mean "
+        "of q(z|x): numbers as a scatter around the line y = x with the RMSE, categories as "
+        "counts of the observed level against the most probable one with the accuracy",
+        "A panel per column: scatter plots of observed against reconstructed values, and "
+        "confusion-count grids for categorical columns",
+    ),
+    "feature_log_lik": (
+        "The mean log-likelihood log p(x_j | z) of each column at z = the mean of q(z|x), with "
+        "its standard error over the test data points where the column is observed",
+        "Horizontal bars: the mean log-likelihood of each column",
+    ),
+    "samples": (
+        "Each column in the test data and in draws x ~ p(x|z), z ~ p(z): histograms for numbers, level "
+        "shares for categories",
+        "A panel per column comparing the data's distribution with the model's",
+    ),
+    "latent_space": (
+        "Latent space: posterior means of test data points, coloured by label",
+        "Scatter plot of latent codes coloured by class",
+    ),
 }
 SECTIONS = [  # (title, figure names) in page order; a family's own figures get their own section
     ("Latent space", ("latent_space", "manifold", "interpolation")),
@@ -190,9 +197,14 @@ def per_point(text: str, vector: bool) -> str:
     """A unit or a sentence said per data point rather than per image, for a run on vectors."""
     if not vector:
         return text
-    for image, point in (("nats/image", "nats/data point"), ("per image", "per data point"),
-                         ("per-image", "per-data-point"), ("Images evaluated", "Data points evaluated"),
-                         ("Images/s", "Data points/s"), ("images", "data points")):
+    for image, point in (
+        ("nats/image", "nats/data point"),
+        ("per image", "per data point"),
+        ("per-image", "per-data-point"),
+        ("Images evaluated", "Data points evaluated"),
+        ("Images/s", "Data points/s"),
+        ("images", "data points"),
+    ):
         text = text.replace(image, point)
     return text
 
@@ -205,8 +217,20 @@ def _metric_rows(metrics: dict, vector: bool = False) -> tuple[list[str], list[l
     "se", "note"}}`` (mixed is fine); lists (per-dimension values) are drawn, not tabulated. For a
     run on vectors (``vector``) the units are per data point and bits per dimension are left out."""
     rows = []
-    order = ["num_images", "elbo", "elbo_bpd", "recon_log_lik", "kl", "objective", "iwae", "log_px", "log_px_bpd",
-             "gap", "active_units", "accuracy"]
+    order = [
+        "num_images",
+        "elbo",
+        "elbo_bpd",
+        "recon_log_lik",
+        "kl",
+        "objective",
+        "iwae",
+        "log_px",
+        "log_px_bpd",
+        "gap",
+        "active_units",
+        "accuracy",
+    ]
 
     def rank(name):
         return next((i for i, k in enumerate(order) if name == k or name.startswith(k + "_")), len(order))
@@ -222,8 +246,14 @@ def _metric_rows(metrics: dict, vector: bool = False) -> tuple[list[str], list[l
         if isinstance(se, float) and math.isfinite(se) and isinstance(value, float):
             text += f" ± {fmt(se, spec)}"
         unit = "" if spec == "duration" else unit or ("" if entry.get("unit") in (None, "") else str(entry["unit"]))
-        rows.append([per_point(label, vector), text, per_point(unit, vector),
-                     per_point(str(entry.get("note", "") or ""), vector)])
+        rows.append(
+            [
+                per_point(label, vector),
+                text,
+                per_point(unit, vector),
+                per_point(str(entry.get("note", "") or ""), vector),
+            ]
+        )
     return ["measure", "value", "unit", "note"], rows
 
 
@@ -341,21 +371,24 @@ def to_html(blocks, title: str) -> str:
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif kind == "img":
             alt = b[3] if len(b) > 3 else b[1]
-            body.append(f'<figure><img src="{e(_href(b[2]))}" alt="{e(alt)}">'
-                        f"<figcaption>{e(b[1])}</figcaption></figure>")
+            body.append(
+                f'<figure><img src="{e(_href(b[2]))}" alt="{e(alt)}"><figcaption>{e(b[1])}</figcaption></figure>'
+            )
         elif kind == "code":
             body.append(f"<pre>{e(b[1])}</pre>")
         elif kind == "links":
-            body.append("<ul>" + "".join(f'<li><a href="{e(_href(h))}">{e(t)}</a></li>' for t, h in b[1])
-                        + "</ul>")
-    style = ("body{font-family:sans-serif;max-width:62em;margin:2em auto;padding:0 1em;line-height:1.4}"
-             "table{border-collapse:collapse;margin:0.5em 0 1.5em}"
-             "td,th{border:1px solid #ccc;padding:0.2em 0.6em;text-align:left}"
-             "th{background:#f3f3f3}img{max-width:100%}figure{margin:1em 0 2em}"
-             "figcaption{color:#444;font-style:italic}pre{background:#f6f6f6;padding:0.6em;overflow-x:auto}")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{e(title)}</title><style>{style}</style></head>\n<body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+            body.append("<ul>" + "".join(f'<li><a href="{e(_href(h))}">{e(t)}</a></li>' for t, h in b[1]) + "</ul>")
+    style = (
+        "body{font-family:sans-serif;max-width:62em;margin:2em auto;padding:0 1em;line-height:1.4}"
+        "table{border-collapse:collapse;margin:0.5em 0 1.5em}"
+        "td,th{border:1px solid #ccc;padding:0.2em 0.6em;text-align:left}"
+        "th{background:#f3f3f3}img{max-width:100%}figure{margin:1em 0 2em}"
+        "figcaption{color:#444;font-style:italic}pre{background:#f6f6f6;padding:0.6em;overflow-x:auto}"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{e(title)}</title><style>{style}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def _relative(path, run_dir: Path) -> str:
@@ -390,9 +423,16 @@ def family_texts(titles: dict | None, vector: bool = False) -> tuple[dict, dict]
 
 
 # ---------------------------------------------------------------------- entry point
-def write_report(run_dir, metrics: dict | None = None, figures: dict | None = None,
-                 last_rows: int = 10, html_too: bool = True, titles: dict | None = None,
-                 family_figures=(), family_name: str | None = None) -> Path:
+def write_report(
+    run_dir,
+    metrics: dict | None = None,
+    figures: dict | None = None,
+    last_rows: int = 10,
+    html_too: bool = True,
+    titles: dict | None = None,
+    family_figures=(),
+    family_name: str | None = None,
+) -> Path:
     """Write ``run_dir/report.md`` (and ``run_dir/index.html`` when ``html_too``); return the
     Markdown path.
 
@@ -419,8 +459,9 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
     intro = ["Run folder ", ("code", str(run_dir)), f", report written {now}."]
     if family_name:
-        intro += [" Model family ", ("b", family_name)] + ([", data set ", ("b", data["dataset"]), "."]
-                                                           if data.get("dataset") else ["."])
+        intro += [" Model family ", ("b", family_name)] + (
+            [", data set ", ("b", data["dataset"]), "."] if data.get("dataset") else ["."]
+        )
     blocks = [("h1", title), ("p", intro)]
     vector = is_vector_run(config)
 
@@ -434,19 +475,28 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
             label, unit, spec = human(k)
             unit = per_point(unit, vector)
             rows.append([per_point(label, vector), fmt(v, spec) + (f" {unit}" if unit and v is not None else "")])
-        blocks += [("h2", "Summary"), ("p", per_point("ELBO and log-likelihoods are in nats per image; higher is "
-                                                      "better.", vector)
-                                       + (f" Data: {data['scale']}." if vector and data.get("scale") else "")),
-                   ("table", ["quantity", "value"], rows)]
+        blocks += [
+            ("h2", "Summary"),
+            (
+                "p",
+                per_point("ELBO and log-likelihoods are in nats per image; higher is better.", vector)
+                + (f" Data: {data['scale']}." if vector and data.get("scale") else ""),
+            ),
+            ("table", ["quantity", "value"], rows),
+        ]
 
     if metrics:
         where = metrics.get("data", {})
         where = where.get("value") if isinstance(where, dict) else where
         headers, rows = _metric_rows(metrics, vector)
-        blocks += [("h2", "Test metrics"),
-                   ("p", ["The best checkpoint, evaluated on ", ("code", str(where)), "."] if where
-                    else "The best checkpoint."),
-                   ("table", headers, rows)]
+        blocks += [
+            ("h2", "Test metrics"),
+            (
+                "p",
+                ["The best checkpoint, evaluated on ", ("code", str(where)), "."] if where else "The best checkpoint.",
+            ),
+            ("table", headers, rows),
+        ]
 
     if figures is None:
         figures = {p.stem: p for p in sorted(run_dir.glob("*.png"))}
@@ -455,12 +505,17 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
 
     def figure_block(name):
         if name.startswith("kl_per_dim_"):
-            site = name[len("kl_per_dim_"):]
-            captions[name] = (f"KL(q || p) of each dimension of {site}, sorted, and its activity with the "
-                              f"active-unit threshold")
+            site = name[len("kl_per_dim_") :]
+            captions[name] = (
+                f"KL(q || p) of each dimension of {site}, sorted, and its activity with the active-unit threshold"
+            )
         caption = captions.get(name) or human(name)[0]
-        alt = alts.get(name, "Bar charts of the KL divergence and the activity of every latent dimension"
-                       if name.startswith("kl_per_dim_") else caption)
+        alt = alts.get(
+            name,
+            "Bar charts of the KL divergence and the activity of every latent dimension"
+            if name.startswith("kl_per_dim_")
+            else caption,
+        )
         return ("img", caption, _relative(figures[name], run_dir), alt)
 
     placed = set()
@@ -476,7 +531,7 @@ def write_report(run_dir, metrics: dict | None = None, figures: dict | None = No
             continue
         blocks.append(("h2", section))
         for n in kl:  # one block per latent site
-            blocks += [("h3", f"Latent site {n[len('kl_per_dim_'):] or 'z'}"), figure_block(n)]
+            blocks += [("h3", f"Latent site {n[len('kl_per_dim_') :] or 'z'}"), figure_block(n)]
         blocks += [figure_block(n) for n in present]
         placed.update(present + kl)
         if section == "Training":
@@ -508,10 +563,12 @@ def _history_blocks(run_dir: Path, last_rows: int, vector: bool = False) -> list
     for r in shown:
         columns += [k for k in r if k not in columns]
     heads = [per_point(human(c)[0] + (f" ({human(c)[1]})" if human(c)[1] else ""), vector) for c in columns]
-    note = (f"The last {len(shown)} of {len(history)} epochs" if len(shown) < len(history)
-            else f"All {len(history)} epochs") + (
+    note = (
+        f"The last {len(shown)} of {len(history)} epochs" if len(shown) < len(history) else f"All {len(history)} epochs"
+    ) + (
         ". The training loss is -ELBO averaged over the epoch (with that step's KL weight, plus any "
-        "loss term of the family outside the ELBO); the validation ELBO uses KL weight 1.")
+        "loss term of the family outside the ELBO); the validation ELBO uses KL weight 1."
+    )
     note = per_point(note, vector)
     return [("p", note), ("table", heads, [[fmt(r.get(c), human(c)[2]) for c in columns] for r in shown])]
 
@@ -524,15 +581,20 @@ def _provenance_blocks(run_dir: Path, config: dict) -> list:
     if isinstance(versions, dict) and versions:
         blocks.append(("table", ["package", "version"], [[k, str(v)] for k, v in versions.items()]))
     run = RunDir(run_dir)
-    files = [("configuration", run.config), ("per-epoch metrics", run.metrics), ("test metrics", run.test_metrics),
-             ("summary", run.summary), ("best checkpoint", run.best), ("last checkpoint", run.last)]
+    files = [
+        ("configuration", run.config),
+        ("per-epoch metrics", run.metrics),
+        ("test metrics", run.test_metrics),
+        ("summary", run.summary),
+        ("best checkpoint", run.best),
+        ("last checkpoint", run.last),
+    ]
     present = [(f"{t} ({f.name})", f.name) for t, f in files if f.exists()]
     if present:
         blocks += [("p", "Files of this run:"), ("links", present)]
     shown = {k: v for k, v in config.items() if k not in ("command", "versions")}
     if shown:
-        blocks += [("h3", "Configuration"),
-                   ("table", ["setting", "value"], [[k, fmt(v)] for k, v in flatten(shown)])]
+        blocks += [("h3", "Configuration"), ("table", ["setting", "value"], [[k, fmt(v)] for k, v in flatten(shown)])]
     return blocks if len(blocks) > 1 else []
 
 

@@ -99,8 +99,15 @@ def _confusion(ax, observed: np.ndarray, predicted: np.ndarray, levels: list) ->
     ax.imshow(counts, cmap="Blues")
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if counts[i, j] > counts.max() / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(counts[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if counts[i, j] > counts.max() / 2 else "black",
+            )
     names = [str(v)[:10] for v in levels]
     ax.set_xticks(range(k), names, fontsize=7, rotation=30 if k > 3 else 0)
     ax.set_yticks(range(k), names, fontsize=7)
@@ -122,7 +129,7 @@ def plot_feature_reconstructions(module, x: torch.Tensor, path, split: str = "te
     fig, axes = _panels(len(columns))
     for ax, (c, at) in zip(axes, _blocks(columns)):
         if c.kind in ("categorical", "binary"):
-            acc = _confusion(ax, _codes(obs[:, at:at + c.width], c), _codes(rec[:, at:at + c.width], c), _levels(c))
+            acc = _confusion(ax, _codes(obs[:, at : at + c.width], c), _codes(rec[:, at : at + c.width], c), _levels(c))
             ax.set_title(f"{c.name}: accuracy {acc:.2f}", fontsize=9)
             continue
         o, p = obs[:, at], rec[:, at]
@@ -137,8 +144,11 @@ def plot_feature_reconstructions(module, x: torch.Tensor, path, split: str = "te
         ax.set_ylabel("E[x|z]", fontsize=8)
         ax.grid(True, alpha=0.3)
     more = f"; the first {MAX_COLUMNS} of {len(columns)} columns" if len(columns) > MAX_COLUMNS else ""
-    fig.suptitle(f"Reconstructions of {obs.shape[0]} {split} data points, column by column: observed against "
-                 f"E[x | z = mean of q(z|x)]{more}", fontsize=10)
+    fig.suptitle(
+        f"Reconstructions of {obs.shape[0]} {split} data points, column by column: observed against "
+        f"E[x | z = mean of q(z|x)]{more}",
+        fontsize=10,
+    )
     fig.tight_layout()
     return save(fig, path)
 
@@ -155,7 +165,7 @@ def plot_feature_log_lik(module, x: torch.Tensor, path, split: str = "test", max
     columns = columns_of(likelihood, obs.shape[1])[: per.shape[1]]
     names, means, ses = [], [], []
     for j, (c, at) in enumerate(_blocks(columns)):
-        seen = ~np.isnan(obs[:, at:at + c.width]).any(-1)
+        seen = ~np.isnan(obs[:, at : at + c.width]).any(-1)
         v = per[seen, j]
         names.append(f"{c.name} ({c.kind}, n={int(seen.sum())})")
         means.append(float(v.mean()) if v.size else float("nan"))
@@ -166,8 +176,11 @@ def plot_feature_log_lik(module, x: torch.Tensor, path, split: str = "test", max
     ax.set_yticks(pos, names, fontsize=8)
     ax.axvline(0, color="grey", lw=1)
     ax.set_xlabel("mean log p(x_j | z) (nats per data point; higher is better)")
-    ax.set_title(f"Log-likelihood per column of {obs.shape[0]} {split} data points, z = mean of q(z|x)\n"
-                 f"(densities of real and positive columns in the model's units)", fontsize=9)
+    ax.set_title(
+        f"Log-likelihood per column of {obs.shape[0]} {split} data points, z = mean of q(z|x)\n"
+        f"(densities of real and positive columns in the model's units)",
+        fontsize=9,
+    )
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     return save(fig, path)
@@ -185,7 +198,7 @@ def plot_feature_samples(module, x: torch.Tensor, path, n: int = 1000, split: st
         if c.kind in ("categorical", "binary"):
             levels = _levels(c)
             for shift, values, label in ((-0.2, obs, f"{split} data"), (0.2, draws, "model")):
-                codes = _codes(values[:, at:at + c.width], c)
+                codes = _codes(values[:, at : at + c.width], c)
                 codes = codes[codes >= 0]
                 share = np.bincount(codes, minlength=len(levels)) / max(1, codes.size)
                 ax.bar(np.arange(len(levels)) + shift, share, width=0.4, label=label, alpha=0.8)
@@ -205,5 +218,12 @@ def plot_feature_samples(module, x: torch.Tensor, path, n: int = 1000, split: st
     return save(fig, path)
 
 
-__all__ = ["is_vector", "columns_of", "feature_log_prob", "plot_feature_reconstructions", "plot_feature_log_lik",
-           "plot_feature_samples", "MAX_COLUMNS"]
+__all__ = [
+    "is_vector",
+    "columns_of",
+    "feature_log_prob",
+    "plot_feature_reconstructions",
+    "plot_feature_log_lik",
+    "plot_feature_samples",
+    "MAX_COLUMNS",
+]

@@ -37,8 +37,15 @@ def parameter_groups(family: nn.Module) -> dict:
     return groups
 
 
-def gradient_variance(family: nn.Module, batch, objective="auto", draws: int = 100, groups: dict | None = None,
-                      kl_weight: float = 1.0, burn_in: int = 10) -> dict:
+def gradient_variance(
+    family: nn.Module,
+    batch,
+    objective="auto",
+    draws: int = 100,
+    groups: dict | None = None,
+    kl_weight: float = 1.0,
+    burn_in: int = 10,
+) -> dict:
     """Variance of the per-data-point ELBO gradient over ``draws`` independent draws, at fixed
     parameters and on one ``batch`` (a :class:`~pyro_vae.data.Batch`).
 
@@ -80,16 +87,23 @@ def gradient_variance(family: nn.Module, batch, objective="auto", draws: int = 1
     for g in groups:
         n_params = sum(s.numel() for s in sums[g])
         mean_sq = sum(((s / draws) ** 2).sum().item() for s in sums[g])
-        total_var = sum(((q - s * s / draws) / (draws - 1)).clamp_min(0).sum().item()
-                        for s, q in zip(sums[g], squares[g]))
-        out[g] = {"variance": total_var / n_params, "total_variance": total_var, "mean_sq_norm": mean_sq,
-                  "snr": mean_sq / total_var if total_var > 0 else float("inf"), "num_params": n_params,
-                  "draws": draws}
+        total_var = sum(
+            ((q - s * s / draws) / (draws - 1)).clamp_min(0).sum().item() for s, q in zip(sums[g], squares[g])
+        )
+        out[g] = {
+            "variance": total_var / n_params,
+            "total_variance": total_var,
+            "mean_sq_norm": mean_sq,
+            "snr": mean_sq / total_var if total_var > 0 else float("inf"),
+            "num_params": n_params,
+            "draws": draws,
+        }
     return out
 
 
-def mean_gradient(family: nn.Module, batch, objective="auto", draws: int = 100, num_particles: int = 1,
-                  kl_weight: float = 1.0) -> dict:
+def mean_gradient(
+    family: nn.Module, batch, objective="auto", draws: int = 100, num_particles: int = 1, kl_weight: float = 1.0
+) -> dict:
     """``{parameter name: mean gradient}`` of the batch's mean negative ELBO over ``draws`` calls,
     each averaging ``num_particles`` vectorized draws of the latents (for checking that two
     estimators agree in expectation)."""

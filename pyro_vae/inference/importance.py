@@ -55,6 +55,7 @@ def _vectorized(fn, num_particles: int, dim: int):
     def wrapped(*args, **kwargs):
         with pyro.plate(PARTICLES, num_particles, dim=dim):
             return fn(*args, **kwargs)
+
     return wrapped
 
 
@@ -64,8 +65,10 @@ def _data_frame(trace, data_plate: str):
             for frame in site["cond_indep_stack"]:
                 if frame.name == data_plate:
                     return frame
-    raise ValueError(f"no site of the model is inside a plate named {data_plate!r}; an importance-weighted "
-                     f"objective needs every site inside the plate over the data points")
+    raise ValueError(
+        f"no site of the model is inside a plate named {data_plate!r}; an importance-weighted "
+        f"objective needs every site inside the plate over the data points"
+    )
 
 
 def _check_sites(model_trace, guide_trace, data_plate: str, what: str) -> None:
@@ -74,21 +77,29 @@ def _check_sites(model_trace, guide_trace, data_plate: str, what: str) -> None:
             if not is_scored(site):
                 continue
             if not any(f.name == data_plate for f in site["cond_indep_stack"]):
-                raise ValueError(f"{what}: site {name!r} is outside the {data_plate!r} plate; every site must be "
-                                 f"inside the plate over the data points")
+                raise ValueError(
+                    f"{what}: site {name!r} is outside the {data_plate!r} plate; every site must be "
+                    f"inside the plate over the data points"
+                )
             if tr is guide_trace and site["infer"].get("enumerate") is not None:
-                raise ValueError(f"{what}: the guide enumerates site {name!r}; sum discrete latents out with "
-                                 f"the enum objective (TraceEnum_ELBO), or relax them")
+                raise ValueError(
+                    f"{what}: the guide enumerates site {name!r}; sum discrete latents out with "
+                    f"the enum objective (TraceEnum_ELBO), or relax them"
+                )
             if tr is guide_trace and not site["is_observed"] and not site["fn"].has_rsample:
-                raise ValueError(f"{what} needs reparameterized latents, but the guide's site {name!r} "
-                                 f"({type(site['fn']).__name__}) has no rsample")
+                raise ValueError(
+                    f"{what} needs reparameterized latents, but the guide's site {name!r} "
+                    f"({type(site['fn']).__name__}) has no rsample"
+                )
 
 
 def _owner(guide, what: str) -> nn.Module:
     module = getattr(guide, "__self__", None)
     if not isinstance(module, nn.Module):
-        raise ValueError(f"{what} evaluates log q with the guide's parameters stopped, so the guide must be a "
-                         f"method of an nn.Module holding them (a family's guide); got {guide!r}")
+        raise ValueError(
+            f"{what} evaluates log q with the guide's parameters stopped, so the guide must be a "
+            f"method of an nn.Module holding them (a family's guide); got {guide!r}"
+        )
     return module
 
 
@@ -129,8 +140,19 @@ def _replayed_trace(trace, values: dict):
 class _Weights:
     """The traces and the log weights of one vectorized pass (see the module docstring)."""
 
-    def __init__(self, model, guide, args, kwargs, num_particles: int, max_plate_nesting: int,
-                 data_plate: str, what: str, stop_guide: bool = False, hook_values: bool = False):
+    def __init__(
+        self,
+        model,
+        guide,
+        args,
+        kwargs,
+        num_particles: int,
+        max_plate_nesting: int,
+        data_plate: str,
+        what: str,
+        stop_guide: bool = False,
+        hook_values: bool = False,
+    ):
         self.particle_dim = -(max_plate_nesting + 1)
         vec = lambda fn: _vectorized(fn, num_particles, self.particle_dim)  # noqa: E731
         guide_trace = poutine.trace(vec(guide)).get_trace(*args, **kwargs)
@@ -152,7 +174,8 @@ class _Weights:
         q_trace = guide_trace
         if stop_guide:
             q_trace = poutine.trace(poutine.replay(vec(_stopped(guide, what)), trace=replay_from)).get_trace(
-                *args, **kwargs)
+                *args, **kwargs
+            )
         frame = _data_frame(model_trace, data_plate)
         num_data = kwargs.get("num_data")
         self.data_scale = 1.0 if num_data is None else float(num_data) / frame.size
@@ -178,13 +201,14 @@ class _Weights:
         return lp
 
 
-
 def _scale_by(holder: dict, event_dim: int):
     """A gradient hook multiplying by ``holder["w"]`` (the normalised weights, laid out like the
     log-densities) over the site's event dims."""
+
     def hook(grad):
         w = holder["w"]
         return grad * w.reshape(w.shape + (1,) * event_dim)
+
     return hook
 
 
@@ -206,8 +230,13 @@ class IWAE:
     with the plain (``estimator="plain"``) or the doubly-reparameterized (``"dreg"``) gradient.
     With K = 1 it is the ELBO."""
 
-    def __init__(self, num_particles: int = 5, estimator: str = "plain", max_plate_nesting: int | None = None,
-                 data_plate: str = "data"):
+    def __init__(
+        self,
+        num_particles: int = 5,
+        estimator: str = "plain",
+        max_plate_nesting: int | None = None,
+        data_plate: str = "data",
+    ):
         if estimator not in ESTIMATORS:
             raise ValueError(f"IWAE estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
         self.num_particles = _check_particles(num_particles)
@@ -218,8 +247,9 @@ class IWAE:
 
     def log_weights(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """The (K, B) log weights, with gradients (the per-site scales as in training)."""
-        return _Weights(model, guide, args, kwargs, self.num_particles, _mpn(self, guide), self.data_plate,
-                        "IWAE").log_w
+        return _Weights(
+            model, guide, args, kwargs, self.num_particles, _mpn(self, guide), self.data_plate, "IWAE"
+        ).log_w
 
     def bound(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """L_K(x_b) for each data point, shape (B,)."""
@@ -227,8 +257,18 @@ class IWAE:
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         dreg = self.estimator == "dreg"
-        w = _Weights(model, guide, args, kwargs, self.num_particles, _mpn(self, guide), self.data_plate,
-                     "IWAE with DReG" if dreg else "IWAE", stop_guide=dreg, hook_values=dreg)
+        w = _Weights(
+            model,
+            guide,
+            args,
+            kwargs,
+            self.num_particles,
+            _mpn(self, guide),
+            self.data_plate,
+            "IWAE with DReG" if dreg else "IWAE",
+            stop_guide=dreg,
+            hook_values=dreg,
+        )
         bound = w.log_w.logsumexp(0) - math.log(self.num_particles)
         loss = -w.data_scale * bound.sum()
         if not dreg:
@@ -252,8 +292,17 @@ class StickingTheLanding:
         return f"StickingTheLanding(num_particles={self.num_particles})"
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
-        w = _Weights(model, guide, args, kwargs, self.num_particles, _mpn(self, guide), self.data_plate,
-                     "the sticking-the-landing ELBO", stop_guide=True)
+        w = _Weights(
+            model,
+            guide,
+            args,
+            kwargs,
+            self.num_particles,
+            _mpn(self, guide),
+            self.data_plate,
+            "the sticking-the-landing ELBO",
+            stop_guide=True,
+        )
         return -w.data_scale * w.log_w.mean(0).sum()
 
 
@@ -274,8 +323,9 @@ class FreeBitsELBO:
     KL_j in closed form where torch knows it, else the sampled log q - log p. The value is the
     free-bits objective, not the ELBO (it is larger by the KL below the floor)."""
 
-    def __init__(self, free_bits: float, num_particles: int = 1, max_plate_nesting: int | None = None,
-                 data_plate: str = "data"):
+    def __init__(
+        self, free_bits: float, num_particles: int = 1, max_plate_nesting: int | None = None, data_plate: str = "data"
+    ):
         if isinstance(free_bits, bool) or not isinstance(free_bits, (int, float)) or not free_bits >= 0:
             raise ValueError(f"free_bits must be a number of nats >= 0, got {free_bits!r}")
         self.free_bits = float(free_bits)
@@ -312,8 +362,12 @@ class FreeBitsELBO:
     @staticmethod
     def _kl_per_dim(q_site, p_site):
         q, p = q_site["fn"], p_site["fn"]
-        if not (isinstance(q, Independent) and isinstance(p, Independent)
-                and q.reinterpreted_batch_ndims == 1 and p.reinterpreted_batch_ndims == 1):
+        if not (
+            isinstance(q, Independent)
+            and isinstance(p, Independent)
+            and q.reinterpreted_batch_ndims == 1
+            and p.reinterpreted_batch_ndims == 1
+        ):
             return None
         try:
             return kl_divergence(q.base_dist, p.base_dist)

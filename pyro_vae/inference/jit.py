@@ -76,8 +76,11 @@ def _reparameterized(model, guide, args, kwargs, max_plate_nesting) -> bool:
         for site in trace.nodes.values():
             if site["type"] == "sample" and site["infer"].get("enumerate"):
                 return False
-    return all(site["fn"].has_rsample for site in guide_trace.nodes.values()
-               if site["type"] == "sample" and not site["is_observed"])
+    return all(
+        site["fn"].has_rsample
+        for site in guide_trace.nodes.values()
+        if site["type"] == "sample" and not site["is_observed"]
+    )
 
 
 class JitTraceELBO(infer.JitTrace_ELBO):
@@ -110,14 +113,23 @@ class JitTraceELBO(infer.JitTrace_ELBO):
 
     def _lean_graph(self, model, guide, args, kwargs):
         family = getattr(model, "__self__", None)
-        if self.num_particles != 1 or not isinstance(family, nn.Module) or getattr(guide, "__self__", None) is not family:
+        if (
+            self.num_particles != 1
+            or not isinstance(family, nn.Module)
+            or getattr(guide, "__self__", None) is not family
+        ):
             return None
         if any(torch.is_tensor(v) for v in kwargs.values()):  # would be baked into the graph: Pyro's path
             return None
         try:
-            key = (model.__func__, guide.__func__, family.training, _autocast_state(),
-                   tuple(("tensor", a.device, a.dtype) if torch.is_tensor(a) else a for a in args),
-                   tuple(sorted(kwargs.items())))
+            key = (
+                model.__func__,
+                guide.__func__,
+                family.training,
+                _autocast_state(),
+                tuple(("tensor", a.device, a.dtype) if torch.is_tensor(a) else a for a in args),
+                tuple(sorted(kwargs.items())),
+            )
             hash(key)
         except TypeError:  # an unhashable argument: Pyro's path
             return None
@@ -158,16 +170,29 @@ class JitTraceELBO(infer.JitTrace_ELBO):
                 _specialize(traced.graph)
             except RuntimeError:  # a pass this torch version refuses: trace again, shape-generic
                 return self._trace_lean(family, model, guide, args, kwargs, specialize=False)
-        if all(p.dtype == torch.float32 for p in family.parameters()) and \
-                all(t.dtype != torch.float64 for t in tensors):
+        if all(p.dtype == torch.float32 for p in family.parameters()) and all(
+            t.dtype != torch.float64 for t in tensors
+        ):
             _float32_constants(traced)
         return traced
 
 
 # operations whose output shape depends on tensor values, not only on input shapes
-_VALUE_SHAPED = ("aten::index", "aten::nonzero", "aten::masked_select", "aten::_unique2", "aten::unique_dim",
-                 "aten::unique_consecutive", "aten::repeat_interleave", "aten::bincount", "aten::histc",
-                 "aten::masked_scatter", "aten::index_put", "aten::index_put_", "aten::nonzero_numpy")
+_VALUE_SHAPED = (
+    "aten::index",
+    "aten::nonzero",
+    "aten::masked_select",
+    "aten::_unique2",
+    "aten::unique_dim",
+    "aten::unique_consecutive",
+    "aten::repeat_interleave",
+    "aten::bincount",
+    "aten::histc",
+    "aten::masked_scatter",
+    "aten::index_put",
+    "aten::index_put_",
+    "aten::nonzero_numpy",
+)
 
 
 def _data_dependent_shapes(graph) -> bool:
@@ -251,8 +276,9 @@ def _drop_identities(graph) -> int:
         for const, other in ((a, b), (b, a)):
             if const.node().kind() == "prim::Constant" and isinstance(const.type(), torch._C.TensorType):
                 value = const.toIValue()
-                if (torch.is_tensor(value) and value.dim() == 0 or isinstance(value, (int, float))) \
-                        and float(value) == 1.0:
+                if (torch.is_tensor(value) and value.dim() == 0 or isinstance(value, (int, float))) and float(
+                    value
+                ) == 1.0:
                     bypass(node.output(), other)
                     break
     for node in graph.findAllNodes("aten::broadcast_tensors"):
@@ -301,8 +327,9 @@ def compiled_count(objective) -> int:
     from pyro.ops.jit import CompiledFunction
 
     lean = vars(objective).get("_lean_graphs", {}).values()  # the check run of each program, its graphs
-    return (sum(len(v.compiled) for v in vars(objective).values() if isinstance(v, CompiledFunction))
-            + sum(1 + len(graphs or ()) for _, graphs in lean))
+    return sum(len(v.compiled) for v in vars(objective).values() if isinstance(v, CompiledFunction)) + sum(
+        1 + len(graphs or ()) for _, graphs in lean
+    )
 
 
 __all__ = ["JitTraceELBO", "compiles", "compiled_count"]

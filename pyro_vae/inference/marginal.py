@@ -114,19 +114,30 @@ def _data_dim(trace, data_plate) -> int:
             for frame in site["cond_indep_stack"]:
                 if frame.name == data_plate:
                     return frame.dim
-    raise ValueError(f"no site of the model is inside a plate named {data_plate!r}; evaluation needs "
-                     f"one plate over the data points with that name")
+    raise ValueError(
+        f"no site of the model is inside a plate named {data_plate!r}; evaluation needs "
+        f"one plate over the data points with that name"
+    )
 
 
 def _check_in_data_plate(trace, data_plate):
     for name, site in trace.nodes.items():
         if is_scored(site) and not any(f.name == data_plate for f in site["cond_indep_stack"]):
-            raise ValueError(f"site {name!r} is outside the {data_plate!r} plate: per-data-point "
-                             f"evaluation needs every latent and observed site inside it")
+            raise ValueError(
+                f"site {name!r} is outside the {data_plate!r} plate: per-data-point "
+                f"evaluation needs every latent and observed site inside it"
+            )
 
 
-def log_weights(model, guide, *args, num_particles: int = 1, data_plate: str = "data",
-                max_plate_nesting: int | None = None, **kwargs) -> torch.Tensor:
+def log_weights(
+    model,
+    guide,
+    *args,
+    num_particles: int = 1,
+    data_plate: str = "data",
+    max_plate_nesting: int | None = None,
+    **kwargs,
+) -> torch.Tensor:
     """Log importance weights ``log p(x, z_k) - log q(z_k|x)``, shape ``(num_particles, B)``.
 
     Enumerated discrete guide sites are summed out exactly (see module docstring).
@@ -139,6 +150,7 @@ def log_weights(model, guide, *args, num_particles: int = 1, data_plate: str = "
         def wrapped(*a, **k):
             with pyro.plate(PARTICLES, num_particles, dim=particle_dim):
                 return fn(*a, **k)
+
         return wrapped
 
     enum_guide = poutine.enum(vectorize(guide), first_available_dim=particle_dim - 1)
@@ -206,14 +218,14 @@ def log_marginal_batch(model, guide, *args, num_particles=1000, chunk_size=None,
     if mpn is None:
         mpn = _max_plate_nesting(model, guide, args, kwargs)
     x = args[0]
-    chunk = chunk_size or _auto_chunk(num_particles, x.shape[0], x[0].numel(),
-                                      enum_size=_enum_size(guide, args, kwargs, mpn), device=x.device)
+    chunk = chunk_size or _auto_chunk(
+        num_particles, x.shape[0], x[0].numel(), enum_size=_enum_size(guide, args, kwargs, mpn), device=x.device
+    )
     acc = None
     done = 0
     while done < num_particles:
         k = min(chunk, num_particles - done)
-        lw = log_weights(model, guide, *args, num_particles=k, max_plate_nesting=mpn, data_plate=data_plate,
-                         **kwargs)
+        lw = log_weights(model, guide, *args, num_particles=k, max_plate_nesting=mpn, data_plate=data_plate, **kwargs)
         lse = lw.logsumexp(0)
         acc = lse if acc is None else torch.logaddexp(acc, lse)
         done += k
@@ -227,8 +239,18 @@ def _progress(total, desc, enabled):
 
 
 @torch.no_grad()
-def log_marginal(model, guide, *args, num_particles=5000, batch_size=100, chunk_size=None,
-                 progress=False, desc=None, data_plate="data", **kwargs) -> torch.Tensor:
+def log_marginal(
+    model,
+    guide,
+    *args,
+    num_particles=5000,
+    batch_size=100,
+    chunk_size=None,
+    progress=False,
+    desc=None,
+    data_plate="data",
+    **kwargs,
+) -> torch.Tensor:
     """Importance-sampled log p(x) for every data point, shape (N,), with ``num_particles`` samples.
 
     Batches of data points x chunks of particles keep memory bounded; ``progress`` shows a bar.
@@ -243,11 +265,22 @@ def log_marginal(model, guide, *args, num_particles=5000, batch_size=100, chunk_
     if is_validation_enabled():
         for _, part, part_kw in _chunks(args, max(batch_size, 1000), kwargs):
             log_weights(model, guide, *part, num_particles=1, data_plate=data_plate, **part_kw)
-    with _progress(_num_data(args), desc or f"log p(x), k={num_particles}", progress) as bar, \
-            pyro.validation_enabled(False):
+    with (
+        _progress(_num_data(args), desc or f"log p(x), k={num_particles}", progress) as bar,
+        pyro.validation_enabled(False),
+    ):
         for size, part, part_kw in _chunks(args, batch_size, kwargs):
-            out.append(log_marginal_batch(model, guide, *part, num_particles=num_particles,
-                                          chunk_size=chunk_size, data_plate=data_plate, **part_kw))
+            out.append(
+                log_marginal_batch(
+                    model,
+                    guide,
+                    *part,
+                    num_particles=num_particles,
+                    chunk_size=chunk_size,
+                    data_plate=data_plate,
+                    **part_kw,
+                )
+            )
             bar.update(size)
     return torch.cat(out)
 
@@ -258,9 +291,12 @@ def elbo(model, guide, *args, num_particles=1, batch_size=1000, data_plate="data
     summed out exactly inside each weight, so this is the ELBO of the remaining latents.)"""
     mpn = kwargs.pop("max_plate_nesting", None)
     kwargs["max_plate_nesting"] = mpn if mpn is not None else _max_plate_nesting(model, guide, args, kwargs)
-    return torch.cat([log_weights(model, guide, *part, num_particles=num_particles, data_plate=data_plate,
-                                  **part_kw).mean(0)
-                      for _, part, part_kw in _chunks(args, batch_size, kwargs)])
+    return torch.cat(
+        [
+            log_weights(model, guide, *part, num_particles=num_particles, data_plate=data_plate, **part_kw).mean(0)
+            for _, part, part_kw in _chunks(args, batch_size, kwargs)
+        ]
+    )
 
 
 @torch.no_grad()
@@ -269,8 +305,9 @@ def iwae_bound(model, guide, *args, k=50, batch_size=100, **kwargs) -> torch.Ten
 
     (The same estimator as :func:`log_marginal`; the name says which K is meant as a bound.)
     """
-    return log_marginal(model, guide, *args, num_particles=k, batch_size=batch_size,
-                        desc=f"IWAE bound, k={k}", **kwargs)
+    return log_marginal(
+        model, guide, *args, num_particles=k, batch_size=batch_size, desc=f"IWAE bound, k={k}", **kwargs
+    )
 
 
 def as_normal(d):
@@ -299,8 +336,9 @@ def _posterior_mean(fn, mc_samples: int):
 
 
 @torch.no_grad()
-def latent_statistics(model, guide, *args, batch_size=1000, threshold=0.01, data_plate="data",
-                      mc_samples: int = 1000, **kwargs) -> dict:
+def latent_statistics(
+    model, guide, *args, batch_size=1000, threshold=0.01, data_plate="data", mc_samples: int = 1000, **kwargs
+) -> dict:
     """Per latent site: active units (Burda et al. 2016) and KL per dimension.
 
     Active units: dimension u is active when Cov_x(E_q[z_u | x]) > ``threshold``, with E_q[z|x]

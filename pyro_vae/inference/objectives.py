@@ -52,8 +52,12 @@ register_objective = OBJECTIVES.register  # @register_objective("name") on fn(fa
 
 def _pyro_elbo(cls, **fixed):
     def factory(family, num_particles: int = 1):
-        kwargs = dict(num_particles=num_particles, vectorize_particles=num_particles > 1,
-                      max_plate_nesting=traits(family).max_plate_nesting, **fixed)
+        kwargs = dict(
+            num_particles=num_particles,
+            vectorize_particles=num_particles > 1,
+            max_plate_nesting=traits(family).max_plate_nesting,
+            **fixed,
+        )
         if cls.__name__.startswith("Jit"):
             kwargs["ignore_jit_warnings"] = True
         return cls(**kwargs)
@@ -99,6 +103,7 @@ class ScaledOutside:
 def renyi(family, num_particles: int = 1):
     """pyro.infer.RenyiELBO(alpha=0.5), data-set scaling outside the log-mean-exp"""
     return ScaledOutside(FromLossAndGrads(_pyro_elbo(infer.RenyiELBO, alpha=0.5)(family, num_particles), family))
+
 
 def _importance(cls, **fixed):
     def factory(family, num_particles: int = 1):
@@ -151,18 +156,24 @@ def make_objective(spec, family, num_particles: int = 1, free_bits: float = 0.0)
     if free_bits:
         if not (isinstance(spec, str) and spec in FREE_BITS_BASES):
             given = f"objective={spec!r}" if isinstance(spec, str) else f"the objective {spec!r}"
-            raise ValueError(f"free bits (free_bits={free_bits}) replace the plain ELBO objective ("
-                             f"{', '.join(FREE_BITS_BASES)}); they do not combine with {given}")
+            raise ValueError(
+                f"free bits (free_bits={free_bits}) replace the plain ELBO objective ("
+                f"{', '.join(FREE_BITS_BASES)}); they do not combine with {given}"
+            )
         t = traits(family)
         if spec == "auto" and t.default_objective not in FREE_BITS_BASES:
-            raise ValueError(f"free bits replace the plain ELBO, but {type(family).__name__} trains with "
-                             f"{t.default_objective!r} (discrete latents summed out or score-function "
-                             f"gradients); free bits do not apply to it")
+            raise ValueError(
+                f"free bits replace the plain ELBO, but {type(family).__name__} trains with "
+                f"{t.default_objective!r} (discrete latents summed out or score-function "
+                f"gradients); free bits do not apply to it"
+            )
         return FreeBitsELBO(free_bits, num_particles, max_plate_nesting=t.max_plate_nesting)
     if not hasattr(spec, "differentiable_loss") and not hasattr(spec, "loss_and_grads"):
         if not isinstance(spec, str):
-            raise ValueError(f"an objective is a registered name ({', '.join(sorted(OBJECTIVES))}) or an "
-                             f"object with differentiable_loss(model, guide, *args, **kwargs); got {spec!r}")
+            raise ValueError(
+                f"an objective is a registered name ({', '.join(sorted(OBJECTIVES))}) or an "
+                f"object with differentiable_loss(model, guide, *args, **kwargs); got {spec!r}"
+            )
         name = spec
         if name == "auto":
             name = traits(family).default_objective
@@ -256,15 +267,13 @@ class Loss(nn.Module):
     def _loss(self, batch, args, kl_weight, num_data):
         rng = _rng_snapshot() if self._compiles else None
         before = _compiled_count(self.objective) if rng is not None else 0
-        loss = self.objective.differentiable_loss(self._model, self._guide, *args, kl_weight,
-                                                  num_data=num_data)
+        loss = self.objective.differentiable_loss(self._model, self._guide, *args, kl_weight, num_data=num_data)
         if rng is not None and _compiled_count(self.objective) > before:
             # A JIT objective just compiled (tracing runs the programs, drawing random numbers): run
             # the step again from the same random state, so a compile never shifts the random stream
             # and a resumed run (which compiles at another step) draws what an uninterrupted one does.
             _rng_restore(rng)
-            loss = self.objective.differentiable_loss(self._model, self._guide, *args, kl_weight,
-                                                      num_data=num_data)
+            loss = self.objective.differentiable_loss(self._model, self._guide, *args, kl_weight, num_data=num_data)
         if not self._extra:
             return loss
         if self._extra_kw:

@@ -156,8 +156,10 @@ class Scaled(nn.Module):
         self.forms = {"model": program_form(family.model), "guide": program_form(family.guide)}
         bad = [name for name, form in self.forms.items() if form is None]
         if bad:
-            raise TypeError(f"{type(family).__name__}.{bad[0]} takes one of kl_weight and num_data: take both "
-                            f"(the explicit form) or neither (the plain form; training scales the sites)")
+            raise TypeError(
+                f"{type(family).__name__}.{bad[0]} takes one of kl_weight and num_data: take both "
+                f"(the explicit form) or neither (the plain form; training scales the sites)"
+            )
         t = traits(family)
         self.plate_name, self.kl_sites, self.max_plate_nesting = t.plate_name, t.kl_sites, t.max_plate_nesting
         self._model, self._guide = family.model, family.guide  # bound once

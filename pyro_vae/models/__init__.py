@@ -21,8 +21,16 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from pyro_vae.models.base import (ContractError, Family, check_family, check_family_class, check_options, data_plate,
-                                  plan, size_fix)
+from pyro_vae.models.base import (
+    ContractError,
+    Family,
+    check_family,
+    check_family_class,
+    check_options,
+    data_plate,
+    plan,
+    size_fix,
+)
 from pyro_vae.models.registry import MODELS, build_model, complete_config, model_options, register_model
 
 
@@ -42,6 +50,18 @@ def _import_families() -> dict:
 _FAMILIES = _import_families()
 globals().update(_FAMILIES)  # `from pyro_vae.models import VAE, VAEConfig` keeps working
 
-__all__ = sorted(_FAMILIES) + ["Family", "ContractError", "check_family", "check_family_class", "check_options",
-                               "data_plate", "plan", "size_fix", "build_model", "register_model", "MODELS",
-                               "model_options", "complete_config"]
+__all__ = sorted(_FAMILIES) + [
+    "Family",
+    "ContractError",
+    "check_family",
+    "check_family_class",
+    "check_options",
+    "data_plate",
+    "plan",
+    "size_fix",
+    "build_model",
+    "register_model",
+    "MODELS",
+    "model_options",
+    "complete_config",
+]

@@ -36,8 +36,12 @@ class AEConfig(DenoisingConfig):
     """Options of the autoencoder family (each one a ``pyro-vae train`` flag)."""
 
     latent_dim: int = option(2, "size of the code z")
-    prior_term: str = option("off", "off: a plain autoencoder, reconstruction log-likelihood only; on: "
-                                    "log p(z) at the code added (a regularised autoencoder)", choices=("off", "on"))
+    prior_term: str = option(
+        "off",
+        "off: a plain autoencoder, reconstruction log-likelihood only; on: "
+        "log p(z) at the code added (a regularised autoencoder)",
+        choices=("off", "on"),
+    )
 
 
 @register_model("ae")
@@ -49,13 +53,26 @@ class AE(VAE):
 
     Config = AEConfig
     point_estimate = True  # no density q(z|x): log p(x) by importance sampling is undefined
-    undefined_note = ("undefined for an autoencoder: its guide is a point mass, so there is no density "
-                      "q(z|x) to importance-sample log p(x) with, and no ELBO")
+    undefined_note = (
+        "undefined for an autoencoder: its guide is a point mass, so there is no density "
+        "q(z|x) to importance-sample log p(x) with, and no ELBO"
+    )
 
-    def __init__(self, encoder, decoder, prior, likelihood, data_shape, latent_dim, prior_term="off",
-                 noise="none", noise_rate=0.0):
-        super().__init__(encoder, decoder, prior, likelihood, data_shape, latent_dim, noise=noise,
-                         noise_rate=noise_rate)
+    def __init__(
+        self,
+        encoder,
+        decoder,
+        prior,
+        likelihood,
+        data_shape,
+        latent_dim,
+        prior_term="off",
+        noise="none",
+        noise_rate=0.0,
+    ):
+        super().__init__(
+            encoder, decoder, prior, likelihood, data_shape, latent_dim, noise=noise, noise_rate=noise_rate
+        )
         if prior_term not in ("off", "on"):
             raise ValueError(f"prior_term must be off or on, got {prior_term!r}")
         self.prior_term = prior_term
@@ -67,8 +84,17 @@ class AE(VAE):
         encoder, decoder = build_networks(config.network, data_shape, config.latent_dim, config.hidden)
         prior = build_prior(config.prior, config.latent_dim, **config.prior_kwargs)
         likelihood = build_likelihood(config.likelihood, data_shape, **config.likelihood_kwargs)
-        return cls(encoder, decoder, prior, likelihood, data_shape, config.latent_dim,
-                   prior_term=config.prior_term, noise=config.noise, noise_rate=config.noise_rate)
+        return cls(
+            encoder,
+            decoder,
+            prior,
+            likelihood,
+            data_shape,
+            config.latent_dim,
+            prior_term=config.prior_term,
+            noise=config.noise,
+            noise_rate=config.noise_rate,
+        )
 
     def model(self, x=None):
         """p(z) p(x|z); log p(z) is masked out unless ``prior_term="on"`` (then training's KL

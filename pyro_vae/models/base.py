@@ -82,8 +82,16 @@ from pyro import poutine
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from pyro_vae.contract import (GENERIC_FIGURES, ContractError, Declared, check_abilities, check_core,
-                               check_core_class, placeholder, traits)
+from pyro_vae.contract import (
+    GENERIC_FIGURES,
+    ContractError,
+    Declared,
+    check_abilities,
+    check_core,
+    check_core_class,
+    placeholder,
+    traits,
+)
 from pyro_vae.inference.scaling import program_form
 from pyro_vae.registry import SCALARS, scalar_problem
 
@@ -167,7 +175,8 @@ class Family(Declared, nn.Module):
         if tuple(batch.x.shape[1:]) != tuple(self.data_shape):
             raise ValueError(
                 f"this model expects data of shape (batch, {', '.join(map(str, self.data_shape))}) "
-                f"but got {tuple(batch.x.shape)}")
+                f"but got {tuple(batch.x.shape)}"
+            )
         if self.needs_labels and batch.y is None:
             raise ValueError(f"{type(self).__name__} needs labelled data (y); this data set has none")
         self.check_labels(batch.y)
@@ -184,9 +193,11 @@ class Family(Declared, nn.Module):
         if y.numel() and not (y.is_floating_point() or y.dtype == torch.bool) and y.dim() == 1:
             low, high = int(y.min()), int(y.max())
             if low < 0 or high >= num_classes:
-                raise DataError(f"the data have labels {'from ' + str(low) + ' ' if low < 0 else ''}up to {high} but "
-                                f"this model has {num_classes} classes (0..{num_classes - 1}): labels must lie in "
-                                f"[0, {num_classes - 1}], the classes it was built for")
+                raise DataError(
+                    f"the data have labels {'from ' + str(low) + ' ' if low < 0 else ''}up to {high} but "
+                    f"this model has {num_classes} classes (0..{num_classes - 1}): labels must lie in "
+                    f"[0, {num_classes - 1}], the classes it was built for"
+                )
         check_labels(y, num_classes)
 
     def check_shape(self, x) -> None:
@@ -194,7 +205,8 @@ class Family(Declared, nn.Module):
         if x is not None and tuple(x.shape[1:]) != tuple(self.data_shape):
             raise ValueError(
                 f"this model expects data of shape (batch, {', '.join(map(str, self.data_shape))}) "
-                f"but got {tuple(x.shape)}")
+                f"but got {tuple(x.shape)}"
+            )
 
     @placeholder
     def figure(self, name: str, data, path) -> Path:
@@ -229,7 +241,8 @@ def _check_signatures(obj, name: str) -> None:
                 f"{name}.{program} takes one of kl_weight and num_data: take neither (the plain form, "
                 f"def {program}(self, x{'=None' if program == 'model' else ''}); training scales the sites, "
                 f"see docs/families.md) or both (def {program}(self, x=None, kl_weight=1.0, num_data=None), "
-                f"scaling its own sites)")
+                f"scaling its own sites)"
+            )
 
 
 def check_family_class(cls) -> None:
@@ -252,7 +265,8 @@ def check_family(module) -> None:
         raise ContractError(
             f"{type(module).__name__} has no parameters to train: make its networks submodules (self.encoder = "
             f"MLPEncoder(...)) or its weights nn.Parameter attributes (a pyro.param outside the module is not "
-            f"trained or saved)")
+            f"trained or saved)"
+        )
     check_abilities(module)
 
 
@@ -261,9 +275,12 @@ def option(default, help: str = "", choices=None, min=None, only_with: dict | No
     ``choices``, the smallest value ``min``, and ``only_with``: the values other options must have
     for this one to do anything (``{"noise": ("mask", "gaussian")}``; the CLI refuses the flag
     otherwise). Mutable defaults are copied."""
-    meta = {"help": help, **({"choices": tuple(choices)} if choices else {}),
-            **({"min": min} if min is not None else {}),
-            **({"only_with": {k: tuple(v) for k, v in only_with.items()}} if only_with else {})}
+    meta = {
+        "help": help,
+        **({"choices": tuple(choices)} if choices else {}),
+        **({"min": min} if min is not None else {}),
+        **({"only_with": {k: tuple(v) for k, v in only_with.items()}} if only_with else {}),
+    }
     if isinstance(default, (dict, list)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -352,8 +369,10 @@ def check_options(config_cls, options: dict) -> dict:
         else:
             bad = scalar_problem(value, kind) is not None
         if bad:
-            raise ValueError(f"option {name} must be {_type_name(kind, elem)}, got {value!r}"
-                             + (f" ({type(value).__name__})" if not isinstance(value, (list, tuple, dict)) else ""))
+            raise ValueError(
+                f"option {name} must be {_type_name(kind, elem)}, got {value!r}"
+                + (f" ({type(value).__name__})" if not isinstance(value, (list, tuple, dict)) else "")
+            )
         out[name] = float(value) if kind is float else value
     return out
 
@@ -361,9 +380,25 @@ def check_options(config_cls, options: dict) -> dict:
 # ---------------------------------------------------------------------- sizes before allocating
 PLAN_NUMBERS = 2**20  # a tensor of this many numbers (4 MB) or more is planned (a shape on the meta device), not made
 MAX_MODULES = 5_000  # more submodules than this is a count typed by mistake (flow steps 10**9), not a network
-_FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.randint,
-              torch.randperm, torch.arange, torch.linspace, torch.logspace, torch.eye, torch.empty_strided,
-              torch.Tensor.new_empty, torch.Tensor.new_zeros, torch.Tensor.new_ones, torch.Tensor.new_full}
+_FACTORIES = {
+    torch.empty,
+    torch.zeros,
+    torch.ones,
+    torch.full,
+    torch.rand,
+    torch.randn,
+    torch.randint,
+    torch.randperm,
+    torch.arange,
+    torch.linspace,
+    torch.logspace,
+    torch.eye,
+    torch.empty_strided,
+    torch.Tensor.new_empty,
+    torch.Tensor.new_zeros,
+    torch.Tensor.new_ones,
+    torch.Tensor.new_full,
+}
 
 
 class TooLarge(ValueError):
@@ -458,8 +493,10 @@ def _bytes(n: float) -> str:
 
 
 def _too_large(numbers: int, size: int, memory: int, what: str, fix: str, least: bool = False) -> TooLarge:
-    return TooLarge(f"{what} would have {'at least ' if least else ''}{numbers:.1e} parameters ({_bytes(size)} as "
-                    f"float32), more than this machine's memory ({_bytes(memory)} available): {fix}")
+    return TooLarge(
+        f"{what} would have {'at least ' if least else ''}{numbers:.1e} parameters ({_bytes(size)} as "
+        f"float32), more than this machine's memory ({_bytes(memory)} available): {fix}"
+    )
 
 
 def plan(build, what: str = "the model", fix: str = "use smaller sizes", memory: int | None = None):
@@ -485,9 +522,11 @@ def plan(build, what: str = "the model", fix: str = "use smaller sizes", memory:
         if count["modules"] > MAX_MODULES:
             raise TooLarge(f"{what} would have more than {MAX_MODULES} layers and other modules: {fix}")
 
-    hooks = [nn_module.register_module_parameter_registration_hook(on_tensor),
-             nn_module.register_module_buffer_registration_hook(on_tensor),
-             nn_module.register_module_module_registration_hook(on_module)]
+    hooks = [
+        nn_module.register_module_parameter_registration_hook(on_tensor),
+        nn_module.register_module_buffer_registration_hook(on_tensor),
+        nn_module.register_module_module_registration_hook(on_module),
+    ]
     try:
         with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False), _Planning():
             module = build()
@@ -516,6 +555,7 @@ def _short(value) -> str:
 def size_fix(options, config_cls, num_classes=None) -> str:
     """How to make a model smaller: its size options (integers and tuples of them) above their
     defaults, and the number of classes of the data when it is large."""
+
     def sizes(v) -> list:
         values = v if isinstance(v, (tuple, list)) else (v,)
         return [x for x in values if isinstance(x, int) and not isinstance(x, bool)]
@@ -535,5 +575,19 @@ def size_fix(options, config_cls, num_classes=None) -> str:
     return "use smaller sizes: " + ", ".join(grown) if grown else "use smaller hidden/latent sizes"
 
 
-__all__ = ["Family", "CodeFigures", "ContractError", "check_family", "check_family_class", "check_options", "plan",
-           "TooLarge", "data_plate", "batch_size_of", "GENERIC_FIGURES", "NoOptions", "config_fields", "option"]
+__all__ = [
+    "Family",
+    "CodeFigures",
+    "ContractError",
+    "check_family",
+    "check_family_class",
+    "check_options",
+    "plan",
+    "TooLarge",
+    "data_plate",
+    "batch_size_of",
+    "GENERIC_FIGURES",
+    "NoOptions",
+    "config_fields",
+    "option",
+]

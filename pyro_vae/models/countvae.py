@@ -70,9 +70,13 @@ class CountVAEConfig:
     hidden: tuple = option((128,), "hidden layer sizes (encoder; the decoder mirrors them)")
     likelihood: str = option("nb", "p(x|z): a count likelihood (poisson, nb, zinb)")
     likelihood_kwargs: dict = option({}, "options of the likelihood (--likelihood-OPTION)")
-    library: str = option("observed", "the size factor: observed (each row's total count scales the decoder's "
-                                      "proportions), inferred (a latent log-library l with a LogNormal prior, as "
-                                      "scVI), none (the decoder gives the mean itself)", choices=LIBRARIES)
+    library: str = option(
+        "observed",
+        "the size factor: observed (each row's total count scales the decoder's "
+        "proportions), inferred (a latent log-library l with a LogNormal prior, as "
+        "scVI), none (the decoder gives the mean itself)",
+        choices=LIBRARIES,
+    )
 
 
 def log_totals(x: torch.Tensor) -> torch.Tensor:
@@ -96,21 +100,29 @@ class CountVAE(Family):
     default_objective = "jit"  # Trace_ELBO compiled: the programs have no data-dependent Python branch
     kl_sites = ("z",)  # the KL weight (beta, warm-up) on z only; l's KL keeps weight 1, as in scvi-tools
     figures = ("latent_space", "mean_variance")
-    figure_titles = {"mean_variance": ("Mean against variance of each gene's counts, test cells and one posterior "
-                                       "predictive draw for each (the line: Poisson, variance = mean)",
-                                       "Log-log scatter of per-gene means and variances, data and model draws")}
+    figure_titles = {
+        "mean_variance": (
+            "Mean against variance of each gene's counts, test cells and one posterior "
+            "predictive draw for each (the line: Poisson, variance = mean)",
+            "Log-log scatter of per-gene means and variances, data and model draws",
+        )
+    }
 
     def __init__(self, data_shape, latent_dim: int, hidden, likelihood, library: str = "observed"):
         super().__init__()
         self.data_shape = tuple(int(s) for s in data_shape)
         if len(self.data_shape) != 1:
-            raise ValueError(f"the count VAE models a vector of counts per data point, data of shape (N, G); got data "
-                             f"points of shape {self.data_shape}: flatten them")
+            raise ValueError(
+                f"the count VAE models a vector of counts per data point, data of shape (N, G); got data "
+                f"points of shape {self.data_shape}: flatten them"
+            )
         if library not in LIBRARIES:
             raise ValueError(f"library must be one of {', '.join(LIBRARIES)}, got {library!r}")
         if not getattr(likelihood, "count_data", False):
-            raise ValueError(f"the count VAE needs a likelihood of counts ({', '.join(count_likelihoods())}), got "
-                             f"{type(likelihood).__name__}")
+            raise ValueError(
+                f"the count VAE needs a likelihood of counts ({', '.join(count_likelihoods())}), got "
+                f"{type(likelihood).__name__}"
+            )
         self.latent_dim, self.library = int(latent_dim), library
         self.encoder, self.decoder = build_networks("mlp", self.data_shape, self.latent_dim, hidden)
         self.library_encoder = build_networks("mlp", self.data_shape, 1, hidden)[0] if library == "inferred" else None
@@ -122,8 +134,10 @@ class CountVAE(Family):
     @classmethod
     def from_config(cls, config: CountVAEConfig, data_shape, num_classes=None) -> "CountVAE":
         if config.likelihood not in count_likelihoods():
-            raise ValueError(f"the count VAE needs a likelihood of counts ({', '.join(count_likelihoods())}), got "
-                             f"{config.likelihood!r}")
+            raise ValueError(
+                f"the count VAE needs a likelihood of counts ({', '.join(count_likelihoods())}), got "
+                f"{config.likelihood!r}"
+            )
         likelihood = build_likelihood(config.likelihood, data_shape, **config.likelihood_kwargs)
         return cls(data_shape, config.latent_dim, config.hidden, likelihood, config.library)
 
@@ -147,8 +161,10 @@ class CountVAE(Family):
     def library_prior(self):
         """N(library_loc, library_scale^2) over l, the log library size."""
         if not self.library_prior_set:
-            raise ValueError("the count VAE's library prior is not set: train the model first (it is set from the "
-                             "first training batch), or call set_library_prior(training counts)")
+            raise ValueError(
+                "the count VAE's library prior is not set: train the model first (it is set from the "
+                "first training batch), or call set_library_prior(training counts)"
+            )
         return dist.Normal(self.library_loc, self.library_scale)
 
     def check_batch(self, batch) -> None:
@@ -160,9 +176,11 @@ class CountVAE(Family):
         if self.library == "observed" and x is not None:
             empty = (x.sum(-1) <= 0).nonzero()
             if empty.numel():
-                raise ValueError(f"with the observed library size every row needs at least one count; row "
-                                 f"{int(empty[0, 0])} sums to 0 ({empty.numel()} such rows): drop the empty rows, or "
-                                 f"use library='inferred'")
+                raise ValueError(
+                    f"with the observed library size every row needs at least one count; row "
+                    f"{int(empty[0, 0])} sums to 0 ({empty.numel()} such rows): drop the empty rows, or "
+                    f"use library='inferred'"
+                )
 
     # ------------------------------------------------------------------ Pyro programs
     def log_mean(self, z, l=None):
@@ -177,8 +195,13 @@ class CountVAE(Family):
         x = batch.x
         if self.training and self.library != "none" and not self.library_prior_set:
             self.set_library_prior(x)
-            logger.info("note: the count VAE's library prior is N(%.3f, %.3f^2), from the log totals of the first "
-                        "training batch (%d rows)", float(self.library_loc), float(self.library_scale), x.shape[0])
+            logger.info(
+                "note: the count VAE's library prior is N(%.3f, %.3f^2), from the log totals of the first "
+                "training batch (%d rows)",
+                float(self.library_loc),
+                float(self.library_scale),
+                x.shape[0],
+            )
         self._check_totals(x)
         return (x,)
 
@@ -276,15 +299,22 @@ class CountVAE(Family):
 
         draw = self.replicate(x)
         fig, ax = plt.subplots(figsize=(6, 5))
-        for counts, label, style in ((x, "data", dict(color="black", s=10)),
-                                     (draw, "model: one draw per cell", dict(color="tab:orange", s=10, alpha=0.7))):
+        for counts, label, style in (
+            (x, "data", dict(color="black", s=10)),
+            (draw, "model: one draw per cell", dict(color="tab:orange", s=10, alpha=0.7)),
+        ):
             ax.scatter(counts.mean(0).cpu(), counts.var(0).cpu(), label=label, linewidths=0, **style)
         means = x.mean(0)
         span = torch.tensor([means[means > 0].min().item(), means.max().item()]) if (means > 0).any() else None
         if span is not None:
             ax.plot(span, span, "--", color="grey", label="Poisson: variance = mean")
-        ax.set(xscale="log", yscale="log", xlabel="mean count of a gene", ylabel="variance of its counts",
-               title=f"{x.shape[0]} cells, {x.shape[1]} genes; likelihood {type(self.likelihood).__name__}")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="mean count of a gene",
+            ylabel="variance of its counts",
+            title=f"{x.shape[0]} cells, {x.shape[1]} genes; likelihood {type(self.likelihood).__name__}",
+        )
         ax.legend(fontsize=8)
         return save(fig, path)
 

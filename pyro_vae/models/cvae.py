@@ -42,10 +42,17 @@ CONDITIONS = ("class", "quadrant", "given")
 class CVAEConfig:
     """Options of the conditional VAE (each one a ``pyro-vae train`` flag)."""
 
-    condition: str = option("class", "what x is conditioned on: the class label, or the first "
-                                     "--observed-quadrants quadrants of the image", choices=("class", "quadrant"))
-    observed_quadrants: int = option(1, "quadrant condition: how many quadrants are given (1-3)", choices=(1, 2, 3),
-                                     only_with={"condition": ("quadrant",)})
+    condition: str = option(
+        "class",
+        "what x is conditioned on: the class label, or the first --observed-quadrants quadrants of the image",
+        choices=("class", "quadrant"),
+    )
+    observed_quadrants: int = option(
+        1,
+        "quadrant condition: how many quadrants are given (1-3)",
+        choices=(1, 2, 3),
+        only_with={"condition": ("quadrant",)},
+    )
     latent_dim: int = option(20, "size of z")
     hidden: tuple = option((500,), "hidden layer sizes of the encoder, decoder and prior networks")
     learned_prior: bool = option(True, "p(z|c) a learned network of c (--no-learned-prior: the library prior --prior)")
@@ -63,8 +70,11 @@ def quadrant_mask(data_shape, observed_quadrants: int) -> torch.Tensor:
         raise ValueError(f"observed_quadrants must be 1, 2 or 3, got {observed_quadrants}")
     h, w = data_shape[-2:]
     mask = torch.zeros(data_shape, dtype=torch.bool)
-    corners = [(slice(0, h // 2), slice(0, w // 2)), (slice(0, h // 2), slice(w // 2, w)),
-               (slice(h // 2, h), slice(0, w // 2))]
+    corners = [
+        (slice(0, h // 2), slice(0, w // 2)),
+        (slice(0, h // 2), slice(w // 2, w)),
+        (slice(h // 2, h), slice(0, w // 2)),
+    ]
     for rows, cols in corners[:observed_quadrants]:
         mask[..., rows, cols] = True
     return mask
@@ -73,8 +83,10 @@ def quadrant_mask(data_shape, observed_quadrants: int) -> torch.Tensor:
 def mask_event(d, mask: torch.Tensor):
     """Restrict an ``Independent`` likelihood to the elements where ``mask`` is True."""
     if not isinstance(d, dist.Independent):
-        raise ValueError("the quadrant condition needs a likelihood that is independent per pixel "
-                         "(an Independent distribution, as every built-in likelihood is)")
+        raise ValueError(
+            "the quadrant condition needs a likelihood that is independent per pixel "
+            "(an Independent distribution, as every built-in likelihood is)"
+        )
     return d.base_dist.mask(mask).to_event(d.reinterpreted_batch_ndims)
 
 
@@ -97,8 +109,19 @@ class CVAE(Family):
     Config = CVAEConfig
     conditional = True
 
-    def __init__(self, encoder, decoder, prior, likelihood, data_shape, latent_dim, condition="class",
-                 num_classes=None, cond_shape=None, observed=None):
+    def __init__(
+        self,
+        encoder,
+        decoder,
+        prior,
+        likelihood,
+        data_shape,
+        latent_dim,
+        condition="class",
+        num_classes=None,
+        cond_shape=None,
+        observed=None,
+    ):
         super().__init__()
         if condition not in CONDITIONS:
             raise ValueError(f"unknown condition {condition!r}; choose one of {', '.join(CONDITIONS)}")
@@ -112,14 +135,22 @@ class CVAE(Family):
         self.learned_prior = isinstance(prior, PriorNet)
         if not self.learned_prior:
             check_prior(prior, self.latent_dim)
-        self.figures = {"class": ("samples", "conditional_samples", "latent_codes"),
-                        "quadrant": ("completion", "latent_codes"), "given": ("latent_codes",)}[condition]
+        self.figures = {
+            "class": ("samples", "conditional_samples", "latent_codes"),
+            "quadrant": ("completion", "latent_codes"),
+            "given": ("latent_codes",),
+        }[condition]
         self.figure_titles = {  # name -> caption, or (caption, alt text), in the report
-            "conditional_samples": ("Samples of every class: E[x|z,c], z ~ p(z|c)",
-                                    "A grid of generated digits, one row per class"),
-            "completion": ("Quadrant completion on test images",
-                           "Digits with given quadrants and several completions of the missing ones"),
-            "latent_codes": "Latent space: means of q(z|x,c)"}
+            "conditional_samples": (
+                "Samples of every class: E[x|z,c], z ~ p(z|c)",
+                "A grid of generated digits, one row per class",
+            ),
+            "completion": (
+                "Quadrant completion on test images",
+                "Digits with given quadrants and several completions of the missing ones",
+            ),
+            "latent_codes": "Latent space: means of q(z|x,c)",
+        }
 
     @classmethod
     def from_config(cls, config: CVAEConfig, data_shape, num_classes=None, cond_shape=None) -> "CVAE":
@@ -127,25 +158,33 @@ class CVAE(Family):
         observed = None
         if config.condition == "class":
             if not num_classes or num_classes < 2:
-                raise ValueError(f"the class-conditional VAE needs labelled data with at least 2 classes; "
-                                 f"got num_classes={num_classes}")
+                raise ValueError(
+                    f"the class-conditional VAE needs labelled data with at least 2 classes; "
+                    f"got num_classes={num_classes}"
+                )
             cond_dim = num_classes
         elif config.condition == "quadrant":
             observed = quadrant_mask(data_shape, config.observed_quadrants)
             cond_dim = math.prod(data_shape)
         elif config.condition == "given":
-            raise ValueError("condition 'given' is built in Python: CVAE(..., condition='given', "
-                             "cond_shape=...) with networks sized for the condition")
+            raise ValueError(
+                "condition 'given' is built in Python: CVAE(..., condition='given', "
+                "cond_shape=...) with networks sized for the condition"
+            )
         else:
             raise ValueError(f"unknown condition {config.condition!r}; choose one of {', '.join(CONDITIONS)}")
         d, hidden = config.latent_dim, tuple(config.hidden)
         encoder = MLPEncoder((math.prod(data_shape) + cond_dim,), d, hidden)
         decoder = MLPDecoder(data_shape, d + cond_dim, hidden)
-        prior = PriorNet(cond_dim, d, hidden) if config.learned_prior else \
-            build_prior(config.prior, d, **config.prior_kwargs)
+        prior = (
+            PriorNet(cond_dim, d, hidden)
+            if config.learned_prior
+            else build_prior(config.prior, d, **config.prior_kwargs)
+        )
         likelihood = build_likelihood(config.likelihood, data_shape, **config.likelihood_kwargs)
-        return cls(encoder, decoder, prior, likelihood, data_shape, d, config.condition, num_classes,
-                   (cond_dim,), observed)
+        return cls(
+            encoder, decoder, prior, likelihood, data_shape, d, config.condition, num_classes, (cond_dim,), observed
+        )
 
     # ------------------------------------------------------------------ the contract
     def make_condition(self, batch) -> torch.Tensor:
@@ -171,8 +210,10 @@ class CVAE(Family):
         if self.condition == "given":
             c = self.make_condition(batch)
             if tuple(c.shape[1:]) != self.cond_shape:
-                raise ValueError(f"this model expects a condition of {self.cond_shape[0]} numbers per data point, "
-                                 f"got c of shape {tuple(batch.c.shape)}")
+                raise ValueError(
+                    f"this model expects a condition of {self.cond_shape[0]} numbers per data point, "
+                    f"got c of shape {tuple(batch.c.shape)}"
+                )
 
     def _prior(self, c):
         return self.prior(c) if self.learned_prior else self.prior()
@@ -187,8 +228,10 @@ class CVAE(Family):
         pyro.module(self.pyro_name, self)
         self.check_shape(x)
         if c is None:
-            raise ValueError("the conditional VAE draws x given a condition: call model(x, c) or model(None, c) "
-                             "with c = family.make_condition(batch)")
+            raise ValueError(
+                "the conditional VAE draws x given a condition: call model(x, c) or model(None, c) "
+                "with c = family.make_condition(batch)"
+            )
         with pyro.plate("data", batch_size_of(x, c)):
             z = pyro.sample("z", self._prior(c))
             return pyro.sample("x", self._likelihood(z, c), obs=x)
@@ -204,8 +247,10 @@ class CVAE(Family):
     # ------------------------------------------------------------------ helpers for figures
     def _class_condition(self, condition, n, device):
         if self.condition != "class":
-            raise ValueError(f"a {self.condition}-conditioned model draws given images, not a class: use "
-                             f"complete(x) (its figure: pyro-vae plot RUN)")
+            raise ValueError(
+                f"a {self.condition}-conditioned model draws given images, not a class: use "
+                f"complete(x) (its figure: pyro-vae plot RUN)"
+            )
         y = torch.as_tensor(condition, device=device).long().reshape(-1)
         if y.numel() and (y.min() < 0 or y.max() >= self.num_classes):
             raise ValueError(f"--condition must be a class in 0..{self.num_classes - 1}, got {condition}")
@@ -237,8 +282,11 @@ class CVAE(Family):
         """Quadrant completion: the observed quadrants of ``x`` kept, the others E[x|z,c] with
         z ~ p(z|c); shape ``(num_samples, B, *data_shape)``."""
         c = (x * self.observed).reshape(x.shape[0], -1)
-        z = self._prior(c).sample((num_samples,)) if self.learned_prior else \
-            self.prior().sample((num_samples, x.shape[0]))
+        z = (
+            self._prior(c).sample((num_samples,))
+            if self.learned_prior
+            else self.prior().sample((num_samples, x.shape[0]))
+        )
         mean = self.likelihood.mean(self.decoder(cat_broadcast(z, c)))
         return torch.where(self.observed, x, mean)
 
@@ -248,8 +296,9 @@ class CVAE(Family):
         if name == "conditional_samples":
             k = self.num_classes
             x = self.sample(k * 8, condition=torch.arange(k, device=data.x.device).repeat_interleave(8))
-            return plot_image_rows(x.reshape(k, 8, *self.data_shape), path,
-                                   f"Each row one class c = 0..{k - 1}: E[x|z,c] with z ~ p(z|c)")
+            return plot_image_rows(
+                x.reshape(k, 8, *self.data_shape), path, f"Each row one class c = 0..{k - 1}: E[x|z,c] with z ~ p(z|c)"
+            )
         if name == "latent_codes":
             loc, _ = self.encoder(cat_broadcast(data.x.reshape(len(data), -1), self.make_condition(data)))
             return plot_codes(loc, data.y, path, "q(z|x,c) means of test images")
@@ -258,6 +307,7 @@ class CVAE(Family):
             done = self.complete(x, num_samples=3)
             given = torch.where(self.observed, x, torch.full_like(x, 0.5))
             rows = torch.stack([x, given, *done])
-            return plot_image_rows(rows, path, "Rows: test image; given quadrant(s) (grey: missing); "
-                                                     "3 completions, z ~ p(z|c)")
+            return plot_image_rows(
+                rows, path, "Rows: test image; given quadrant(s) (grey: missing); 3 completions, z ~ p(z|c)"
+            )
         return super().figure(name, data, path)

@@ -48,18 +48,24 @@ class GMVAEConfig(NetworkConfig):
 
     latent_dim: int = option(16, "size of z")
     clusters: int = option(10, "number of mixture components K (the cluster variable's values)", min=2)
-    discrete: str = option("enumerate", "enumerate: the cluster is summed out exactly (TraceEnum_ELBO); relaxed: "
-                                        "a Concrete / Gumbel-softmax relaxation, for K too large to enumerate",
-                           choices=DISCRETE)
-    temperature: float = option(1.0, "relaxed: the Concrete temperature of the first epoch",
-                                only_with=RELAXED_ONLY)
+    discrete: str = option(
+        "enumerate",
+        "enumerate: the cluster is summed out exactly (TraceEnum_ELBO); relaxed: "
+        "a Concrete / Gumbel-softmax relaxation, for K too large to enumerate",
+        choices=DISCRETE,
+    )
+    temperature: float = option(1.0, "relaxed: the Concrete temperature of the first epoch", only_with=RELAXED_ONLY)
     temperature_min: float = option(0.5, "relaxed: the lowest temperature", only_with=RELAXED_ONLY)
-    anneal_rate: float = option(0.03, "relaxed: temperature = max(min, start * exp(-rate * epoch))", min=0,
-                                only_with=RELAXED_ONLY)
-    cluster_free_bits: float = option(0.0, "minimum information constraint (Dilokthanakul et al. 2016): the "
-                                           "cluster's KL(q(y|x) || p(y)), averaged over the batch, costs nothing "
-                                           "below this many nats (log K frees it entirely); 0: the plain ELBO",
-                                      min=0)
+    anneal_rate: float = option(
+        0.03, "relaxed: temperature = max(min, start * exp(-rate * epoch))", min=0, only_with=RELAXED_ONLY
+    )
+    cluster_free_bits: float = option(
+        0.0,
+        "minimum information constraint (Dilokthanakul et al. 2016): the "
+        "cluster's KL(q(y|x) || p(y)), averaged over the batch, costs nothing "
+        "below this many nats (log K frees it entirely); 0: the plain ELBO",
+        min=0,
+    )
 
 
 def assignment(cost: torch.Tensor) -> torch.Tensor:
@@ -107,8 +113,9 @@ def cluster_accuracy(clusters: torch.Tensor, labels: torch.Tensor, num_clusters:
     """Accuracy of ``clusters`` as predictions of ``labels`` after mapping each cluster to a class:
     the best one-to-one map when K == number of classes, else each cluster to its majority class."""
     counts = torch.zeros(num_clusters, num_classes, dtype=torch.long)
-    counts.index_put_((clusters.long().cpu(), labels.long().cpu()), torch.ones_like(labels, dtype=torch.long).cpu(),
-                      accumulate=True)
+    counts.index_put_(
+        (clusters.long().cpu(), labels.long().cpu()), torch.ones_like(labels, dtype=torch.long).cpu(), accumulate=True
+    )
     if num_clusters == num_classes:
         mapping = assignment(-counts.double())
     else:
@@ -124,15 +131,29 @@ class GMVAE(CodeFigures, Family):
     latent_sites = ("y", "z")
     figures = tuple(f for f in GENERIC_FIGURES if f != "manifold") + ("clusters",)
     figure_titles = {"clusters": "Samples from each mixture component (one row per cluster)"}
-    metric_notes = {"cluster_accuracy": "argmax q(y|x), clusters matched one-to-one to classes (Hungarian)",
-                    "clusters_used": "clusters that are argmax q(y|x) for at least 1% of the points (of K)",
-                    "cluster_entropy": "mean entropy of q(y|x), nats (log K: q(y|x) uniform, the clusters unused)",
-                    "cluster_information": "I(x; y) under q: H[mean q(y|x)] - mean H[q(y|x)], nats (at most "
-                                           "log K; 0: y carries nothing about x)"}
+    metric_notes = {
+        "cluster_accuracy": "argmax q(y|x), clusters matched one-to-one to classes (Hungarian)",
+        "clusters_used": "clusters that are argmax q(y|x) for at least 1% of the points (of K)",
+        "cluster_entropy": "mean entropy of q(y|x), nats (log K: q(y|x) uniform, the clusters unused)",
+        "cluster_information": "I(x; y) under q: H[mean q(y|x)] - mean H[q(y|x)], nats (at most "
+        "log K; 0: y carries nothing about x)",
+    }
 
-    def __init__(self, classifier, encoder, decoder, likelihood, data_shape, latent_dim, clusters,
-                 discrete="enumerate", temperature=1.0, temperature_min=0.5, anneal_rate=0.03,
-                 cluster_free_bits=0.0):
+    def __init__(
+        self,
+        classifier,
+        encoder,
+        decoder,
+        likelihood,
+        data_shape,
+        latent_dim,
+        clusters,
+        discrete="enumerate",
+        temperature=1.0,
+        temperature_min=0.5,
+        anneal_rate=0.03,
+        cluster_free_bits=0.0,
+    ):
         super().__init__()
         if discrete not in DISCRETE:
             raise ValueError(f"discrete must be one of {', '.join(DISCRETE)}, got {discrete!r}")
@@ -145,8 +166,10 @@ class GMVAE(CodeFigures, Family):
         if not cluster_free_bits >= 0:
             raise ValueError(f"cluster_free_bits must be >= 0 nats, got {cluster_free_bits}")
         if cluster_free_bits and discrete != "enumerate":
-            raise ValueError("cluster_free_bits needs the exact cluster KL of --discrete enumerate; the relaxed "
-                             "ELBO scores a Concrete sample instead")
+            raise ValueError(
+                "cluster_free_bits needs the exact cluster KL of --discrete enumerate; the relaxed "
+                "ELBO scores a Concrete sample instead"
+            )
         self.cluster_free_bits = float(cluster_free_bits)
         self.register_buffer("temperature", torch.tensor(float(temperature)))
         self.register_buffer("cluster_logits", torch.zeros(self.clusters))  # p(y) uniform
@@ -171,13 +194,24 @@ class GMVAE(CodeFigures, Family):
         if config.prior != "standard_normal":
             raise ValueError("the Gaussian-mixture VAE's prior is its mixture p(y) p(z|y); --prior does not apply")
         data_shape, k, d = tuple(data_shape), config.clusters, config.latent_dim
-        encoder, _ = build_networks(config.network, label_encoder_shape(config.network, data_shape, k), d,
-                                    config.hidden)
+        encoder, _ = build_networks(
+            config.network, label_encoder_shape(config.network, data_shape, k), d, config.hidden
+        )
         _, decoder = build_networks(config.network, data_shape, d, config.hidden)
-        return cls(Classifier(config.network, data_shape, k, config.hidden), encoder, decoder,
-                   build_likelihood(config.likelihood, data_shape, **config.likelihood_kwargs), data_shape, d, k,
-                   config.discrete, config.temperature, config.temperature_min, config.anneal_rate,
-                   config.cluster_free_bits)
+        return cls(
+            Classifier(config.network, data_shape, k, config.hidden),
+            encoder,
+            decoder,
+            build_likelihood(config.likelihood, data_shape, **config.likelihood_kwargs),
+            data_shape,
+            d,
+            k,
+            config.discrete,
+            config.temperature,
+            config.temperature_min,
+            config.anneal_rate,
+            config.cluster_free_bits,
+        )
 
     def on_epoch(self, epoch: int, epochs: int) -> None:
         """The relaxation's temperature for this epoch (a function of the epoch alone, so a resumed
@@ -248,8 +282,9 @@ class GMVAE(CodeFigures, Family):
     @torch.no_grad()
     def cluster_log_probs(self, x, batch_size: int = 1000) -> torch.Tensor:
         """log q(y|x) for every row of ``x`` (N, K), in batches."""
-        return torch.cat([torch.log_softmax(self.classifier(x[i:i + batch_size]), -1)
-                          for i in range(0, x.shape[0], batch_size)])
+        return torch.cat(
+            [torch.log_softmax(self.classifier(x[i : i + batch_size]), -1) for i in range(0, x.shape[0], batch_size)]
+        )
 
     def cluster_use(self, x, batch_size: int = 1000, log_q=None) -> dict:
         """How much the clusters are used on ``x``: ``clusters_used`` (argmax of q(y|x) for >= 1% of
@@ -262,8 +297,11 @@ class GMVAE(CodeFigures, Family):
         marginal = q.mean(0)
         marginal_entropy = -(marginal * marginal.clamp_min(1e-30).log()).sum()
         share = torch.bincount(log_q.argmax(-1), minlength=self.clusters).double() / len(log_q)
-        return {"clusters_used": float((share >= 0.01).sum()), "cluster_entropy": entropy.item(),
-                "cluster_information": (marginal_entropy - entropy).item()}
+        return {
+            "clusters_used": float((share >= 0.01).sum()),
+            "cluster_entropy": entropy.item(),
+            "cluster_information": (marginal_entropy - entropy).item(),
+        }
 
     @torch.no_grad()
     def metrics(self, batch) -> dict:
@@ -271,8 +309,7 @@ class GMVAE(CodeFigures, Family):
         out = self.cluster_use(batch.x, log_q=log_q)
         if batch.y is not None:
             num_classes = int(batch.y.max().item()) + 1
-            out["cluster_accuracy"] = cluster_accuracy(log_q.argmax(-1), batch.y, self.clusters,
-                                                       max(num_classes, 2))
+            out["cluster_accuracy"] = cluster_accuracy(log_q.argmax(-1), batch.y, self.clusters, max(num_classes, 2))
         return out
 
     @torch.no_grad()
@@ -286,8 +323,11 @@ class GMVAE(CodeFigures, Family):
     def sample(self, n: int, mean: bool = True, cluster=None):
         """``n`` images: y ~ p(y) (or the given ``cluster``), z ~ p(z|y), shown as E[x|z]."""
         device = self.cluster_locs.device
-        y = (dist.Categorical(logits=self.cluster_logits).sample((n,)) if cluster is None
-             else torch.full((n,), int(cluster), dtype=torch.long, device=device))
+        y = (
+            dist.Categorical(logits=self.cluster_logits).sample((n,))
+            if cluster is None
+            else torch.full((n,), int(cluster), dtype=torch.long, device=device)
+        )
         z = dist.Normal(self.cluster_locs[y], self.cluster_log_scales[y].exp()).sample()
         params = self.decoder(z)
         return self.likelihood.mean(params) if mean else self.likelihood(params).sample()
@@ -297,6 +337,9 @@ class GMVAE(CodeFigures, Family):
 
         if name == "clusters":
             rows = torch.stack([self.sample(10, cluster=k) for k in range(self.clusters)])
-            return plot_image_rows(rows.reshape(self.clusters, 10, *self.data_shape).cpu(), path,
-                                   "Samples from each mixture component (one row per cluster, E[x|z])")
+            return plot_image_rows(
+                rows.reshape(self.clusters, 10, *self.data_shape).cpu(),
+                path,
+                "Samples from each mixture component (one row per cluster, E[x|z])",
+            )
         return super().figure(name, data, path)

@@ -43,8 +43,12 @@ class HierarchicalConfig(NetworkConfig):
 
     latent_dims: tuple = option((50, 20), "sizes of z_1 .. z_L, from the data up (L = how many)")
     upper_hidden: tuple = option((100, 100), "hidden layer sizes of the networks between stochastic layers")
-    guide: str = option("ladder", "bottomup (Burda et al. 2016: q(z_1|x) q(z_2|z_1) ...) or ladder (Sonderby et "
-                                  "al. 2016: a bottom-up pass merged with the top-down prior)", choices=GUIDES)
+    guide: str = option(
+        "ladder",
+        "bottomup (Burda et al. 2016: q(z_1|x) q(z_2|z_1) ...) or ladder (Sonderby et "
+        "al. 2016: a bottom-up pass merged with the top-down prior)",
+        choices=GUIDES,
+    )
 
 
 def precision_weighted(loc1, scale1, loc2, scale2):
@@ -84,8 +88,10 @@ class HierarchicalVAE(CodeFigures, Family):
             raise ValueError(f"guide must be one of {', '.join(GUIDES)}, got {guide!r}")
         self.latent_dims = tuple(int(s) for s in latent_dims)
         if len(self.latent_dims) < 2:
-            raise ValueError(f"a hierarchical VAE needs at least 2 stochastic layers (latent_dims), got "
-                             f"{self.latent_dims}; a single layer is the plain VAE")
+            raise ValueError(
+                f"a hierarchical VAE needs at least 2 stochastic layers (latent_dims), got "
+                f"{self.latent_dims}; a single layer is the plain VAE"
+            )
         self.encoders = nn.ModuleList(encoders)  # bottom-up: q(z_l | z_{l-1}), or the ladder's steps
         self.top_down = nn.ModuleList(top_down)  # p(z_l | z_{l+1}) for l = 1..L-1
         self.decoder, self.prior, self.likelihood = decoder, prior, likelihood
@@ -99,8 +105,9 @@ class HierarchicalVAE(CodeFigures, Family):
     def from_config(cls, config: HierarchicalConfig, data_shape, num_classes=None) -> "HierarchicalVAE":
         dims = tuple(config.latent_dims)
         if len(dims) < 2:
-            raise ValueError(f"a hierarchical VAE needs at least 2 stochastic layers: --latent-dims with 2 or "
-                             f"more sizes, got {dims}")
+            raise ValueError(
+                f"a hierarchical VAE needs at least 2 stochastic layers: --latent-dims with 2 or more sizes, got {dims}"
+            )
         encoder, decoder = build_networks(config.network, data_shape, dims[0], config.hidden)  # encoder: bottomup only
         up = tuple(config.upper_hidden)
         if config.guide == "ladder":

@@ -42,8 +42,18 @@ class IAFVAE(VAE):
 
     Config = IAFConfig
 
-    def __init__(self, encoder, decoder, prior, likelihood, data_shape, latent_dim, flow_steps: int = 2,
-                 flow_hidden: int = 0, **kwargs):
+    def __init__(
+        self,
+        encoder,
+        decoder,
+        prior,
+        likelihood,
+        data_shape,
+        latent_dim,
+        flow_steps: int = 2,
+        flow_hidden: int = 0,
+        **kwargs,
+    ):
         super().__init__(encoder, decoder, prior, likelihood, data_shape, latent_dim, **kwargs)
         if self.estimator != "reparam":
             raise ValueError("the IAF guide is reparameterized; --estimator score* applies to the plain VAE")
@@ -51,10 +61,12 @@ class IAFVAE(VAE):
             raise ValueError(f"flow_steps must be a whole number >= 1, got {flow_steps!r}")
         width = int(flow_hidden) or 2 * self.latent_dim
         self.flows = nn.ModuleList(
-            AffineAutoregressive(AutoRegressiveNN(self.latent_dim, [width],
-                                                     permutation=autoregressive_order(self.latent_dim, t)),
-                                 stable=True)
-            for t in range(flow_steps))
+            AffineAutoregressive(
+                AutoRegressiveNN(self.latent_dim, [width], permutation=autoregressive_order(self.latent_dim, t)),
+                stable=True,
+            )
+            for t in range(flow_steps)
+        )
 
     @property
     def default_objective(self) -> str:
@@ -63,9 +75,19 @@ class IAFVAE(VAE):
     @classmethod
     def from_config(cls, config: IAFConfig, data_shape, num_classes=None) -> "IAFVAE":
         base = VAE.from_config(config, data_shape)
-        return cls(base.encoder, base.decoder, base.prior, base.likelihood, data_shape, config.latent_dim,
-                   flow_steps=config.flow_steps, flow_hidden=config.flow_hidden, noise=config.noise,
-                   noise_rate=config.noise_rate, estimator=config.estimator)
+        return cls(
+            base.encoder,
+            base.decoder,
+            base.prior,
+            base.likelihood,
+            data_shape,
+            config.latent_dim,
+            flow_steps=config.flow_steps,
+            flow_hidden=config.flow_hidden,
+            noise=config.noise,
+            noise_rate=config.noise_rate,
+            estimator=config.estimator,
+        )
 
     def posterior(self, x) -> dist.TransformedDistribution:
         """q(z|x): the encoder's Gaussian pushed through the flow."""

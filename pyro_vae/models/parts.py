@@ -48,9 +48,11 @@ def with_label(x: torch.Tensor, y1h: torch.Tensor, data_shape, conv: bool) -> to
     if conv and len(data_shape) == 3:
         lead = torch.broadcast_shapes(x.shape[:-3], y1h.shape[:-1])
         h, w = data_shape[1:]
-        return torch.cat([x.expand(*lead, *x.shape[-3:]),
-                          y1h.expand(*lead, y1h.shape[-1])[..., None, None].expand(*lead, -1, h, w)], -3)
-    flat = x.reshape(*x.shape[:x.dim() - len(data_shape)], -1)
+        return torch.cat(
+            [x.expand(*lead, *x.shape[-3:]), y1h.expand(*lead, y1h.shape[-1])[..., None, None].expand(*lead, -1, h, w)],
+            -3,
+        )
+    flat = x.reshape(*x.shape[: x.dim() - len(data_shape)], -1)
     return cat_broadcast(flat, y1h)
 
 
@@ -64,7 +66,7 @@ def label_encoder_shape(network: str, data_shape, num_classes: int) -> tuple:
 @torch.no_grad()
 def most_probable(classifier, x, batch_size: int = 1000) -> torch.Tensor:
     """argmax of ``classifier``'s logits for every row of ``x``, in batches."""
-    return torch.cat([classifier(x[i:i + batch_size]).argmax(-1) for i in range(0, x.shape[0], batch_size)])
+    return torch.cat([classifier(x[i : i + batch_size]).argmax(-1) for i in range(0, x.shape[0], batch_size)])
 
 
 class Classifier(nn.Module):
@@ -84,4 +86,12 @@ class Classifier(nn.Module):
         return self.net(x)[0]
 
 
-__all__ = ["NetworkConfig", "one_hot", "cat_broadcast", "with_label", "label_encoder_shape", "most_probable", "Classifier"]
+__all__ = [
+    "NetworkConfig",
+    "one_hot",
+    "cat_broadcast",
+    "with_label",
+    "label_encoder_shape",
+    "most_probable",
+    "Classifier",
+]

@@ -21,6 +21,7 @@ MODELS = Registry("model", check=check_family_class)  # a plugin lacking a part 
 def register_model(name: str):
     """``@register_model("name")`` on a family class: checked (:func:`~pyro_vae.models.base.check_family_class`),
     then buildable by ``name``, the name its messages give it."""
+
     def deco(cls):
         known_as(cls, name)  # first, so a refusal names it too
         return MODELS.register(name)(cls)
@@ -48,8 +49,9 @@ def model_options(name: str, options: dict | None = None):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 continue
             if "choices" in f.metadata and v not in f.metadata["choices"]:
-                raise ValueError(f"option {f.name} must be one of {', '.join(map(str, f.metadata['choices']))}, "
-                                 f"got {v!r}")
+                raise ValueError(
+                    f"option {f.name} must be one of {', '.join(map(str, f.metadata['choices']))}, got {v!r}"
+                )
             low = f.metadata.get("min", 1 if isinstance(v, int) else 0)
             if v < low:
                 raise ValueError(f"option {f.name} must be >= {low}, got {value}")
@@ -80,8 +82,13 @@ def complete_config(config: ModelConfig) -> ModelConfig:
     """The same config with every option of the family spelled out (defaults filled in), as
     checkpoints and ``config.json`` store it: a later change of a default does not change a run."""
     opts = dataclasses.asdict(model_options(config.model, config.options))
-    return ModelConfig(model=config.model, data_shape=config.data_shape, num_classes=config.num_classes,
-                       options=opts, plugins=config.plugins)
+    return ModelConfig(
+        model=config.model,
+        data_shape=config.data_shape,
+        num_classes=config.num_classes,
+        options=opts,
+        plugins=config.plugins,
+    )
 
 
 __all__ = ["MODELS", "register_model", "model_options", "build_model", "complete_config"]

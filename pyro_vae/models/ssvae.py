@@ -35,8 +35,15 @@ from pyro_vae.components.likelihoods import build_likelihood
 from pyro_vae.components.networks import build_networks
 from pyro_vae.components.priors import build_prior, check_prior
 from pyro_vae.models.base import GENERIC_FIGURES, Family, batch_size_of, data_plate, option
-from pyro_vae.models.parts import (Classifier, NetworkConfig, cat_broadcast, label_encoder_shape, most_probable,
-                                   one_hot, with_label)
+from pyro_vae.models.parts import (
+    Classifier,
+    NetworkConfig,
+    cat_broadcast,
+    label_encoder_shape,
+    most_probable,
+    one_hot,
+    with_label,
+)
 from pyro_vae.models.registry import register_model
 
 POINT_MASS = -1e4  # logit of the classes a labelled point does not have (exp() is exactly 0)
@@ -48,7 +55,9 @@ class SSVAEConfig(NetworkConfig):
     classifier's loss weight and Kingma et al.'s 500 hidden units."""
 
     hidden: tuple = option((500,), "hidden layer sizes of the classifier, encoder and decoder")
-    aux_weight: float = option(0.1, "weight of the classifier loss on the labels, alpha / N (Kingma et al.: 0.1)", min=0)
+    aux_weight: float = option(
+        0.1, "weight of the classifier loss on the labels, alpha / N (Kingma et al.: 0.1)", min=0
+    )
     classifier_dropout: float = option(0.0, "dropout on the classifier's input pixels while training (0: none)", min=0)
 
 
@@ -64,16 +73,19 @@ class SSVAE(Family):
     needs_labels = True
     partial_labels = True
     conditional = True
-    figures = tuple(f for f in GENERIC_FIGURES if f not in ("manifold", "interpolation")) + (
-        "confusion", "analogies")
+    figures = tuple(f for f in GENERIC_FIGURES if f not in ("manifold", "interpolation")) + ("confusion", "analogies")
     metric_notes = {"accuracy": "argmax q(y|x) against the true labels"}
     figure_titles = {  # name -> (caption, alt text) in the report
         "confusion": ("Confusion matrix of q(y|x)", "A matrix of counts of true against predicted classes"),
-        "analogies": ("Analogies: the style z of a test image, drawn as every class",
-                      "Rows of digits: a test image, then its style drawn as each class")}
+        "analogies": (
+            "Analogies: the style z of a test image, drawn as every class",
+            "Rows of digits: a test image, then its style drawn as each class",
+        ),
+    }
 
-    def __init__(self, classifier, encoder, decoder, prior, likelihood, data_shape, latent_dim, num_classes,
-                 aux_weight=0.1):
+    def __init__(
+        self, classifier, encoder, decoder, prior, likelihood, data_shape, latent_dim, num_classes, aux_weight=0.1
+    ):
         super().__init__()
         self.classifier, self.encoder, self.decoder = classifier, encoder, decoder
         self.prior, self.likelihood = prior, likelihood
@@ -86,27 +98,40 @@ class SSVAE(Family):
     @classmethod
     def from_config(cls, config: SSVAEConfig, data_shape, num_classes=None) -> "SSVAE":
         if not num_classes or num_classes < 2:
-            raise ValueError(f"the semi-supervised model needs labelled data with at least 2 classes; "
-                             f"got num_classes={num_classes}")
+            raise ValueError(
+                f"the semi-supervised model needs labelled data with at least 2 classes; got num_classes={num_classes}"
+            )
         data_shape = tuple(data_shape)
         k, d = num_classes, config.latent_dim
         # q(z|x,y) sees y as extra input: a flat vector for the MLP, constant channels for conv
-        encoder, _ = build_networks(config.network, label_encoder_shape(config.network, data_shape, k), d,
-                                    config.hidden)
+        encoder, _ = build_networks(
+            config.network, label_encoder_shape(config.network, data_shape, k), d, config.hidden
+        )
         _, decoder = build_networks(config.network, data_shape, d + k, config.hidden)
-        return cls(Classifier(config.network, data_shape, k, config.hidden, config.classifier_dropout), encoder, decoder,
-                   build_prior(config.prior, d, **config.prior_kwargs),
-                   build_likelihood(config.likelihood, data_shape, **config.likelihood_kwargs),
-                   data_shape, d, k, config.aux_weight)
+        return cls(
+            Classifier(config.network, data_shape, k, config.hidden, config.classifier_dropout),
+            encoder,
+            decoder,
+            build_prior(config.prior, d, **config.prior_kwargs),
+            build_likelihood(config.likelihood, data_shape, **config.likelihood_kwargs),
+            data_shape,
+            d,
+            k,
+            config.aux_weight,
+        )
 
     # ------------------------------------------------------------------ the contract
     def args(self, batch):
         n = len(batch)
         if batch.y is None:
-            return (batch.x, torch.zeros(n, dtype=torch.long, device=batch.x.device),
-                    torch.zeros(n, dtype=torch.bool, device=batch.x.device))
-        labelled = batch.labelled if batch.labelled is not None else torch.ones(
-            n, dtype=torch.bool, device=batch.x.device)
+            return (
+                batch.x,
+                torch.zeros(n, dtype=torch.long, device=batch.x.device),
+                torch.zeros(n, dtype=torch.bool, device=batch.x.device),
+            )
+        labelled = (
+            batch.labelled if batch.labelled is not None else torch.ones(n, dtype=torch.bool, device=batch.x.device)
+        )
         return batch.x, batch.y, labelled
 
     def _encode_input(self, x, y1h):
@@ -122,8 +147,11 @@ class SSVAE(Family):
             with poutine.scale(scale=kl_weight):
                 z = pyro.sample("z", self.prior())
                 py = dist.Categorical(logits=self.class_logits)
-                y = pyro.sample("y", py, obs=y, obs_mask=labelled) if labelled is not None else \
-                    pyro.sample("y", py, obs=y)
+                y = (
+                    pyro.sample("y", py, obs=y, obs_mask=labelled)
+                    if labelled is not None
+                    else pyro.sample("y", py, obs=y)
+                )
             params = self.decoder(cat_broadcast(z, one_hot(y, self.num_classes)))
             return pyro.sample("x", self.likelihood(params), obs=x)
 
@@ -139,8 +167,11 @@ class SSVAE(Family):
                     known = torch.full_like(logits, POINT_MASS).scatter(-1, y[:, None], 0.0)
                     logits = torch.where(labelled[:, None], known, logits)
                 with poutine.scale(scale=kl_weight):
-                    y = pyro.sample("y" if labelled is None else "y_unobserved", dist.Categorical(logits=logits),
-                                    infer={"enumerate": "parallel"})
+                    y = pyro.sample(
+                        "y" if labelled is None else "y_unobserved",
+                        dist.Categorical(logits=logits),
+                        infer={"enumerate": "parallel"},
+                    )
             loc, scale = self.encoder(self._encode_input(x, one_hot(y, self.num_classes)))
             with poutine.scale(scale=kl_weight):
                 pyro.sample("z", ReparamNormal(loc, scale).to_event(1))

@@ -70,8 +70,11 @@ class TCVAEConfig:
     network: str = option("mlp", "encoder/decoder networks: mlp or conv")
     likelihood: str = option("bernoulli", "p(x|z): a registered likelihood")
     likelihood_kwargs: dict = option({}, "options of the likelihood (--likelihood-OPTION)")
-    tc_weight: float = option(5.0, "weight beta - 1 of the total-correlation penalty (Chen et al. 2018: beta = "
-                                   "1 + tc_weight; 0: the plain VAE)", min=0)
+    tc_weight: float = option(
+        5.0,
+        "weight beta - 1 of the total-correlation penalty (Chen et al. 2018: beta = 1 + tc_weight; 0: the plain VAE)",
+        min=0,
+    )
 
 
 def total_correlation(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
@@ -83,7 +86,7 @@ def total_correlation(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, c
     q = dist.Normal(loc[None], scale[None])  # q(. | x_j) along dim 1
     out = []
     for i in range(0, m, chunk):
-        log_q = q.log_prob(z[i:i + chunk, None, :])  # (rows, M, D): log q(z_id | x_j)
+        log_q = q.log_prob(z[i : i + chunk, None, :])  # (rows, M, D): log q(z_id | x_j)
         joint = torch.logsumexp(log_q.sum(-1), dim=1) - math.log(m)
         marginals = (torch.logsumexp(log_q, dim=1) - math.log(m)).sum(-1)
         out.append(joint - marginals)
@@ -104,11 +107,17 @@ class TCVAE(VAE):
 
     Config = TCVAEConfig
     figures = GENERIC_FIGURES + ("traversals",)
-    figure_titles = {"traversals": ("Latent traversals: each row one dimension of z swept from -2.5 to 2.5, the "
-                                    "others at the code of a test image",
-                                    "Rows of images, each changing along one latent dimension")}
-    metric_notes = {"total_correlation": f"KL(q(z) || prod_d q(z_d)) of the codes of up to {METRIC_POINTS} images, "
-                                         f"nats (minibatch estimate, one draw each)"}
+    figure_titles = {
+        "traversals": (
+            "Latent traversals: each row one dimension of z swept from -2.5 to 2.5, the "
+            "others at the code of a test image",
+            "Rows of images, each changing along one latent dimension",
+        )
+    }
+    metric_notes = {
+        "total_correlation": f"KL(q(z) || prod_d q(z_d)) of the codes of up to {METRIC_POINTS} images, "
+        f"nats (minibatch estimate, one draw each)"
+    }
 
     def __init__(self, encoder, decoder, prior, likelihood, data_shape, latent_dim, tc_weight=5.0):
         super().__init__(encoder, decoder, prior, likelihood, data_shape, latent_dim)
@@ -119,9 +128,15 @@ class TCVAE(VAE):
     @classmethod
     def from_config(cls, config: TCVAEConfig, data_shape, num_classes=None) -> "TCVAE":
         encoder, decoder = build_networks(config.network, data_shape, config.latent_dim, config.hidden)
-        return cls(encoder, decoder, build_prior("standard_normal", config.latent_dim),
-                   build_likelihood(config.likelihood, data_shape, **config.likelihood_kwargs),
-                   data_shape, config.latent_dim, config.tc_weight)
+        return cls(
+            encoder,
+            decoder,
+            build_prior("standard_normal", config.latent_dim),
+            build_likelihood(config.likelihood, data_shape, **config.likelihood_kwargs),
+            data_shape,
+            config.latent_dim,
+            config.tc_weight,
+        )
 
     # ------------------------------------------------------------------ the TC penalty
     def extra_loss(self, batch, num_data=None, kl_weight=1.0):
@@ -142,8 +157,9 @@ class TCVAE(VAE):
         if x.shape[0] < 2:
             return {}
         loc, scale = self.encoder(x)
-        eps = torch.randn(scale.shape, generator=torch.Generator(scale.device).manual_seed(0), device=scale.device,
-                          dtype=scale.dtype)
+        eps = torch.randn(
+            scale.shape, generator=torch.Generator(scale.device).manual_seed(0), device=scale.device, dtype=scale.dtype
+        )
         return {"total_correlation": total_correlation(loc + scale * eps, loc, scale).mean().item()}
 
     # ------------------------------------------------------------------ figures
@@ -160,11 +176,17 @@ class TCVAE(VAE):
         from pyro_vae.drawing import plot_image_rows
 
         loc, _ = self.encode(x[:METRIC_POINTS])
-        dims = loc.var(0).argsort(descending=True)[:rows] if loc.shape[0] > 1 else torch.arange(
-            min(rows, self.latent_dim), device=loc.device)
+        dims = (
+            loc.var(0).argsort(descending=True)[:rows]
+            if loc.shape[0] > 1
+            else torch.arange(min(rows, self.latent_dim), device=loc.device)
+        )
         z = loc[0].repeat(len(dims), steps, 1)  # (rows, steps, D)
         values = torch.linspace(-reach, reach, steps, device=loc.device)
         z[torch.arange(len(dims)), :, dims] = values
         images = self.decode(z)
-        return plot_image_rows(images.cpu(), path, f"Traversals of the {len(dims)} most varied dimensions of z "
-                                                   f"(rows), from {-reach} to {reach}")
+        return plot_image_rows(
+            images.cpu(),
+            path,
+            f"Traversals of the {len(dims)} most varied dimensions of z (rows), from {-reach} to {reach}",
+        )

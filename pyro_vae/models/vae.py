@@ -41,22 +41,32 @@ ESTIMATORS = ("reparam", "score", "score-avg", "score-baseline")
 class DenoisingConfig(NetworkConfig):
     """A network config with the denoising option (the autoencoder and the VAE)."""
 
-    noise: str = option("none", "denoising: the encoder sees a corrupted x during training (mask: each value "
-                                "zeroed with probability --noise-rate; gaussian: N(0, rate^2) added), the "
-                                "likelihood scores the clean x", choices=NOISES)
-    noise_rate: float = option(0.25, "corruption rate of --noise (mask probability, or Gaussian noise std)",
-                               only_with={"noise": ("mask", "gaussian")})
+    noise: str = option(
+        "none",
+        "denoising: the encoder sees a corrupted x during training (mask: each value "
+        "zeroed with probability --noise-rate; gaussian: N(0, rate^2) added), the "
+        "likelihood scores the clean x",
+        choices=NOISES,
+    )
+    noise_rate: float = option(
+        0.25,
+        "corruption rate of --noise (mask probability, or Gaussian noise std)",
+        only_with={"noise": ("mask", "gaussian")},
+    )
 
 
 @dataclass
 class VAEConfig(DenoisingConfig):
     """Options of the VAE family (each one a ``pyro-vae train`` flag)."""
 
-    estimator: str = option("reparam", "gradient of the ELBO through the guide's sample: reparam "
-                                       "(z = mu + sigma * eps), score (score function / REINFORCE), score-avg "
-                                       "(with a decaying-average baseline), score-baseline (plus a learned "
-                                       "baseline network of x); the score estimators train with TraceGraph_ELBO",
-                            choices=ESTIMATORS)
+    estimator: str = option(
+        "reparam",
+        "gradient of the ELBO through the guide's sample: reparam "
+        "(z = mu + sigma * eps), score (score function / REINFORCE), score-avg "
+        "(with a decaying-average baseline), score-baseline (plus a learned "
+        "baseline network of x); the score estimators train with TraceGraph_ELBO",
+        choices=ESTIMATORS,
+    )
 
 
 def check_noise(noise: str, rate: float) -> None:
@@ -118,8 +128,9 @@ def _fit_avg_baseline(site: str, batch_size: int) -> None:
 
 def _library_parts(*modules) -> bool:
     """Whether every module (and every submodule) is one of pyro-vae's or torch's own classes."""
-    return all(type(m).__module__.split(".")[0] in ("pyro_vae", "torch")
-               for module in modules for m in module.modules())
+    return all(
+        type(m).__module__.split(".")[0] in ("pyro_vae", "torch") for module in modules for m in module.modules()
+    )
 
 
 @register_model("vae")
@@ -141,8 +152,18 @@ class VAE(CodeFigures, Family):
 
     Config = VAEConfig
 
-    def __init__(self, encoder, decoder, prior, likelihood, data_shape, latent_dim, noise="none",
-                 noise_rate=0.0, estimator="reparam"):
+    def __init__(
+        self,
+        encoder,
+        decoder,
+        prior,
+        likelihood,
+        data_shape,
+        latent_dim,
+        noise="none",
+        noise_rate=0.0,
+        estimator="reparam",
+    ):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
         self.prior, self.likelihood = prior, likelihood
@@ -173,8 +194,17 @@ class VAE(CodeFigures, Family):
         encoder, decoder = build_networks(config.network, data_shape, config.latent_dim, config.hidden)
         prior = build_prior(config.prior, config.latent_dim, data_shape=data_shape, **config.prior_kwargs)
         likelihood = build_likelihood(config.likelihood, data_shape, **config.likelihood_kwargs)
-        return cls(encoder, decoder, prior, likelihood, data_shape, config.latent_dim, noise=config.noise,
-                   noise_rate=config.noise_rate, estimator=config.estimator)
+        return cls(
+            encoder,
+            decoder,
+            prior,
+            likelihood,
+            data_shape,
+            config.latent_dim,
+            noise=config.noise,
+            noise_rate=config.noise_rate,
+            estimator=config.estimator,
+        )
 
     # ------------------------------------------------------------------ Pyro programs
     def model(self, x=None):
@@ -225,4 +255,3 @@ class VAE(CodeFigures, Family):
         z = self.prior().sample((n,))
         params = self.decoder(z)
         return self.likelihood.mean(params) if mean else self.likelihood(params).sample()
-

@@ -60,12 +60,19 @@ def _number(v) -> bool:
 ENTRIES = {
     "model_state": (lambda v: isinstance(v, dict), "a dict of tensors (a state_dict)"),
     "model_config": (lambda v: v is None or isinstance(v, dict), "a dict (a ModelConfig) or None"),
-    "optimizer_state": (lambda v: isinstance(v, dict) and isinstance(v.get("state"), dict)
-                        and isinstance(v.get("param_groups"), list),
-                        "an optimizer state_dict (a dict with 'state' and 'param_groups')"),
-    "rng": (lambda v: isinstance(v, dict) and torch.is_tensor(v.get("torch")) and isinstance(v.get("python"), (tuple, list))
-            and torch.is_tensor(v.get("data")),
-            "a dict of random-number-generator states 'torch', 'python' and 'data'"),
+    "optimizer_state": (
+        lambda v: isinstance(v, dict) and isinstance(v.get("state"), dict) and isinstance(v.get("param_groups"), list),
+        "an optimizer state_dict (a dict with 'state' and 'param_groups')",
+    ),
+    "rng": (
+        lambda v: (
+            isinstance(v, dict)
+            and torch.is_tensor(v.get("torch"))
+            and isinstance(v.get("python"), (tuple, list))
+            and torch.is_tensor(v.get("data"))
+        ),
+        "a dict of random-number-generator states 'torch', 'python' and 'data'",
+    ),
     "epoch": (_whole, "a whole number >= 0"),
     "step": (_whole, "a whole number >= 0"),
     "bad_epochs": (_whole, "a whole number >= 0"),
@@ -78,16 +85,24 @@ ENTRIES = {
 # what resuming (fit's resume=True) reads from checkpoint_last.pt (pyro_vae.training.resume.resume_state)
 RESUME_ENTRIES = ("model_state", "optimizer_state", "rng", "epoch", "step")
 _RESUMING = "continuing training (resume=True)"
-_NEEDED_BY = {"optimizer_state": _RESUMING, "rng": _RESUMING, "epoch": _RESUMING, "step": _RESUMING,
-              "model_state": "loading the model", "model_config": "rebuilding the model",
-              "train_config": "the run's record (its training settings)"}
+_NEEDED_BY = {
+    "optimizer_state": _RESUMING,
+    "rng": _RESUMING,
+    "epoch": _RESUMING,
+    "step": _RESUMING,
+    "model_state": "loading the model",
+    "model_config": "rebuilding the model",
+    "train_config": "the run's record (its training settings)",
+}
 
 
 def _not_a_checkpoint(path, obj) -> str:
     if isinstance(obj, dict) and obj and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
-        return (f"{path} is not a pyro-vae checkpoint: it holds a plain state_dict ({len(obj)} tensors, e.g. "
-                f"{next(iter(obj))!r}); build the module and load it with "
-                f"pyro_vae.runs.checkpoint.load_model_state(module, torch.load(path, weights_only=True))")
+        return (
+            f"{path} is not a pyro-vae checkpoint: it holds a plain state_dict ({len(obj)} tensors, e.g. "
+            f"{next(iter(obj))!r}); build the module and load it with "
+            f"pyro_vae.runs.checkpoint.load_model_state(module, torch.load(path, weights_only=True))"
+        )
     if isinstance(obj, dict):
         keys = ", ".join(repr(k) for k in list(obj)[:6]) or "none"
         return f"{path} is not a pyro-vae checkpoint (a dict without the '{FORMAT}' marker; its keys: {keys})"
@@ -105,9 +120,13 @@ def read_checkpoint(path, map_location="cpu", require=()) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        hint = (" (a run folder? pass RUN_DIR/checkpoint_best.pt)" if path.is_dir() else
-                f" ({path.parent} is a folder without it: is it a run folder whose training finished an epoch?)"
-                if path.name.startswith("checkpoint_") and path.parent.is_dir() else "")
+        hint = (
+            " (a run folder? pass RUN_DIR/checkpoint_best.pt)"
+            if path.is_dir()
+            else f" ({path.parent} is a folder without it: is it a run folder whose training finished an epoch?)"
+            if path.name.startswith("checkpoint_") and path.parent.is_dir()
+            else ""
+        )
         raise CheckpointError(f"checkpoint {path} does not exist{hint}")
     try:
         ckpt = load_torch_file(path, map_location=map_location)
@@ -119,13 +138,16 @@ def read_checkpoint(path, map_location="cpu", require=()) -> dict:
     if not _whole(version):
         raise CheckpointError(f"{path}: entry 'version' must be a whole number, got {version!r} (an edited file?)")
     if version > VERSION:
-        raise CheckpointError(f"{path} was written by a newer pyro-vae (format {version} > {VERSION}); upgrade "
-                              f"pyro-vae to read it")
+        raise CheckpointError(
+            f"{path} was written by a newer pyro-vae (format {version} > {VERSION}); upgrade pyro-vae to read it"
+        )
     for key in ("model_state", *require):
         if key not in ckpt:
             needed = f", which {_NEEDED_BY[key]} needs" if key in _NEEDED_BY else ""
-            raise CheckpointError(f"{path}: the checkpoint has no {key!r} entry (missing{needed}); it was not "
-                                  f"written by pyro-vae training, or was edited")
+            raise CheckpointError(
+                f"{path}: the checkpoint has no {key!r} entry (missing{needed}); it was not "
+                f"written by pyro-vae training, or was edited"
+            )
     for key, (ok, what) in ENTRIES.items():
         if key in ckpt and not ok(ckpt[key]):
             v = ckpt[key]
@@ -158,12 +180,15 @@ def run_record(path) -> dict:
 def load_model_state(module, state: dict, source="checkpoint") -> None:
     """``load_state_dict`` with an error that lists what does not match."""
     if not isinstance(state, dict):
-        raise CheckpointError(f"{source}: entry 'model_state' must be a dict of tensors (a state_dict), got "
-                              f"{type(state).__name__}")
+        raise CheckpointError(
+            f"{source}: entry 'model_state' must be a dict of tensors (a state_dict), got {type(state).__name__}"
+        )
     odd = [k for k, v in state.items() if not torch.is_tensor(v)]
     if odd:
-        raise CheckpointError(f"{source}: entry 'model_state' must map parameter names to tensors; {odd[0]!r} holds "
-                              f"a {type(state[odd[0]]).__name__}, not a tensor")
+        raise CheckpointError(
+            f"{source}: entry 'model_state' must map parameter names to tensors; {odd[0]!r} holds "
+            f"a {type(state[odd[0]]).__name__}, not a tensor"
+        )
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -175,11 +200,18 @@ def load_model_state(module, state: dict, source="checkpoint") -> None:
         if unexpected:
             parts.append(f"unexpected {unexpected[:5]}")
         if wrong:
-            parts.append("shape mismatch " + ", ".join(
-                f"{k}: {tuple(state[k].shape)} in the checkpoint, {tuple(own[k].shape)} in the model"
-                for k in wrong[:5]))
-        raise CheckpointError(f"{source} does not match the model: " + "; ".join(parts)
-                              + " (weights of another model: a different latent size, hidden sizes or data shape?)")
+            parts.append(
+                "shape mismatch "
+                + ", ".join(
+                    f"{k}: {tuple(state[k].shape)} in the checkpoint, {tuple(own[k].shape)} in the model"
+                    for k in wrong[:5]
+                )
+            )
+        raise CheckpointError(
+            f"{source} does not match the model: "
+            + "; ".join(parts)
+            + " (weights of another model: a different latent size, hidden sizes or data shape?)"
+        )
     module.load_state_dict(state)
 
 
@@ -187,8 +219,10 @@ def _unregistered_hint(plugins, models) -> str:
     """How to register a checkpoint's family: import the modules that registered it (said as
     ``plugin=...``, which the CLI shows as its ``--plugin`` flag)."""
     if not plugins:
-        return (f"; known families: {', '.join(sorted(models))}. If a module of yours registers it, import it "
-                f"before loading (plugin='MODULE')")
+        return (
+            f"; known families: {', '.join(sorted(models))}. If a module of yours registers it, import it "
+            f"before loading (plugin='MODULE')"
+        )
     named = repr(plugins[0]) if len(plugins) == 1 else repr(list(plugins))
     return f"; it was registered by {', '.join(plugins)}: import it before loading (plugin={named})"
 
@@ -204,14 +238,17 @@ def load_checkpoint(path, device="cpu"):
     if ckpt.get("model_config") is None:
         raise CheckpointError(
             f"{path} holds a hand-built model without a ModelConfig; build the module yourself and "
-            f"load the weights with pyro_vae.runs.checkpoint.load_model_state(module, ckpt['model_state'])")
+            f"load the weights with pyro_vae.runs.checkpoint.load_model_state(module, ckpt['model_state'])"
+        )
     try:
         config = ModelConfig.from_dict(ckpt["model_config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: bad model config in checkpoint: {e}") from None
     if config.model not in MODELS:
-        raise CheckpointError(f"{path} holds a model of family {config.model!r}, which is not registered"
-                              f"{_unregistered_hint(config.plugins, MODELS)}")
+        raise CheckpointError(
+            f"{path} holds a model of family {config.model!r}, which is not registered"
+            f"{_unregistered_hint(config.plugins, MODELS)}"
+        )
     try:
         module = build_model(config)
     except (TypeError, ValueError) as e:

@@ -136,16 +136,31 @@ class RunDir:
     def classifier(self) -> Path:
         return self.path / self.CLASSIFIER
 
-    def generation(self, label: str, sampler: str, *, components: int | None = None, n: int | None = None,
-                   limit: int | None = None, seed: int | None = None) -> Path:
+    def generation(
+        self,
+        label: str,
+        sampler: str,
+        *,
+        components: int | None = None,
+        n: int | None = None,
+        limit: int | None = None,
+        seed: int | None = None,
+    ) -> Path:
         """Base name (no suffix) of the generation scores for data ``label`` (``"name/split"``)
         and ``sampler``, naming every setting that changes them: the mixture's ``components``
         (``--sampler mixture`` only), the ``n`` images generated, the first ``limit`` data
         points, the ``seed`` (0, the default, is not named). No dot: add a suffix with
         :func:`suffixed`."""
         mixture = f"c{components}" if components is not None and sampler == "mixture" else None
-        return self.path / _result_name("generation", label, *self._subset(limit), name_part(sampler), mixture,
-                                        None if n is None else f"n{n}", *self._seed(seed))
+        return self.path / _result_name(
+            "generation",
+            label,
+            *self._subset(limit),
+            name_part(sampler),
+            mixture,
+            None if n is None else f"n{n}",
+            *self._seed(seed),
+        )
 
     def figure(self, name: str) -> Path:
         """``NAME.png`` in the run folder (a name from a family or a metrics key made safe: it
@@ -162,15 +177,17 @@ class RunDir:
     def test_per_image(self) -> Path:
         return self.per_image(self.path / self.TEST_METRICS)
 
-    def evaluation(self, label: str, k: int, *, iwae_k: int | None = None, limit: int | None = None,
-                   seed: int | None = None) -> Path:
+    def evaluation(
+        self, label: str, k: int, *, iwae_k: int | None = None, limit: int | None = None, seed: int | None = None
+    ) -> Path:
         """Base name (no suffix) of an ``evaluate`` result for data ``label`` (``"name/split"``)
         with ``k`` importance samples, naming every setting that changes it: the first ``limit``
         data points, the IWAE bound's ``iwae_k``, the ``seed`` (0, the default, is not named);
         ``k`` comes last (``eval_mnist_test_first100_iwae50_k5000``). No dot: add a suffix with
         :func:`suffixed`."""
-        return self.path / _result_name("eval", label, *self._subset(limit),
-                                        None if iwae_k is None else f"iwae{iwae_k}", *self._seed(seed), f"k{k}")
+        return self.path / _result_name(
+            "eval", label, *self._subset(limit), None if iwae_k is None else f"iwae{iwae_k}", *self._seed(seed), f"k{k}"
+        )
 
     @staticmethod
     def _subset(limit) -> list:
@@ -204,8 +221,9 @@ class RunDir:
         except ValueError as e:
             raise UnreadableRunFile(path, f"not JSON ({_first_line(e)})") from None
         if expect is not None and not isinstance(value, expect):
-            raise UnreadableRunFile(path, f"it holds a JSON {_json_kind(value)}, where pyro-vae writes "
-                                          f"{_json_kind(expect())}")
+            raise UnreadableRunFile(
+                path, f"it holds a JSON {_json_kind(value)}, where pyro-vae writes {_json_kind(expect())}"
+            )
         return value
 
     def read_metrics(self) -> list:
@@ -220,14 +238,17 @@ class RunDir:
         except FileNotFoundError:
             return []
         except OSError as e:
-            raise UnreadableRunFile(self.metrics, e.strerror or _first_line(e),
-                                    "make it a readable file, or move it away") from None
+            raise UnreadableRunFile(
+                self.metrics, e.strerror or _first_line(e), "make it a readable file, or move it away"
+            ) from None
         rows = read_metrics(self.metrics)
         lines = sum(1 for line in text.splitlines() if line.strip())
         if len(rows) < lines:
-            _note(f"{self.metrics}: {lines - len(rows)} of {lines} lines are not metrics rows as training writes "
-                  f"them (cut short, garbled or edited) and are left out; restore the file from a copy, or delete "
-                  f"those lines")
+            _note(
+                f"{self.metrics}: {lines - len(rows)} of {lines} lines are not metrics rows as training writes "
+                f"them (cut short, garbled or edited) and are left out; restore the file from a copy, or delete "
+                f"those lines"
+            )
         return rows
 
     @staticmethod
@@ -270,8 +291,9 @@ class RunDir:
         except UnicodeDecodeError as e:
             raise UnreadableRunFile(path, f"not UTF-8 text (byte {e.start})") from None
         except OSError as e:
-            raise UnreadableRunFile(path, e.strerror or _first_line(e),
-                                    "make it a readable file, or move it away") from None
+            raise UnreadableRunFile(
+                path, e.strerror or _first_line(e), "make it a readable file, or move it away"
+            ) from None
 
     @staticmethod
     def of_checkpoint(path) -> "RunDir":
@@ -302,7 +324,8 @@ def _first_line(e: BaseException) -> str:
 
 def _json_kind(value) -> str:
     return {dict: "object", list: "list", str: "string", bool: "true/false", type(None): "null"}.get(
-        type(value), "number")
+        type(value), "number"
+    )
 
 
 __all__ = ["RunDir", "UnreadableRunFile", "name_part", "suffixed"]

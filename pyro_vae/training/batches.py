@@ -35,8 +35,11 @@ def epoch_data(data: TrainData, cfg: TrainConfig, generator, rank: int = 0, worl
     the batch's index, so the draws do not depend on how the data are held (in memory, or
     streamed and read by worker processes). A streamed batch is checked when read (finite values,
     the binarization range, the likelihood's support), without a device sync."""
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=data.device).item()) \
-        if cfg.binarize == "dynamic" or cfg.augment_shift else 0
+    seed = (
+        int(torch.randint(0, 2**62, (1,), generator=generator, device=data.device).item())
+        if cfg.binarize == "dynamic" or cfg.augment_shift
+        else 0
+    )
     for i, (size, part) in enumerate(_parts(data, cfg, generator, rank, world, first), start=first):
         if data.streamed:
             part = _checked_stream_batch(part, data, cfg, i)
@@ -69,8 +72,10 @@ def _checked_stream_batch(part: Batch, data: TrainData, cfg: TrainConfig, i: int
     check_finite(part.x, where)
     if cfg.binarize == "dynamic":
         if part.x.numel() and (part.x.min() < 0 or part.x.max() > 1):
-            raise DataError(f"{where}: binarization treats pixel values as probabilities and needs them in "
-                            f"[0, 1]; got min {part.x.min().item():.4g}, max {part.x.max().item():.4g}")
+            raise DataError(
+                f"{where}: binarization treats pixel values as probabilities and needs them in "
+                f"[0, 1]; got min {part.x.min().item():.4g}, max {part.x.max().item():.4g}"
+            )
     elif data.likelihood_check is not None:
         try:
             data.likelihood_check(part.x)

@@ -116,8 +116,9 @@ def check_callbacks(callbacks) -> list:
     callbacks = list(callbacks or ())
     for cb in callbacks:
         if not isinstance(cb, Callback):
-            raise TypeError(f"callbacks: {cb!r} is not a pyro_vae.Callback; subclass it (its hooks do nothing "
-                            f"unless overridden)")
+            raise TypeError(
+                f"callbacks: {cb!r} is not a pyro_vae.Callback; subclass it (its hooks do nothing unless overridden)"
+            )
     return callbacks
 
 

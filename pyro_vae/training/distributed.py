@@ -37,8 +37,10 @@ def wrap(loss_fn: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 def describe(world: int, batch_size: int) -> str:
     """The line that says a run is distributed, and how each global batch is split."""
     per = f"{batch_size // world}" + (f"-{-(-batch_size // world)}" if batch_size % world else "")
-    return (f"distributed: {world} processes ({torch.distributed.get_backend()}), global batch "
-            f"{batch_size} = {world} x {per}")
+    return (
+        f"distributed: {world} processes ({torch.distributed.get_backend()}), global batch "
+        f"{batch_size} = {world} x {per}"
+    )
 
 
 __all__ = ["rank_and_world", "all_mean", "wrap", "describe"]

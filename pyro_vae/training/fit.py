@@ -45,8 +45,15 @@ from pyro_vae.training import distributed
 from pyro_vae.training.callbacks import CallbackError, check_callbacks
 from pyro_vae.training.logs import summary as summary_of
 from pyro_vae.training.loop import Loop
-from pyro_vae.training.prepare import (as_dtype, model_dtype, origin_of_data, prepare_data, resolve_batch_size,
-                                       resolve_binarize, splits_of)
+from pyro_vae.training.prepare import (
+    as_dtype,
+    model_dtype,
+    origin_of_data,
+    prepare_data,
+    resolve_batch_size,
+    resolve_binarize,
+    splits_of,
+)
 from pyro_vae.training.record import ConfigMismatch, new_record
 from pyro_vae.training.resume import start_run
 from pyro_vae.training.signals import TrainingInterrupted, after_interrupt
@@ -55,10 +62,24 @@ from pyro_vae.training.step import TrainingDiverged, make_optimizer
 logger = logging.getLogger(__name__)
 
 
-def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None, *,
-        model_config: ModelConfig | None = None, resume: bool = False, allow_changes=(), objective=None,
-        record: dict | None = None, tensorboard: bool = False, progress: bool = True, test: Batch | None = None,
-        test_label: str = "test", plots: bool = True, callbacks=()) -> dict:
+def fit(
+    family: nn.Module,
+    data,
+    config: TrainConfig | None = None,
+    run_dir=None,
+    *,
+    model_config: ModelConfig | None = None,
+    resume: bool = False,
+    allow_changes=(),
+    objective=None,
+    record: dict | None = None,
+    tensorboard: bool = False,
+    progress: bool = True,
+    test: Batch | None = None,
+    test_label: str = "test",
+    plots: bool = True,
+    callbacks=(),
+) -> dict:
     """Train ``family`` on ``data``, validating every epoch; returns the summary (best and last
     validation values, epochs, steps, time)::
 
@@ -124,8 +145,10 @@ def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None
     train, val = splits_of(data)
     check_family(family)
     if test is not None and (run_dir is None or model_config is None):
-        raise ValueError("fit(test=...) evaluates the best checkpoint at the end: it needs run_dir and "
-                         "model_config (to rebuild the model from the checkpoint)")
+        raise ValueError(
+            "fit(test=...) evaluates the best checkpoint at the end: it needs run_dir and "
+            "model_config (to rebuild the model from the checkpoint)"
+        )
     if objective is not None and cfg.free_bits:
         raise ValueError("fit(objective=...) and free_bits: free bits replace the ELBO objective; pass one of them")
     model_config = complete_config(model_config) if model_config is not None else None
@@ -147,15 +170,37 @@ def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None
         data_gen = torch.Generator(device=device).manual_seed(cfg.seed)
         if world > 1:
             torch.manual_seed(cfg.seed + 1000 * rank)
-        loss_fn = Loss(family, make_objective(objective if objective is not None else cfg.objective, family,
-                                              cfg.num_particles, free_bits=cfg.free_bits), precision=cfg.precision)
-        loop = Loop(family, cfg, prepared, loss_fn, make_optimizer(family.parameters(), cfg.lr), data_gen, device,
-                    run if rank == 0 else None, model_config, progress, rank, world)
+        loss_fn = Loss(
+            family,
+            make_objective(
+                objective if objective is not None else cfg.objective,
+                family,
+                cfg.num_particles,
+                free_bits=cfg.free_bits,
+            ),
+            precision=cfg.precision,
+        )
+        loop = Loop(
+            family,
+            cfg,
+            prepared,
+            loss_fn,
+            make_optimizer(family.parameters(), cfg.lr),
+            data_gen,
+            device,
+            run if rank == 0 else None,
+            model_config,
+            progress,
+            rank,
+            world,
+        )
         if loop.run is not None:
             lock = RunLock(run.path, command=record.get("command")).acquire()
             if lock.stale:
-                logger.info(f"note: {run} was left locked by {RunLock.describe(lock.stale)}, which is no longer "
-                            f"running; taking it over")
+                logger.info(
+                    f"note: {run} was left locked by {RunLock.describe(lock.stale)}, which is no longer "
+                    f"running; taking it over"
+                )
         if run is not None:
             new = new_record(cfg, model_config, world, loss_fn.objective, record)
             loop.state = start_run(loop, run, resume, new, allow_changes)
@@ -176,8 +221,16 @@ def fit(family: nn.Module, data, config: TrainConfig | None = None, run_dir=None
                 from pyro_vae.training.finish import finish_run  # lazily: figures and report load matplotlib
 
                 test = as_dtype(for_evaluation(to_memory(test, "test data"), cfg.binarize), model_dtype(family))
-                finish_run(run, test, label=test_label, eval_k=cfg.eval_k, device=cfg.device, plots=plots,
-                           progress=loop.progress, log=logger.info)
+                finish_run(
+                    run,
+                    test,
+                    label=test_label,
+                    eval_k=cfg.eval_k,
+                    device=cfg.device,
+                    plots=plots,
+                    progress=loop.progress,
+                    log=logger.info,
+                )
                 summary = run.read_json(run.summary)
         loop.end(summary)
         return summary

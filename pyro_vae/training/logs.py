@@ -24,20 +24,30 @@ def epoch_line(row: dict, measures: dict, improved: bool, point_estimate: bool =
     autoencoder) has no ELBO: its validation value is called the objective."""
     extra = "".join(f"  val {k} {v:.4f}" for k, v in measures.items() if k != "elbo")
     name = "objective" if point_estimate else "ELBO"
-    return (f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.2f}  val {name} {measures['elbo']:.2f} "
-            f"nats/img{extra}  ({row['images_per_s']:.0f} img/s){'  *' if improved else ''}")
+    return (
+        f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.2f}  val {name} {measures['elbo']:.2f} "
+        f"nats/img{extra}  ({row['images_per_s']:.0f} img/s){'  *' if improved else ''}"
+    )
 
 
 def summary(state, select: str, stopped_early: bool, seconds: float, device, world: int) -> dict:
     """``summary.json``: the best and last validation values of a run's metrics rows."""
     h = state.history
     best_row = max(h, key=lambda r: r[f"val_{select}"]) if h else {}
-    return {"best_val_elbo": max((r["val_elbo"] for r in h), default=None),
-            "final_val_elbo": h[-1]["val_elbo"] if h else None,
-            "select_by": f"val_{select}", "best_epoch": best_row.get("epoch"),
-            **({f"best_val_{select}": best_row.get(f"val_{select}")} if select != "elbo" else {}),
-            "epochs_run": len(h), "steps": state.step, "stopped_early": stopped_early,
-            "train_time_s": seconds, "device": str(device), "world_size": world, "unit": "nats per image"}
+    return {
+        "best_val_elbo": max((r["val_elbo"] for r in h), default=None),
+        "final_val_elbo": h[-1]["val_elbo"] if h else None,
+        "select_by": f"val_{select}",
+        "best_epoch": best_row.get("epoch"),
+        **({f"best_val_{select}": best_row.get(f"val_{select}")} if select != "elbo" else {}),
+        "epochs_run": len(h),
+        "steps": state.step,
+        "stopped_early": stopped_early,
+        "train_time_s": seconds,
+        "device": str(device),
+        "world_size": world,
+        "unit": "nats per image",
+    }
 
 
 __all__ = ["write_metrics", "epoch_line", "summary"]

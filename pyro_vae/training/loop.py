@@ -41,8 +41,21 @@ class Loop:
     this process writes files (None without one, and on every rank but 0 under DDP); rank 0
     alone speaks."""
 
-    def __init__(self, family, cfg, data, loss_fn, optimizer, data_gen, device, run=None, model_config=None,
-                 progress=True, rank=0, world=1):
+    def __init__(
+        self,
+        family,
+        cfg,
+        data,
+        loss_fn,
+        optimizer,
+        data_gen,
+        device,
+        run=None,
+        model_config=None,
+        progress=True,
+        rank=0,
+        world=1,
+    ):
         self.family, self.cfg, self.data, self.loss_fn, self.optimizer = family, cfg, data, loss_fn, optimizer
         self.data_gen, self.device, self.run, self.model_config = data_gen, device, run, model_config
         self.progress, self.rank, self.world = progress and rank == 0, rank, world
@@ -74,8 +87,18 @@ class Loop:
             callbacks.append(TensorBoard(run_folder(self.run.tensorboard)))
         self.callbacks = Callbacks(callbacks, stands=lambda: after_interrupt(self.run))
         record = self.record if self.record is not None else {"train": dataclasses.asdict(self.cfg)}
-        self.callbacks.start(RunInfo(self.run, record, self.cfg, self.family, self.data.val, self.state.epoch + 1,
-                                     self.cfg.epochs, bool(record.get("resumes"))))
+        self.callbacks.start(
+            RunInfo(
+                self.run,
+                record,
+                self.cfg,
+                self.family,
+                self.data.val,
+                self.state.epoch + 1,
+                self.cfg.epochs,
+                bool(record.get("resumes")),
+            )
+        )
 
     def close(self) -> None:
         """Stop catching signals (the callbacks end with :meth:`end`)."""
@@ -110,19 +133,34 @@ class Loop:
         try:
             if metrics:
                 write_metrics(self.run, self.state.history)
-            save_checkpoints(self.run, self.family, self.model_config, self.optimizer, self.cfg, self.state, data_gen,
-                             improved, extra)
+            save_checkpoints(
+                self.run,
+                self.family,
+                self.model_config,
+                self.optimizer,
+                self.cfg,
+                self.state,
+                data_gen,
+                improved,
+                extra,
+            )
             if self.config_written != self.record:
                 save_json(self.run.config, self.record)
                 self.config_written = self.record
         except RunFileError as e:
-            raise e.then(f"{self.run.last} as written before is intact: continue with resume=True"
-                         if self.run.last.exists() else "no checkpoint was written yet: start again") from None
+            raise e.then(
+                f"{self.run.last} as written before is intact: continue with resume=True"
+                if self.run.last.exists()
+                else "no checkpoint was written yet: start again"
+            ) from None
 
     def diverged(self, what: str) -> TrainingDiverged:
         """The error for a run that diverged: where its last good checkpoint is, and what to try."""
-        where = (f"The last good checkpoint is {self.run.last} (epoch {self.state.epoch}). "
-                 if self.run is not None and self.run.last.exists() else "No checkpoint was written yet. ")
+        where = (
+            f"The last good checkpoint is {self.run.last} (epoch {self.state.epoch}). "
+            if self.run is not None and self.run.last.exists()
+            else "No checkpoint was written yet. "
+        )
         return TrainingDiverged(f"{what}; stopped. {where}{steadier(self.cfg)}")
 
     def train_epoch(self, epoch: int):
@@ -141,8 +179,15 @@ class Loop:
         if state.in_epoch is not None:  # resuming inside this epoch: skip the batches it did
             first, seen = state.in_epoch["batch"], state.in_epoch["seen"]
             total = torch.tensor(state.in_epoch["total"], device=self.device)
-        bar = tqdm(total=data.n, initial=min(seen, data.n), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img",
-                   disable=not self.progress, leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            total=data.n,
+            initial=min(seen, data.n),
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            unit="img",
+            disable=not self.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
         for i, size, part in epoch_data(data, cfg, self.data_gen, self.rank, self.world, first):
             if state.in_epoch is not None:  # the Monte Carlo stream as it was when interrupted
                 set_rng_state(state.in_epoch["rng"])
@@ -154,12 +199,22 @@ class Loop:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr_at(state.step, self.steps_per_epoch * cfg.epochs, cfg)
             try:
-                loss = train_step(self.step_fn, self.optimizer, self.params, part, kl_w, data.n, cfg, self.world,
-                                  check_args=state.step == 0)
+                loss = train_step(
+                    self.step_fn,
+                    self.optimizer,
+                    self.params,
+                    part,
+                    kl_w,
+                    data.n,
+                    cfg,
+                    self.world,
+                    check_args=state.step == 0,
+                )
             except TrainingDiverged as e:
                 bar.close()
-                raise self.diverged(f"{str(e).replace('the ', '', 1)} at epoch {epoch + 1}, "
-                                    f"step {state.step}") from None
+                raise self.diverged(
+                    f"{str(e).replace('the ', '', 1)} at epoch {epoch + 1}, step {state.step}"
+                ) from None
             total += loss * size
             seen += size
             state.step += 1
@@ -179,21 +234,32 @@ class Loop:
         if not all(bool(torch.isfinite(p).all()) for p in self.params):  # a finite loss, then a wild step
             raise self.diverged(f"the parameters became NaN or infinite in epoch {epoch + 1}")
         self.family.eval()
-        measures = {k: all_mean(torch.tensor(float(v), device=self.device), self.world).item()
-                    for k, v in validate(self.family, self.data.val, cfg).items()}
+        measures = {
+            k: all_mean(torch.tensor(float(v), device=self.device), self.world).item()
+            for k, v in validate(self.family, self.data.val, cfg).items()
+        }
         if not math.isfinite(measures["elbo"]):
-            raise TrainingDiverged(f"validation ELBO is {measures['elbo']} after epoch {epoch + 1}; stopped. "
-                                   f"{steadier(cfg)}")
+            raise TrainingDiverged(
+                f"validation ELBO is {measures['elbo']} after epoch {epoch + 1}; stopped. {steadier(cfg)}"
+            )
         value = measures[self.select]
         improved = value > state.best
         state.best, state.bad_epochs = (value, 0) if improved else (state.best, state.bad_epochs + 1)
         state.epoch = epoch + 1
-        row = {"epoch": epoch + 1, "step": state.step, "train_loss": all_mean(total, self.world).item() / seen,
-               **{f"val_{k}": v for k, v in measures.items()},
-               "kl_weight": kl_weight_at(state.step - 1, self.steps_per_epoch, cfg),
-               **({"lr": lr_at(state.step - 1, self.steps_per_epoch * cfg.epochs, cfg)}
-                  if cfg.lr_schedule != "constant" else {}),
-               "images_per_s": seen / seconds, "time_s": seconds}
+        row = {
+            "epoch": epoch + 1,
+            "step": state.step,
+            "train_loss": all_mean(total, self.world).item() / seen,
+            **{f"val_{k}": v for k, v in measures.items()},
+            "kl_weight": kl_weight_at(state.step - 1, self.steps_per_epoch, cfg),
+            **(
+                {"lr": lr_at(state.step - 1, self.steps_per_epoch * cfg.epochs, cfg)}
+                if cfg.lr_schedule != "constant"
+                else {}
+            ),
+            "images_per_s": seen / seconds,
+            "time_s": seconds,
+        }
         state.history.append(row)
         if run is not None:
             self.save(self.data_gen, improved, metrics=True)
@@ -214,8 +280,7 @@ def steadier(cfg) -> str:
     """The advice after a divergence: smaller steps, or a cap on the gradient norm (a tenth of
     the current learning rate and clip norm, say)."""
     clip = f"{cfg.clip_norm / 10:g}" if cfg.clip_norm else "1.0"
-    return (f"Try a lower learning rate (lr={cfg.lr / 10:g}, say) or clip the gradient norm "
-            f"(clip_norm={clip}).")
+    return f"Try a lower learning rate (lr={cfg.lr / 10:g}, say) or clip the gradient norm (clip_norm={clip})."
 
 
 __all__ = ["Loop", "steadier"]

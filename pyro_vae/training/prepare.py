@@ -19,8 +19,16 @@ import torch
 
 from pyro_vae.contract import check_data, traits
 from pyro_vae.config import TrainConfig
-from pyro_vae.data.batch import (Batch, DataError, Splits, binarize, check_finite, check_shift, for_evaluation,
-                                 select_labels)
+from pyro_vae.data.batch import (
+    Batch,
+    DataError,
+    Splits,
+    binarize,
+    check_finite,
+    check_shift,
+    for_evaluation,
+    select_labels,
+)
 from pyro_vae.data.loaders import LoaderData
 from pyro_vae.data.torch_data import from_torch, origin_of, to_memory
 from pyro_vae.devices import memory_budget
@@ -40,9 +48,11 @@ def splits_of(data) -> tuple:
     elif isinstance(data, (tuple, list)) and len(data) == 2:
         train, val = data
     else:
-        raise TypeError(f"fit needs training and validation data: a (train, val) pair or the Splits of load_data, "
-                        f"got {type(data).__name__}; each may be a Batch, a torch Dataset or a DataLoader: hold out "
-                        f"some training data for validation (e.g. torch.utils.data.random_split)")
+        raise TypeError(
+            f"fit needs training and validation data: a (train, val) pair or the Splits of load_data, "
+            f"got {type(data).__name__}; each may be a Batch, a torch Dataset or a DataLoader: hold out "
+            f"some training data for validation (e.g. torch.utils.data.random_split)"
+        )
     return from_torch(train), to_memory(val)
 
 
@@ -84,9 +94,11 @@ def resolve_binarize(cfg: TrainConfig, family, warn: bool = False) -> TrainConfi
         return dataclasses.replace(cfg, binarize="dynamic" if binary else "none")
     likelihood = traits(family).likelihood
     if cfg.binarize != "none" and not binary and likelihood is not None and warn:
-        logger.warning(f"warning: binarize={cfg.binarize!r} turns the data into 0/1 images, but the likelihood "
-                       f"{type(likelihood).__name__} models the data as given (not binary data); leave "
-                       f"binarize='auto' (here: none) unless binary images are what you mean to model")
+        logger.warning(
+            f"warning: binarize={cfg.binarize!r} turns the data into 0/1 images, but the likelihood "
+            f"{type(likelihood).__name__} models the data as given (not binary data); leave "
+            f"binarize='auto' (here: none) unless binary images are what you mean to model"
+        )
     return cfg
 
 
@@ -99,8 +111,11 @@ def model_dtype(family) -> torch.dtype:
 def as_dtype(ds: Batch, dtype: torch.dtype) -> Batch:
     """Floating data (``x`` and a condition ``c``) cast to the model's dtype (float64 arrays for
     a float32 model): once, at the boundary, instead of a dtype error deep inside a matrix product."""
-    cast = {name: t.to(dtype) for name, t in (("x", ds.x), ("c", ds.c))
-            if t is not None and t.is_floating_point() and t.dtype != dtype}
+    cast = {
+        name: t.to(dtype)
+        for name, t in (("x", ds.x), ("c", ds.c))
+        if t is not None and t.is_floating_point() and t.dtype != dtype
+    }
     return ds.replace(**cast) if cast else ds
 
 
@@ -173,8 +188,10 @@ def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> 
         cfg = resolve_binarize(cfg, family)
     streamed = not isinstance(train, Batch)
     if cfg.augment_shift and len(train.data_shape) != 3:
-        raise DataError(f"augment_shift={cfg.augment_shift} moves images: it needs image data (C, H, W), got data "
-                        f"of shape {tuple(train.data_shape)}; leave it at 0")
+        raise DataError(
+            f"augment_shift={cfg.augment_shift} moves images: it needs image data (C, H, W), got data "
+            f"of shape {tuple(train.data_shape)}; leave it at 0"
+        )
     if cfg.augment_shift:
         check_shift(cfg.augment_shift, train.data_shape)  # before any work, not at the first batch
     for ds, what in ((train.head(16) if streamed else train, "training"), (val, "validation")):
@@ -184,25 +201,32 @@ def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> 
             raise ValueError(f"{what} data: {e}") from None
     if streamed:
         if cfg.binarize == "static":
-            raise DataError("binarize='static' needs the whole training set in memory; with streamed data use "
-                            "binarize='dynamic', or binarize the file once beforehand and use binarize='none'")
+            raise DataError(
+                "binarize='static' needs the whole training set in memory; with streamed data use "
+                "binarize='dynamic', or binarize the file once beforehand and use binarize='none'"
+            )
         _check_x(family, train.head(256), cfg, 0, "training")
     else:
         train = as_dtype(train, model_dtype(family)).replace(x=_check_x(family, train, cfg, 0, "training"))
     check_finite(val.x, "validation data", allow_nan=traits(family).missing_values)
     val = for_evaluation(val, cfg.binarize)
-    val = as_dtype(val, model_dtype(family)).replace(x=_check_x(family, val, dataclasses.replace(cfg, binarize="none"),
-                                                                1, "validation"))
+    val = as_dtype(val, model_dtype(family)).replace(
+        x=_check_x(family, val, dataclasses.replace(cfg, binarize="none"), 1, "validation")
+    )
     labelled_idx, per_batch = None, 0
     t = traits(family)
     if cfg.labels is not None and not t.partial_labels:  # a mask it would ignore
-        raise DataError(f"labels={cfg.labels} keeps only some training labels, but {type(family).__name__} does "
-                        f"not train on partly labelled data (a family with partial_labels = True does); "
-                        f"leave labels unset")
+        raise DataError(
+            f"labels={cfg.labels} keeps only some training labels, but {type(family).__name__} does "
+            f"not train on partly labelled data (a family with partial_labels = True does); "
+            f"leave labels unset"
+        )
     if cfg.labels is not None and streamed and train.y is None:
-        raise DataError(f"labels={cfg.labels} draws the labelled subset from the training labels, which {train!r} "
-                        f"does not hold in memory (it is read batch by batch); use a map-style Dataset that fits "
-                        f"in memory, or leave labels unset")
+        raise DataError(
+            f"labels={cfg.labels} draws the labelled subset from the training labels, which {train!r} "
+            f"does not hold in memory (it is read batch by batch); use a map-style Dataset that fits "
+            f"in memory, or leave labels unset"
+        )
     if cfg.labels is not None:
         train = select_labels(train, cfg.labels, seed=cfg.seed, num_classes=t.num_classes)
         labelled_idx = train.labelled.nonzero().reshape(-1).to(device)
@@ -215,9 +239,19 @@ def prepare_data(family, train: Batch, val: Batch, cfg: TrainConfig, device) -> 
         if train.x.numel() * train.x.element_size() > memory_budget(device):
             # more than the GPU can hold beside the model: the data stay in host memory, batches move
             return TrainData(train, val.to(device), labelled_idx, per_batch, device, check, on_host=True, dtype=dtype)
-    return TrainData(train if streamed else train.to(device), val.to(device), labelled_idx, per_batch, device, check,
-                     dtype=dtype)
+    return TrainData(
+        train if streamed else train.to(device), val.to(device), labelled_idx, per_batch, device, check, dtype=dtype
+    )
 
 
-__all__ = ["splits_of", "origin_of_data", "resolve_batch_size", "needs_binary_data", "resolve_binarize", "model_dtype", "as_dtype", "TrainData",
-           "prepare_data"]
+__all__ = [
+    "splits_of",
+    "origin_of_data",
+    "resolve_batch_size",
+    "needs_binary_data",
+    "resolve_binarize",
+    "model_dtype",
+    "as_dtype",
+    "TrainData",
+    "prepare_data",
+]

@@ -28,8 +28,17 @@ class ConfigMismatch(ValueError):
 # the total epoch count (extending a run is what resuming is for) and the test evaluation's k
 # (it changes no step of training)
 ALWAYS_CHANGEABLE = ("train.epochs", "train.eval_k")
-IGNORED_ON_RESUME = ("command", "versions", "resumes", "reproduced_from", "objective", "data.test",
-                     "data.stream", "data.streamed", "data.workers")  # how the data are read: same batches either way
+IGNORED_ON_RESUME = (
+    "command",
+    "versions",
+    "resumes",
+    "reproduced_from",
+    "objective",
+    "data.test",
+    "data.stream",
+    "data.streamed",
+    "data.workers",
+)  # how the data are read: same batches either way
 
 
 def versions() -> dict:
@@ -39,17 +48,27 @@ def versions() -> dict:
     import pyro
     import torch
 
-    return {"pyro-vae": __version__, "pyro-ppl": pyro.__version__, "torch": torch.__version__,
-            "python": platform.python_version()}
+    return {
+        "pyro-vae": __version__,
+        "pyro-ppl": pyro.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def new_record(cfg: TrainConfig, model_config: ModelConfig | None, world: int, objective, extra: dict) -> dict:
     """The record of a run about to train: ``extra`` (its data, command, ...) added to the
     settings. Plain JSON data, as config.json holds it: the checkpoint stores the same (read
     with weights_only)."""
-    record = {"model": model_config.to_dict() if model_config else None, "train": dataclasses.asdict(cfg),
-              "world_size": world, "objective": type(objective).__name__, "versions": versions(), "resumes": [],
-              **extra}
+    record = {
+        "model": model_config.to_dict() if model_config else None,
+        "train": dataclasses.asdict(cfg),
+        "world_size": world,
+        "objective": type(objective).__name__,
+        "versions": versions(),
+        "resumes": [],
+        **extra,
+    }
     return json.loads(json.dumps(record, default=str))
 
 
@@ -95,7 +114,8 @@ def check_resume_config(stored: dict, new: dict, allow_changes=()) -> dict:
         raise ConfigMismatch(
             "resume=True with settings that differ from the run's own (recorded in its checkpoint; the resumed run "
             "would not be the same run): " + "; ".join(refused) + ". Keep the run's values to continue it as it "
-            f"was, or change them on purpose with allow_changes={names!r}")
+            f"was, or change them on purpose with allow_changes={names!r}"
+        )
     return changed
 
 
@@ -129,11 +149,20 @@ def check_config_copy(run: RunDir, record: dict, write: bool) -> dict:
         copy = None
     edits = ["it is not a JSON object"] if not isinstance(copy, dict) else _config_copy_edits(copy, record)
     if edits:
-        raise ConfigMismatch(f"{run.config} was edited since {run.last} was written ({'; '.join(edits)}): resume=True "
-                             f"continues the run the checkpoint records; restore {RunDir.CONFIG}, or delete it to "
-                             f"have it rewritten from the checkpoint")
+        raise ConfigMismatch(
+            f"{run.config} was edited since {run.last} was written ({'; '.join(edits)}): resume=True "
+            f"continues the run the checkpoint records; restore {RunDir.CONFIG}, or delete it to "
+            f"have it rewritten from the checkpoint"
+        )
     return copy
 
 
-__all__ = ["ConfigMismatch", "ALWAYS_CHANGEABLE", "IGNORED_ON_RESUME", "versions", "new_record",
-           "check_resume_config", "check_config_copy"]
+__all__ = [
+    "ConfigMismatch",
+    "ALWAYS_CHANGEABLE",
+    "IGNORED_ON_RESUME",
+    "versions",
+    "new_record",
+    "check_resume_config",
+    "check_config_copy",
+]

@@ -20,8 +20,14 @@ import torch
 
 from pyro_vae.config import save_json
 from pyro_vae.files import run_folder
-from pyro_vae.runs.checkpoint import (RESUME_ENTRIES, CheckpointError, load_model_state, read_checkpoint, record_of,
-                                      save_checkpoint)
+from pyro_vae.runs.checkpoint import (
+    RESUME_ENTRIES,
+    CheckpointError,
+    load_model_state,
+    read_checkpoint,
+    record_of,
+    save_checkpoint,
+)
 from pyro_vae.runs.folder import RunDir
 from pyro_vae.training.logs import write_metrics
 from pyro_vae.training.record import check_config_copy, check_resume_config
@@ -71,17 +77,26 @@ def _set_objective_state(saved: dict, device) -> None:
         store[k] = v.to(device)
 
 
-def save_checkpoints(run: RunDir, family, model_config, optimizer, cfg, state: TrainState, data_gen,
-                     improved: bool, extra=None) -> None:
+def save_checkpoints(
+    run: RunDir, family, model_config, optimizer, cfg, state: TrainState, data_gen, improved: bool, extra=None
+) -> None:
     """``checkpoint_best.pt`` (when improved) and ``checkpoint_last.pt``, each written atomically.
 
     ``data_gen``: the data generator's state to resume from (the next epoch's, or for an
     interrupted epoch the state at its start, with ``state.in_epoch`` saying how far it got)."""
     data_state = data_gen if torch.is_tensor(data_gen) else data_gen.get_state()
-    payload = dict(optimizer_state=optimizer.state_dict(), train_config=dataclasses.asdict(cfg),
-                   epoch=state.epoch, step=state.step, best_val=state.best, bad_epochs=state.bad_epochs,
-                   rng={**rng_state(), "data": data_state}, extra=extra or {},
-                   objective_state=_objective_state(), in_epoch=state.in_epoch)
+    payload = dict(
+        optimizer_state=optimizer.state_dict(),
+        train_config=dataclasses.asdict(cfg),
+        epoch=state.epoch,
+        step=state.step,
+        best_val=state.best,
+        bad_epochs=state.bad_epochs,
+        rng={**rng_state(), "data": data_state},
+        extra=extra or {},
+        objective_state=_objective_state(),
+        in_epoch=state.in_epoch,
+    )
     for path in ([run.best] if improved else []) + [run.last]:
         save_checkpoint(path, family, model_config, **payload)
 
@@ -100,8 +115,14 @@ def resume_state(run: RunDir, family, optimizer, data_gen, device, ckpt: dict | 
     data_gen.set_state(ckpt["rng"]["data"].to(data_gen.get_state().device))
     _set_objective_state(ckpt.get("objective_state"), device)
     epoch = ckpt["epoch"]
-    return TrainState(epoch, ckpt["step"], ckpt.get("best_val", ckpt.get("best_val_elbo", -math.inf)),
-                      ckpt.get("bad_epochs", 0), run.read_metrics()[:epoch], ckpt.get("in_epoch"))
+    return TrainState(
+        epoch,
+        ckpt["step"],
+        ckpt.get("best_val", ckpt.get("best_val_elbo", -math.inf)),
+        ckpt.get("bad_epochs", 0),
+        run.read_metrics()[:epoch],
+        ckpt.get("in_epoch"),
+    )
 
 
 def start_run(loop, run: RunDir, resume: bool, new: dict, allow_changes=()) -> TrainState:
@@ -112,8 +133,10 @@ def start_run(loop, run: RunDir, resume: bool, new: dict, allow_changes=()) -> T
     checkpoint stores and ``config.json`` copies. Returns the state to train on from."""
     if not resume:
         if run.exists():
-            raise FileExistsError(f"{run} already holds a run; pass resume=True to continue it "
-                                  f"or choose another folder for option run_dir")
+            raise FileExistsError(
+                f"{run} already holds a run; pass resume=True to continue it "
+                f"or choose another folder for option run_dir"
+            )
         loop.record = new
         if loop.run is not None:
             run_folder(run.path, link_ok=True)
@@ -139,8 +162,15 @@ def start_run(loop, run: RunDir, resume: bool, new: dict, allow_changes=()) -> T
         if loop.data.resume_note:  # iterated data: their order is theirs, not the checkpoint's
             logger.warning(loop.data.resume_note)
     resumes = list(record.get("resumes") or [])
-    resumes.append({"at_epoch": state.epoch, "at_step": state.step, "command": new.get("command"),
-                    "changed": changed, "versions": new["versions"]})
+    resumes.append(
+        {
+            "at_epoch": state.epoch,
+            "at_step": state.step,
+            "command": new.get("command"),
+            "changed": changed,
+            "versions": new["versions"],
+        }
+    )
     loop.record = {**new, "resumes": resumes}
     if record.get("command") is not None:
         loop.record["command"] = record["command"]  # the command that started the run

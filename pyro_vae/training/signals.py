@@ -63,8 +63,9 @@ def after_interrupt(run, written: bool = False) -> str:
     if run is None:
         return "nothing written (no run folder)"
     if run.last.exists():
-        return (f"checkpoint written: {run.last}" if written else f"the last checkpoint {run.last} stands") + \
-            "; continue with resume=True"
+        return (
+            f"checkpoint written: {run.last}" if written else f"the last checkpoint {run.last} stands"
+        ) + "; continue with resume=True"
     return "no checkpoint was written yet; start again"
 
 

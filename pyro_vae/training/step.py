@@ -44,8 +44,17 @@ def _kl_tensor(kl_weight: float, device) -> torch.Tensor:
     return _KL[1]
 
 
-def train_step(step_fn, optimizer, params, batch: Batch, kl_weight: float, num_data: int, cfg: TrainConfig,
-               world: int = 1, check_args: bool = False) -> torch.Tensor:
+def train_step(
+    step_fn,
+    optimizer,
+    params,
+    batch: Batch,
+    kl_weight: float,
+    num_data: int,
+    cfg: TrainConfig,
+    world: int = 1,
+    check_args: bool = False,
+) -> torch.Tensor:
     """One optimizer step on the per-data-point loss; raises :class:`TrainingDiverged` on a
     non-finite loss (every rank together under DDP). Returns the loss (a detached 0-d tensor).
 

@@ -28,8 +28,9 @@ def need(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise ValueError(f"the {extra} tracker needs the {extra} package: pip install 'pyro-vae[{extra}]' "
-                         f"({e})") from None
+        raise ValueError(
+            f"the {extra} tracker needs the {extra} package: pip install 'pyro-vae[{extra}]' ({e})"
+        ) from None
 
 
 def numbers(d: dict) -> dict:
@@ -56,8 +57,9 @@ class TensorBoard(Callback):
         from torch.utils.tensorboard import SummaryWriter
 
         if self.log_dir is None and run.folder is None:
-            raise ValueError("TensorBoard needs a folder for its events: give fit a run_dir, or "
-                             "TensorBoard(log_dir=...)")
+            raise ValueError(
+                "TensorBoard needs a folder for its events: give fit a run_dir, or TensorBoard(log_dir=...)"
+            )
         # run_folder: a link planted at RUN/tensorboard is refused, never followed out of the run
         folder = self.log_dir if self.log_dir is not None else run_folder(run.folder.tensorboard)
         self.writer, self.family, self.val = SummaryWriter(str(folder)), run.family, run.val
@@ -75,7 +77,7 @@ class TensorBoard(Callback):
             shape, n = t.data_shape or (), self.images
             if len(shape) == 3 and shape[0] in (1, 3) and not t.conditional:
                 if has(family, Codes):
-                    x = val.x[:n // 2]
+                    x = val.x[: n // 2]
                     both = torch.cat([x, family.reconstruct(x).reshape(x.shape)]).clamp(0, 1)
                     self.writer.add_images("reconstructions", both.cpu(), epoch)
                 if has(family, Samples):
@@ -133,13 +135,13 @@ class MLflow(Callback):
         self.run_id = self.client.create_run(experiment, run_name=name, tags=self.tags).info.run_id
         params = [self.entities.Param(k, str(v)[:500]) for k, v in flatten(run.record)]
         for i in range(0, len(params), 100):  # MLflow takes at most 100 parameters a call
-            self.client.log_batch(self.run_id, params=params[i:i + 100])
+            self.client.log_batch(self.run_id, params=params[i : i + 100])
 
     def log(self, values: dict, step: int) -> None:
         now = int(time.time() * 1000)
         metrics = [self.entities.Metric(k, v, now, step) for k, v in values.items()]
         for i in range(0, len(metrics), 1000):
-            self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
+            self.client.log_batch(self.run_id, metrics=metrics[i : i + 1000])
 
     def on_epoch_end(self, epoch: int, row: dict) -> None:
         self.log(scalars(row), epoch)

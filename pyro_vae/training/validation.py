@@ -19,9 +19,18 @@ from pyro_vae.inference import marginal as evaluation
 def validation_elbo(family, data, batch_size=1000) -> float:
     """Mean ELBO per data point (nats), one sample of the latents per point, labels hidden."""
     data = data if isinstance(data, Batch) else Batch(data)
-    return evaluation.elbo(family.model, family.guide, *family.args(data.unlabelled()),
-                           batch_size=batch_size, max_plate_nesting=traits(family).max_plate_nesting,
-                           data_plate=traits(family).plate_name).mean().item()
+    return (
+        evaluation.elbo(
+            family.model,
+            family.guide,
+            *family.args(data.unlabelled()),
+            batch_size=batch_size,
+            max_plate_nesting=traits(family).max_plate_nesting,
+            data_plate=traits(family).plate_name,
+        )
+        .mean()
+        .item()
+    )
 
 
 @torch.no_grad()
@@ -34,8 +43,10 @@ def validate(family, val: Batch, cfg: TrainConfig) -> dict:
         out.update(family.metrics(val) if has(family, Measures) else {})
     select = traits(family).select_by
     if select not in out:
-        raise ContractError(f"{type(family).__name__}.select_by is {select!r}, but its metrics() gave only "
-                            f"{', '.join(sorted(out))} on the validation data")
+        raise ContractError(
+            f"{type(family).__name__}.select_by is {select!r}, but its metrics() gave only "
+            f"{', '.join(sorted(out))} on the validation data"
+        )
     return out
 
 
