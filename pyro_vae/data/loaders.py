@@ -73,7 +73,7 @@ class LoaderData:
 
     @property
     def batch_size(self) -> int | None:
-        """The batch size of a user's DataLoader (None for an iterable Dataset: the run's)."""
+        """The batch size of a user's DataLoader, or None for an iterable Dataset (the run's then)."""
         return getattr(self.source, "batch_size", None) if self.is_loader else None
 
     @property

@@ -62,7 +62,7 @@ class Column:
 
     @property
     def width(self) -> int:
-        """Entries of a row this column takes: K for a categorical column, else 1."""
+        """How many entries of a row this column takes (K for a categorical column, else 1)."""
         return len(self.levels) if self.kind == "categorical" else 1
 
     def to_dict(self) -> dict:

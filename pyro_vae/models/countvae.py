@@ -1,7 +1,7 @@
 """A VAE for counts with a size factor, in the manner of scVI (Lopez, Regier, Cole, Jordan & Yosef
 2018, "Deep generative modeling for single-cell transcriptomics").
 
-For data point n (a cell) with counts x_n of G features (genes):
+For data point n (a cell) with counts x_n of G features (genes)::
 
     model:  z_n ~ N(0, I)                                  in pyro.plate("data")
             rho_n = softmax(decoder(z_n))                  proportions, (G,)

@@ -156,7 +156,7 @@ class TrainData:
 
     @property
     def resume_note(self) -> str | None:
-        """What a resumed run cannot promise about these data (None: it continues bit for bit)."""
+        """What a resumed run cannot promise about these data, or None when it continues bit for bit."""
         return getattr(self.train, "resume_note", None)
 
 
